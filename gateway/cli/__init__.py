@@ -1,0 +1,1 @@
+"""The ``lora-gw`` command line: thin wiring over the package, imported by nothing."""

@@ -1,0 +1,51 @@
+"""Entry point of ``lora-gw``: each sub-command lives in its own module with ``register()``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from gateway import __version__
+from gateway.errors import GatewayError
+
+# Each module defines register(subparsers) and sets a ``func(args) -> int`` default.
+COMMAND_MODULES = (
+    "gateway.cli.airtime",
+    "gateway.cli.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lora-gw", description="LoRa telemetry gateway for the Raspberry Pi")
+    parser.add_argument("--version", action="version", version=f"lora-gw {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help="gateway state directory (default: $LORA_GW_STATE_DIR, /var/lib/lora-gw as root, else ~/.local/state/lora-gw)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except GatewayError as exc:
+        print(f"lora-gw: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
