@@ -14,6 +14,11 @@ from gateway.errors import GatewayError
 COMMAND_MODULES = (
     "gateway.cli.airtime",
     "gateway.cli.demo",
+    "gateway.cli.config",
+    "gateway.cli.run",
+    "gateway.cli.nodes",
+    "gateway.cli.decode",
+    "gateway.cli.model",
 )
 
 

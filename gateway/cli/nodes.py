@@ -1,0 +1,207 @@
+"""``lora-gw nodes add|list|show|remove|reset-counter``: the node registry in the state database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+
+from gateway.frames.registry import Node, NodeRegistry, RegistryError, parse_node_ref
+from gateway.frames.types import NodeFormat, PayloadCodec
+
+
+def _node_id(text: str) -> int:
+    value = parse_node_ref(text)
+    if value is None or not 0 <= value <= 0xFFFF_FFFF:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a node id (0..4294967295, decimal or 0x-hex)")
+    return value
+
+
+def _key(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise argparse.ArgumentTypeError("a key is 32 hex digits (AES-128)")
+    return key
+
+
+def _location(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"location {text!r}: expected 'lat,lon' in degrees") from None
+    return lat, lon
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("nodes", help="the node registry (ids, formats, keys, counters)")
+    sub = parser.add_subparsers(dest="nodes_command", metavar="ACTION")
+    sub.required = True
+
+    add = sub.add_parser("add", help="register a node")
+    add.add_argument("node_id", type=_node_id, metavar="ID", help="node id, decimal or 0x-hex (32 bits)")
+    add.add_argument("--name", help="unique name (default node-<id>)")
+    add.add_argument(
+        "--format",
+        choices=[f.value for f in NodeFormat],
+        default=NodeFormat.FRAME.value,
+        help="what the node transmits: frame (ours, default), lpp (bare Cayenne LPP), "
+        "radiohead (RH_RF95 header), raw (hex pass-through)",
+    )
+    add.add_argument(
+        "--payload", choices=["lpp", "raw"], help="radiohead nodes: how to read the data (default lpp)"
+    )
+    keys = add.add_mutually_exclusive_group()
+    keys.add_argument("--key", type=_key, metavar="HEX", help="the node's AES-128 root key (secured profile)")
+    keys.add_argument("--generate-key", action="store_true", help="generate a random AES-128 root key")
+    add.add_argument("--model", type=int, metavar="ID", help="learned codec model id (0..15) the node uses")
+    add.add_argument("--interval", type=float, metavar="S", help="reporting interval in seconds")
+    add.add_argument("--location", type=_location, metavar="LAT,LON", help="position in degrees")
+    add.add_argument("--radiohead-address", type=int, metavar="N", help="RadioHead FROM address (0..254)")
+    add.add_argument("--show-keys", action="store_true", help="print the key (to provision the node)")
+    add.add_argument("--json", action="store_true", help="print the node as JSON")
+    add.set_defaults(func=cmd_add)
+
+    lst = sub.add_parser("list", help="list registered nodes")
+    lst.add_argument("--json", action="store_true", help="a JSON array")
+    lst.add_argument("--show-keys", action="store_true", help="include keys")
+    lst.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show", help="show one node")
+    show.add_argument("node", metavar="ID|NAME")
+    show.add_argument("--json", action="store_true", help="a JSON object")
+    show.add_argument("--show-keys", action="store_true", help="include the key")
+    show.set_defaults(func=cmd_show)
+
+    rm = sub.add_parser("remove", help="remove a node (its frames are rejected from then on)")
+    rm.add_argument("node", metavar="ID|NAME")
+    rm.set_defaults(func=cmd_remove)
+
+    reset = sub.add_parser(
+        "reset-counter",
+        help="accept the node's frame counter from NEXT again (after a node lost its counter)",
+        description="Resets the next expected frame counter. Frames with counters from NEXT on are accepted "
+        "again, so old frames recorded by anyone can be replayed once: re-key secured nodes when possible.",
+    )
+    reset.add_argument("node", metavar="ID|NAME")
+    reset.add_argument("--next", type=int, default=0, metavar="N", help="next expected counter (default 0)")
+    reset.set_defaults(func=cmd_reset_counter)
+
+
+def _open(args: argparse.Namespace) -> NodeRegistry:
+    return NodeRegistry.open(getattr(args, "state_dir", None))
+
+
+def _describe(node: Node, show_keys: bool) -> list[str]:
+    lines = [
+        f"node        {node.node_id} (0x{node.node_id:08x})",
+        f"name        {node.name}",
+        f"format      {node.format.value}",
+    ]
+    if node.payload_codec is not None:
+        lines.append(f"payload     {node.payload_codec.value}")
+    if node.radiohead_address is not None:
+        lines.append(f"radiohead   address {node.radiohead_address}")
+    if node.format is NodeFormat.FRAME:
+        lines.append(f"profile     {'secured (AES-CMAC MIC, AES-CTR)' if node.secured else 'open (CRC-16)'}")
+    if node.key is not None:
+        lines.append(f"key         {node.key.hex() if show_keys else '(hidden; --show-keys)'}")
+    if node.model_id is not None:
+        lines.append(f"model       {node.model_id}")
+    if node.interval_s is not None:
+        lines.append(f"interval    {node.interval_s:g} s")
+    if node.latitude is not None:
+        lines.append(f"location    {node.latitude:.6f},{node.longitude:.6f}")
+    lines.append(
+        f"next fcnt   {node.next_fcnt}" + (f" (reset {node.counter_epoch}×)" if node.counter_epoch else "")
+    )
+    lines.append(f"added       {node.created_utc}")
+    return lines
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    key = secrets.token_bytes(16) if args.generate_key else args.key
+    lat, lon = args.location if args.location else (None, None)
+    node = Node(
+        node_id=args.node_id,
+        name=args.name or f"node-{args.node_id}",
+        format=NodeFormat(args.format),
+        payload=PayloadCodec(args.payload) if args.payload else None,
+        key=key,
+        model_id=args.model,
+        interval_s=args.interval,
+        latitude=lat,
+        longitude=lon,
+        radiohead_address=args.radiohead_address,
+    )
+    with _open(args) as registry:
+        stored = registry.add(node)
+    if args.json:
+        print(json.dumps(stored.to_dict(args.show_keys)))
+    else:
+        print("\n".join(_describe(stored, args.show_keys)))
+        if key is not None and not args.show_keys:
+            print(
+                "the key is stored; print it for provisioning with: lora-gw nodes show "
+                f"{stored.node_id} --show-keys"
+            )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        nodes = registry.nodes()
+    if args.json:
+        print(json.dumps([n.to_dict(args.show_keys) for n in nodes]))
+        return 0
+    if not nodes:
+        print("no nodes registered (add one with: lora-gw nodes add ID)")
+        return 0
+    header = f"{'ID':>10}  {'HEX':<10}  {'NAME':<16}  {'FORMAT':<9}  {'PROFILE':<7}  "
+    header += f"{'MODEL':>5}  {'NEXT FCNT':>10}"
+    if args.show_keys:
+        header += "  KEY"
+    print(header)
+    for n in nodes:
+        profile = ("secured" if n.secured else "open") if n.format is NodeFormat.FRAME else "-"
+        model = "-" if n.model_id is None else str(n.model_id)
+        line = (
+            f"{n.node_id:>10}  0x{n.node_id:08x}  {n.name:<16}  {n.format.value:<9}  {profile:<7}  "
+            f"{model:>5}  {n.next_fcnt:>10}"
+        )
+        if args.show_keys:
+            line += "  " + (n.key.hex() if n.key else "-")
+        print(line)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        node = registry.find(args.node)
+    print(
+        json.dumps(node.to_dict(args.show_keys)) if args.json else "\n".join(_describe(node, args.show_keys))
+    )
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        node = registry.find(args.node)
+        registry.remove(node.node_id)
+    print(f"removed node {node.node_id} ({node.name})")
+    return 0
+
+
+def cmd_reset_counter(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        node = registry.find(args.node)
+        if not 0 <= args.next <= 0xFFFF_FFFF:
+            raise RegistryError(f"--next {args.next} is outside 0..4294967295", "bad_node")
+        updated = registry.reset_counter(node.node_id, args.next)
+    print(
+        f"node {updated.node_id} ({updated.name}): next frame counter {node.next_fcnt} → "
+        f"{updated.next_fcnt}; a running gateway follows within seconds"
+    )
+    return 0

@@ -1,0 +1,290 @@
+"""Training: fit the integer predictor and the context tables to quantised telemetry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from gateway.codec import tables
+from gateway.codec.errors import DataError
+from gateway.codec.model import (
+    GRID_MAX,
+    GRID_ONE,
+    MAX_CONTEXTS,
+    MAX_SAMPLES,
+    SHIFT,
+    Model,
+    Params,
+    activity_bucket,
+    grid_split,
+)
+from gateway.codec.schema import Schema
+
+Progress = Callable[[str], None]
+_WEIGHT_LIMIT = (1 << 23) - 1
+
+
+def frames_of(q: np.ndarray, n: int) -> np.ndarray:
+    """Cut a series into whole frames of n samples (F × n × C); a short tail is dropped."""
+    f = len(q) // n
+    return np.asarray(q[: f * n], dtype=np.int64).reshape(f, n, q.shape[1])
+
+
+def _ridge(a: np.ndarray, y: np.ndarray, l1_iters: int = 6) -> np.ndarray:
+    """Least squares with a little ridge, then IRLS steps towards least absolute error."""
+    if a.shape[1] == 0:
+        return np.zeros(0)
+    reg = 1e-4 * len(a) * np.eye(a.shape[1])
+    w = np.linalg.solve(a.T @ a + reg, a.T @ y)
+    for _ in range(l1_iters):
+        wt = 1.0 / np.maximum(np.abs(y - a @ w), 0.5)
+        aw = a * wt[:, None]
+        w = np.linalg.solve(aw.T @ a + reg * wt.mean(), aw.T @ y)
+    return w
+
+
+def _fixed(w: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(w * (1 << SHIFT)), -_WEIGHT_LIMIT, _WEIGHT_LIMIT).astype(np.int64)
+
+
+def _exact_entropy(r: np.ndarray) -> float:
+    _, counts = np.unique(r, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(counts * np.log2(p)).sum())
+
+
+def _best_table(r: np.ndarray) -> tuple[int, np.ndarray, float]:
+    """Shift k, frequencies and cost in bits for residuals r (cost includes raw bits)."""
+    best: tuple[int, np.ndarray, float] | None = None
+    if len(r) == 0:
+        return 0, tables.quantise_freqs(np.zeros(tables.NSYM)), 0.0
+    for k in range(tables.MAX_SHIFT + 1):
+        sym, _, nraw = tables.to_symbols(r, k)
+        counts = np.bincount(sym, minlength=tables.NSYM)
+        freq = tables.quantise_freqs(counts)
+        bits = tables.cost_bits(counts, freq) + float(nraw.sum())
+        if best is None or bits < best[2]:
+            best = (k, freq, bits)
+        if nraw.sum() == 0 and k > 0:
+            break
+    assert best is not None
+    return best
+
+
+def _table_cost(r: np.ndarray, k: int | None = None) -> float:
+    if k is None:
+        return _best_table(r)[2]
+    sym, _, nraw = tables.to_symbols(r, k)
+    counts = np.bincount(sym, minlength=tables.NSYM)
+    return tables.cost_bits(counts, tables.quantise_freqs(counts)) + float(nraw.sum())
+
+
+def choose_grid(r: np.ndarray, rng: np.random.Generator) -> int:
+    """Residual grid (1/256 units) for one channel: 256 unless a coarser grid codes cheaper.
+
+    Sensors whose readings are scaled ADC counts leave residuals on a lattice (e.g. multiples
+    of ~10.1 ± 1); coding the lattice index and the small jitter apart recovers bits that the
+    binned tables would spend on empty values.
+    """
+    if len(r) > 8000:
+        r = rng.choice(r, 8000, replace=False)
+    if len(r) < 64 or np.abs(r).max() < 8:
+        return GRID_ONE
+    plain = _table_cost(r)
+
+    def proxy(g: int) -> float:
+        m, e = grid_split(r, np.int64(g))
+        return _exact_entropy(m) + _exact_entropy(e)
+
+    coarse = sorted(range(384, min(GRID_MAX, 64 * GRID_ONE), 32), key=proxy)[:6]
+    fine = {g + d for g in coarse for d in range(-16, 17, 2)}
+    ranked = sorted(fine, key=proxy)[:8]
+    best, best_cost = GRID_ONE, plain
+    for g in ranked:
+        m, e = grid_split(r, np.int64(g))
+        cost = _table_cost(m) + _table_cost(e, 0)
+        if cost < best_cost * 0.98:
+            best, best_cost = g, cost
+    return best
+
+
+def train(
+    q: np.ndarray,
+    schema: Schema,
+    samples_per_frame: int,
+    *,
+    buckets: int = 6,
+    model_id: int = 0,
+    version: int = 1,
+    progress: Progress | None = None,
+) -> Model:
+    """Fit a model to a quantised series (samples × channels, in time order)."""
+    say = progress or (lambda _msg: None)
+    q = np.asarray(q, dtype=np.int64)
+    c = len(schema)
+    if not 1 <= samples_per_frame <= MAX_SAMPLES:
+        raise DataError(f"samples per frame must be 1..{MAX_SAMPLES}")
+    if not 1 <= buckets <= MAX_CONTEXTS:
+        raise DataError(f"activity buckets must be 1..{MAX_CONTEXTS}")
+    if q.ndim != 2 or q.shape[1] != c:
+        raise DataError(f"training data must be samples × {c} channels")
+    if len(q) < max(2 * samples_per_frame, 16):
+        raise DataError(f"need at least {max(2 * samples_per_frame, 16)} samples to train, got {len(q)}")
+
+    base = np.rint(np.median(q, axis=0)).astype(np.int64)
+    off = (q - base).astype(np.float64)
+    d = np.diff(q, axis=0)
+
+    say("fitting the first-sample prior")
+    a0 = np.zeros((c, c), dtype=np.int64)
+    for ch in range(1, c):
+        row = _fixed(_ridge(off[:, :ch], off[:, ch], l1_iters=2))
+        pred = base[ch] + ((((q[:, :ch] - base[:ch]) @ row) + (1 << (SHIFT - 1))) >> SHIFT)
+        if _best_table(q[:, ch] - pred)[2] < _best_table(q[:, ch] - base[ch])[2]:
+            a0[ch, :ch] = row
+
+    say("fitting the predictor over time and across channels")
+    a1 = np.zeros((c, c), dtype=np.int64)
+    a2 = np.zeros((c, c), dtype=np.int64)
+    lev = np.zeros(c, dtype=np.int64)
+    prev, cur, level = d[:-1], d[1:], (q[1:-1] - base)
+    for ch in range(c):
+        feats = np.concatenate([prev, cur[:, :ch], level[:, ch : ch + 1]], axis=1).astype(np.float64)
+        y = cur[:, ch].astype(np.float64)
+        options = [np.zeros(feats.shape[1], dtype=np.int64), _fixed(_ridge(feats, y))]
+        if ch:
+            cross = np.zeros(feats.shape[1])
+            cross[c : c + ch] = _ridge(feats[:, c : c + ch], y)
+            options.append(_fixed(cross))
+        costs = []
+        for w in options:
+            r = cur[:, ch] - ((feats.astype(np.int64) @ w + (1 << (SHIFT - 1))) >> SHIFT)
+            costs.append(_exact_entropy(r))
+        w = options[int(np.argmin(costs))]
+        a1[ch], a2[ch, :ch], lev[ch] = w[:c], w[c : c + ch], w[-1]
+
+    lo = np.array(
+        [ch.qmin if ch.qmin is not None else v for ch, v in zip(schema.channels, q.min(axis=0), strict=True)]
+    )
+    hi = np.array(
+        [ch.qmax if ch.qmax is not None else v for ch, v in zip(schema.channels, q.max(axis=0), strict=True)]
+    )
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+
+    say("learning context tables")
+    zeros_thr = np.zeros((c, buckets - 1), dtype=np.int64)
+    ntab = 2 + buckets
+    flat = tables.quantise_freqs(np.ones(tables.NSYM))
+    stub = Params(
+        base,
+        a0,
+        a1,
+        a2,
+        lev,
+        zeros_thr,
+        np.zeros((c, ntab), dtype=np.int64),
+        np.tile(flat, (c, ntab, 1)),
+        lo,
+        hi,
+        np.full(c, GRID_ONE, dtype=np.int64),
+        np.tile(flat, (c, 1)),
+    )
+    # Frames at every phase of the series, so the tables see each sample position evenly.
+    n = samples_per_frame
+    frames = np.concatenate([frames_of(q[s:], n) for s in range(0, n, max(1, n // 4))])
+    probe = Model(schema, stub, n, model_id, version)
+    resid = probe.residuals(frames)
+    fd = np.zeros_like(frames)
+    fd[:, 1:] = frames[:, 1:] - frames[:, :-1]
+    thr = np.zeros((c, buckets - 1), dtype=np.int64)
+    shift = np.zeros((c, ntab), dtype=np.int64)
+    freq = np.zeros((c, ntab, tables.NSYM), dtype=np.int64)
+    grid = np.full(c, GRID_ONE, dtype=np.int64)
+    jfreq = np.tile(flat, (c, 1))
+    rng = np.random.default_rng(0)
+    for ch in range(c):
+        grid[ch] = choose_grid(resid[:, :, ch].ravel(), rng)
+        if grid[ch] != GRID_ONE:
+            m, e = grid_split(resid[:, :, ch], grid[ch])
+            resid[:, :, ch] = m
+            sym, _, _ = tables.to_symbols(e.ravel(), 0)
+            jfreq[ch] = tables.quantise_freqs(np.bincount(sym, minlength=tables.NSYM))
+    for ch in range(c):
+        act = np.abs(fd[:, 1:-1, ch]).ravel() if n > 2 else np.zeros(0, dtype=np.int64)
+        if buckets > 1 and len(act):
+            qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
+            thr[ch] = np.maximum.accumulate(np.floor(qs).astype(np.int64))
+        groups = [resid[:, 0, ch], resid[:, 1, ch] if n > 1 else np.zeros(0, dtype=np.int64)]
+        if n > 2:
+            b = activity_bucket(fd[:, 1:-1, ch], thr[ch]).ravel()
+            r = resid[:, 2:, ch].ravel()
+            groups += [r[b == i] for i in range(buckets)]
+        else:
+            groups += [np.zeros(0, dtype=np.int64)] * buckets
+        for ti, r in enumerate(groups):
+            shift[ch, ti], freq[ch, ti], _ = _best_table(r)
+    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq)
+    model = Model(schema, params, n, model_id, version)
+    say("measuring the model on its training data")
+    model.meta["metrics"] = measure(model, q)
+    model.meta["training"] = {"samples": len(q), "buckets": buckets}
+    # AR(1) pull towards the mean whose stationary spread matches the data: rho = var(d) / (2 var(x)).
+    var_x = np.maximum(q.var(axis=0), 1e-9)
+    rho = np.clip(d.var(axis=0) / (2 * var_x), 0.0, 0.5)
+    model.meta["generation"] = {
+        "mean": [round(float(v), 3) for v in q.mean(axis=0)],
+        "reversion": [round(float(v), 6) for v in rho],
+    }
+    return model
+
+
+def measure(model: Model, q: np.ndarray) -> dict[str, object]:
+    """Bytes per sample (real payloads) and mean |residual| per channel on a series."""
+    frames = frames_of(q, model.samples_per_frame)
+    if len(frames) == 0:
+        raise DataError(f"need at least {model.samples_per_frame} samples to measure")
+    payloads = model.encode_many(frames)
+    total = sum(len(p) for p in payloads)
+    resid = (
+        np.abs(model.residuals(frames)[:, 1:]) if frames.shape[1] > 1 else np.zeros((1, 1, len(model.schema)))
+    )
+    return {
+        "bytes_per_sample": round(total / (len(frames) * frames.shape[1]), 4),
+        "mean_abs_residual": [round(float(v), 4) for v in resid.reshape(-1, len(model.schema)).mean(axis=0)],
+    }
+
+
+def train_to_size(
+    q: np.ndarray,
+    schema: Schema,
+    samples_per_frame: int,
+    *,
+    max_bytes: int = 4096,
+    model_id: int = 0,
+    version: int = 1,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[Model, bytes]:
+    """Train with the most activity buckets (6 down to 1) whose weight file fits ``max_bytes``."""
+    from gateway.codec import weights  # local: weights depends on model only, keep train importable alone
+
+    say = progress or (lambda _msg: None)
+    for buckets in range(6, 0, -1):
+        say(f"training with {buckets} activity bucket(s)")
+        model = train(
+            q,
+            schema,
+            samples_per_frame,
+            buckets=buckets,
+            model_id=model_id,
+            version=version,
+            progress=progress,
+        )
+        if name:
+            model.meta["name"] = name
+        data = weights.to_bytes(model)
+        if len(data) <= max_bytes:
+            return model, data
+        say(f"weight file {len(data)} bytes exceeds {max_bytes}, trying fewer buckets")
+    raise DataError(f"even the smallest model exceeds {max_bytes} bytes; use fewer channels")

@@ -1,0 +1,77 @@
+"""The node side of the frame format: what a sensor node (or a simulated one, or a test) transmits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from gateway.frames import lpp
+from gateway.frames.crypto import NodeCrypto
+from gateway.frames.types import Direction, FrameType, PayloadCodec, Reading
+from gateway.frames.wire import MAX_FCNT, MAX_FRAME_LEN, codec_byte, crc16, header_byte, node_id_len
+
+
+class FrameEncoder:
+    """Builds frames for one node and keeps its counter (``next_fcnt``), like node firmware does.
+
+    ``key`` (16-byte root key) selects the secured profile; ``None`` the open one.
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        key: bytes | None = None,
+        *,
+        next_fcnt: int = 0,
+        direction: Direction = Direction.UP,
+    ) -> None:
+        self.node_id = node_id
+        self._id_len = node_id_len(node_id)
+        self._id_bytes = node_id.to_bytes(self._id_len, "little")
+        self._crypto = None if key is None else NodeCrypto.from_root(key, node_id, direction)
+        if not 0 <= next_fcnt <= MAX_FCNT:
+            raise ValueError(f"counter {next_fcnt} is outside 0..0xFFFFFFFF")
+        self.next_fcnt = next_fcnt
+
+    @property
+    def secured(self) -> bool:
+        return self._crypto is not None
+
+    def encode(
+        self,
+        payload: bytes,
+        *,
+        codec: PayloadCodec = PayloadCodec.RAW,
+        model_id: int | None = None,
+        model_version: int | None = None,
+        frame_type: FrameType = FrameType.TELEMETRY,
+        ack_requested: bool = False,
+        fcnt: int | None = None,
+    ) -> bytes:
+        """One frame. Without ``fcnt`` the next counter is used and advanced; with it (a retransmission,
+        a test) that counter is used and ``next_fcnt`` only moves forward."""
+        if frame_type is FrameType.EXTENSION:
+            raise ValueError("frame type 3 is reserved")
+        full = self.next_fcnt if fcnt is None else fcnt
+        if not 0 <= full <= MAX_FCNT:
+            raise ValueError(f"counter {full} is outside 0..0xFFFFFFFF (re-key the node)")
+        secured = self._crypto is not None
+        head = (
+            bytes((header_byte(frame_type, secured, ack_requested, self._id_len),))
+            + self._id_bytes
+            + bytes((full & 0xFF, (full >> 8) & 0xFF, codec_byte(codec, model_id, model_version)))
+        )
+        size = len(head) + len(payload) + (4 if secured else 2)
+        if size > MAX_FRAME_LEN:
+            raise ValueError(f"a frame of {size} bytes exceeds {MAX_FRAME_LEN}")
+        if self._crypto is not None:
+            msg = head + self._crypto.crypt(full, bytes(payload))
+            frame = msg + self._crypto.mic(full, msg)
+        else:
+            msg = head + bytes(payload)
+            frame = msg + crc16(msg).to_bytes(2, "little")
+        self.next_fcnt = max(self.next_fcnt, full + 1)
+        return frame
+
+    def encode_lpp(self, readings: Iterable[Reading | tuple], **options: object) -> bytes:
+        """A telemetry frame carrying Cayenne LPP readings."""
+        return self.encode(lpp.encode(readings), codec=PayloadCodec.LPP, **options)  # type: ignore[arg-type]

@@ -1,0 +1,339 @@
+"""The node registry: table ``nodes`` in the gateway's state database (``<state_dir>/gateway.db``).
+
+The file is created 0600 (it holds node keys; SQLite gives its -wal/-shm files the same mode). WAL
+journal. ``node_id`` and ``next_fcnt`` are a contract with the outbox, which advances ``next_fcnt`` in
+the transaction that stores a frame. The registry's schema version is kept per component in the table
+``schema_versions`` (the database is shared with the outbox, so ``PRAGMA user_version`` cannot tell both
+schemas apart); a database newer than this code is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway import paths
+from gateway.errors import GatewayError
+from gateway.frames.crypto import KEY_LEN
+from gateway.frames.types import NodeFormat, PayloadCodec
+from gateway.frames.wire import MAX_FCNT, MAX_NODE_ID
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "nodes"
+SCHEMA_VERSION = 1
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id           INTEGER PRIMARY KEY CHECK (node_id BETWEEN 0 AND 4294967295),
+    name              TEXT NOT NULL UNIQUE,
+    format            TEXT NOT NULL CHECK (format IN ('frame', 'lpp', 'radiohead', 'raw')),
+    payload           TEXT CHECK (payload IN ('lpp', 'raw')),
+    key_hex           TEXT,
+    model_id          INTEGER CHECK (model_id BETWEEN 0 AND 15),
+    interval_s        REAL,
+    latitude          REAL,
+    longitude         REAL,
+    radiohead_address INTEGER UNIQUE CHECK (radiohead_address BETWEEN 0 AND 254),
+    next_fcnt         INTEGER NOT NULL DEFAULT 0,
+    counter_epoch     INTEGER NOT NULL DEFAULT 0,
+    created_utc       TEXT NOT NULL
+);
+"""
+_COLUMNS = (
+    "node_id, name, format, payload, key_hex, model_id, interval_s, latitude, longitude, "
+    "radiohead_address, next_fcnt, counter_epoch, created_utc"
+)
+
+
+class RegistryError(GatewayError):
+    """A registry request that cannot be done; the message names the node."""
+
+    reason = "registry"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One registered node. ``key`` is the 16-byte root key of a secured node (None: open profile)."""
+
+    node_id: int
+    name: str
+    format: NodeFormat = NodeFormat.FRAME
+    payload: PayloadCodec | None = None  # radiohead: lpp or raw; lpp/raw nodes: implied; frame: per frame
+    key: bytes | None = None
+    model_id: int | None = None
+    interval_s: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    radiohead_address: int | None = None
+    next_fcnt: int = 0
+    counter_epoch: int = 0
+    created_utc: str = ""
+
+    @property
+    def secured(self) -> bool:
+        return self.key is not None
+
+    @property
+    def payload_codec(self) -> PayloadCodec | None:
+        """The codec of this node's payloads when the packet cannot say (all but ``frame``)."""
+        if self.format is NodeFormat.LPP:
+            return PayloadCodec.LPP
+        if self.format is NodeFormat.RAW:
+            return PayloadCodec.RAW
+        if self.format is NodeFormat.RADIOHEAD:
+            return self.payload or PayloadCodec.LPP
+        return None
+
+    def to_dict(self, show_keys: bool = False) -> dict:
+        out = {
+            "node_id": self.node_id,
+            "node_id_hex": f"0x{self.node_id:08x}",
+            "name": self.name,
+            "format": self.format.value,
+            "payload": None if self.payload_codec is None else self.payload_codec.value,
+            "secured": self.secured,
+            "model_id": self.model_id,
+            "interval_s": self.interval_s,
+            "location": None if self.latitude is None else [self.latitude, self.longitude],
+            "radiohead_address": self.radiohead_address,
+            "next_fcnt": self.next_fcnt,
+            "counter_epoch": self.counter_epoch,
+            "created_utc": self.created_utc,
+        }
+        if show_keys:
+            out["key"] = None if self.key is None else self.key.hex()
+        return out
+
+
+def validate(node: Node) -> None:
+    """Raise RegistryError naming the first field of ``node`` that cannot be stored."""
+    nid = node.node_id
+    if not 0 <= nid <= MAX_NODE_ID:
+        raise RegistryError(f"node id {nid} is outside 0..0xFFFFFFFF", "bad_node")
+    if not node.name or node.name.strip() != node.name:
+        raise RegistryError(f"node {nid}: the name must be non-empty without surrounding spaces", "bad_node")
+    if parse_node_ref(node.name) is not None:
+        raise RegistryError(f"node {nid}: the name {node.name!r} reads as a node id", "bad_node")
+    if node.key is not None:
+        if node.format is not NodeFormat.FRAME:
+            raise RegistryError(f"node {nid}: only format 'frame' can be secured with a key", "bad_node")
+        if len(node.key) != KEY_LEN:
+            raise RegistryError(f"node {nid}: the key must be 16 bytes (32 hex digits)", "bad_node")
+    if node.format is NodeFormat.RADIOHEAD:
+        if node.radiohead_address is None:
+            raise RegistryError(f"node {nid}: format radiohead needs --radiohead-address", "bad_node")
+        if not 0 <= node.radiohead_address <= 254:
+            raise RegistryError(
+                f"node {nid}: RadioHead address must be 0..254 (255 is broadcast)", "bad_node"
+            )
+    elif node.radiohead_address is not None:
+        raise RegistryError(f"node {nid}: a RadioHead address needs format radiohead", "bad_node")
+    if node.payload not in (None, PayloadCodec.LPP, PayloadCodec.RAW):
+        raise RegistryError(f"node {nid}: payload must be lpp or raw", "bad_node")
+    if node.payload is not None and node.format is not NodeFormat.RADIOHEAD:
+        raise RegistryError(f"node {nid}: a payload format is declared only for radiohead nodes", "bad_node")
+    if node.model_id is not None and not 0 <= node.model_id <= 15:
+        raise RegistryError(f"node {nid}: model id {node.model_id} is outside 0..15", "bad_node")
+    if node.interval_s is not None and not node.interval_s > 0:
+        raise RegistryError(f"node {nid}: the reporting interval must be > 0 s", "bad_node")
+    if (node.latitude is None) != (node.longitude is None):
+        raise RegistryError(f"node {nid}: a location needs both latitude and longitude", "bad_node")
+    if node.latitude is not None and not (-90 <= node.latitude <= 90 and -180 <= node.longitude <= 180):
+        raise RegistryError(
+            f"node {nid}: location {node.latitude},{node.longitude} is not on Earth", "bad_node"
+        )
+    if not 0 <= node.next_fcnt <= MAX_FCNT + 1:
+        raise RegistryError(f"node {nid}: counter {node.next_fcnt} is outside 0..2^32", "bad_node")
+
+
+def parse_node_ref(text: str) -> int | None:
+    """A node id written as decimal or 0x-hex, or None if ``text`` is not a number."""
+    try:
+        return int(text, 16) if text.lower().startswith("0x") else int(text, 10)
+    except ValueError:
+        return None
+
+
+def _secure_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does, and tighten an existing one we own."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o600)
+    finally:
+        os.close(fd)
+
+
+class NodeRegistry:
+    """CRUD on the ``nodes`` table. One connection; use one instance per thread."""
+
+    def __init__(self, db_file: str | os.PathLike[str]) -> None:
+        self.path = Path(db_file)
+        _secure_file(self.path)
+        # Used by one thread at a time, not necessarily the one that opened it (the service's decoder).
+        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise RegistryError(f"{self.path}: not a usable database ({exc})", "database") from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def open(cls, state_dir: str | os.PathLike[str] | None = None) -> NodeRegistry:
+        return cls(paths.db_path(state_dir))
+
+    def __enter__(self) -> NodeRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_versions"
+                " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            row = db.execute(
+                "SELECT version FROM schema_versions WHERE component = ?", (COMPONENT,)
+            ).fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise RegistryError(
+                    f"{self.path}: node registry schema v{version} is newer than this gateway"
+                    f" (v{SCHEMA_VERSION}); upgrade lora-gw",
+                    "database",
+                )
+            if version < 1:
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)",
+                    (COMPONENT, SCHEMA_VERSION),
+                )
+                log.info("node registry created in %s (schema v%d)", self.path, SCHEMA_VERSION)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _row(row: tuple) -> Node:
+        (nid, name, fmt, payload, key_hex, model_id, interval_s, lat, lon, rh, next_fcnt, epoch, created) = (
+            row
+        )
+        return Node(
+            node_id=nid,
+            name=name,
+            format=NodeFormat(fmt),
+            payload=None if payload is None else PayloadCodec(payload),
+            key=None if key_hex is None else bytes.fromhex(key_hex),
+            model_id=model_id,
+            interval_s=interval_s,
+            latitude=lat,
+            longitude=lon,
+            radiohead_address=rh,
+            next_fcnt=next_fcnt,
+            counter_epoch=epoch,
+            created_utc=created,
+        )
+
+    def add(self, node: Node) -> Node:
+        """Store a new node (its counter starts at ``node.next_fcnt``, normally 0)."""
+        validate(node)
+        created = node.created_utc or datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            self._db.execute(
+                f"INSERT INTO nodes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    node.node_id,
+                    node.name,
+                    node.format.value,
+                    None if node.payload is None else node.payload.value,
+                    None if node.key is None else node.key.hex(),
+                    node.model_id,
+                    node.interval_s,
+                    node.latitude,
+                    node.longitude,
+                    node.radiohead_address,
+                    node.next_fcnt,
+                    node.counter_epoch,
+                    created,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise RegistryError(self._conflict(node), "node_exists") from exc
+        log.info("node %d (%s) added, format %s", node.node_id, node.name, node.format.value)
+        return self.find(node.node_id)
+
+    def _conflict(self, node: Node) -> str:
+        if self.get(node.node_id) is not None:
+            return f"node {node.node_id} (0x{node.node_id:08x}) is already registered"
+        if self._db.execute("SELECT 1 FROM nodes WHERE name = ?", (node.name,)).fetchone():
+            return f"a node named {node.name!r} is already registered"
+        return f"RadioHead address {node.radiohead_address} is already taken by another node"
+
+    def get(self, node_id: int) -> Node | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        return None if row is None else self._row(row)
+
+    def find(self, ref: str | int) -> Node:
+        """The node named by id (decimal or 0x-hex) or by name; RegistryError if none."""
+        nid = ref if isinstance(ref, int) else parse_node_ref(ref)
+        if nid is not None:
+            node = self.get(nid) if 0 <= nid <= MAX_NODE_ID else None
+        else:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM nodes WHERE name = ?", (ref,)).fetchone()
+            node = None if row is None else self._row(row)
+        if node is None:
+            raise RegistryError(f"no node {ref} in the registry ({self.path})", "unknown_node")
+        return node
+
+    def nodes(self) -> list[Node]:
+        try:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id").fetchall()
+        except sqlite3.Error as exc:
+            raise RegistryError(f"{self.path}: cannot read the node registry ({exc})", "database") from exc
+        return [self._row(r) for r in rows]
+
+    def remove(self, node_id: int) -> None:
+        if self._db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,)).rowcount == 0:
+            raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
+        log.info("node %d removed", node_id)
+
+    def reset_counter(self, node_id: int, next_fcnt: int = 0) -> Node:
+        """The operator's explicit counter reset: sets the next expected counter and bumps the epoch so a
+        running decoder takes the lower value on its next reload instead of keeping its own."""
+        if not 0 <= next_fcnt <= MAX_FCNT:
+            raise RegistryError(f"counter {next_fcnt} is outside 0..0xFFFFFFFF", "bad_node")
+        cur = self._db.execute(
+            "UPDATE nodes SET next_fcnt = ?, counter_epoch = counter_epoch + 1 WHERE node_id = ?",
+            (next_fcnt, node_id),
+        )
+        if cur.rowcount == 0:
+            raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
+        log.info("node %d counter reset to %d by the operator", node_id, next_fcnt)
+        return self.find(node_id)
+
+    def set_next_fcnt(self, node_id: int, next_fcnt: int) -> None:
+        """Persist an accepted counter (the outbox does this inside its own transaction; this is for tools
+        and tests). Never lowers the stored value."""
+        self._db.execute(
+            "UPDATE nodes SET next_fcnt = MAX(next_fcnt, ?) WHERE node_id = ?", (next_fcnt, node_id)
+        )

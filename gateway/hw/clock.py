@@ -1,0 +1,175 @@
+"""Clocks: the wall-independent time every layer below the service reads, injected so tests can
+run faster than real time.
+
+``SystemClock`` is the real one. ``VirtualClock`` is a discrete-event clock: callers schedule
+callbacks with ``call_at`` and time moves only through ``sleep``/``advance`` (manual mode), or
+follows the real clock scaled by ``speed`` (for threaded simulations). Callbacks run in time order
+with ``monotonic()`` reporting their scheduled time, so a timestamp taken inside one is exact.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The process's monotonic clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def wait_event(self, event: threading.Event, timeout_s: float | None) -> bool:
+        return event.wait(timeout_s)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def wait_event(clock: Clock, event: threading.Event, timeout_s: float | None, poll_s: float = 0.001) -> bool:
+    """Wait until ``event`` is set or ``timeout_s`` passes on ``clock``; True if it was set.
+
+    Uses the clock's own ``wait_event`` when it has one (blocking, no polling); otherwise polls.
+    """
+    waiter = getattr(clock, "wait_event", None)
+    if waiter is not None:
+        return bool(waiter(event, timeout_s))
+    deadline = None if timeout_s is None else clock.monotonic() + timeout_s
+    while not event.is_set():
+        now = clock.monotonic()
+        if deadline is not None and now >= deadline:
+            return False
+        clock.sleep(poll_s if deadline is None else min(poll_s, deadline - now))
+    return True
+
+
+class VirtualClock:
+    """A clock whose time advances only when asked (``speed=None``) or at ``speed`` × real time.
+
+    ``call_at(when, fn)`` schedules ``fn()``; it runs when time reaches ``when``. Thread-safe; a
+    callback must not sleep or advance the clock itself.
+    """
+
+    def __init__(self, start_s: float = 1000.0, speed: float | None = None) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive")
+        self._lock = threading.RLock()
+        self._now = float(start_s)
+        self._speed = speed
+        self._offset = float(start_s)
+        self._real0 = time.perf_counter()
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._cancelled: set[int] = set()
+        self._firing = False
+
+    @property
+    def speed(self) -> float | None:
+        return self._speed
+
+    def monotonic(self) -> float:
+        with self._lock:
+            if self._speed is not None and not self._firing:
+                self._run_until(self._scaled_now())
+            return self._now
+
+    def call_at(self, when_s: float, fn: Callable[[], None]) -> int:
+        with self._lock:
+            seq = next(self._seq)
+            heapq.heappush(self._queue, (max(when_s, self._now), seq, fn))
+            return seq
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> int:
+        with self._lock:
+            return self.call_at(self._now + max(delay_s, 0.0), fn)
+
+    def cancel(self, handle: int) -> None:
+        with self._lock:
+            self._cancelled.add(handle)
+
+    def next_event_s(self) -> float | None:
+        with self._lock:
+            self._drop_cancelled()
+            return self._queue[0][0] if self._queue else None
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, running every callback that falls due, in order."""
+        if seconds < 0:
+            raise ValueError("time does not run backwards")
+        with self._lock:
+            if self._speed is None:
+                self._run_until(self._now + seconds)
+            else:
+                self._offset += seconds
+                self._run_until(self._scaled_now())
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if self._speed is None:
+            self.advance(seconds)
+        else:
+            time.sleep(seconds / self._speed)
+            self.monotonic()
+
+    def wait_event(self, event: threading.Event, timeout_s: float | None) -> bool:
+        """Wait on ``event`` in virtual time: jumps straight to the next due callback (manual mode)."""
+        with self._lock:
+            deadline = None if timeout_s is None else self.monotonic() + timeout_s
+        while True:
+            if event.is_set():
+                return True
+            with self._lock:
+                now = self.monotonic()
+                if deadline is not None and now >= deadline:
+                    return event.is_set()
+                nxt = self.next_event_s()
+                if self._speed is None:
+                    if nxt is None and deadline is None:
+                        raise RuntimeError("waiting forever on a virtual clock with nothing scheduled")
+                    target = nxt if deadline is None or (nxt is not None and nxt <= deadline) else deadline
+                    self._run_until(target)
+                    continue
+                horizon = [t - now for t in (nxt, deadline) if t is not None]
+            wait_real = min([*horizon, 0.05]) / self._speed
+            event.wait(max(wait_real, 0.0))
+
+    # -- internals -----------------------------------------------------------------------------
+    def _scaled_now(self) -> float:
+        assert self._speed is not None
+        return max(self._now, self._offset + (time.perf_counter() - self._real0) * self._speed)
+
+    def _drop_cancelled(self) -> None:
+        while self._queue and self._queue[0][1] in self._cancelled:
+            self._cancelled.discard(heapq.heappop(self._queue)[1])
+
+    def _run_until(self, target: float) -> None:
+        if self._firing:
+            raise RuntimeError("a clock callback tried to advance the clock")
+        self._firing = True
+        try:
+            while True:
+                self._drop_cancelled()
+                if not self._queue or self._queue[0][0] > target:
+                    break
+                when, _, fn = heapq.heappop(self._queue)
+                self._now = max(self._now, when)
+                fn()
+            self._now = max(self._now, target)
+        finally:
+            self._firing = False

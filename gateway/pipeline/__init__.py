@@ -1,0 +1,1 @@
+"""RxPacket → checked frame → readings → outgoing message, with every drop counted by reason."""

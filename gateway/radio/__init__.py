@@ -1,0 +1,1 @@
+"""The radio layer: SX1276 registers, driver, time on air, emulator and virtual air."""

@@ -1,0 +1,762 @@
+"""SX1276 LoRa driver over an SPI port and GPIO lines (gateway.hw).
+
+Tiers, bottom up: four SPI primitives (the only way onto the bus); register fields as descriptors;
+unit-bearing settings (``LoRaConfig``); receive / transmit / CAD / RSSI on top.
+
+Receiving follows the datasheet and avoids the usual driver mistakes: RXCONTINUOUS woken by DIO0
+(or polling when DIO0 is not wired); each packet read in three SPI transactions (a status burst
+0x0E..0x2A, a burst write from 0x0D that sets FifoAddrPtr and clears the IRQ flags, a FIFO burst);
+the CRC state from CrcOnPayload (absent / failed / ok, never dropped here); signed SNR; RSSI with the
+HF/LF offset and the SNR < 0 correction; flags cleared before the radio can raise the next RxDone.
+A health check on idle notices a chip that reset, lost its mode, hung after a header, or whose DIO0
+edge was missed (DIO0 stays high until cleared), and recovers, counting each recovery.
+
+One thread owns a driver instance: call ``receive``/``transmit``/``cad`` from that thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+from gateway.errors import ConfigError, HardwareError
+from gateway.hw.clock import SYSTEM_CLOCK, Clock
+from gateway.hw.gpio import Gpio
+from gateway.hw.spi import SpiPort
+from gateway.radio import regs
+from gateway.radio.airtime import exact_bandwidth_hz, ldro_required, time_on_air_s
+from gateway.radio.packet import CrcState, RxPacket
+from gateway.radio.regs import Irq, Mode, Reg
+
+log = logging.getLogger(__name__)
+
+STATUS_FIRST = Reg.FIFO_TX_BASE_ADDR  # status burst 0x0E..0x2A: bases, IRQs, counters, SNR/RSSI, FEI
+STATUS_LAST = Reg.FEI_LSB
+RESET_PULSE_S = 0.001  # datasheet 7.2.2: > 100 µs low
+RESET_WAIT_S = 0.010  # then 5-10 ms before the chip answers
+IMAGE_CAL_TIMEOUT_S = 0.050
+VERSION_RETRIES = 3
+
+
+class Ldro(Enum):
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Pins:
+    """BCM pin numbers; None where the line is not wired. Defaults: Dragino LoRa HAT."""
+
+    reset: int | None = 17
+    dio0: int | None = 4
+    dio1: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoRaConfig:
+    """Every LoRa setting the driver applies; validated on construction (ConfigError)."""
+
+    frequency_hz: int = 868_100_000
+    sf: int = 7
+    bw_hz: int = 125_000
+    cr: str = "4/5"
+    implicit_header: bool = False
+    payload_length: int = 255  # fixed length in implicit header mode
+    preamble: int = 8
+    sync_word: int = 0x12
+    crc: bool = True
+    ldro: Ldro = Ldro.AUTO
+    agc: bool = True
+    lna_gain: int = 1  # 1 = maximum … 6 = minimum; used when AGC is off
+    lna_boost: bool = True  # HF port only
+    tx_power_dbm: int = 14
+    pa_boost: bool = True  # PA_BOOST pin (RFM95W, Dragino); False: RFO
+    ocp_ma: int = 100
+    invert_iq_rx: bool = False
+    invert_iq_tx: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ldro, str):
+            object.__setattr__(self, "ldro", _enum(Ldro, self.ldro, "ldro"))
+        checks = [
+            (137_000_000 <= self.frequency_hz <= 1_020_000_000, "frequency_hz outside 137-1020 MHz"),
+            (6 <= self.sf <= 12, f"sf {self.sf} outside 6..12"),
+            (self.sf != 6 or self.implicit_header, "SF6 requires implicit_header (datasheet 4.1.1.2)"),
+            (6 <= self.preamble <= 65535, f"preamble {self.preamble} outside 6..65535"),
+            (0 <= self.sync_word <= 0xFF, f"sync_word 0x{self.sync_word:X} is not a byte"),
+            (1 <= self.payload_length <= 255, f"payload_length {self.payload_length} outside 1..255"),
+            (1 <= self.lna_gain <= 6, f"lna_gain {self.lna_gain} outside 1..6"),
+            (45 <= self.ocp_ma <= 240, f"ocp_ma {self.ocp_ma} outside 45..240"),
+        ]
+        if self.pa_boost:
+            checks.append((2 <= self.tx_power_dbm <= 17 or self.tx_power_dbm == 20, "PA_BOOST power is 2..17 or 20 dBm"))
+        else:
+            checks.append((0 <= self.tx_power_dbm <= 15, "RFO power is 0..15 dBm"))
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"radio: {message}", "radio_config")
+        try:
+            regs.bw_code(self.bw_hz)
+            regs.cr_code(self.cr)
+        except ValueError as exc:
+            raise ConfigError(f"radio: {exc}", "radio_config") from exc
+
+    @property
+    def ldro_on(self) -> bool:
+        if self.ldro is Ldro.AUTO:
+            return ldro_required(self.sf, self.bw_hz)
+        return self.ldro is Ldro.ON
+
+    @property
+    def high_frequency(self) -> bool:
+        return self.frequency_hz >= regs.HF_THRESHOLD_HZ
+
+    def time_on_air_s(self, payload_len: int) -> float:
+        return time_on_air_s(
+            payload_len, self.sf, self.bw_hz, self.cr, self.preamble, self.implicit_header, self.crc, self.ldro_on
+        )
+
+
+@dataclass(slots=True)
+class RadioStats:
+    packets: int = 0
+    crc_ok: int = 0
+    crc_failed: int = 0
+    crc_absent: int = 0
+    missed: int = 0  # headers the chip counted whose packet the driver never saw
+    spurious_irqs: int = 0
+    tx_packets: int = 0
+    recoveries: int = 0
+    recovery_reasons: Counter[str] = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "packets": self.packets,
+            "crc_ok": self.crc_ok,
+            "crc_failed": self.crc_failed,
+            "crc_absent": self.crc_absent,
+            "missed": self.missed,
+            "spurious_irqs": self.spurious_irqs,
+            "tx_packets": self.tx_packets,
+            "recoveries": self.recoveries,
+            "recovery_reasons": dict(self.recovery_reasons),
+        }
+
+
+class _RegField:
+    """A register bit field as an attribute of the driver: read-modify-write, masked to its width."""
+
+    def __init__(self, fld: regs.Field) -> None:
+        self.field = fld
+
+    def __get__(self, obj: SX1276 | None, owner: type) -> int:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        return self.field.get(obj._read(self.field.reg))
+
+    def __set__(self, obj: SX1276, value: int) -> None:
+        current = obj._read(self.field.reg)
+        new = self.field.put(current, int(value))
+        if new != current:
+            obj._write(self.field.reg, new)
+
+
+class SX1276:
+    """The driver. ``begin()`` resets, checks and configures the chip and starts receiving."""
+
+    long_range_mode = _RegField(regs.LONG_RANGE_MODE)
+    pa_select = _RegField(regs.PA_SELECT)
+    max_power = _RegField(regs.MAX_POWER)
+    output_power = _RegField(regs.OUTPUT_POWER)
+    ocp_on = _RegField(regs.OCP_ON)
+    ocp_trim = _RegField(regs.OCP_TRIM)
+    lna_gain = _RegField(regs.LNA_GAIN)
+    lna_boost_hf = _RegField(regs.LNA_BOOST_HF)
+    bandwidth = _RegField(regs.BW)
+    coding_rate = _RegField(regs.CODING_RATE)
+    implicit_header_mode_on = _RegField(regs.IMPLICIT_HEADER_MODE_ON)
+    spreading_factor = _RegField(regs.SPREADING_FACTOR)
+    rx_payload_crc_on = _RegField(regs.RX_PAYLOAD_CRC_ON)
+    low_data_rate_optimize = _RegField(regs.LOW_DATA_RATE_OPTIMIZE)
+    agc_auto_on = _RegField(regs.AGC_AUTO_ON)
+    automatic_if_on = _RegField(regs.AUTOMATIC_IF_ON)
+    detection_optimize = _RegField(regs.DETECTION_OPTIMIZE)
+    invert_iq_rx = _RegField(regs.INVERT_IQ_RX)
+    invert_iq_tx_off = _RegField(regs.INVERT_IQ_TX_OFF)
+    dio0_mapping = _RegField(regs.DIO0_MAPPING)
+    dio1_mapping = _RegField(regs.DIO1_MAPPING)
+
+    def __init__(
+        self,
+        spi: SpiPort,
+        gpio: Gpio | None = None,
+        pins: Pins = Pins(),  # noqa: B008  (frozen)
+        config: LoRaConfig = LoRaConfig(),  # noqa: B008  (frozen)
+        clock: Clock = SYSTEM_CLOCK,
+        name: str = "sx1276",
+        on_packet: Callable[[RxPacket], None] | None = None,
+        poll_interval_s: float = 0.002,
+        health_interval_s: float = 2.0,
+        utc_now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.spi = spi
+        self.gpio = gpio
+        self.pins = pins
+        self.config = config
+        self.clock = clock
+        self.name = name
+        self.on_packet = on_packet
+        self.poll_interval_s = poll_interval_s
+        self.health_interval_s = health_interval_s
+        self.stats = RadioStats()
+        self._lock = threading.RLock()
+        self._ready: deque[RxPacket] = deque()
+        self._receiving = False
+        self._rx_enabled = True
+        self._expected_op_mode = 0
+        self._last_header_cnt = 0
+        self._last_activity = 0.0
+        self._status: list[int] | None = None
+        self._gpio_ready = False
+        if utc_now is None and clock is not SYSTEM_CLOCK:
+            utc0, mono0 = datetime.now(UTC), clock.monotonic()
+            utc_now = lambda: utc0 + timedelta(seconds=clock.monotonic() - mono0)  # noqa: E731
+        self._utc_now = utc_now or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------------ SPI primitives
+    def _read(self, reg: int) -> int:
+        return self.spi.transfer([reg & regs.ADDRESS_MASK, 0])[1]
+
+    def _write(self, reg: int, value: int) -> int:
+        """Write one register; returns the previous value (MISO during the data byte)."""
+        return self.spi.transfer([regs.WRITE | reg, value & 0xFF])[1]
+
+    def _burst_read(self, reg: int, count: int) -> list[int]:
+        return self.spi.transfer([reg & regs.ADDRESS_MASK] + [0] * count)[1:]
+
+    def _burst_write(self, reg: int, values: list[int]) -> list[int]:
+        return self.spi.transfer([regs.WRITE | reg, *values])[1:]
+
+    # ------------------------------------------------------------------ start-up
+    def begin(self, receive: bool = True) -> None:
+        """Open the bus, reset and identify the chip, configure it, start receiving (or stand by)."""
+        self._rx_enabled = receive
+        self.spi.open()
+        self._setup_gpio()
+        self._init_chip()
+        log.info(
+            "%s: SX1276 ready on %.3f MHz SF%d BW%g kHz CR%s sync 0x%02X (%s)",
+            self.name, self.config.frequency_hz / 1e6, self.config.sf, self.config.bw_hz / 1e3,
+            self.config.cr, self.config.sync_word, "DIO0 interrupts" if self._use_dio0 else "polling",
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._set_mode(Mode.SLEEP)
+            except HardwareError:
+                pass
+            self._receiving = False
+            if self.gpio is not None:
+                self.gpio.close()
+            self.spi.close()
+
+    @property
+    def _use_dio0(self) -> bool:
+        return self.gpio is not None and self.pins.dio0 is not None
+
+    def _setup_gpio(self) -> None:
+        if self.gpio is None or self._gpio_ready:
+            return
+        if self.pins.reset is not None:
+            self.gpio.setup_output(self.pins.reset, True)
+        if self.pins.dio0 is not None:
+            self.gpio.setup_rising(self.pins.dio0)
+        if self.pins.dio1 is not None:
+            self.gpio.setup_rising(self.pins.dio1)
+        self._gpio_ready = True
+
+    def reset(self) -> None:
+        """Pulse RESET low for 1 ms and wait 10 ms (datasheet 7.2.2); a no-op without a RESET line."""
+        if self.gpio is None or self.pins.reset is None:
+            return
+        self.gpio.write(self.pins.reset, False)
+        self.clock.sleep(RESET_PULSE_S)
+        self.gpio.write(self.pins.reset, True)
+        self.clock.sleep(RESET_WAIT_S)
+
+    def version(self) -> int:
+        return self._read(Reg.VERSION)
+
+    def _init_chip(self) -> None:
+        with self._lock:
+            version = 0
+            for _ in range(VERSION_RETRIES):
+                self.reset()
+                version = self.version()
+                if version == regs.CHIP_VERSION:
+                    break
+            if version in (0x00, 0xFF):
+                raise HardwareError(
+                    f"{self.name}: no SX1276 answers on SPI (version register reads 0x{version:02X}): is SPI "
+                    "enabled (dtparam=spi=on), is the CS line wired to the right pin, and on a Dragino HAT is "
+                    "the CS-on-GPIO25 overlay loaded (dtoverlay=spi0-cs,cs0_pin=25)?",
+                    "no_chip",
+                )
+            if version != regs.CHIP_VERSION:
+                raise HardwareError(
+                    f"{self.name}: chip version 0x{version:02X} is not an SX1276/77/78/79 (0x12)", "wrong_chip"
+                )
+            self._image_calibration()
+            self._write(Reg.OP_MODE, Mode.SLEEP | self._lf_bit())  # FSK sleep first
+            self._write(Reg.OP_MODE, 0x80 | Mode.SLEEP | self._lf_bit())  # LongRangeMode only in SLEEP
+            self._set_mode(Mode.STDBY)
+            self._last_header_cnt = 0
+            self._apply_config(self.config)
+            if self._rx_enabled:
+                self._start_rx()
+
+    def _lf_bit(self) -> int:
+        return 0 if self.config.high_frequency else 0x08
+
+    def _image_calibration(self) -> None:
+        """Image and RSSI calibration at the operating frequency, in FSK standby (datasheet 2.1.3.8)."""
+        self._write(Reg.OP_MODE, Mode.STDBY | self._lf_bit())
+        self._write_frf(self.config.frequency_hz)
+        value = self._read(regs.IMAGE_CAL)
+        self._write(regs.IMAGE_CAL, value | regs.IMAGE_CAL_START)
+        deadline = self.clock.monotonic() + IMAGE_CAL_TIMEOUT_S
+        while self._read(regs.IMAGE_CAL) & regs.IMAGE_CAL_RUNNING:
+            if self.clock.monotonic() > deadline:
+                raise HardwareError(f"{self.name}: image calibration did not finish in 50 ms", "image_cal")
+            self.clock.sleep(0.001)
+
+    def _set_mode(self, mode: int) -> None:
+        value = 0x80 | self._lf_bit() | mode
+        self._write(Reg.OP_MODE, value)
+        if mode in (Mode.SLEEP, Mode.STDBY):
+            readback = self._read(Reg.OP_MODE)
+            if readback != value:
+                raise HardwareError(
+                    f"{self.name}: mode write ignored (wrote 0x{value:02X}, read 0x{readback:02X}); "
+                    "check the SPI wiring and that nothing else drives the chip",
+                    "mode_write",
+                )
+        self._expected_op_mode = value
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self, config: LoRaConfig) -> None:
+        """Apply ``config`` (standby, write, read back, resume receiving if we were)."""
+        with self._lock:
+            was_receiving = self._receiving
+            self.config = config
+            self._set_mode(Mode.STDBY)
+            self._receiving = False
+            self._apply_config(config)
+            if was_receiving:
+                self._start_rx()
+
+    def _apply_config(self, cfg: LoRaConfig) -> None:
+        code = regs.bw_code(cfg.bw_hz)
+        self._write_frf(self._rx_frequency_hz(cfg))
+        # transmitter: PA, OCP (datasheet 5.4)
+        if cfg.pa_boost:
+            self.pa_select = 1
+            self.max_power = 7
+            self.output_power = (17 if cfg.tx_power_dbm == 20 else cfg.tx_power_dbm) - 2
+            self._write(Reg.PA_DAC, 0x87 if cfg.tx_power_dbm == 20 else 0x84)
+        else:
+            self.pa_select = 0
+            self.max_power = 7  # Pmax = 10.8 + 0.6·7 = 15 dBm, so Pout = OutputPower
+            self.output_power = cfg.tx_power_dbm
+            self._write(Reg.PA_DAC, 0x84)
+        self._write(Reg.OCP, 0x20 | _ocp_trim(cfg.ocp_ma))
+        # receiver front end
+        self.lna_gain = cfg.lna_gain
+        self.lna_boost_hf = 3 if (cfg.lna_boost and cfg.high_frequency) else 0
+        # modem
+        self._write(
+            Reg.MODEM_CONFIG1,
+            (code << 4) | (regs.cr_code(cfg.cr) << 1) | int(cfg.implicit_header),
+        )
+        self.spreading_factor = cfg.sf
+        self.rx_payload_crc_on = int(cfg.crc)
+        self.low_data_rate_optimize = int(cfg.ldro_on)
+        self.agc_auto_on = int(cfg.agc)
+        self._burst_write(Reg.PREAMBLE_MSB, [cfg.preamble >> 8, cfg.preamble & 0xFF])
+        self._write(Reg.PAYLOAD_LENGTH, cfg.payload_length)
+        self._write(Reg.MAX_PAYLOAD_LENGTH, 0xFF)
+        self._write(Reg.SYNC_WORD, cfg.sync_word)
+        # SF6 rules (datasheet 4.1.1.2)
+        sf6 = cfg.sf == 6
+        self.detection_optimize = regs.DETECT_OPTIMIZE_SF6 if sf6 else regs.DETECT_OPTIMIZE_SF7_12
+        self._write(
+            Reg.DETECTION_THRESHOLD, regs.DETECTION_THRESHOLD_SF6 if sf6 else regs.DETECTION_THRESHOLD_SF7_12
+        )
+        # IQ polarity (Semtech's reference driver: RegInvertIQ b6 RX, b0 TX-normal; RegInvertIQ2)
+        self.invert_iq_rx = int(cfg.invert_iq_rx)
+        self.invert_iq_tx_off = int(not cfg.invert_iq_tx)
+        self._write(Reg.INVERT_IQ2, regs.INVERT_IQ2_INVERTED if cfg.invert_iq_rx else regs.INVERT_IQ2_NORMAL)
+        self._apply_errata(cfg, code)
+        # FIFO halves, IRQs, DIO0 = RxDone, DIO1 = RxTimeout
+        self._burst_write(Reg.FIFO_TX_BASE_ADDR, [0x00, 0x00])
+        self._write(Reg.IRQ_FLAGS_MASK, 0x00)
+        self._write(Reg.DIO_MAPPING1, 0x00)
+        readback = self._burst_read(Reg.MODEM_CONFIG1, 2)
+        expected1 = (code << 4) | (regs.cr_code(cfg.cr) << 1) | int(cfg.implicit_header)
+        if readback[0] != expected1 or regs.SPREADING_FACTOR.get(readback[1]) != cfg.sf:
+            raise HardwareError(
+                f"{self.name}: configuration did not stick (ModemConfig1 0x{readback[0]:02X}, expected "
+                f"0x{expected1:02X}); check the SPI wiring",
+                "config_write",
+            )
+
+    def _apply_errata(self, cfg: LoRaConfig, code: int) -> None:
+        """SX1276 errata note 2.1 (500 kHz sensitivity) and 2.3 (spurious reception below 500 kHz)."""
+        if code == 9:
+            if 862_000_000 <= cfg.frequency_hz <= 1_020_000_000:
+                self._write(Reg.HIGH_BW_OPTIMIZE1, 0x02)
+                self._write(Reg.HIGH_BW_OPTIMIZE2, 0x64)
+            elif 410_000_000 <= cfg.frequency_hz <= 525_000_000:
+                self._write(Reg.HIGH_BW_OPTIMIZE1, 0x02)
+                self._write(Reg.HIGH_BW_OPTIMIZE2, 0x7F)
+            else:
+                self._write(Reg.HIGH_BW_OPTIMIZE1, 0x03)
+            self.automatic_if_on = 1
+        else:
+            self._write(Reg.HIGH_BW_OPTIMIZE1, 0x03)
+            self.automatic_if_on = 0
+            self._write(Reg.IF_FREQ1, 0x00)
+            self._write(Reg.IF_FREQ2, 0x48 if code == 0 else 0x44 if code <= 5 else 0x40)
+
+    @staticmethod
+    def _rx_frequency_hz(cfg: LoRaConfig) -> int:
+        """Errata 2.3: below 62.5 kHz the receiver's Frf is raised by the bandwidth."""
+        code = regs.bw_code(cfg.bw_hz)
+        return cfg.frequency_hz + (regs.BANDWIDTHS_HZ[code] if code <= 5 else 0)
+
+    def _write_frf(self, frequency_hz: int) -> None:
+        frf = regs.frf_from_hz(frequency_hz)
+        self._burst_write(Reg.FRF_MSB, [(frf >> 16) & 0xFF, (frf >> 8) & 0xFF, frf & 0xFF])  # LSB last
+
+    # ------------------------------------------------------------------ receive
+    def _start_rx(self) -> None:
+        """Clear the IRQ flags, point the FIFO at the RX base, enter RXCONTINUOUS."""
+        self._burst_write(Reg.FIFO_ADDR_PTR, [0x00])
+        self._write(Reg.IRQ_FLAGS, 0xFF)
+        self._set_mode(Mode.RXCONTINUOUS)
+        self._receiving = True
+        self._last_activity = self.clock.monotonic()
+
+    def start_receive(self) -> None:
+        with self._lock:
+            self._rx_enabled = True
+            self._start_rx()
+
+    def standby(self) -> None:
+        """Stop receiving (nodes that only transmit)."""
+        with self._lock:
+            self._rx_enabled = False
+            self._receiving = False
+            self._set_mode(Mode.STDBY)
+
+    def receive(self, timeout_s: float | None = None) -> RxPacket | None:
+        """Next received packet (any CRC state), or None after ``timeout_s`` seconds."""
+        if self._ready:
+            return self._ready.popleft()
+        if not self._receiving:
+            self.start_receive()
+        deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
+        while True:
+            now = self.clock.monotonic()
+            remaining = None if deadline is None else deadline - now
+            if remaining is not None and remaining <= 0:
+                break
+            chunk = self.health_interval_s if remaining is None else min(remaining, self.health_interval_s)
+            if self._wait_irq(chunk):
+                self._service()
+            elif self.clock.monotonic() - self._last_activity >= self.health_interval_s:
+                self.check_health()
+            if self._ready:
+                return self._ready.popleft()
+        return self._ready.popleft() if self._ready else None
+
+    def run(self, stop: threading.Event, timeout_s: float = 0.5) -> None:
+        """Receive until ``stop`` is set, handing each packet to ``on_packet``."""
+        while not stop.is_set():
+            packet = self.receive(timeout_s)
+            if packet is not None and self.on_packet is not None:
+                self.on_packet(packet)
+
+    def _wait_irq(self, timeout_s: float) -> bool:
+        if self._use_dio0:
+            assert self.gpio is not None and self.pins.dio0 is not None
+            return self.pins.dio0 in self.gpio.wait_rising(timeout_s)
+        deadline = self.clock.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                status = self._read_status()
+            if status[Reg.IRQ_FLAGS - STATUS_FIRST] & Irq.RX_DONE:
+                self._status = status  # the poll's status read is transaction 1 of the packet
+                return True
+            if self.clock.monotonic() >= deadline:
+                return False
+            self.clock.sleep(min(self.poll_interval_s, max(deadline - self.clock.monotonic(), 0.0)))
+
+    def _read_status(self) -> list[int]:
+        return self._burst_read(STATUS_FIRST, STATUS_LAST - STATUS_FIRST + 1)
+
+    def _service(self) -> None:
+        """Read every packet the chip holds: three SPI transactions each."""
+        with self._lock:
+            status, self._status = self._status, None
+            previous: list[int] | None = None
+            for _ in range(4):  # a packet landing mid-read is served in the next round
+                previous = self._read_packet(status, previous)
+                if previous is None:
+                    return
+                status = None
+
+    def _read_packet(self, status: list[int] | None, previous: list[int] | None) -> list[int] | None:
+        """Read one packet; returns its status when another packet finished during the read.
+
+        ``previous`` is the status of the packet read just before, when this one's RxDone was cleared
+        together with it: then RxPacketCntValue (valid packets only) tells whether its CRC was good.
+        """
+        when = self.clock.monotonic()
+        st = status if status is not None else self._read_status()  # transaction 1
+        s = lambda reg: st[reg - STATUS_FIRST]  # noqa: E731
+        flags = s(Reg.IRQ_FLAGS)
+        seen = flags
+        if previous is not None and not flags & Irq.RX_DONE:
+            valid = _counter(st, Reg.RX_PACKET_CNT_MSB) != _counter(previous, Reg.RX_PACKET_CNT_MSB)
+            seen = flags | Irq.RX_DONE | (0 if valid else Irq.PAYLOAD_CRC_ERROR)
+        elif not flags & Irq.RX_DONE:
+            self.stats.spurious_irqs += 1
+            if flags:
+                self._write(Reg.IRQ_FLAGS, flags)
+            return None
+        start, length = s(Reg.FIFO_RX_CURRENT_ADDR), s(Reg.RX_NB_BYTES)
+        # transaction 2: FifoAddrPtr = start; rewrite the bases and mask as read; 0x10 is read-only;
+        # clear exactly the flags seen. MISO returns the previous values: a changed FifoRxCurrentAddr
+        # means another packet finished in between (its RxDone is cleared with ours).
+        miso = self._burst_write(
+            Reg.FIFO_ADDR_PTR,
+            [start, s(Reg.FIFO_TX_BASE_ADDR), s(Reg.FIFO_RX_BASE_ADDR), start, s(Reg.IRQ_FLAGS_MASK), flags],
+        )
+        payload = bytes(self._burst_read(Reg.FIFO, length)) if length else b""  # transaction 3
+        self._last_activity = self.clock.monotonic()
+        header_cnt = _counter(st, Reg.RX_HEADER_CNT_MSB)
+        if not self.config.implicit_header:
+            gap = (header_cnt - self._last_header_cnt) & 0xFFFF
+            if gap > 1:
+                self.stats.missed += gap - 1
+                log.warning("%s: %d packet(s) lost before the driver could read them (overrun)", self.name, gap - 1)
+            self._last_header_cnt = header_cnt
+        packet = self._packet(st, payload, seen, when)
+        self._count(packet)
+        self._ready.append(packet)
+        if miso[Reg.FIFO_RX_CURRENT_ADDR - Reg.FIFO_ADDR_PTR] != start:
+            log.info("%s: a packet finished while the previous one was read; reading it too", self.name)
+            return st
+        return None
+
+    def _packet(self, st: list[int], payload: bytes, flags: int, when: float) -> RxPacket:
+        s = lambda reg: st[reg - STATUS_FIRST]  # noqa: E731
+        cfg = self.config
+        snr_raw = s(Reg.PKT_SNR_VALUE)
+        snr = (snr_raw - 256 if snr_raw & 0x80 else snr_raw) / 4.0
+        rssi = regs.rssi_offset_db(cfg.frequency_hz) + s(Reg.PKT_RSSI_VALUE) + (snr if snr < 0 else 0.0)
+        fei_raw = ((s(Reg.FEI_MSB) & 0x0F) << 16) | (s(Reg.FEI_MID) << 8) | s(Reg.FEI_LSB)
+        if cfg.implicit_header:
+            crc_on, cr = cfg.crc, cfg.cr
+        else:
+            crc_on = bool(regs.CRC_ON_PAYLOAD.get(s(Reg.HOP_CHANNEL)))
+            cr_code = regs.RX_CODING_RATE.get(s(Reg.MODEM_STAT))
+            cr = regs.CODING_RATES[cr_code - 1] if 1 <= cr_code <= 4 else cfg.cr
+        if not crc_on:
+            crc = CrcState.ABSENT
+        elif flags & Irq.PAYLOAD_CRC_ERROR:
+            crc = CrcState.FAILED
+        else:
+            crc = CrcState.OK
+        return RxPacket(
+            payload=payload,
+            rssi_dbm=float(rssi),
+            snr_db=snr,
+            freq_hz=cfg.frequency_hz,
+            freq_error_hz=regs.fei_to_hz(fei_raw, exact_bandwidth_hz(cfg.bw_hz)),
+            sf=cfg.sf,
+            bw_hz=cfg.bw_hz,
+            cr=cr,
+            crc=crc,
+            monotonic_s=when,
+            utc=self._utc_now(),
+        )
+
+    def _count(self, packet: RxPacket) -> None:
+        self.stats.packets += 1
+        if packet.crc is CrcState.OK:
+            self.stats.crc_ok += 1
+        elif packet.crc is CrcState.FAILED:
+            self.stats.crc_failed += 1
+            log.info("%s: packet with payload CRC error (%d bytes, RSSI %.0f dBm)", self.name,
+                     len(packet.payload), packet.rssi_dbm)
+        else:
+            self.stats.crc_absent += 1
+
+    # ------------------------------------------------------------------ self-healing
+    def check_health(self) -> bool:
+        """Look for a reset chip, a lost mode, a missed DIO0 edge or a hung receiver; fix and count.
+
+        Returns True when all was well. Runs on idle only, so packets still cost three transactions.
+        """
+        with self._lock:
+            self._last_activity = self.clock.monotonic()
+            if not self._receiving:
+                return True
+            op_mode = self._read(Reg.OP_MODE)
+            if op_mode != self._expected_op_mode:
+                reason = "chip_reset" if not op_mode & 0x80 else "mode_lost"
+                self._recover(reason, f"OpMode reads 0x{op_mode:02X}, expected 0x{self._expected_op_mode:02X}")
+                return False
+            status = self._read_status()
+            flags = status[Reg.IRQ_FLAGS - STATUS_FIRST]
+            if flags & Irq.RX_DONE:
+                # DIO0 is high and stays high until RxDone is cleared: the edge was missed.
+                self._note_recovery("dio0_missed", "RxDone pending without a DIO0 edge")
+                self._status = status
+                self._service()
+                return False
+            header_cnt = _counter(status, Reg.RX_HEADER_CNT_MSB)
+            modem_stat = status[Reg.MODEM_STAT - STATUS_FIRST]
+            if (
+                not self.config.implicit_header
+                and header_cnt != self._last_header_cnt
+                and not modem_stat & regs.RX_ONGOING
+            ):
+                self._recover("rx_stalled", f"valid-header counter moved to {header_cnt} without an RxDone")
+                return False
+            return True
+
+    def _note_recovery(self, reason: str, detail: str) -> None:
+        self.stats.recoveries += 1
+        self.stats.recovery_reasons[reason] += 1
+        log.warning("%s: recovering the radio (%s): %s", self.name, reason, detail)
+
+    def _recover(self, reason: str, detail: str) -> None:
+        self._note_recovery(reason, detail)
+        self._init_chip()
+
+    # ------------------------------------------------------------------ transmit, CAD, RSSI
+    def transmit(self, payload: bytes, wait: bool = True, timeout_s: float | None = None) -> float:
+        """Send ``payload``; with ``wait`` block until TxDone. Returns the time on air in seconds.
+
+        Receiving resumes after TxDone (when waiting). Raises HardwareError if TxDone never comes.
+        """
+        if not 1 <= len(payload) <= 255:
+            raise ConfigError(f"{self.name}: payload of {len(payload)} bytes outside 1..255", "payload_length")
+        toa = self.config.time_on_air_s(len(payload))
+        with self._lock:
+            self._set_mode(Mode.STDBY)
+            self._receiving = False
+            if self._rx_frequency_hz(self.config) != self.config.frequency_hz:
+                self._write_frf(self.config.frequency_hz)
+            self._write(Reg.FIFO_ADDR_PTR, 0x00)
+            self._burst_write(Reg.FIFO, list(payload))
+            self._write(Reg.PAYLOAD_LENGTH, len(payload))
+            self._write(Reg.DIO_MAPPING1, regs.DIO0_TX_DONE << 6)
+            self._write(Reg.IRQ_FLAGS, 0xFF)
+            self._set_mode(Mode.TX)
+        if wait:
+            self.wait_tx_done(timeout_s if timeout_s is not None else toa * 1.5 + 0.1)
+        return toa
+
+    def wait_tx_done(self, timeout_s: float) -> None:
+        if not self._wait_flag(Irq.TX_DONE, timeout_s):
+            self._restore_rx()
+            raise HardwareError(f"{self.name}: TxDone not raised within {timeout_s:.3f} s", "tx_timeout")
+        self.stats.tx_packets += 1
+        self._restore_rx()
+
+    def cad(self, timeout_s: float = 0.5) -> bool:
+        """Channel activity detection: True when a LoRa preamble of this channel is on the air."""
+        with self._lock:
+            self._set_mode(Mode.STDBY)
+            self._receiving = False
+            self._write(Reg.DIO_MAPPING1, (regs.DIO0_CAD_DONE << 6) | (regs.DIO1_CAD_DETECTED << 4))
+            self._write(Reg.IRQ_FLAGS, 0xFF)
+            self._set_mode(Mode.CAD)
+        if not self._wait_flag(Irq.CAD_DONE, timeout_s):
+            self._restore_rx()
+            raise HardwareError(f"{self.name}: CadDone not raised within {timeout_s:.3f} s", "cad_timeout")
+        with self._lock:
+            detected = bool(self._read(Reg.IRQ_FLAGS) & Irq.CAD_DETECTED)
+        self._restore_rx()
+        return detected
+
+    def rssi_dbm(self) -> float:
+        """Instantaneous RSSI (RegRssiValue) in receive: the noise floor when the channel is quiet."""
+        with self._lock:
+            if not self._receiving:
+                self._start_rx()
+            return float(regs.rssi_offset_db(self.config.frequency_hz) + self._read(Reg.RSSI_VALUE))
+
+    def noise_floor_dbm(self, samples: int = 8, interval_s: float = 0.001) -> float:
+        values = []
+        for _ in range(max(1, samples)):
+            values.append(self.rssi_dbm())
+            self.clock.sleep(interval_s)
+        return sum(values) / len(values)
+
+    def _wait_flag(self, flag: int, timeout_s: float) -> bool:
+        deadline = self.clock.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if self._read(Reg.IRQ_FLAGS) & flag:
+                    return True
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                return False
+            if self._use_dio0:
+                assert self.gpio is not None
+                self.gpio.wait_rising(remaining)
+            else:
+                self.clock.sleep(min(self.poll_interval_s, remaining))
+
+    def _restore_rx(self) -> None:
+        with self._lock:
+            self._write(Reg.IRQ_FLAGS, 0xFF)
+            self._write(Reg.DIO_MAPPING1, 0x00)
+            self._set_mode(Mode.STDBY)
+            if self._rx_frequency_hz(self.config) != self.config.frequency_hz:
+                self._write_frf(self._rx_frequency_hz(self.config))
+            if self._rx_enabled:
+                self._start_rx()
+
+
+def _counter(status: list[int], msb_reg: int) -> int:
+    """A 16-bit counter (MSB first) out of a status burst."""
+    return (status[msb_reg - STATUS_FIRST] << 8) | status[msb_reg + 1 - STATUS_FIRST]
+
+
+def _ocp_trim(ocp_ma: int) -> int:
+    """OcpTrim for a current limit (datasheet 5.4.4): 45 + 5·T up to 120 mA, −30 + 10·T up to 240 mA."""
+    if ocp_ma <= 120:
+        return (ocp_ma - 45) // 5
+    if ocp_ma < 240:
+        return (ocp_ma + 30) // 10
+    return 27
+
+
+def _enum(kind: type[Ldro], value: str, name: str) -> Ldro:
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise ConfigError(f"radio: {name} must be one of {', '.join(k.value for k in kind)}", "radio_config") from exc

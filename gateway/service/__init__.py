@@ -1,0 +1,1 @@
+"""The long-running gateway: configuration, wiring, threads, signals and sd_notify."""

@@ -1,0 +1,181 @@
+"""Wiring: Config → registry, decoder, outbox, MQTT sink, radio source → the core loop.
+
+The calling thread becomes the core thread (it owns every SQLite connection); the radio and paho
+each have one thread of their own. SIGTERM/SIGINT set the stop event: the radio stops, everything
+heard is committed, in-flight publishes get a moment, "offline" is published, the outbox closes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import paths
+from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
+from gateway.pipeline.pipeline import Pipeline, PipelineSettings
+from gateway.pipeline.render import NodeCache, Renderer
+from gateway.service.config import Config
+from gateway.service.core import Core, CoreSettings
+from gateway.service.notify import Notifier
+from gateway.sinks.mqtt import MqttSettings, MqttSink
+from gateway.sinks.outbox import Outbox, OutboxSettings
+
+log = logging.getLogger(__name__)
+
+
+class KeyedRegistry(NodeRegistry):
+    """The registry with node keys from the secrets file taking precedence over stored ones."""
+
+    def __init__(self, db_file: Path, keys: dict[int, bytes]) -> None:
+        super().__init__(db_file)
+        self._keys = dict(keys)
+
+    def _keyed(self, node: Node | None) -> Node | None:
+        if node is None or node.node_id not in self._keys:
+            return node
+        return dataclasses.replace(node, key=self._keys[node.node_id])
+
+    def get(self, node_id: int) -> Node | None:
+        return self._keyed(super().get(node_id))
+
+    def nodes(self) -> list[Node]:
+        return [self._keyed(n) for n in super().nodes()]  # type: ignore[misc]
+
+
+def mqtt_settings(cfg: Config) -> MqttSettings:
+    m = cfg.mqtt
+    return MqttSettings(
+        broker=m.broker,
+        client_id=m.client_id or f"lora-gw-{cfg.gateway.id}",
+        status_topic=f"{m.topic_prefix}/{cfg.gateway.id}/status",
+        protocol=m.protocol,
+        keepalive_s=m.keepalive_s,
+        ca_file=m.ca_file,
+        cert_file=m.cert_file,
+        key_file=m.key_file,
+        tls_insecure=m.tls_insecure,
+        reconnect_min_s=m.reconnect_min_s,
+        reconnect_max_s=m.reconnect_max_s,
+        max_inflight=m.max_inflight,
+        ack_timeout_s=m.ack_timeout_s,
+    )
+
+
+def outbox_settings(cfg: Config) -> OutboxSettings:
+    o = cfg.outbox
+    return OutboxSettings(
+        synchronous=o.synchronous,
+        commit_frames=o.commit_frames,
+        commit_interval_ms=o.commit_interval_ms,
+        max_rows=o.max_rows,
+        max_age_s=o.max_age_days * 86400.0,
+    )
+
+
+def model_resolver(state_dir: Path) -> Callable[[int, int], Any] | None:
+    """``ModelStore(state_dir).resolve`` with a small cache (a model file is read once per version)."""
+    try:
+        from gateway.codec import ModelStore
+    except ImportError:
+        return None
+    store = ModelStore(state_dir)
+    return store.resolve
+
+
+def configure_logging(cfg: Config, verbose: int = 0) -> None:
+    root = logging.getLogger()
+    if verbose == 0:
+        root.setLevel(cfg.logging.level.upper())
+    if cfg.logging.file:
+        handler = logging.FileHandler(cfg.logging.file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+
+
+class Gateway:
+    """Everything ``lora-gw run`` runs; build it and call ``run`` in the thread that built it."""
+
+    def __init__(self, cfg: Config, state_dir: str | None = None, notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.state_dir = paths.state_dir(state_dir or cfg.gateway.state_dir)
+        db = self.state_dir / paths.DB_NAME
+        self.registry = KeyedRegistry(db, dict(cfg.node_keys)) if cfg.node_keys else NodeRegistry(db)
+        self.source = self._radio()
+        self.decoder = FrameDecoder(self.registry, DecoderSettings())
+        self.pipeline = Pipeline(self.decoder, PipelineSettings(crc_policy=cfg.radio.crc_policy))
+        self.outbox = Outbox(db, outbox_settings(cfg))
+        self.sink = MqttSink(mqtt_settings(cfg))
+        self.renderer = Renderer(
+            cfg.gateway.id,
+            cfg.mqtt.topic_prefix,
+            NodeCache(self.registry.get),
+            model_resolver(self.state_dir),
+        )
+        self.notifier = notifier or Notifier()
+        self.core = Core(
+            self.pipeline,
+            self.outbox,
+            self.sink,
+            self.renderer,
+            CoreSettings(
+                stats_interval_s=cfg.gateway.stats_interval_s,
+                redecode_interval_s=cfg.outbox.redecode_interval_s,
+            ),
+            notifier=self.notifier,
+            radio_heartbeat=self.source.heartbeat,
+        )
+        self.stop_event = threading.Event()
+
+    def _radio(self) -> Any:
+        from gateway.service.radio import (
+            DriverSource,
+            SimNetwork,
+            install_demo_model,
+            lora_config,
+            open_sx1276,
+        )
+
+        r = self.cfg.radio
+        if r.backend == "emulator":
+            e = r.emulator
+            model = install_demo_model(self.state_dir)
+            net = SimNetwork(
+                e.nodes, e.interval_s, e.seed, e.loss, e.speed, model=model, config=lora_config(r)
+            )
+            net.register(self.registry)
+            return net
+        return DriverSource(open_sx1276(r))
+
+    def request_stop(self, *_args: object) -> None:
+        self.stop_event.set()
+        self.core.wake()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> None:
+        self.sink.start()
+        self.source.start(self.core.submit)
+        r = self.cfg.radio
+        self.notifier.ready(
+            f"receiving {r.frequency_hz / 1e6:.3f} MHz SF{r.sf} ({r.backend}); "
+            f"broker {self.cfg.mqtt.broker.redacted()}"
+        )
+        log.info(
+            "gateway %s running: radio %s, broker %s, state %s",
+            self.cfg.gateway.id,
+            r.backend,
+            self.cfg.mqtt.broker.redacted(),
+            self.state_dir,
+        )
+        try:
+            self.core.run(self.stop_event, before_shutdown=self.source.stop)
+        finally:
+            self.registry.close()
+            self.notifier.close()

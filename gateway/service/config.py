@@ -1,0 +1,435 @@
+"""The gateway's TOML configuration: one frozen dataclass per section, validated on load.
+
+Every problem is a :class:`~gateway.errors.ConfigError` whose one-line message names the key
+(``radio.sf: 13 is outside 6..12``). Secrets (MQTT credentials, node keys) may live in a separate
+TOML file that must not be readable by group or others; environment variables override the broker
+URL and credentials last (``LORA_GW_MQTT_URL``, ``LORA_GW_MQTT_USERNAME``, ``LORA_GW_MQTT_PASSWORD``).
+Layering, lowest first: built-in defaults, the config file, the secrets file, the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+from gateway.sinks.url import BrokerUrl, parse_broker_url
+
+ENV_URL = "LORA_GW_MQTT_URL"
+ENV_USERNAME = "LORA_GW_MQTT_USERNAME"
+ENV_PASSWORD = "LORA_GW_MQTT_PASSWORD"
+
+BANDWIDTHS_HZ = (7800, 10400, 15600, 20800, 31250, 41700, 62500, 125000, 250000, 500000)
+CODING_RATES = ("4/5", "4/6", "4/7", "4/8")
+CRC_POLICIES = ("drop_failed", "require_ok", "check_frame")
+REGIONS = {  # frequency band in Hz, default duty cycle in percent (ETSI EN 300 220 sub-bands; FCC: none)
+    "EU868": ((863_000_000, 870_000_000), 1.0),
+    "EU433": ((433_050_000, 434_790_000), 10.0),
+    "US915": ((902_000_000, 928_000_000), 100.0),
+    "AU915": ((915_000_000, 928_000_000), 100.0),
+    "AS923": ((915_000_000, 928_000_000), 1.0),
+    "IN865": ((865_000_000, 867_000_000), 100.0),
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
+    """Identity and housekeeping; ``state_dir`` holds gateway.db (node registry and outbox)."""
+
+    id: str
+    state_dir: str | None = None
+    stats_interval_s: float = 60.0
+    secrets_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorSection:
+    """Simulated nodes on a virtual air, used when ``radio.backend = "emulator"``."""
+
+    nodes: int = 3
+    interval_s: float = 10.0
+    seed: int = 1
+    loss: float = 0.0
+    speed: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RadioSection:
+    backend: str = "sx1276"
+    spi_device: str = "/dev/spidev0.0"
+    spi_speed_hz: int = 8_000_000
+    gpio: str = "auto"
+    reset_pin: int = 22
+    dio0_pin: int | None = 4
+    dio1_pin: int | None = None
+    frequency_hz: int = 868_100_000
+    sf: int = 7
+    bw_hz: int = 125_000
+    cr: str = "4/5"
+    sync_word: int = 0x12
+    preamble: int = 8
+    crc_policy: str = "drop_failed"
+    region: str = "EU868"
+    duty_cycle_percent: float = 1.0
+    tx_power_dbm: int = 14
+    emulator: EmulatorSection = field(default_factory=EmulatorSection)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    broker: BrokerUrl = field(default_factory=lambda: BrokerUrl("127.0.0.1", 1883, False))
+    protocol: str = "5"
+    client_id: str | None = None
+    topic_prefix: str = "lora"
+    keepalive_s: int = 60
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    max_inflight: int = 200
+    ack_timeout_s: float = 30.0
+
+    @property
+    def username(self) -> str | None:
+        return self.broker.username
+
+    @property
+    def password(self) -> str | None:
+        return self.broker.password
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSection:
+    synchronous: str = "normal"
+    commit_frames: int = 256
+    commit_interval_ms: int = 25
+    max_rows: int = 500_000
+    max_age_days: float = 30.0
+    redecode_interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSection:
+    level: str = "info"
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDefaults:
+    report_interval_s: float = 300.0
+    gap_filling: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    gateway: GatewaySection
+    radio: RadioSection
+    mqtt: MqttSection
+    outbox: OutboxSection
+    logging: LoggingSection
+    nodes: NodeDefaults
+    node_keys: Mapping[int, bytes] = field(default_factory=dict)
+    source: str | None = None
+
+
+class _Section:
+    """Typed, range-checked access to one TOML table; remembers which keys were read."""
+
+    def __init__(self, name: str, table: Any) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: must be a table, got {type(table).__name__}")
+        self.name = name
+        self.table = table
+        self.used: set[str] = set()
+
+    def key(self, k: str) -> str:
+        return f"{self.name}.{k}" if self.name else k
+
+    def _get(self, k: str) -> Any:
+        self.used.add(k)
+        return self.table.get(k)
+
+    def str(self, k: str, default: str | None, choices: tuple[str, ...] | None = None) -> Any:
+        v = self._get(k)
+        if v is None:
+            return default
+        if not isinstance(v, str):
+            raise ConfigError(f"{self.key(k)}: {v!r} is not a string")
+        if choices is not None and v not in choices:
+            raise ConfigError(f"{self.key(k)}: {v!r} is not one of {', '.join(choices)}")
+        return v
+
+    def int(self, k: str, default: Any, lo: int, hi: int, choices: tuple[int, ...] | None = None) -> Any:
+        v = self._get(k)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{self.key(k)}: {v!r} is not an integer")
+        if choices is not None and v not in choices:
+            raise ConfigError(f"{self.key(k)}: {v} is not one of {', '.join(map(str, choices))}")
+        if not lo <= v <= hi:
+            raise ConfigError(f"{self.key(k)}: {v} is outside {lo}..{hi}")
+        return v
+
+    def float(self, k: str, default: float, lo: float, hi: float) -> float:
+        v = self._get(k)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConfigError(f"{self.key(k)}: {v!r} is not a number")
+        if not lo <= v <= hi:
+            raise ConfigError(f"{self.key(k)}: {v} is outside {lo:g}..{hi:g}")
+        return float(v)
+
+    def bool(self, k: str, default: bool) -> bool:
+        v = self._get(k)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise ConfigError(f"{self.key(k)}: {v!r} is not true or false")
+        return v
+
+    def sub(self, k: str) -> _Section:
+        self.used.add(k)
+        return _Section(self.key(k), self.table.get(k, {}))
+
+    def finish(self) -> None:
+        for k in self.table:
+            if k not in self.used:
+                raise ConfigError(f"{self.key(k)}: unknown option")
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"{what}: {path} is not readable by this user") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what}: {path} is not valid TOML: {exc}") from None
+
+
+def _check_private(path: Path) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"gateway.secrets_file: {path} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"run chmod 600 {path}"
+        )
+
+
+def _optional_pin(sec: _Section, k: str, default: int | None) -> int | None:
+    v = sec.table.get(k)
+    if v is False or v == -1:
+        sec.used.add(k)
+        return None
+    return sec.int(k, default, 0, 63)
+
+
+def _parse_radio(sec: _Section) -> RadioSection:
+    d = RadioSection()
+    region = sec.str("region", d.region, tuple(REGIONS))
+    (band_lo, band_hi), region_duty = REGIONS[region]
+    emu = sec.sub("emulator")
+    de = EmulatorSection()
+    emulator = EmulatorSection(
+        nodes=emu.int("nodes", de.nodes, 0, 250),
+        interval_s=emu.float("interval_s", de.interval_s, 0.01, 86400.0),
+        seed=emu.int("seed", de.seed, 0, 2**31 - 1),
+        loss=emu.float("loss", de.loss, 0.0, 1.0),
+        speed=emu.float("speed", de.speed, 0.01, 10000.0),
+    )
+    emu.finish()
+    sf = sec.int("sf", d.sf, 6, 12)
+    bw = sec.int("bw_hz", d.bw_hz, 7800, 500_000, BANDWIDTHS_HZ)
+    freq = sec.int("frequency_hz", d.frequency_hz, 137_000_000, 1_020_000_000)
+    if not band_lo <= freq <= band_hi:
+        raise ConfigError(f"radio.frequency_hz: {freq} is outside the {region} band {band_lo}..{band_hi}")
+    preamble = sec.int("preamble", d.preamble, 6, 65535)
+    return RadioSection(
+        backend=sec.str("backend", d.backend, ("sx1276", "emulator")),
+        spi_device=sec.str("spi_device", d.spi_device),
+        spi_speed_hz=sec.int("spi_speed_hz", d.spi_speed_hz, 100_000, 10_000_000),
+        gpio=sec.str("gpio", d.gpio, ("auto", "rpi", "gpiod")),
+        reset_pin=sec.int("reset_pin", d.reset_pin, 0, 63),
+        dio0_pin=_optional_pin(sec, "dio0_pin", d.dio0_pin),
+        dio1_pin=_optional_pin(sec, "dio1_pin", d.dio1_pin),
+        frequency_hz=freq,
+        sf=sf,
+        bw_hz=bw,
+        cr=sec.str("cr", d.cr, CODING_RATES),
+        sync_word=sec.int("sync_word", d.sync_word, 0, 0xFF),
+        preamble=preamble,
+        crc_policy=sec.str("crc_policy", d.crc_policy, CRC_POLICIES),
+        region=region,
+        duty_cycle_percent=sec.float("duty_cycle_percent", region_duty, 0.0, region_duty),
+        tx_power_dbm=sec.int("tx_power_dbm", d.tx_power_dbm, -4, 20),
+        emulator=emulator,
+    )
+
+
+def _parse_mqtt(sec: _Section) -> MqttSection:
+    d = MqttSection()
+    url = sec.str("url", None)
+    broker = parse_broker_url(url, "mqtt.url") if url else d.broker
+    username = sec.str("username", None)
+    password = sec.str("password", None)
+    if username is not None:
+        broker = replace(broker, username=username)
+    if password is not None:
+        broker = replace(broker, password=password)
+    prefix = sec.str("topic_prefix", d.topic_prefix)
+    if not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/"):
+        raise ConfigError(f"mqtt.topic_prefix: {prefix!r} must be non-empty, without + # or outer /")
+    files = {}
+    for k in ("ca_file", "cert_file", "key_file"):
+        v = sec.str(k, None)
+        if v is not None and not Path(v).is_file():
+            raise ConfigError(f"mqtt.{k}: {v} does not exist")
+        files[k] = v
+    if files["key_file"] and not files["cert_file"]:
+        raise ConfigError("mqtt.key_file: set mqtt.cert_file too (a client key needs its certificate)")
+    rmin = sec.float("reconnect_min_s", d.reconnect_min_s, 0.1, 3600.0)
+    rmax = sec.float("reconnect_max_s", d.reconnect_max_s, 0.1, 3600.0)
+    if rmax < rmin:
+        raise ConfigError(f"mqtt.reconnect_max_s: {rmax:g} is below mqtt.reconnect_min_s {rmin:g}")
+    return MqttSection(
+        broker=broker,
+        protocol=sec.str("protocol", d.protocol, ("5", "3.1.1")),
+        client_id=sec.str("client_id", None),
+        topic_prefix=prefix,
+        keepalive_s=sec.int("keepalive_s", d.keepalive_s, 5, 3600),
+        ca_file=files["ca_file"],
+        cert_file=files["cert_file"],
+        key_file=files["key_file"],
+        tls_insecure=sec.bool("tls_insecure", d.tls_insecure),
+        reconnect_min_s=rmin,
+        reconnect_max_s=rmax,
+        max_inflight=sec.int("max_inflight", d.max_inflight, 1, 65535),
+        ack_timeout_s=sec.float("ack_timeout_s", d.ack_timeout_s, 1.0, 3600.0),
+    )
+
+
+def _parse_outbox(sec: _Section) -> OutboxSection:
+    d = OutboxSection()
+    return OutboxSection(
+        synchronous=sec.str("synchronous", d.synchronous, ("normal", "full")),
+        commit_frames=sec.int("commit_frames", d.commit_frames, 1, 100_000),
+        commit_interval_ms=sec.int("commit_interval_ms", d.commit_interval_ms, 0, 60_000),
+        max_rows=sec.int("max_rows", d.max_rows, 100, 100_000_000),
+        max_age_days=sec.float("max_age_days", d.max_age_days, 0.001, 3650.0),
+        redecode_interval_s=sec.float("redecode_interval_s", d.redecode_interval_s, 1.0, 86400.0),
+    )
+
+
+def _parse_node_keys(sec: _Section) -> dict[int, bytes]:
+    keys: dict[int, bytes] = {}
+    for name in list(sec.table):
+        sec.used.add(name)
+        try:
+            node_id = int(name, 0)
+        except ValueError:
+            raise ConfigError(f'{sec.key(name)}: the node id is not a number (e.g. "0x2a")') from None
+        if not 0 <= node_id <= 0xFFFFFFFF:
+            raise ConfigError(f"{sec.key(name)}: node id is outside 0..0xFFFFFFFF")
+        value = sec.table[name]
+        try:
+            key = bytes.fromhex(value) if isinstance(value, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 16:
+            raise ConfigError(f"{sec.key(name)}: the key must be 32 hex digits (AES-128)")
+        keys[node_id] = key
+    return keys
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    secrets: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> Config:
+    """Build a validated Config from parsed TOML tables (and optional secrets and environment)."""
+    root = _Section("", dict(data))
+    gw = root.sub("gateway")
+    gateway = GatewaySection(
+        id=gw.str("id", None) or socket.gethostname().split(".")[0] or "gateway",
+        state_dir=gw.str("state_dir", None),
+        stats_interval_s=gw.float("stats_interval_s", 60.0, 1.0, 86400.0),
+        secrets_file=gw.str("secrets_file", None),
+    )
+    if any(c in gateway.id for c in "/#+\0"):
+        raise ConfigError(f"gateway.id: {gateway.id!r} must not contain / + or #")
+    gw.finish()
+    radio_sec = root.sub("radio")
+    radio = _parse_radio(radio_sec)
+    radio_sec.finish()
+    mqtt_sec = root.sub("mqtt")
+    mqtt_sec.table = dict(mqtt_sec.table)  # secrets are layered in; never mutate the caller's tables
+    if secrets:
+        sroot = _Section("secrets", dict(secrets))
+        smqtt = sroot.sub("mqtt")
+        for k in ("username", "password"):
+            v = smqtt.str(k, None)
+            if v is not None:
+                mqtt_sec.table[k] = v
+        smqtt.finish()
+        key_sec = sroot.sub("node_keys")
+        node_keys = _parse_node_keys(key_sec)
+        sroot.finish()
+    else:
+        node_keys = {}
+    mqtt = _parse_mqtt(mqtt_sec)
+    mqtt_sec.finish()
+    env = env if env is not None else os.environ
+    if env.get(ENV_URL):
+        mqtt = replace(mqtt, broker=parse_broker_url(env[ENV_URL], ENV_URL))
+    if env.get(ENV_USERNAME):
+        mqtt = replace(mqtt, broker=replace(mqtt.broker, username=env[ENV_USERNAME]))
+    if env.get(ENV_PASSWORD):
+        mqtt = replace(mqtt, broker=replace(mqtt.broker, password=env[ENV_PASSWORD]))
+    if mqtt.broker.password and not mqtt.broker.username:
+        raise ConfigError("mqtt.password: a password needs a username")
+    ob = root.sub("outbox")
+    outbox = _parse_outbox(ob)
+    ob.finish()
+    lg = root.sub("logging")
+    logging_sec = LoggingSection(level=lg.str("level", "info", LOG_LEVELS), file=lg.str("file", None))
+    lg.finish()
+    nd = root.sub("nodes")
+    nodes = NodeDefaults(
+        report_interval_s=nd.float("report_interval_s", 300.0, 1.0, 86400.0 * 7),
+        gap_filling=nd.bool("gap_filling", False),
+    )
+    nd.finish()
+    root.finish()
+    return Config(gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, layer and validate the config file at ``path`` (and its secrets file, if any)."""
+    p = Path(path)
+    data = _read_toml(p, "config")
+    secrets = None
+    gw = data.get("gateway")
+    secrets_file = gw.get("secrets_file") if isinstance(gw, dict) else None
+    if isinstance(secrets_file, str) and secrets_file:
+        sp = Path(secrets_file)
+        if not sp.is_absolute():
+            sp = p.parent / sp
+        if not sp.exists():
+            raise ConfigError(f"gateway.secrets_file: {sp} does not exist")
+        _check_private(sp)
+        secrets = _read_toml(sp, "gateway.secrets_file")
+    return parse_config(data, secrets, env, source=str(p))

@@ -1,0 +1,349 @@
+"""The gateway's core loop: one thread owns the decoder, the outbox and publishing.
+
+Thread ownership:
+- the radio thread only calls ``submit(packet)`` (a queue put);
+- paho's network thread (owned by MqttSink) only enqueues events and calls ``wake``;
+- the core thread (``run``) does everything else: decode, store (group commit), publish, handle
+  PUBACKs, the loop watchdog, stats, re-decoding and sd_notify.
+
+Publishing order is outbox order (oldest first). Committed frames are kept in a bounded in-memory
+queue; beyond it (a long broker outage, a backlog after restart) they are paged in from SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.pipeline.message import StoredFrame
+from gateway.pipeline.pipeline import Pipeline
+from gateway.pipeline.render import Renderer
+from gateway.radio.packet import RxPacket
+from gateway.service.notify import Notifier
+from gateway.sinks.mqtt import Delivery, MqttSink
+from gateway.sinks.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    stats_interval_s: float = 60.0
+    redecode_interval_s: float = 60.0
+    expire_interval_s: float = 300.0
+    refused_retry_s: float = 60.0  # a publish refused by the broker (ACL) is retried this much later
+    ready_cap: int = 4096  # committed frames held in RAM for publishing; the rest stays in SQLite
+    drain_batch: int = 1024
+    health_interval_s: float = 1.0
+    shutdown_flush_s: float = 3.0
+    radio_stall_s: float = 30.0  # no radio heartbeat for this long: stop feeding the systemd watchdog
+
+
+class Core:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        outbox: Outbox,
+        sink: MqttSink,
+        renderer: Renderer,
+        settings: CoreSettings | None = None,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        radio_heartbeat: Callable[[], float] | None = None,
+        on_published: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.outbox = outbox
+        self.sink = sink
+        self.renderer = renderer
+        self.settings = settings or CoreSettings()
+        self.notifier = notifier or Notifier({})
+        self._clock = clock
+        self._radio_heartbeat = radio_heartbeat
+        self._on_published = on_published
+        self.packets: queue.SimpleQueue[tuple[RxPacket, float] | None] = queue.SimpleQueue()
+        sink.set_wakeup(self.wake)
+        self._ready: deque[StoredFrame] = deque()
+        self._spilled = True  # start by paging in whatever the last run left behind
+        self._loaded_upto = 0
+        self._parked: list[tuple[float, StoredFrame]] = []
+        self._waiting_queued: set[int] = set()
+        self._waiting_cursor = 0
+        self._rx_time: dict[int, float] = {}
+        self.latencies_ms: deque[float] = deque(maxlen=20000)
+        self.published = 0
+        self.raw_published = 0
+        self.refused = 0
+        self.started_s = clock()
+        now = clock()
+        self._next_health = now
+        self._next_stats = now + self.settings.stats_interval_s
+        self._next_redecode = now + self.settings.redecode_interval_s
+        self._next_expire = now
+        wd = self.notifier.watchdog_interval_s
+        self._next_watchdog = now if wd else float("inf")
+
+    # -- other threads ----------------------------------------------------------------------------------
+
+    def submit(self, packet: RxPacket) -> None:
+        """Called by the radio thread for every received packet (the latency clock starts here)."""
+        self.packets.put((packet, self._clock()))
+
+    def wake(self) -> None:
+        self.packets.put(None)
+
+    # -- the core thread --------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, before_shutdown: Callable[[], None] | None = None) -> None:
+        """Loop until ``stop`` is set, then shut down cleanly (offline status, outbox committed).
+        ``before_shutdown`` stops the radio, so that everything it heard is stored before the end."""
+        try:
+            while not stop.is_set():
+                self.step(self._timeout())
+        finally:
+            try:
+                if before_shutdown is not None:
+                    before_shutdown()
+            finally:
+                self.shutdown()
+
+    def _timeout(self) -> float:
+        now = self._clock()
+        t = min(self._next_health, self._next_stats, self._next_redecode, self._next_watchdog) - now
+        c = self.outbox.seconds_to_commit()
+        if c is not None:
+            t = min(t, c)
+        if self._ready and self.sink.can_publish:
+            t = 0.0
+        return max(0.0, min(t, 0.5))
+
+    def step(self, timeout: float = 0.0) -> None:
+        """One iteration: ingest queued packets, commit when due, publish, handle PUBACKs, housekeeping."""
+        try:
+            item = self.packets.get(timeout=timeout) if timeout > 0 else self.packets.get_nowait()
+        except queue.Empty:
+            item = None
+        n = 0
+        while True:
+            if item is not None:
+                self._ingest(item)
+                n += 1
+                if n >= self.settings.drain_batch:
+                    break
+            try:
+                item = self.packets.get_nowait()
+            except queue.Empty:
+                break
+        self._queue_stored(self.outbox.maybe_commit())
+        self._handle(self.sink.poll())
+        now = self._clock()
+        if now >= self._next_health:
+            self._next_health = now + self.settings.health_interval_s
+            self._handle(self.sink.check_health())
+            self._unpark(now)
+        self._publish()
+        self._housekeeping(now)
+
+    def _ingest(self, item: tuple[RxPacket, float]) -> None:
+        packet, t0 = item
+        result = self.pipeline.process(packet)
+        if result is None:
+            return
+        accepted, decoded = result
+        rid = self.outbox.add(accepted)
+        self.pipeline.accept(decoded)
+        self._rx_time[rid] = t0
+
+    def _queue_stored(self, stored: list[StoredFrame]) -> None:
+        if not stored:
+            return
+        if not self._spilled and len(self._ready) + len(stored) <= self.settings.ready_cap:
+            self._ready.extend(stored)
+            self._loaded_upto = stored[-1].row_id
+        else:
+            self._spilled = True
+
+    def _refill(self) -> None:
+        if self._ready or not self._spilled:
+            return
+        cap = self.settings.ready_cap
+        rows = self.outbox.load(self._loaded_upto, cap)
+        if rows:
+            self._ready.extend(rows)
+            self._loaded_upto = rows[-1].row_id
+        if len(rows) < cap:
+            self._spilled = False
+
+    def _publish(self) -> None:
+        sink = self.sink
+        while sink.can_publish:
+            if not self._ready:
+                self._refill()
+                if not self._ready:
+                    return
+            stored = self._ready.popleft()
+            msg = self.renderer.render(stored)
+            if msg is None:  # waiting for a model that is still missing
+                self._waiting_queued.discard(stored.row_id)
+                continue
+            if not sink.publish(msg.topic, msg.payload, (stored, msg.kind)):
+                self._ready.appendleft(stored)
+                return
+            if self._on_published is not None:
+                self._on_published(msg.topic, msg.payload)
+
+    def _handle(self, deliveries: list[Delivery]) -> None:
+        retry: list[StoredFrame] = []
+        now = self._clock()
+        for d in deliveries:
+            if not isinstance(d.token, tuple):
+                continue  # stats and other untracked messages
+            stored, kind = d.token
+            rid = stored.row_id
+            if d.status == "ok":
+                if kind == "raw":
+                    self.raw_published += 1
+                    self.outbox.mark_waiting(rid)
+                else:
+                    self.published += 1
+                    self.outbox.acknowledge(rid)
+                self._waiting_queued.discard(rid)
+                t0 = self._rx_time.pop(rid, None)
+                if t0 is not None and 0 <= now - t0 < 3600:
+                    self.latencies_ms.append((now - t0) * 1000.0)
+            elif d.status == "refused":
+                self.refused += 1
+                log.warning(
+                    "node %08x fcnt %d: broker refused the publish (%s); kept, retry in %.0f s",
+                    stored.frame.node_id,
+                    stored.frame.fcnt,
+                    d.reason,
+                    self.settings.refused_retry_s,
+                )
+                self._parked.append((now + self.settings.refused_retry_s, stored))
+            else:
+                retry.append(stored)
+        if retry:
+            retry.sort(key=lambda s: s.row_id)
+            self._ready.extendleft(reversed(retry))
+
+    def _unpark(self, now: float) -> None:
+        if not self._parked:
+            return
+        due = [s for t, s in self._parked if t <= now]
+        if due:
+            self._parked = [(t, s) for t, s in self._parked if t > now]
+            due.sort(key=lambda s: s.row_id)
+            self._ready.extendleft(reversed(due))
+
+    def _housekeeping(self, now: float) -> None:
+        s = self.settings
+        if now >= self._next_watchdog:
+            interval = self.notifier.watchdog_interval_s or 1.0
+            self._next_watchdog = now + interval
+            if self.radio_alive(now):
+                self.notifier.watchdog()
+            else:
+                log.error("radio: no heartbeat for %.0f s; not feeding the systemd watchdog", s.radio_stall_s)
+        if now >= self._next_stats:
+            self._next_stats = now + s.stats_interval_s
+            self.publish_stats()
+        if now >= self._next_redecode:
+            self._next_redecode = now + s.redecode_interval_s
+            self._redecode()
+        if now >= self._next_expire:
+            self._next_expire = now + s.expire_interval_s
+            self.outbox.drop_expired()
+
+    def radio_alive(self, now: float | None = None) -> bool:
+        if self._radio_heartbeat is None:
+            return True
+        now = self._clock() if now is None else now
+        return now - self._radio_heartbeat() < self.settings.radio_stall_s
+
+    def _redecode(self) -> None:
+        """Retry frames whose raw form went out while their model was missing."""
+        rows = self.outbox.load_waiting(self._waiting_cursor, 1000)
+        self._waiting_cursor = rows[-1].row_id if len(rows) == 1000 else 0
+        for stored in rows:
+            if stored.row_id not in self._waiting_queued:
+                self._waiting_queued.add(stored.row_id)
+                self._ready.append(stored)
+
+    # -- stats --------------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None
+
+        return {
+            "gateway_id": self.renderer.gateway_id,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "uptime_s": round(self._clock() - self.started_s, 1),
+            "received": self.pipeline.received,
+            "accepted": self.pipeline.accepted,
+            "drops": dict(self.pipeline.drops),
+            "published": self.published,
+            "raw_published": self.raw_published,
+            "refused": self.refused,
+            "backlog": self.outbox.backlog,
+            "outbox": self.outbox.stats.as_dict(),
+            "mqtt": {
+                **self.sink.stats.as_dict(),
+                "connected": self.sink.connected,
+                "inflight": self.sink.inflight,
+            },
+            "latency_ms": {"p50": pct(0.5), "p99": pct(0.99)},
+            "model_failures": self.renderer.model_failures,
+        }
+
+    def status_line(self) -> str:
+        return (
+            f"rx {self.pipeline.received}, accepted {self.pipeline.accepted}, published {self.published}, "
+            f"backlog {self.outbox.backlog}, broker {'up' if self.sink.connected else 'down'}"
+        )
+
+    def publish_stats(self) -> None:
+        self.notifier.status(self.status_line())
+        if self.sink.connected:
+            self.sink.publish(self.renderer.stats_topic, json.dumps(self.stats()).encode(), None)
+
+    # -- shutdown -----------------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Ingest everything queued and commit it (the radio has stopped)."""
+        while True:
+            try:
+                item = self.packets.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._ingest(item)
+        self._queue_stored(self.outbox.commit())
+
+    def shutdown(self) -> None:
+        """Commit, give in-flight publishes a moment, publish "offline", close the outbox."""
+        self.notifier.stopping("flushing the outbox")
+        try:
+            self.drain()
+            deadline = self._clock() + self.settings.shutdown_flush_s
+            while (self._ready or self.sink.inflight) and self.sink.connected and self._clock() < deadline:
+                self._publish()
+                self._handle(self.sink.poll())
+                time.sleep(0.002)
+            self._handle(self.sink.poll())
+            self.outbox.commit()
+        finally:
+            log.info("stopping: %s", self.status_line())
+            self.sink.stop()
+            self.outbox.close()

@@ -1,0 +1,228 @@
+"""The hardware-free demo: emulated SX1276 + N simulated nodes → the real pipeline → a real broker.
+
+Everything below the radio is the production path (frame checks, codec, SQLite outbox, MQTT with
+PUBACK checks); only the radio is emulated (at register level, through the real driver). State lives
+in a temporary directory. With no broker URL, a broker answering on 127.0.0.1:1883 is used, or a
+private Mosquitto is started on a free loopback port when the binary is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import paths
+from gateway.errors import GatewayError
+from gateway.frames import FrameDecoder, NodeRegistry
+from gateway.pipeline.pipeline import Pipeline
+from gateway.pipeline.render import NodeCache, Renderer
+from gateway.service.app import model_resolver
+from gateway.service.core import Core, CoreSettings
+from gateway.service.radio import SimNetwork, install_demo_model
+from gateway.sinks.mqtt import MqttSettings, MqttSink
+from gateway.sinks.outbox import Outbox
+from gateway.sinks.url import BrokerUrl, parse_broker_url
+
+log = logging.getLogger(__name__)
+
+DEMO_GATEWAY_ID = "demo"
+DEMO_INTERVAL_S = 2.0  # each simulated node reports every ~2 simulated seconds
+DEMO_SPEED = 4.0  # simulated seconds per real second
+
+
+class BrokerUnavailable(GatewayError):
+    reason = "no_broker"
+
+
+def _answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class PrivateMosquitto:
+    """A mosquitto on a free 127.0.0.1 port, anonymous, no persistence; removed on ``stop``."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+        )
+        if binary is None:
+            raise BrokerUnavailable(
+                "no MQTT broker answers on 127.0.0.1:1883 and mosquitto is not installed: "
+                "sudo apt-get install mosquitto (or pass --broker mqtt://host:port)"
+            )
+        self.dir = Path(tempfile.mkdtemp(prefix="lora-gw-mosquitto-"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        conf = self.dir / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it switches to user mosquitto, who cannot read our temp dir
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not _answers("127.0.0.1", self.port, 0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+                self.stop()
+                raise BrokerUnavailable(
+                    f"private mosquitto did not start: {err.splitlines()[-1] if err else '?'}"
+                )
+            time.sleep(0.05)
+        log.info("started a private mosquitto on 127.0.0.1:%d", self.port)
+
+    @property
+    def url(self) -> BrokerUrl:
+        return BrokerUrl("127.0.0.1", self.port, False)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_demo(
+    nodes: int,
+    seconds: float,
+    broker_url: str | None,
+    on_reading: Callable[[dict[str, Any]], None] | None,
+    *,
+    speed: float = DEMO_SPEED,
+    interval_s: float = DEMO_INTERVAL_S,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """Run the demo for ``seconds`` simulated seconds; returns the summary (see module docstring).
+
+    ``on_reading`` is called (in the core thread) with each telemetry message as it is published.
+    """
+    private: PrivateMosquitto | None = None
+    if broker_url:
+        broker = parse_broker_url(broker_url, "--broker")
+    elif _answers("127.0.0.1", 1883):
+        broker = BrokerUrl("127.0.0.1", 1883, False)
+    else:
+        private = PrivateMosquitto()
+        broker = private.url
+    state = Path(tempfile.mkdtemp(prefix="lora-gw-demo-"))
+    try:
+        return _run(nodes, seconds, broker, on_reading, state, speed, interval_s, seed, private is not None)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        if private is not None:
+            private.stop()
+
+
+def _run(
+    nodes: int,
+    seconds: float,
+    broker: BrokerUrl,
+    on_reading: Callable[[dict[str, Any]], None] | None,
+    state: Path,
+    speed: float,
+    interval_s: float,
+    seed: int,
+    private_broker: bool,
+) -> dict[str, Any]:
+    db = paths.db_path(state)
+    registry = NodeRegistry(db)
+    model = install_demo_model(state)
+    net = SimNetwork(nodes, interval_s=interval_s, seed=seed, speed=speed, model=model)
+    net.register(registry)
+    decoder = FrameDecoder(registry)
+    pipeline = Pipeline(decoder)
+    outbox = Outbox(db)
+    sink = MqttSink(
+        MqttSettings(
+            broker=broker,
+            client_id=f"lora-gw-demo-{os.getpid()}",
+            status_topic=f"lora/{DEMO_GATEWAY_ID}/status",
+            reconnect_min_s=1,
+            reconnect_max_s=2,
+        )
+    )
+    renderer = Renderer(DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), model_resolver(state))
+
+    def published(topic: str, payload: bytes) -> None:
+        if on_reading is not None and topic.endswith("/telemetry"):
+            on_reading(json.loads(payload))
+
+    core = Core(
+        pipeline,
+        outbox,
+        sink,
+        renderer,
+        CoreSettings(stats_interval_s=3600, health_interval_s=0.5),
+        on_published=published,
+        radio_heartbeat=net.heartbeat,
+    )
+    stop = threading.Event()
+    sink.start()
+    deadline = time.monotonic() + 10
+    while not sink.connected:
+        core.step(0.05)
+        if time.monotonic() > deadline:
+            sink.stop()
+            registry.close()
+            outbox.close()
+            raise BrokerUnavailable(f"cannot connect to the broker at {broker.redacted()}")
+    started = time.monotonic()
+    net.start(core.submit, seconds=seconds)
+
+    def watch() -> None:
+        net.wait_transmissions(seconds / max(speed, 0.01) + 30)
+        time.sleep(0.3)  # the last frames' time on air, then let the core publish the rest
+        end = time.monotonic() + 10
+        while time.monotonic() < end and (core.outbox.backlog or core.packets.qsize()):
+            time.sleep(0.02)
+        stop.set()
+        core.wake()
+
+    watcher = threading.Thread(target=watch, name="demo-watch", daemon=True)
+    watcher.start()
+    try:
+        core.run(stop, before_shutdown=net.stop)
+    finally:
+        registry.close()
+    fates = net.air_fates()
+    heard = pipeline.received
+    return {
+        "nodes": nodes,
+        "seconds": seconds,
+        "codec": "model" if model is not None else "lpp",
+        "broker": broker.redacted() + (" (private mosquitto)" if private_broker else ""),
+        "frames_sent": net.frames_sent,
+        "frames_heard": heard,
+        "frames_published": core.published + core.raw_published,
+        "frames_lost_air": max(0, net.frames_sent - heard),
+        "frames_dropped": dict(pipeline.drops),
+        "bytes_on_air": net.bytes_on_air,
+        "airtime_s": round(net.airtime_s, 3),
+        "air": fates,
+        "wall_s": round(time.monotonic() - started, 2),
+    }

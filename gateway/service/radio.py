@@ -1,0 +1,269 @@
+"""Where packets come from: the SX1276 on SPI, or emulated sensor nodes on a virtual air.
+
+Each source owns one receive thread that only hands packets to ``submit`` (the core's queue) and
+stamps a heartbeat; the core stops feeding the systemd watchdog when the heartbeat stalls (a hung
+SPI read), so systemd restarts the service.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from gateway.errors import ConfigError
+from gateway.frames import FrameEncoder, Node, NodeRegistry, PayloadCodec
+from gateway.radio.packet import RxPacket
+from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
+
+log = logging.getLogger(__name__)
+
+SIM_NODE_BASE = 0x5100_0000  # node ids of simulated nodes: 0x51000001, 0x51000002, ...
+
+
+class DriverSource:
+    """Runs an SX1276 driver's receive loop in a thread of its own."""
+
+    def __init__(self, driver: SX1276, name: str = "radio") -> None:
+        self.driver = driver
+        self.name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._heartbeat = time.monotonic()
+        self.error: BaseException | None = None
+
+    def heartbeat(self) -> float:
+        return self._heartbeat
+
+    def start(self, submit: Callable[[RxPacket], None]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(submit,), name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self, submit: Callable[[RxPacket], None]) -> None:
+        try:
+            while not self._stop.is_set():
+                packet = self.driver.receive(0.25)
+                self._heartbeat = time.monotonic()
+                if packet is not None:
+                    submit(packet)
+        except Exception as exc:  # the heartbeat stops; the watchdog and the log say why
+            self.error = exc
+            log.error("%s: receive loop stopped: %s: %s", self.name, type(exc).__name__, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        try:
+            self.driver.close()
+        except Exception as exc:  # closing a broken radio must not block the shutdown
+            log.warning("%s: close failed: %s", self.name, exc)
+
+    def stats(self) -> dict:
+        return self.driver.stats.snapshot()
+
+
+def lora_config(radio: object) -> LoRaConfig:
+    """The driver's LoRaConfig from a ``[radio]`` config section."""
+    return LoRaConfig(
+        frequency_hz=radio.frequency_hz,  # type: ignore[attr-defined]
+        sf=radio.sf,  # type: ignore[attr-defined]
+        bw_hz=radio.bw_hz,  # type: ignore[attr-defined]
+        cr=radio.cr,  # type: ignore[attr-defined]
+        implicit_header=radio.sf == 6,  # type: ignore[attr-defined]
+        preamble=radio.preamble,  # type: ignore[attr-defined]
+        sync_word=radio.sync_word,  # type: ignore[attr-defined]
+        tx_power_dbm=max(2, min(17, radio.tx_power_dbm)),  # type: ignore[attr-defined]
+    )
+
+
+def open_sx1276(radio: object) -> SX1276:
+    """The real chip: spidev + RPi.GPIO/gpiod per the ``[radio]`` section (imports them lazily)."""
+    from gateway.hw.gpio import open_gpio
+    from gateway.hw.spi import SpidevPort
+
+    m = re.fullmatch(r"/dev/spidev(\d+)\.(\d+)", radio.spi_device)  # type: ignore[attr-defined]
+    if m is None:
+        raise ConfigError(f"radio.spi_device: {radio.spi_device!r} is not /dev/spidev<bus>.<cs>")  # type: ignore[attr-defined]
+    spi = SpidevPort(int(m.group(1)), int(m.group(2)), radio.spi_speed_hz)  # type: ignore[attr-defined]
+    gpio = open_gpio(backend=radio.gpio)  # type: ignore[attr-defined]
+    pins = Pins(reset=radio.reset_pin, dio0=radio.dio0_pin, dio1=radio.dio1_pin)  # type: ignore[attr-defined]
+    driver = SX1276(spi, gpio, pins, lora_config(radio), name="sx1276")
+    driver.begin(receive=True)
+    return driver
+
+
+class Telemetry:
+    """What one simulated node measures: the codec's demo model, or Cayenne LPP readings."""
+
+    def __init__(self, rng: np.random.Generator, model: object | None) -> None:
+        self.rng = rng
+        self.model = model
+        self._series: np.ndarray | None = None
+        self._pos = 0
+        self._temp = float(rng.uniform(12, 24))
+        self._hum = float(rng.uniform(40, 70))
+
+    def frame(self, enc: FrameEncoder) -> bytes:
+        if self.model is not None:
+            m = self.model
+            k = max(1, min(int(m.samples_per_frame), 64))  # type: ignore[attr-defined]
+            if self._series is None or self._pos + k > len(self._series):
+                self._series = m.generate(k * 32, self.rng)  # type: ignore[attr-defined]
+                self._pos = 0
+            chunk = self._series[self._pos : self._pos + k]
+            self._pos += k
+            return enc.encode(
+                m.encode(chunk),  # type: ignore[attr-defined]
+                codec=PayloadCodec.MODEL,
+                model_id=m.model_id,  # type: ignore[attr-defined]
+                model_version=m.version % 8,  # type: ignore[attr-defined]
+            )
+        self._temp = round(min(45.0, max(-20.0, self._temp + float(self.rng.normal(0, 0.2)))), 1)
+        self._hum = round(min(100.0, max(0.0, self._hum + float(self.rng.normal(0, 0.5)))) * 2) / 2
+        return enc.encode_lpp([(1, "temperature", self._temp), (2, "humidity", self._hum)])
+
+
+def install_demo_model(state_dir: Path) -> object | None:
+    """Install the codec's shipped demo model into ``state_dir`` (if the codec ships one)."""
+    try:
+        from gateway.codec import DEMO_MODEL, ModelStore, demo_model
+        from gateway.codec.errors import CodecError
+    except ImportError:
+        return None
+    try:
+        model = demo_model()
+    except (OSError, CodecError) as exc:
+        log.warning("demo model unavailable (%s); simulated nodes send Cayenne LPP", exc)
+        return None
+    store = ModelStore(state_dir)
+    if model.version not in store.versions(model.model_id):
+        from importlib import resources
+
+        data = resources.files("gateway.codec").joinpath("data", DEMO_MODEL).read_bytes()
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / DEMO_MODEL
+            p.write_bytes(data)
+            store.install(p)
+    return model
+
+
+class SimNetwork:
+    """N emulated sensor nodes and the emulated gateway radio (gateway.radio.sim) as a packet source.
+
+    Nodes transmit every ``interval_s`` (±20 %, random phase) through their own SX1276 driver on the
+    virtual air; the gateway's driver receives in this source's thread. Virtual time runs ``speed``
+    times faster than real time.
+    """
+
+    def __init__(
+        self,
+        nodes: int,
+        interval_s: float = 10.0,
+        seed: int = 1,
+        loss: float = 0.0,
+        speed: float = 1.0,
+        model: object | None = None,
+        config: LoRaConfig | None = None,
+    ) -> None:
+        from gateway.radio.sim import Link, RadioSim
+
+        self.sim = RadioSim(nodes=nodes, config=config, link=Link(loss=loss), seed=seed, speed=speed)
+        self.interval_s = interval_s
+        self.rng = np.random.default_rng(seed)
+        self.model = model
+        self.node_ids = [SIM_NODE_BASE + i + 1 for i in range(nodes)]
+        self.encoders = [FrameEncoder(nid) for nid in self.node_ids]
+        self.telemetry = [Telemetry(np.random.default_rng(seed * 1000 + i), model) for i in range(nodes)]
+        self.frames_sent = 0
+        self.bytes_on_air = 0
+        self.airtime_s = 0.0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._heartbeat = time.monotonic()
+        self._until: float | None = None
+
+    def register(self, registry: NodeRegistry) -> None:
+        """Register the simulated nodes (once) and continue their counters where the gateway is."""
+        for i, nid in enumerate(self.node_ids):
+            node = registry.get(nid)
+            if node is None:
+                node = registry.add(Node(node_id=nid, name=f"sim-{i + 1}", interval_s=self.interval_s))
+            self.encoders[i].next_fcnt = node.next_fcnt
+
+    def heartbeat(self) -> float:
+        return self._heartbeat
+
+    def start(self, submit: Callable[[RxPacket], None], seconds: float | None = None) -> None:
+        """Start receiving and transmitting; with ``seconds`` the nodes stop after that virtual time."""
+        clock = self.sim.clock
+        self._until = None if seconds is None else clock.monotonic() + seconds
+        rx = threading.Thread(target=self._receive, args=(submit,), name="sim-gateway-rx", daemon=True)
+        tx = threading.Thread(target=self._transmit, name="sim-nodes-tx", daemon=True)
+        self._threads = [rx, tx]
+        rx.start()
+        tx.start()
+
+    @property
+    def transmitting(self) -> bool:
+        return self._threads[1].is_alive() if len(self._threads) > 1 else False
+
+    def _receive(self, submit: Callable[[RxPacket], None]) -> None:
+        gw = self.sim.gateway
+        try:
+            while not self._stop.is_set():
+                packet = gw.receive(0.1)
+                self._heartbeat = time.monotonic()
+                if packet is not None:
+                    submit(packet)
+        except Exception as exc:
+            log.error("emulated gateway radio stopped: %s: %s", type(exc).__name__, exc)
+
+    def _transmit(self) -> None:
+        clock = self.sim.clock
+        now = clock.monotonic()
+        queue = [(now + float(self.rng.uniform(0, self.interval_s)), i) for i in range(len(self.node_ids))]
+        heapq.heapify(queue)
+        try:
+            while not self._stop.is_set() and queue:
+                when, i = heapq.heappop(queue)
+                if self._until is not None and when >= self._until:
+                    break
+                delay = when - clock.monotonic()
+                if delay > 0:
+                    clock.sleep(min(delay, 0.5))
+                    heapq.heappush(queue, (when, i))
+                    continue
+                node = self.sim.nodes[i]
+                if not node.busy:
+                    frame = self.telemetry[i].frame(self.encoders[i])
+                    self.airtime_s += node.send(frame, wait=False)
+                    self.frames_sent += 1
+                    self.bytes_on_air += len(frame)
+                jitter = float(self.rng.uniform(0.8, 1.2))
+                heapq.heappush(queue, (when + self.interval_s * jitter, i))
+        except Exception as exc:
+            log.error("simulated nodes stopped: %s: %s", type(exc).__name__, exc)
+
+    def wait_transmissions(self, timeout_s: float) -> None:
+        if len(self._threads) > 1:
+            self._threads[1].join(timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        self.sim.close()
+
+    def stats(self) -> dict:
+        return {"frames_sent": self.frames_sent, "bytes_on_air": self.bytes_on_air, **self.air_fates()}
+
+    def air_fates(self) -> dict:
+        return {f"air_{k}": v for k, v in self.sim.air.rx_stats.get("gateway", {}).items()}

@@ -1,0 +1,1 @@
+"""Where accepted messages go: the durable SQLite outbox and the MQTT publisher."""

@@ -1,0 +1,407 @@
+"""The durable outbox: every accepted frame is in SQLite before anything is published.
+
+Lives in the state database (gateway.db, beside the frame layer's ``nodes`` table) so that a frame row
+and its node's new counter (``UPDATE nodes SET next_fcnt=?``) commit in ONE transaction: after any crash
+the counter and the stored frames agree, so a retransmission is neither lost nor published twice.
+
+Writes are grouped: a transaction commits when ``commit_frames`` frames are pending or the oldest has
+waited ``commit_interval_ms``; PUBACK deletes ride along with the next commit (or are flushed alone after
+``delete_interval_ms``). A frame is only handed to MQTT after its transaction committed.
+
+Durability (WAL journal):
+- ``synchronous = normal``: commits survive a crash of the process (SIGKILL, OOM); a power cut may
+  roll back the last commits (never corrupts). Fewest writes: the WAL is synced at checkpoints only.
+- ``synchronous = full``: the WAL is synced at every commit, so commits also survive a power cut on
+  storage that honours flushes; costs one fsync per group commit.
+A row is deleted only after a PUBACK with a success reason code; a crash between PUBACK and the
+delete's commit publishes that row again after restart (same message id: consumers de-duplicate).
+
+One thread owns an Outbox (the service's core thread); it is not thread-safe by design.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import GatewayError
+from gateway.pipeline.message import AcceptedFrame, RadioMeta, StoredFrame
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_CR = {"4/5": 5, "4/6": 6, "4/7": 7, "4/8": 8}
+_CR_NAME = {v: k for k, v in _CR.items()}
+_CRC = {"ok": 0, "absent": 1, "failed": 2}
+_CRC_NAME = {v: k for k, v in _CRC.items()}
+_FORMATS = ("frame", "lpp", "radiohead", "raw")
+_CODECS = ("raw", "lpp", "model", "radiohead")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,          -- publish order: oldest first
+    node_id INTEGER NOT NULL,
+    fcnt INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0, -- 0 to publish, 1 raw published and waiting for its model
+    created_ms INTEGER NOT NULL,      -- receive time, Unix ms (age bound, published time)
+    kind INTEGER NOT NULL,            -- format index * 16 + codec index
+    model INTEGER,                    -- model_id * 8 + version mod 8, NULL unless codec = model
+    payload BLOB NOT NULL,
+    rssi_dbm10 INTEGER NOT NULL,
+    snr_db4 INTEGER NOT NULL,
+    freq_hz INTEGER NOT NULL,
+    freq_error_hz INTEGER NOT NULL,
+    sf INTEGER NOT NULL,
+    bw_hz INTEGER NOT NULL,
+    cr INTEGER NOT NULL,
+    crc INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+"""
+
+
+class OutboxError(GatewayError):
+    reason = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """Group-commit and bound settings; defaults chosen for an SD card (see bench/pipeline.py)."""
+
+    synchronous: str = "normal"  # "normal" | "full"
+    commit_frames: int = 256
+    commit_interval_ms: int = 25
+    delete_interval_ms: int = 1000
+    max_rows: int = 500_000
+    max_age_s: float = 30 * 86400.0
+
+
+@dataclass(slots=True)
+class OutboxStats:
+    stored: int = 0
+    deleted: int = 0
+    commits: int = 0
+    dropped_size: int = 0
+    dropped_age: int = 0
+    counters_unmatched: int = 0  # next_fcnt updates that found no nodes row
+    rows: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "stored": self.stored,
+            "deleted": self.deleted,
+            "commits": self.commits,
+            "dropped_size": self.dropped_size,
+            "dropped_age": self.dropped_age,
+            "counters_unmatched": self.counters_unmatched,
+            "rows": self.rows,
+        }
+
+
+def _row_to_stored(row: tuple) -> StoredFrame:
+    (rid, node_id, fcnt, state, created_ms, kind, model, payload, rssi, snr, freq, ferr, sf, bw, cr, crc) = (
+        row
+    )
+    fmt, codec = _FORMATS[kind >> 4], _CODECS[kind & 0x0F]
+    frame = AcceptedFrame(
+        node_id=node_id,
+        fcnt=fcnt,
+        next_fcnt=fcnt + 1,
+        format=fmt,
+        codec=codec,
+        model_id=None if model is None else model >> 3,
+        model_version=None if model is None else model & 7,
+        payload=bytes(payload),
+        radio=RadioMeta(
+            rssi_dbm=rssi / 10.0,
+            snr_db=snr / 4.0,
+            freq_hz=freq,
+            freq_error_hz=float(ferr),
+            sf=sf,
+            bw_hz=bw,
+            cr=_CR_NAME.get(cr, "4/5"),
+            crc=_CRC_NAME.get(crc, "ok"),
+            utc_ms=created_ms,
+        ),
+    )
+    return StoredFrame(row_id=rid, frame=frame, waiting_model=state == 1)
+
+
+def _frame_params(rid: int, f: AcceptedFrame) -> tuple:
+    r = f.radio
+    try:
+        kind = _FORMATS.index(f.format) * 16 + _CODECS.index(f.codec)
+    except ValueError:
+        raise OutboxError(f"node {f.node_id:08x}: unknown format/codec {f.format}/{f.codec}") from None
+    model = None if f.model_id is None else f.model_id * 8 + ((f.model_version or 0) & 7)
+    return (
+        rid,
+        f.node_id,
+        f.fcnt,
+        r.utc_ms,
+        kind,
+        model,
+        f.payload,
+        round(r.rssi_dbm * 10),
+        round(r.snr_db * 4),
+        r.freq_hz,
+        round(r.freq_error_hz),
+        r.sf,
+        r.bw_hz,
+        _CR.get(r.cr, 5),
+        _CRC.get(r.crc, 0),
+    )
+
+
+_SELECT = (
+    "SELECT id, node_id, fcnt, state, created_ms, kind, model, payload, rssi_dbm10, snr_db4, freq_hz,"
+    " freq_error_hz, sf, bw_hz, cr, crc FROM outbox"
+)
+
+
+class Outbox:
+    """SQLite outbox with group commit. ``add`` → ``maybe_commit`` returns the rows now safe to publish."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        settings: OutboxSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.settings = settings or OutboxSettings()
+        if self.settings.synchronous not in ("normal", "full"):
+            raise OutboxError(f"outbox.synchronous: {self.settings.synchronous!r} is not normal or full")
+        self.path = Path(db_path)
+        self._clock = clock
+        self._wall_ms = wall_ms
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise OutboxError(f"outbox: {self.path} cannot use WAL journaling (got {mode})")
+            self._db.execute(f"PRAGMA synchronous = {self.settings.synchronous.upper()}")
+            self._migrate()
+            self._has_nodes = bool(
+                self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone()
+            )
+            self._next_id = (self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0) + 1
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox: cannot open {self.path}: {exc}") from None
+        self.stats = OutboxStats()
+        self.stats.rows = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._pending: list[tuple] = []
+        self._pending_frames: list[StoredFrame] = []
+        self._counters: dict[int, int] = {}
+        self._pending_since: float | None = None
+        self._deletes: list[tuple[int]] = []
+        self._waiting: list[tuple[int]] = []
+        self._deletes_since: float | None = None
+        self._closed = False
+        if self.stats.rows:
+            log.info("outbox: %d frames waiting from before the restart", self.stats.rows)
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT version FROM schema_versions WHERE component = 'outbox'").fetchone()
+            if row and row[0] > SCHEMA_VERSION:
+                raise OutboxError(
+                    f"outbox: {self.path} has outbox schema v{row[0]}, newer than this gateway"
+                    f" (v{SCHEMA_VERSION}); upgrade lora-gw"
+                )
+            if not row:
+                db.execute(
+                    "INSERT INTO schema_versions (component, version) VALUES ('outbox', ?)", (SCHEMA_VERSION,)
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def add(self, frame: AcceptedFrame) -> int:
+        """Queue an accepted frame (and its node's next counter) for the next group commit; returns
+        the row id it will have."""
+        rid = self._next_id
+        self._next_id += 1
+        self._pending.append(_frame_params(rid, frame))
+        self._pending_frames.append(StoredFrame(rid, frame))
+        self._counters[frame.node_id] = frame.next_fcnt  # the decoder's order: the last one is the newest
+        if self._pending_since is None:
+            self._pending_since = self._clock()
+        return rid
+
+    def acknowledge(self, row_id: int) -> None:
+        """PUBACK with a success code: the row may go (with the next commit)."""
+        self._deletes.append((row_id,))
+        if self._deletes_since is None:
+            self._deletes_since = self._clock()
+
+    def mark_waiting(self, row_id: int) -> None:
+        """The raw form was delivered; keep the row until a model can decode it."""
+        self._waiting.append((row_id,))
+        if self._deletes_since is None:
+            self._deletes_since = self._clock()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def backlog(self) -> int:
+        """Frames accepted but not yet delivered (stored or pending, minus acknowledged ones)."""
+        return self.stats.rows + len(self._pending) - len(self._deletes)
+
+    def seconds_to_commit(self) -> float | None:
+        """How long the owner may sleep before ``maybe_commit`` has work (None: nothing pending)."""
+        deadlines = []
+        if self._pending_since is not None:
+            deadlines.append(self._pending_since + self.settings.commit_interval_ms / 1000.0)
+        if self._deletes_since is not None:
+            deadlines.append(self._deletes_since + self.settings.delete_interval_ms / 1000.0)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - self._clock())
+
+    def maybe_commit(self) -> list[StoredFrame]:
+        """Commit if a bound is reached; returns the frames that became durable (publish them now)."""
+        now = self._clock()
+        s = self.settings
+        due = len(self._pending) >= s.commit_frames or (
+            self._pending_since is not None and now - self._pending_since >= s.commit_interval_ms / 1000.0
+        )
+        if not due and self._deletes_since is not None:
+            due = (
+                len(self._deletes) >= s.commit_frames * 4
+                or now - self._deletes_since >= s.delete_interval_ms / 1000.0
+            )
+        return self.commit() if due else []
+
+    def commit(self) -> list[StoredFrame]:
+        """Write pending frames, counters, deletes and state changes in one transaction."""
+        if not (self._pending or self._deletes or self._waiting):
+            return []
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._pending:
+                    db.executemany(
+                        "INSERT INTO outbox (id, node_id, fcnt, created_ms, kind, model, payload, rssi_dbm10,"
+                        " snr_db4, freq_hz, freq_error_hz, sf, bw_hz, cr, crc)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        self._pending,
+                    )
+                    if self._has_nodes:
+                        cur = db.executemany(
+                            "UPDATE nodes SET next_fcnt = ? WHERE node_id = ?",
+                            [(n, node) for node, n in self._counters.items()],
+                        )
+                        self.stats.counters_unmatched += max(0, len(self._counters) - cur.rowcount)
+                if self._deletes:
+                    cur = db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes)
+                    deleted = cur.rowcount
+                else:
+                    deleted = 0
+                if self._waiting:
+                    db.executemany("UPDATE outbox SET state = 1 WHERE id = ?", self._waiting)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox: commit failed: {exc}") from None
+        stored = self._pending_frames
+        self.stats.commits += 1
+        self.stats.stored += len(stored)
+        self.stats.deleted += max(deleted, 0)
+        self.stats.rows += len(stored) - max(deleted, 0)
+        self._pending, self._pending_frames, self._counters = [], [], {}
+        self._deletes, self._waiting = [], []
+        self._pending_since = self._deletes_since = None
+        if self.stats.rows > self.settings.max_rows:
+            self._drop_oldest(self.stats.rows - self.settings.max_rows)
+        return stored
+
+    def _drop_oldest(self, n: int) -> None:
+        with self._tx():
+            cur = self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,)
+            )
+        self.stats.dropped_size += cur.rowcount
+        self.stats.rows -= cur.rowcount
+        log.warning(
+            "outbox: full (%d rows max): dropped the %d oldest unpublished frames",
+            self.settings.max_rows,
+            cur.rowcount,
+        )
+
+    def drop_expired(self) -> int:
+        """Delete rows older than ``max_age_s`` (counted and logged loss); returns how many."""
+        cutoff = self._wall_ms() - int(self.settings.max_age_s * 1000)
+        with self._tx():
+            cur = self._db.execute("DELETE FROM outbox WHERE created_ms < ?", (cutoff,))
+        if cur.rowcount > 0:
+            self.stats.dropped_age += cur.rowcount
+            self.stats.rows -= cur.rowcount
+            log.warning("outbox: dropped %d frames older than %.0f s", cur.rowcount, self.settings.max_age_s)
+        return max(cur.rowcount, 0)
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def load(self, after_id: int, limit: int) -> list[StoredFrame]:
+        """Stored frames still to publish with id > ``after_id``, oldest first (backlog after a restart)."""
+        rows = self._db.execute(
+            f"{_SELECT} WHERE id > ? AND state = 0 ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [_row_to_stored(r) for r in rows]
+
+    def load_waiting(self, after_id: int, limit: int) -> list[StoredFrame]:
+        """Frames whose raw form was published and that still need a model, oldest first."""
+        rows = self._db.execute(
+            f"{_SELECT} WHERE id > ? AND state = 1 ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [_row_to_stored(r) for r in rows]
+
+    def exists(self, row_id: int) -> bool:
+        return self._db.execute("SELECT 1 FROM outbox WHERE id = ?", (row_id,)).fetchone() is not None
+
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def close(self) -> None:
+        """Commit everything pending (frames, deletes) and checkpoint the WAL."""
+        if self._closed:
+            return
+        try:
+            self.commit()
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            self._closed = True
+            self._db.close()
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

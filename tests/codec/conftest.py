@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.codec import Model, Schema, demo_model, train
+from gateway.codec.csvio import read_csv
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def schema() -> Schema:
+    return Schema.load(DATA / "weather.toml")
+
+
+@pytest.fixture(scope="session")
+def series(schema: Schema) -> np.ndarray:
+    q, _ = read_csv(DATA / "weather-400.csv", schema)
+    return q
+
+
+@pytest.fixture(scope="session")
+def model(schema: Schema, series: np.ndarray) -> Model:
+    return train(series, schema, 16, buckets=3, model_id=3, version=2)
+
+
+@pytest.fixture(scope="session")
+def demo() -> Model:
+    return demo_model()
+
+
+def grid_series(n: int = 600, seed: int = 7) -> np.ndarray:
+    """Three channels of scaled-ADC style data (values on a ~10.1 lattice ± 1), like Daphnet."""
+    rng = np.random.default_rng(seed)
+    counts = np.cumsum(rng.integers(-6, 7, size=(n, 3)), axis=0)
+    return np.rint(counts * 10.1 + rng.integers(-1, 2, size=(n, 3))).astype(np.int64)

@@ -1,0 +1,115 @@
+"""A private Mosquitto per test that needs one: a free 127.0.0.1 port, anonymous access, optional ACL.
+
+Tests FAIL (not skip) when the mosquitto binary is missing: ``sudo apt-get install mosquitto``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"mosquitto did not open 127.0.0.1:{port}")
+
+
+@dataclass
+class Broker:
+    """A private mosquitto; ``stop``/``start`` simulate an outage on the same port."""
+
+    workdir: Path
+    port: int
+    acl: str | None = None
+    persistence: bool = False  # keep sessions and queued messages across stop/start (saved on SIGTERM)
+    proc: subprocess.Popen | None = None
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+        if binary is None:
+            pytest.fail("mosquitto is not installed: sudo apt-get install mosquitto")
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            "max_inflight_messages 0",
+            "max_queued_messages 100000",
+            f"log_dest file {self.workdir / 'mosquitto.log'}",
+        ]
+        if os.geteuid() == 0:  # as root mosquitto would switch to user "mosquitto", who cannot read tmp_path
+            lines.append("user root")
+        if self.acl is not None:
+            acl = self.workdir / "acl"
+            acl.write_text(self.acl)
+            lines.append(f"acl_file {acl}")
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            _wait_port(self.port)
+        except RuntimeError:
+            err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start: {err}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator:
+    started: list[Broker] = []
+
+    def make(acl: str | None = None, persistence: bool = False) -> Broker:
+        d = tmp_path / f"mosquitto{len(started)}"
+        d.mkdir()
+        b = Broker(workdir=d, port=free_port(), acl=acl, persistence=persistence)
+        b.start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory) -> Broker:
+    return broker_factory()

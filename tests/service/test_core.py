@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+
+from gateway.frames import PayloadCodec, lpp
+from gateway.pipeline.message import message_id
+from gateway.radio.packet import CrcState
+from gateway.service.core import CoreSettings
+
+from .core_util import GW, Running, encoders, register
+from .helpers import Collector
+
+NODES = {0x2A: "weather", 0x1234: "soil"}
+
+
+def lpp_frame(enc, temp: float, **kw) -> bytes:
+    return enc.encode_lpp([(1, "temperature", temp), (2, "humidity", 50.5)], **kw)
+
+
+def test_end_to_end_each_frame_published_once_with_metadata(tmp_path, broker):
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    sub = Collector(broker.port)
+    gw = Running(db, broker.port)
+    enc = encoders(NODES)
+    sent = []
+    for i in range(40):
+        nid = list(NODES)[i % 2]
+        data = lpp_frame(enc[nid], 20.0 + i / 10)
+        gw.submit(data)
+        gw.submit(data)  # a retransmission: must not be published again
+        sent.append(message_id(nid, enc[nid].next_fcnt - 1))
+    assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) >= 40)
+    gw.stop()
+    msgs = sub.json_on("/telemetry")
+    assert sorted(m["msg_id"] for m in msgs) == sorted(sent)  # all, and each exactly once
+    assert gw.pipeline.drops["duplicate"] == 40
+    m = next(m for m in msgs if m["node_id"] == 0x2A and m["fcnt"] == 0)
+    assert m["node_name"] == "weather" and m["gateway_id"] == GW and m["received"].endswith("Z")
+    assert m["values"][0] == {"channel": 1, "type": "temperature", "value": 20.0, "unit": "°C"}
+    assert m["radio"] == {
+        "rssi": -90.0,
+        "snr": 7.5,
+        "freq": 868100000,
+        "sf": 7,
+        "bw": 125000,
+        "cr": "4/5",
+        "freq_error": 120.0,
+        "crc": "ok",
+    }
+    assert {t for t, _, _ in sub.messages if t.endswith("/telemetry")} == {
+        f"lora/{GW}/nodes/weather/telemetry",
+        f"lora/{GW}/nodes/soil/telemetry",
+    }
+    assert sub.payloads(f"lora/{GW}/status") == [b"online", b"offline"]
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # all acknowledged, all deleted
+        assert dict(c.execute("SELECT node_id, next_fcnt FROM nodes")) == {0x2A: 20, 0x1234: 20}
+    sub.close()
+
+
+def test_malformed_flood_is_counted_and_service_keeps_running(tmp_path, broker):
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    sub = Collector(broker.port)
+    gw = Running(db, broker.port)
+    enc = encoders(NODES)
+    rng = random.Random(4)
+    good = lpp_frame(enc[0x2A], 21.5)
+    gw.submit(good)
+    flood = 3000
+    for i in range(flood):
+        kind = i % 4
+        if kind == 0:
+            data = os.urandom(rng.randrange(0, 40))
+        elif kind == 1:  # one flipped bit in a valid frame
+            b = bytearray(good)
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+            data = bytes(b)
+        elif kind == 2:
+            data = good[: rng.randrange(0, len(good))]
+        else:
+            data = good
+        gw.submit(data, CrcState.FAILED if i % 50 == 0 else CrcState.OK)
+    gw.submit(lpp_frame(enc[0x2A], 22.5))
+    assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) >= 2)
+    gw.stop()
+    assert gw.pipeline.received == flood + 2
+    assert sum(gw.pipeline.drops.values()) == flood
+    assert gw.pipeline.drops["duplicate"] >= 700 and gw.pipeline.drops["radio_crc_failed"] == 60
+    assert [m["values"][0]["value"] for m in sub.json_on("/telemetry")] == [21.5, 22.5]
+    sub.close()
+
+
+def test_backlog_from_previous_run_published_oldest_first(tmp_path, broker):
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    enc = encoders(NODES)
+    # First run: no broker reachable (a closed port); frames are accepted into the outbox only.
+    dead = Running(db, 1, settings=CoreSettings(shutdown_flush_s=0.1))
+    for i in range(30):
+        dead.submit(lpp_frame(enc[0x2A], float(i)))
+    deadline = time.monotonic() + 10
+    while dead.core.pipeline.accepted < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    dead.stop()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 30
+    sub = Collector(broker.port)
+    gw = Running(db, broker.port)
+    assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) >= 30)
+    gw.stop()
+    assert [m["fcnt"] for m in sub.json_on("/telemetry")] == list(range(30))
+    sub.close()
+
+
+def test_lpp_reading_types_roundtrip_through_publish(tmp_path, broker):
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    sub = Collector(broker.port)
+    gw = Running(db, broker.port)
+    enc = encoders(NODES)
+    gps = {"latitude": 52.1, "longitude": 4.3, "altitude": 10.0}
+    payload = lpp.encode([(3, "voltage", 3.3), (4, "gps", gps)])
+    gw.submit(enc[0x1234].encode(payload, codec=PayloadCodec.LPP))
+    assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) == 1)
+    gw.stop()
+    (m,) = sub.json_on("/telemetry")
+    assert m["values"][0]["unit"] == "V" and m["values"][0]["value"] == 3.3
+    assert m["values"][1]["value"]["latitude"] == 52.1
+    sub.close()
+
+
+def test_broker_outage_and_restart_loses_nothing_accepted(tmp_path, broker_factory):
+    broker = broker_factory(persistence=True)
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    sub = Collector(broker.port, "lora/+/nodes/#", persistent_id="outage-consumer")
+    gw = Running(db, broker.port)
+    enc = encoders(NODES)
+    sent = []
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            nid = list(NODES)[len(sent) % 2]
+            gw.submit(lpp_frame(enc[nid], 20.0))
+            sent.append(message_id(nid, enc[nid].next_fcnt - 1))
+
+    send(20)
+    assert sub.wait_for(lambda: len(sub.msg_ids()) >= 20)
+    broker.stop()
+    send(100)  # accepted while the broker is down
+    time.sleep(0.3)
+    assert gw.core.outbox.backlog >= 100
+    broker.start()
+    send(20)
+    assert sub.wait_for(lambda: set(sub.msg_ids()) >= set(sent), 20), len(set(sent) - set(sub.msg_ids()))
+    gw.stop()
+    assert gw.pipeline.accepted == len(sent) == 140
+    assert gw.sink.stats.disconnects >= 1
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    sub.close()
+
+
+def test_acl_refused_publish_is_not_delivered_and_stays_in_outbox(tmp_path, broker_factory):
+    broker = broker_factory(
+        acl="topic write lora/gw/status\ntopic write lora/gw/nodes/weather/#\ntopic read #\n"
+    )
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    sub = Collector(broker.port)
+    gw = Running(db, broker.port)
+    enc = encoders(NODES)
+    gw.submit(lpp_frame(enc[0x2A], 1.0))  # weather: allowed
+    gw.submit(lpp_frame(enc[0x1234], 2.0))  # soil: refused by the ACL (v5 PUBACK 0x87)
+    deadline = time.monotonic() + 10
+    while gw.core.refused < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gw.stop()
+    assert gw.core.refused == 1 and gw.core.published == 1
+    assert gw.sink.stats.delivered == 1 and gw.sink.stats.refused == 1
+    assert [m["node_name"] for m in sub.json_on("/telemetry")] == ["weather"]
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT node_id, fcnt FROM outbox").fetchall() == [(0x1234, 0)]  # kept for a retry
+    sub.close()

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from gateway.frames.registry import Node, NodeRegistry
+from gateway.sinks.outbox import Outbox, OutboxError, OutboxSettings
+
+from .frames_util import RADIO, accepted
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "gateway.db"
+    reg = NodeRegistry(path)
+    reg.add(Node(node_id=42, name="weather"))
+    reg.add(Node(node_id=7, name="soil"))
+    reg.close()
+    return path
+
+
+def next_fcnt(path, node_id):
+    with sqlite3.connect(path) as c:
+        return c.execute("SELECT next_fcnt FROM nodes WHERE node_id=?", (node_id,)).fetchone()[0]
+
+
+def test_group_commit_by_count_and_by_time_with_counters_in_same_transaction(db):
+    clock = FakeClock()
+    ob = Outbox(db, OutboxSettings(commit_frames=3, commit_interval_ms=50), clock=clock)
+    ob.add(accepted(42, 10))
+    ob.add(accepted(7, 3))
+    assert ob.maybe_commit() == []  # neither bound reached: nothing durable, nothing to publish
+    assert next_fcnt(db, 42) == 0 and ob.count() == 0
+    ob.add(accepted(42, 11))
+    stored = ob.maybe_commit()  # 3 frames: count bound
+    assert [s.frame.fcnt for s in stored] == [10, 3, 11]
+    assert next_fcnt(db, 42) == 12 and next_fcnt(db, 7) == 4 and ob.count() == 3
+    ob.add(accepted(7, 4))
+    assert ob.seconds_to_commit() == pytest.approx(0.05)
+    clock.t += 0.049
+    assert ob.maybe_commit() == []
+    clock.t += 0.002
+    assert [s.frame.fcnt for s in ob.maybe_commit()] == [4]  # time bound
+    assert next_fcnt(db, 7) == 5
+    assert ob.stats.commits == 2
+    ob.close()
+
+
+def test_rows_survive_reopen_oldest_first_with_all_fields(db):
+    ob = Outbox(db)
+    frames = [accepted(42, n, payload=bytes([n])) for n in range(5)] + [
+        accepted(7, 0, codec="model", model=(3, 5))
+    ]
+    for f in frames:
+        ob.add(f)
+    ob.commit()
+    ob.close()
+    ob = Outbox(db)
+    rows = ob.load(0, 100)
+    assert [r.frame for r in rows] == frames  # every field round-trips, in insertion order
+    assert [r.row_id for r in rows] == sorted(r.row_id for r in rows)
+    assert rows[-1].frame.radio == RADIO
+    assert [r.frame.fcnt for r in ob.load(rows[2].row_id, 2)] == [3, 4]
+    ob.close()
+
+
+def test_delete_only_after_acknowledge_and_waiting_state(db):
+    clock = FakeClock()
+    ob = Outbox(db, OutboxSettings(commit_frames=1, delete_interval_ms=1000), clock=clock)
+    ob.add(accepted(42, 1))
+    (a,) = ob.maybe_commit()
+    ob.add(accepted(42, 2))
+    (b,) = ob.maybe_commit()
+    ob.acknowledge(a.row_id)
+    assert ob.maybe_commit() == [] and ob.exists(a.row_id)  # deletes wait for their interval ...
+    ob.add(accepted(42, 3))
+    ob.maybe_commit()  # ... or ride along with the next frame commit
+    assert not ob.exists(a.row_id) and ob.exists(b.row_id)
+    ob.mark_waiting(b.row_id)
+    clock.t += 1.0
+    ob.maybe_commit()
+    assert [r.frame.fcnt for r in ob.load(0, 10)] == [3]
+    waiting = ob.load_waiting(0, 10)
+    assert [(r.frame.fcnt, r.waiting_model) for r in waiting] == [(2, True)]
+    ob.close()
+
+
+def test_size_bound_drops_oldest_counted(db, caplog):
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=100))
+    for n in range(130):
+        ob.add(accepted(42, n))
+    ob.commit()
+    assert ob.count() == 100 and ob.stats.dropped_size == 30
+    assert ob.load(0, 1)[0].frame.fcnt == 30
+    assert "dropped the 30 oldest" in caplog.text
+    ob.close()
+
+
+def test_age_bound_drops_old_rows_counted(db):
+    now_ms = 1_700_000_100_000
+    ob = Outbox(db, OutboxSettings(max_age_s=60.0), wall_ms=lambda: now_ms)
+    ob.add(accepted(42, 1, utc_ms=now_ms - 61_000))
+    ob.add(accepted(42, 2, utc_ms=now_ms - 59_000))
+    ob.commit()
+    assert ob.drop_expired() == 1
+    assert [r.frame.fcnt for r in ob.load(0, 10)] == [2] and ob.stats.dropped_age == 1
+    ob.close()
+
+
+def test_synchronous_setting_is_applied_and_validated(db):
+    ob = Outbox(db, OutboxSettings(synchronous="full"))
+    assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert ob._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    ob.close()
+    ob = Outbox(db)
+    assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    ob.close()
+    with pytest.raises(OutboxError, match=r"outbox\.synchronous"):
+        Outbox(db, OutboxSettings(synchronous="off"))
+
+
+def test_sigkill_after_commit_keeps_frames_and_counter_together(db):
+    # A child process commits 3 frames, queues 2 more (not yet committed) and is SIGKILLed.
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).resolve().parents[2])!r})
+        from gateway.sinks.outbox import Outbox, OutboxSettings
+        from tests.service.frames_util import accepted
+        ob = Outbox({str(db)!r}, OutboxSettings(commit_frames=1000, commit_interval_ms=60000))
+        for n in range(3):
+            ob.add(accepted(42, n))
+        ob.commit()
+        for n in range(3, 5):
+            ob.add(accepted(42, n))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert proc.returncode == -9, proc.stderr.decode()
+    ob = Outbox(db)
+    assert [r.frame.fcnt for r in ob.load(0, 10)] == [0, 1, 2]
+    assert next_fcnt(db, 42) == 3  # the counter matches exactly what was stored
+    ob.close()
