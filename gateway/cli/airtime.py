@@ -17,13 +17,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Time on air from the SX1276 datasheet formula.",
     )
     p.add_argument("--sf", type=int, required=True, help="spreading factor 6..12")
-    p.add_argument("--bw", type=float, required=True, help="bandwidth in kHz: 7.8 10.4 15.6 20.8 31.25 41.7 62.5 125 250 500")
+    p.add_argument(
+        "--bw",
+        type=float,
+        required=True,
+        help="bandwidth in kHz: 7.8 10.4 15.6 20.8 31.25 41.7 62.5 125 250 500",
+    )
     p.add_argument("--cr", default="4/5", help="coding rate 4/5..4/8 (default 4/5)")
     p.add_argument("--payload", type=int, required=True, help="payload length in bytes 0..255")
     p.add_argument("--preamble", type=int, default=8, help="preamble symbols (default 8)")
     p.add_argument("--implicit", action="store_true", help="implicit header mode")
     p.add_argument("--no-crc", action="store_true", help="payload CRC off")
-    p.add_argument("--ldro", choices=("auto", "on", "off"), default="auto", help="LowDataRateOptimize (default auto)")
+    p.add_argument(
+        "--ldro", choices=("auto", "on", "off"), default="auto", help="LowDataRateOptimize (default auto)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

@@ -1,9 +1,9 @@
 """Reference coders the learned model is compared with (sizes only; they are not wire formats here).
 
 - Cayenne LPP: 2 header bytes (channel, type) plus the type's value size per reading; the type
-  comes from the channel's Home Assistant device_class (temperature 2 B, humidity 1 B, pressure
-  2 B, illuminance 2 B, otherwise analog input 2 B). Channels whose names end in ``_x/_y/_z`` or
-  share a prefix of three accelerometer axes are not merged: each reading is counted alone.
+  comes from the channel's device_class (temperature 2 B, humidity 1 B, pressure 2 B, illuminance
+  2 B, otherwise analog input 2 B). Consecutive channels of class ``accelerometer`` (or
+  ``gyrometer``) share one three-axis reading of 6 value bytes.
 - Sprintz-style: per frame, the first sample raw at 16 bits per channel, then delta + zigzag and,
   per block of 8 deltas and channel, a 4-bit width header plus width bits per delta; the frame is
   rounded up to whole bytes (so every frame decodes on its own).
@@ -35,8 +35,18 @@ SPRINTZ_WIDTH_BITS = 4
 
 
 def lpp_bytes_per_sample(schema: Schema) -> int:
-    """Bytes one multichannel sample costs in Cayenne LPP (one reading per channel)."""
-    return sum(2 + LPP_VALUE_BYTES.get(ch.device_class or "", 2) for ch in schema.channels)
+    """Bytes one multichannel sample costs in Cayenne LPP (one reading per channel or axis triple)."""
+    total = 0
+    axes = 0
+    for ch in schema.channels:
+        if ch.device_class in ("accelerometer", "gyrometer"):
+            if axes % 3 == 0:
+                total += 2 + 6
+            axes += 1
+            continue
+        axes = 0
+        total += 2 + LPP_VALUE_BYTES.get(ch.device_class or "", 2)
+    return total
 
 
 def _zigzag(d: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.codec import tables
+from gateway.codec import scalar, tables
 from gateway.codec.errors import CodecError, PayloadError
 from gateway.codec.rangecoder import PROB_TOTAL, BatchDecoder, RangeEncoder
 from gateway.codec.schema import Q_LIMIT, Schema
@@ -137,6 +137,7 @@ class Model:
     _lut: np.ndarray = field(init=False, repr=False)
     _jcum: np.ndarray = field(init=False, repr=False)
     _jlut: np.ndarray = field(init=False, repr=False)
+    _scalar: scalar.ScalarTables | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.params.validate()
@@ -234,8 +235,21 @@ class Model:
 
     # ------------------------------------------------------------------ decode
     def decode(self, payload: bytes) -> np.ndarray:
-        """Codec payload → N × C quantised int64 samples."""
-        return self.decode_many([payload])[0]
+        """Codec payload → N × C quantised int64 samples (plain-int path, fast for one frame)."""
+        if not isinstance(payload, bytes | bytearray) or len(payload) > 4096:
+            raise PayloadError("codec payload must be bytes, at most 4096 long")
+        if self._scalar is None:
+            self._scalar = scalar.build(
+                self.params,
+                self.samples_per_frame,
+                COUNT_FREQ,
+                COUNT_CUM,
+                self._cum,
+                self._lut,
+                self._jcum,
+                self._jlut,
+            )
+        return np.array(scalar.decode(self._scalar, payload, self.key), dtype=np.int64)
 
     def decode_many(self, payloads: list[bytes]) -> list[np.ndarray]:
         """Decode many payloads in lock step (numpy lanes); frames may differ in length."""
@@ -260,7 +274,8 @@ class Model:
             lengths = np.array([len(payloads[i]) for i in lanes.tolist()])
             bad = (lengths > used) | np.any(np.abs(x) >= Q_LIMIT, axis=(1, 2))
             if bad.any():
-                raise PayloadError(f"payload {int(lanes[np.argmax(bad)])} does not decode under model {self.key}")
+                first = int(lanes[np.argmax(bad)])
+                raise PayloadError(f"payload {first} does not decode under model {self.key}")
             for j, lane in enumerate(lanes.tolist()):
                 results[lane] = x[j]
         return results  # type: ignore[return-value]

@@ -68,7 +68,9 @@ class VirtualClock:
     def __init__(self, start_s: float = 1000.0, speed: float | None = None) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive")
-        self._lock = threading.RLock()
+        # One lock for the clock and everything simulated on it (chips, air): a single lock order.
+        self.lock = threading.RLock()
+        self._lock = self.lock
         self._now = float(start_s)
         self._speed = speed
         self._offset = float(start_s)
@@ -83,9 +85,14 @@ class VirtualClock:
         return self._speed
 
     def monotonic(self) -> float:
+        """Current virtual time; inside a callback, that callback's scheduled time.
+
+        Reading the clock never runs callbacks (so a chip's register write is never interrupted);
+        ``sleep``, ``advance`` and ``wait_event`` do.
+        """
         with self._lock:
             if self._speed is not None and not self._firing:
-                self._run_until(self._scaled_now())
+                return self._scaled_now()
             return self._now
 
     def call_at(self, when_s: float, fn: Callable[[], None]) -> int:
@@ -96,7 +103,7 @@ class VirtualClock:
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> int:
         with self._lock:
-            return self.call_at(self._now + max(delay_s, 0.0), fn)
+            return self.call_at(self.monotonic() + max(delay_s, 0.0), fn)
 
     def cancel(self, handle: int) -> None:
         with self._lock:
@@ -125,7 +132,8 @@ class VirtualClock:
             self.advance(seconds)
         else:
             time.sleep(seconds / self._speed)
-            self.monotonic()
+            with self._lock:
+                self._run_until(self._scaled_now())
 
     def wait_event(self, event: threading.Event, timeout_s: float | None) -> bool:
         """Wait on ``event`` in virtual time: jumps straight to the next due callback (manual mode)."""
@@ -135,6 +143,8 @@ class VirtualClock:
             if event.is_set():
                 return True
             with self._lock:
+                if self._speed is not None:
+                    self._run_until(self._scaled_now())
                 now = self.monotonic()
                 if deadline is not None and now >= deadline:
                     return event.is_set()

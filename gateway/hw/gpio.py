@@ -8,6 +8,7 @@ Edge callbacks only record the pin and wake the waiter; the radio thread does th
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import threading
@@ -47,7 +48,7 @@ class RPiGpio:
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK, module: Any = None) -> None:
         if module is None:
-            import RPi.GPIO as module  # type: ignore[import-not-found,no-redef]  # noqa: N813
+            import RPi.GPIO as module  # type: ignore[import-not-found,no-redef]
         self._gpio = module
         self._clock = clock
         self._gpio.setwarnings(False)
@@ -83,10 +84,8 @@ class RPiGpio:
 
     def close(self) -> None:
         for pin in sorted(self._pins):
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 self._gpio.remove_event_detect(pin)
-            except (RuntimeError, ValueError):
-                pass
         if self._pins:
             self._gpio.cleanup(sorted(self._pins))
         self._pins.clear()

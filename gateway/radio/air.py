@@ -2,9 +2,11 @@
 
 A frame is heard only by chips in receive on the same frequency (within a quarter of the bandwidth),
 spreading factor, bandwidth, sync word and IQ polarity, and only when its SNR is above the
-demodulator limit. Time on air follows the datasheet formula. Frames overlapping on one channel
-collide: a frame survives only when it is at least ``capture_db`` (6 dB) stronger than every other
-one; a collision after the header has been decoded gives a payload CRC error, as on the chip.
+demodulator limit. Time on air follows the datasheet formula. Each chip demodulates one frame at a
+time; frames overlapping on one channel collide: a frame survives only when it is at least
+``capture_db`` (6 dB) stronger than every other one (a stronger frame can take over the receiver
+before the first frame's header is decoded); a collision after the header gives a payload CRC error,
+as on the chip.
 Mismatched LowDataRateOptimize, coding rate (implicit header) or CRC settings corrupt the payload the
 way the chip would. Per link (transmitter → receiver): path loss, SNR, loss and bit-error injection.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -91,7 +92,8 @@ class VirtualAir:
         self._links: dict[tuple[str, str], Link] = {}
         self._frames: list[_Frame] = []
         self._receptions: list[_Reception] = []
-        self._lock = threading.RLock()
+        self._locked: dict[str, _Reception] = {}
+        self._lock = self.clock.lock  # one lock for clock, air and chips: no lock-order deadlocks
         self.stats: Counter[str] = Counter()
         self.rx_stats: dict[str, Counter[str]] = {}
 
@@ -106,6 +108,7 @@ class VirtualAir:
             raise ValueError(f"a radio named {chip.name!r} is already on the air")
         chip.air = self
         chip.clock = self.clock
+        chip._lock = self.clock.lock
         self.radios.append(chip)
         self.rx_stats[chip.name] = Counter()
 
@@ -122,8 +125,14 @@ class VirtualAir:
         with self._lock:
             now = self.clock.monotonic()
             toa = time_on_air_s(
-                len(payload), params.sf, params.bw_hz, params.cr_code + 4, params.preamble,
-                params.implicit, params.crc, params.ldro,
+                len(payload),
+                params.sf,
+                params.bw_hz,
+                params.cr_code + 4,
+                params.preamble,
+                params.implicit,
+                params.crc,
+                params.ldro,
             )
             frame = _Frame(chip, params, payload, now, now + toa)
             self._prune(now)
@@ -150,7 +159,11 @@ class VirtualAir:
             now = self.clock.monotonic()
             p = chip.params()
             for frame in self._frames:
-                if frame.start <= now <= frame.end and not frame.aborted and self._same_channel(frame.params, p):
+                if (
+                    frame.start <= now <= frame.end
+                    and not frame.aborted
+                    and self._same_channel(frame.params, p)
+                ):
                     _, snr = self._levels(frame, chip)
                     if snr >= regs.SNR_LIMIT_DB[p.sf]:
                         return True
@@ -196,6 +209,15 @@ class VirtualAir:
             self._count(rx, "lost_injected")
             return
         rec = _Reception(frame, rx, power, snr, rx.rx_epoch, link)
+        # One demodulator per chip: a frame arriving while another is being received is lost, unless it
+        # is capture_db stronger and the first has not got past its header yet (capture).
+        current = self._locked.get(rx.name)
+        if current is not None and not current.done:
+            if current.header_ok or power < current.power_dbm + self.capture_db:
+                self._count(rx, "lost_collision")
+                return
+            self._finish(current, "lost_collision")
+        self._locked[rx.name] = rec
         self._receptions.append(rec)
         rx.rx_started()
         if not tx.implicit and not rp.implicit:
@@ -260,12 +282,15 @@ class VirtualAir:
             if corrupt and payload == bytearray(frame.payload):
                 self._scramble(payload)
             crc_error = crc_on and corrupt
-            fate = "delivered_crc_error" if crc_error else ("delivered" if not corrupt else "delivered_corrupt")
+            fate = (
+                "delivered_crc_error" if crc_error else ("delivered" if not corrupt else "delivered_corrupt")
+            )
             if collided:
                 self._count(rx, "collision_after_header")
             rec.done = True
             self._count(rx, fate)
             self._receptions.remove(rec)
+            self._unlock(rec)
             fei = tx.frequency_hz - rp.rx_frequency_hz
             rx.rx_done(bytes(payload), crc_on, crc_error, cr_code, rec.snr_db, rec.power_dbm, fei)
 
@@ -275,9 +300,14 @@ class VirtualAir:
             self.clock.cancel(handle)
         if rec in self._receptions:
             self._receptions.remove(rec)
+        self._unlock(rec)
         if rec.rx.rx_epoch == rec.epoch:
             rec.rx.rx_aborted()
         self._count(rec.rx, fate)
+
+    def _unlock(self, rec: _Reception) -> None:
+        if self._locked.get(rec.rx.name) is rec:
+            del self._locked[rec.rx.name]
 
     def _killed(self, rec: _Reception, t0: float, t1: float) -> bool:
         """Another frame on this channel overlapped [t0, t1] without being ``capture_db`` weaker."""

@@ -17,11 +17,14 @@ This module never imports the driver.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,11 +81,13 @@ class Air(Protocol):
 class EmulatedSX1276:
     """The chip. SPI via the SpiDev methods; radio via the air; GPIO via ``wire()``."""
 
-    def __init__(self, air: Air | None = None, clock: VirtualClock | None = None, name: str = "sx1276") -> None:
+    def __init__(
+        self, air: Air | None = None, clock: VirtualClock | None = None, name: str = "sx1276"
+    ) -> None:
         self.name = name
         self.air = air
         self.clock: VirtualClock = air.clock if air is not None else (clock or VirtualClock())
-        self._lock = threading.RLock()
+        self._lock = self.clock.lock  # the simulation's single lock (see VirtualClock)
         # spidev surface
         self.mode = 0
         self.bits_per_word = 8
@@ -114,13 +119,19 @@ class EmulatedSX1276:
     def close(self) -> None:
         self._open = False
 
-    def xfer(self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0) -> list[int]:
+    def xfer(
+        self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
+    ) -> list[int]:
         return self._transaction(data)
 
-    def xfer2(self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0) -> list[int]:
+    def xfer2(
+        self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
+    ) -> list[int]:
         return self._transaction(data)
 
-    def xfer3(self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0) -> list[int]:
+    def xfer3(
+        self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
+    ) -> list[int]:
         return self._transaction(data)
 
     def readbytes(self, n: int) -> list[int]:
@@ -256,8 +267,10 @@ class EmulatedSX1276:
     def rx_started(self) -> None:
         with self._lock:
             self._rx_busy = True
-            self._lora[Reg.MODEM_STAT] = (self._lora[Reg.MODEM_STAT] & 0xE0) | regs.SIGNAL_DETECTED | (
-                regs.SIGNAL_SYNCHRONIZED | regs.RX_ONGOING
+            self._lora[Reg.MODEM_STAT] = (
+                (self._lora[Reg.MODEM_STAT] & 0xE0)
+                | regs.SIGNAL_DETECTED
+                | (regs.SIGNAL_SYNCHRONIZED | regs.RX_ONGOING)
             )
             if self._timer_handle is not None and self.op_mode == Mode.RXSINGLE:
                 self.clock.cancel(self._timer_handle)  # preamble found: no RxTimeout
@@ -309,7 +322,11 @@ class EmulatedSX1276:
             lo[Reg.PKT_RSSI_VALUE] = max(0, min(255, round(rssi_raw)))
             lo[Reg.HOP_CHANNEL] = regs.CRC_ON_PAYLOAD.put(lo[Reg.HOP_CHANNEL], int(crc_on))
             fei = regs.hz_to_fei(freq_error_hz, self.params().bw_hz)
-            lo[Reg.FEI_MSB], lo[Reg.FEI_MID], lo[Reg.FEI_LSB] = (fei >> 16) & 0x0F, (fei >> 8) & 0xFF, fei & 0xFF
+            lo[Reg.FEI_MSB], lo[Reg.FEI_MID], lo[Reg.FEI_LSB] = (
+                (fei >> 16) & 0x0F,
+                (fei >> 8) & 0xFF,
+                fei & 0xFF,
+            )
             lo[Reg.MODEM_STAT] = (cr_code << 5) | regs.MODEM_CLEAR
             self._rx_busy = False
             self._raise(Irq.RX_DONE | (Irq.PAYLOAD_CRC_ERROR if crc_error else 0))
@@ -471,7 +488,9 @@ class EmulatedSX1276:
                 self._timer_handle = self.clock.call_later(timeout, self._rx_timeout)
         elif mode == Mode.CAD:
             p = self.params()
-            self._timer_handle = self.clock.call_later(CAD_SYMBOLS * symbol_time_s(p.sf, p.bw_hz), self._cad_done)
+            self._timer_handle = self.clock.call_later(
+                CAD_SYMBOLS * symbol_time_s(p.sf, p.bw_hz), self._cad_done
+            )
 
     def _start_tx(self) -> None:
         p = self.params()
@@ -586,7 +605,8 @@ class FakeGPIO:
     VERSION = "0.7.1-emulated"
     RPI_INFO: dict[str, Any] = {"P1_REVISION": 3, "TYPE": "emulated"}  # noqa: RUF012
 
-    def __init__(self) -> None:
+    def __init__(self, clock: VirtualClock | None = None) -> None:
+        self.clock = clock  # needed only for wait_for_edge
         self._lock = threading.RLock()
         self._mode: int | None = None
         self._levels: dict[int, bool] = {}
@@ -641,7 +661,11 @@ class FakeGPIO:
         return int(self._levels.get(channel, False))
 
     def add_event_detect(
-        self, channel: int, edge: int, callback: Callable[[int], None] | None = None, bouncetime: int | None = None
+        self,
+        channel: int,
+        edge: int,
+        callback: Callable[[int], None] | None = None,
+        bouncetime: int | None = None,
     ) -> None:
         if self._directions.get(channel) != self.IN:
             raise RuntimeError("You must setup() the GPIO channel as an input first")
@@ -680,6 +704,25 @@ class FakeGPIO:
                 self._directions.pop(ch, None)
             if channel is None:
                 self._mode = None
+
+    def wait_for_edge(
+        self, channel: int, edge: int, bouncetime: int | None = None, timeout: int | None = None
+    ) -> int | None:
+        """Block until the edge (``timeout`` in ms, as RPi.GPIO); returns the channel or None."""
+        if self.clock is None:
+            raise RuntimeError("FakeGPIO(clock=...) is needed for wait_for_edge")
+        hit = threading.Event()
+
+        def watcher(pin: int, level: bool) -> None:
+            if pin == channel and (edge == self.BOTH or edge == (self.RISING if level else self.FALLING)):
+                hit.set()
+
+        self._edge_watchers.append(watcher)
+        try:
+            got = wait_event(self.clock, hit, None if timeout is None else timeout / 1000.0)
+        finally:
+            self._edge_watchers.remove(watcher)
+        return channel if got else None
 
     def gpio_function(self, channel: int) -> int:
         return self._directions.get(channel, self.IN)
@@ -726,11 +769,40 @@ class FakeGPIO:
 
     def _need_mode(self) -> None:
         if self._mode is None:
-            raise RuntimeError("Please set pin numbering mode using GPIO.setmode(GPIO.BOARD) or GPIO.setmode(GPIO.BCM)")
+            raise RuntimeError(
+                "Please set pin numbering mode using GPIO.setmode(GPIO.BOARD) or GPIO.setmode(GPIO.BCM)"
+            )
 
 
 def _channels(channel: int | Sequence[int]) -> list[int]:
     return [channel] if isinstance(channel, int) else list(channel)
+
+
+@contextlib.contextmanager
+def installed_as_modules(
+    chip: EmulatedSX1276, gpio: FakeGPIO, gpiod: FakeGpiod | None = None
+) -> Iterator[None]:
+    """Within the block, ``import spidev`` / ``import RPi.GPIO`` (/ ``import gpiod``) give the emulator.
+
+    So a third-party driver that imports those libraries itself runs unchanged against ``chip``.
+    """
+    spidev = types.ModuleType("spidev")
+    spidev.SpiDev = lambda *args: chip  # type: ignore[attr-defined]
+    rpi = types.ModuleType("RPi")
+    rpi.GPIO = gpio  # type: ignore[attr-defined]
+    fakes: dict[str, Any] = {"spidev": spidev, "RPi": rpi, "RPi.GPIO": gpio}
+    if gpiod is not None:
+        fakes |= {"gpiod": gpiod, "gpiod.line": gpiod.line}
+    saved = {name: sys.modules.get(name) for name in fakes}
+    sys.modules.update(fakes)
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 class _Ns:
@@ -771,15 +843,19 @@ class FakeGpiod:
     def is_gpiochip_device(self, path: str) -> bool:
         return path in self.chips
 
-    def Chip(self, path: str) -> _FakeChip:  # noqa: N802  (gpiod's class name)
+    def Chip(self, path: str) -> _FakeChip:
         if path not in self.chips:
             raise FileNotFoundError(path)
         return _FakeChip(path, self.chips[path])
 
-    def LineSettings(self, direction: Any = None, edge_detection: Any = None, output_value: Any = None, **_: Any) -> dict[str, Any]:  # noqa: N802,E501
+    def LineSettings(
+        self, direction: Any = None, edge_detection: Any = None, output_value: Any = None, **_: Any
+    ) -> dict[str, Any]:
         return {"direction": direction, "edge": edge_detection, "output_value": output_value}
 
-    def request_lines(self, path: str, consumer: str | None = None, config: dict[Any, Any] | None = None) -> _FakeLineRequest:
+    def request_lines(
+        self, path: str, consumer: str | None = None, config: dict[Any, Any] | None = None
+    ) -> _FakeLineRequest:
         if path not in self.chips:
             raise FileNotFoundError(path)
         offsets = [o for key in (config or {}) for o in ((key,) if isinstance(key, int) else key)]

@@ -103,7 +103,9 @@ class Field:
     def put(self, reg_value: int, value: int) -> int:
         """Return ``reg_value`` with this field replaced; values wider than the field are refused."""
         if not 0 <= value <= self.max:
-            raise ValueError(f"value {value} does not fit a {self.width}-bit field of register 0x{self.reg:02X}")
+            raise ValueError(
+                f"value {value} does not fit a {self.width}-bit field of register 0x{self.reg:02X}"
+            )
         return (reg_value & ~self.mask & 0xFF) | (value << self.shift)
 
 

@@ -35,7 +35,7 @@ from gateway.hw.spi import SpidevPort
 from gateway.radio.air import Link, VirtualAir
 from gateway.radio.emulator import EmulatedSX1276, FakeGPIO, FakeGpiod
 from gateway.radio.packet import RxPacket
-from gateway.radio.sx1276 import LoRaConfig, Pins, SX1276
+from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 
 __all__ = ["Link", "LoRaConfig", "RadioSim", "RxPacket", "SimNode", "VirtualClock"]
 
@@ -111,7 +111,9 @@ class RadioSim:
         for _ in range(nodes):
             self.add_node()
 
-    def add_node(self, name: str | None = None, config: LoRaConfig | None = None, link: Link | None = None) -> SimNode:
+    def add_node(
+        self, name: str | None = None, config: LoRaConfig | None = None, link: Link | None = None
+    ) -> SimNode:
         name = name or f"node{len(self.nodes) + 1}"
         chip, board, driver = make_radio(self.air, name, config or self.config)
         driver.begin(receive=False)

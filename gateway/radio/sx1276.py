@@ -16,6 +16,7 @@ One thread owns a driver instance: call ``receive``/``transmit``/``cad`` from th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import Counter, deque
@@ -26,8 +27,8 @@ from enum import Enum
 
 from gateway.errors import ConfigError, HardwareError
 from gateway.hw.clock import SYSTEM_CLOCK, Clock
-from gateway.hw.gpio import Gpio
-from gateway.hw.spi import SpiPort
+from gateway.hw.gpio import Gpio, open_gpio
+from gateway.hw.spi import SpidevPort, SpiPort
 from gateway.radio import regs
 from gateway.radio.airtime import exact_bandwidth_hz, ldro_required, time_on_air_s
 from gateway.radio.packet import CrcState, RxPacket
@@ -95,7 +96,9 @@ class LoRaConfig:
             (45 <= self.ocp_ma <= 240, f"ocp_ma {self.ocp_ma} outside 45..240"),
         ]
         if self.pa_boost:
-            checks.append((2 <= self.tx_power_dbm <= 17 or self.tx_power_dbm == 20, "PA_BOOST power is 2..17 or 20 dBm"))
+            checks.append(
+                (2 <= self.tx_power_dbm <= 17 or self.tx_power_dbm == 20, "PA_BOOST power is 2..17 or 20 dBm")
+            )
         else:
             checks.append((0 <= self.tx_power_dbm <= 15, "RFO power is 0..15 dBm"))
         for ok, message in checks:
@@ -119,7 +122,14 @@ class LoRaConfig:
 
     def time_on_air_s(self, payload_len: int) -> float:
         return time_on_air_s(
-            payload_len, self.sf, self.bw_hz, self.cr, self.preamble, self.implicit_header, self.crc, self.ldro_on
+            payload_len,
+            self.sf,
+            self.bw_hz,
+            self.cr,
+            self.preamble,
+            self.implicit_header,
+            self.crc,
+            self.ldro_on,
         )
 
 
@@ -196,8 +206,8 @@ class SX1276:
         self,
         spi: SpiPort,
         gpio: Gpio | None = None,
-        pins: Pins = Pins(),  # noqa: B008  (frozen)
-        config: LoRaConfig = LoRaConfig(),  # noqa: B008  (frozen)
+        pins: Pins = Pins(),
+        config: LoRaConfig = LoRaConfig(),
         clock: Clock = SYSTEM_CLOCK,
         name: str = "sx1276",
         on_packet: Callable[[RxPacket], None] | None = None,
@@ -252,16 +262,19 @@ class SX1276:
         self._init_chip()
         log.info(
             "%s: SX1276 ready on %.3f MHz SF%d BW%g kHz CR%s sync 0x%02X (%s)",
-            self.name, self.config.frequency_hz / 1e6, self.config.sf, self.config.bw_hz / 1e3,
-            self.config.cr, self.config.sync_word, "DIO0 interrupts" if self._use_dio0 else "polling",
+            self.name,
+            self.config.frequency_hz / 1e6,
+            self.config.sf,
+            self.config.bw_hz / 1e3,
+            self.config.cr,
+            self.config.sync_word,
+            "DIO0 interrupts" if self._use_dio0 else "polling",
         )
 
     def close(self) -> None:
         with self._lock:
-            try:
+            with contextlib.suppress(HardwareError):
                 self._set_mode(Mode.SLEEP)
-            except HardwareError:
-                pass
             self._receiving = False
             if self.gpio is not None:
                 self.gpio.close()
@@ -304,14 +317,15 @@ class SX1276:
                     break
             if version in (0x00, 0xFF):
                 raise HardwareError(
-                    f"{self.name}: no SX1276 answers on SPI (version register reads 0x{version:02X}): is SPI "
-                    "enabled (dtparam=spi=on), is the CS line wired to the right pin, and on a Dragino HAT is "
-                    "the CS-on-GPIO25 overlay loaded (dtoverlay=spi0-cs,cs0_pin=25)?",
+                    f"{self.name}: no SX1276 answers on SPI (version register reads 0x{version:02X}): is "
+                    "SPI enabled (dtparam=spi=on), is the CS line wired to the right pin, and on a Dragino "
+                    "HAT is the CS-on-GPIO25 overlay loaded (dtoverlay=spi0-cs,cs0_pin=25)?",
                     "no_chip",
                 )
             if version != regs.CHIP_VERSION:
                 raise HardwareError(
-                    f"{self.name}: chip version 0x{version:02X} is not an SX1276/77/78/79 (0x12)", "wrong_chip"
+                    f"{self.name}: chip version 0x{version:02X} is not an SX1276/77/78/79 (0x12)",
+                    "wrong_chip",
                 )
             self._image_calibration()
             self._write(Reg.OP_MODE, Mode.SLEEP | self._lf_bit())  # FSK sleep first
@@ -557,7 +571,9 @@ class SX1276:
             gap = (header_cnt - self._last_header_cnt) & 0xFFFF
             if gap > 1:
                 self.stats.missed += gap - 1
-                log.warning("%s: %d packet(s) lost before the driver could read them (overrun)", self.name, gap - 1)
+                log.warning(
+                    "%s: %d packet(s) lost before the driver could read them (overrun)", self.name, gap - 1
+                )
             self._last_header_cnt = header_cnt
         packet = self._packet(st, payload, seen, when)
         self._count(packet)
@@ -606,8 +622,12 @@ class SX1276:
             self.stats.crc_ok += 1
         elif packet.crc is CrcState.FAILED:
             self.stats.crc_failed += 1
-            log.info("%s: packet with payload CRC error (%d bytes, RSSI %.0f dBm)", self.name,
-                     len(packet.payload), packet.rssi_dbm)
+            log.info(
+                "%s: packet with payload CRC error (%d bytes, RSSI %.0f dBm)",
+                self.name,
+                len(packet.payload),
+                packet.rssi_dbm,
+            )
         else:
             self.stats.crc_absent += 1
 
@@ -624,7 +644,9 @@ class SX1276:
             op_mode = self._read(Reg.OP_MODE)
             if op_mode != self._expected_op_mode:
                 reason = "chip_reset" if not op_mode & 0x80 else "mode_lost"
-                self._recover(reason, f"OpMode reads 0x{op_mode:02X}, expected 0x{self._expected_op_mode:02X}")
+                self._recover(
+                    reason, f"OpMode reads 0x{op_mode:02X}, expected 0x{self._expected_op_mode:02X}"
+                )
                 return False
             status = self._read_status()
             flags = status[Reg.IRQ_FLAGS - STATUS_FIRST]
@@ -661,7 +683,9 @@ class SX1276:
         Receiving resumes after TxDone (when waiting). Raises HardwareError if TxDone never comes.
         """
         if not 1 <= len(payload) <= 255:
-            raise ConfigError(f"{self.name}: payload of {len(payload)} bytes outside 1..255", "payload_length")
+            raise ConfigError(
+                f"{self.name}: payload of {len(payload)} bytes outside 1..255", "payload_length"
+            )
         toa = self.config.time_on_air_s(len(payload))
         with self._lock:
             self._set_mode(Mode.STDBY)
@@ -737,6 +761,9 @@ class SX1276:
             self._set_mode(Mode.STDBY)
             if self._rx_frequency_hz(self.config) != self.config.frequency_hz:
                 self._write_frf(self._rx_frequency_hz(self.config))
+            if self._use_dio0:
+                assert self.gpio is not None
+                self.gpio.wait_rising(0)  # drop the TxDone/CadDone edge: DIO0 means RxDone again
             if self._rx_enabled:
                 self._start_rx()
 
@@ -759,4 +786,20 @@ def _enum(kind: type[Ldro], value: str, name: str) -> Ldro:
     try:
         return kind(value)
     except ValueError as exc:
-        raise ConfigError(f"radio: {name} must be one of {', '.join(k.value for k in kind)}", "radio_config") from exc
+        raise ConfigError(
+            f"radio: {name} must be one of {', '.join(k.value for k in kind)}", "radio_config"
+        ) from exc
+
+
+def open_radio(
+    config: LoRaConfig,
+    pins: Pins = Pins(),
+    bus: int = 0,
+    cs: int = 0,
+    speed_hz: int = 8_000_000,
+    gpio_backend: str = "auto",
+    name: str = "sx1276",
+) -> SX1276:
+    """An SX1276 on real hardware (spidev + RPi.GPIO or libgpiod); call ``begin()`` next."""
+    gpio = open_gpio(SYSTEM_CLOCK, gpio_backend) if pins.reset is not None or pins.dio0 is not None else None
+    return SX1276(SpidevPort(bus, cs, speed_hz), gpio, pins, config, SYSTEM_CLOCK, name=name)

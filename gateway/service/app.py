@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,26 @@ def outbox_settings(cfg: Config) -> OutboxSettings:
     )
 
 
-def model_resolver(state_dir: Path) -> Callable[[int, int], Any] | None:
-    """``ModelStore(state_dir).resolve`` with a small cache (a model file is read once per version)."""
+def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> Callable[[int, int], Any] | None:
+    """``ModelStore(state_dir).resolve`` behind a short-lived cache: a weight file is read and verified
+    once per ``ttl_s`` rather than per frame, and a newly installed model is noticed within ``ttl_s``."""
     try:
         from gateway.codec import ModelStore
     except ImportError:
         return None
     store = ModelStore(state_dir)
-    return store.resolve
+    cache: dict[tuple[int, int], tuple[float, Any]] = {}
+
+    def resolve(model_id: int, version_mod8: int) -> Any:
+        now = time.monotonic()
+        hit = cache.get((model_id, version_mod8))
+        if hit is not None and now - hit[0] < ttl_s:
+            return hit[1]
+        model = store.resolve(model_id, version_mod8)
+        cache[(model_id, version_mod8)] = (now, model)
+        return model
+
+    return resolve
 
 
 def configure_logging(cfg: Config, verbose: int = 0) -> None:

@@ -211,6 +211,7 @@ def _run(
         registry.close()
     fates = net.air_fates()
     heard = pipeline.received
+    damaged = pipeline.drops.get("radio_crc_failed", 0)  # heard, but hit by a collision or noise
     return {
         "nodes": nodes,
         "seconds": seconds,
@@ -219,7 +220,7 @@ def _run(
         "frames_sent": net.frames_sent,
         "frames_heard": heard,
         "frames_published": core.published + core.raw_published,
-        "frames_lost_air": max(0, net.frames_sent - heard),
+        "frames_lost_air": max(0, net.frames_sent - heard + damaged),
         "frames_dropped": dict(pipeline.drops),
         "bytes_on_air": net.bytes_on_air,
         "airtime_s": round(net.airtime_s, 3),

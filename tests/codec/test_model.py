@@ -48,7 +48,9 @@ def test_lattice_data_learns_a_residual_grid_and_round_trips():
     m = train(x[:400], schema, 16, buckets=2)
     assert np.any(m.params.grid != GRID_ONE)
     frames = frames_of(x[400:], 16)
-    assert all(np.array_equal(d, f) for d, f in zip(m.decode_many(m.encode_many(frames)), frames, strict=True))
+    assert all(
+        np.array_equal(d, f) for d, f in zip(m.decode_many(m.encode_many(frames)), frames, strict=True)
+    )
 
 
 def test_first_symbol_carries_the_sample_count(model, series):

@@ -25,7 +25,13 @@ def _decode(payload: bytes, freq: np.ndarray, steps: list[tuple[str, int]]) -> l
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.integers(1, 500), min_size=tables.NSYM, max_size=tables.NSYM),
-    st.lists(st.one_of(st.tuples(st.just("sym"), st.integers(0, 63)), st.tuples(st.integers(1, 40), st.integers(0, 2**40))), max_size=120),
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("sym"), st.integers(0, 63)),
+            st.tuples(st.integers(1, 40), st.integers(0, 2**40)),
+        ),
+        max_size=120,
+    ),
 )
 def test_encoder_and_batch_decoder_agree(weights, ops):
     freq = tables.quantise_freqs(np.array(weights, dtype=np.float64))

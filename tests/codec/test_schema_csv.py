@@ -25,7 +25,14 @@ def test_schema_fields_and_quantisation():
     s = Schema.from_toml(TOML)
     assert s.names == ("temperature", "count")
     t = s.channels[0]
-    assert (t.unit, t.step, t.min, t.max, t.device_class, t.decimals) == ("°C", 0.1, -40.0, 60.0, "temperature", 1)
+    assert (t.unit, t.step, t.min, t.max, t.device_class, t.decimals) == (
+        "°C",
+        0.1,
+        -40.0,
+        60.0,
+        "temperature",
+        1,
+    )
     assert (t.qmin, t.qmax) == (-400, 600)
     q = s.quantise(np.array([[21.34, 7.0], [-4.06, 12.0]]))
     assert q.tolist() == [[213, 7], [-41, 12]]

@@ -69,7 +69,7 @@ def test_corrupt_installed_file_is_reported_and_not_used(tmp_path, files):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    (item, err), = store.verify()
+    ((item, err),) = store.verify()
     assert item.version == 2 and err is not None
     assert store.resolve(5, 2) is None
 

@@ -6,7 +6,9 @@ from gateway.codec import tables
 from gateway.codec.rangecoder import PROB_TOTAL
 
 
-@given(st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=50), st.integers(0, tables.MAX_SHIFT))
+@given(
+    st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=50), st.integers(0, tables.MAX_SHIFT)
+)
 def test_symbols_round_trip_over_the_int32_range(values, k):
     r = np.array(values, dtype=np.int64)
     sym, raw, nraw = tables.to_symbols(r, k)

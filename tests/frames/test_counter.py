@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.frames.counter import AHEAD, DUPLICATE, NEW, reconstruct
@@ -27,12 +27,14 @@ def test_rollover() -> None:
     assert reconstruct(0xFFFF_FFF0, 0xFFF5) == (NEW, 0xFFFF_FFF5)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(0, 16384))
 def test_any_step_within_the_gap_is_recovered(next_fcnt: int, step: int) -> None:
     full = next_fcnt + step
     assert reconstruct(next_fcnt, full & 0xFFFF) == (NEW, full)
 
 
+@settings(deadline=None)
 @given(st.integers(1, 2**32), st.integers(2, 0x10000 - 16385))
 def test_old_counters_read_as_ahead_by_one_wrap(next_fcnt: int, back: int) -> None:
     assert reconstruct(next_fcnt, (next_fcnt - 1) & 0xFFFF) == (DUPLICATE, next_fcnt - 1)

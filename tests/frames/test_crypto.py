@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.frames.crypto import NodeCrypto, a_block, aes_cmac, b0_block, derive_keys
@@ -64,6 +64,7 @@ def test_derived_keys_are_distinct_aes_blocks_of_the_root() -> None:
         derive_keys(b"short")
 
 
+@settings(deadline=None)
 @given(payload=st.binary(max_size=240), fcnt=st.integers(0, 0xFFFFFFFF), node_id=st.integers(0, 0xFFFFFFFF))
 def test_keystream_is_aes_of_the_ai_blocks(payload: bytes, fcnt: int, node_id: int) -> None:
     enc_key = bytes([0x42]) * 16

@@ -65,7 +65,7 @@ class TestRoundTrip:
         cmd = decoder.decode(enc.encode(b"\xab", frame_type=FrameType.COMMAND, ack_requested=True))
         assert cmd.frame_type is FrameType.COMMAND and cmd.ack_requested and cmd.values[0].value == "ab"
 
-    @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
         node_id=st.integers(0, 2**32 - 1),
         fcnt=st.integers(0, 2**32 - 1),
@@ -326,7 +326,7 @@ class TestClassification:
         assert decoder.decode(data).node_id == 0x0403
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=80), hint=st.sampled_from([None, 5, 0x01020304, 70, 80, 12345]))
 def test_any_input_gives_a_frame_or_a_frame_error(mixed_nodes, data: bytes, hint) -> None:
     decoder = FrameDecoder(mixed_nodes)
@@ -348,3 +348,20 @@ def test_registry_failure_during_a_reread_keeps_the_decoder_running(registry, ca
     assert reason_of(decoder, FrameEncoder(6).encode(b"x")) == "unknown_node"
     assert "re-read failed" in caplog.text
     assert decoder.decode(FrameEncoder(5).encode(b"x")).node_id == 5
+
+
+def test_non_minimal_node_id_length_is_accepted_in_open_frames() -> None:
+    from gateway.frames.wire import crc16
+
+    body = bytes([0x01, 0x05, 0x00, 0x00, 0x00, 0x00]) + b"hi"  # node 5 written in 2 bytes
+    frame = FrameDecoder([Node(5, "n")]).decode(body + crc16(body).to_bytes(2, "little"))
+    assert (frame.node_id, frame.payload) == (5, b"hi")
+
+
+def test_direction_is_bound_into_the_mic() -> None:
+    from gateway.frames import Direction
+
+    down = FrameEncoder(9, KEY, direction=Direction.DOWN).encode(b"command", frame_type=FrameType.COMMAND)
+    node_side = FrameDecoder([Node(9, "gw", key=KEY)], DecoderSettings(direction=Direction.DOWN))
+    assert node_side.decode(down).payload == b"command"
+    assert reason_of(FrameDecoder([Node(9, "n", key=KEY)]), down) == "bad_mic"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.frames import lpp
@@ -114,6 +114,7 @@ readings = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(readings)
 def test_round_trip_every_type(items: list) -> None:
     payload = bytearray()
@@ -134,6 +135,7 @@ def test_round_trip_every_type(items: list) -> None:
     assert lpp.encode(decoded) == bytes(payload)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=64))
 def test_any_bytes_decode_or_raise_frame_error(data: bytes) -> None:
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.frames import radiohead
@@ -28,6 +28,7 @@ def test_too_short_and_too_long() -> None:
     assert err.value.reason == "bad_payload"
 
 
+@settings(deadline=None)
 @given(
     st.integers(0, 255),
     st.integers(0, 255),

@@ -52,9 +52,13 @@ def test_gpiod_backend() -> None:
 
 
 def test_chip_found_by_label_not_number() -> None:
-    lib = FakeGpiod(FakeGPIO(), VirtualClock(), {"/dev/gpiochip0": "pinctrl-rp1", "/dev/gpiochip4": "rp1-extra"})
+    lib = FakeGpiod(
+        FakeGPIO(), VirtualClock(), {"/dev/gpiochip0": "pinctrl-rp1", "/dev/gpiochip4": "rp1-extra"}
+    )
     assert find_chip(lib, ("pinctrl-rp1",), ["/dev/gpiochip4", "/dev/gpiochip0"]) == "/dev/gpiochip0"
-    old_kernel = FakeGpiod(FakeGPIO(), VirtualClock(), {"/dev/gpiochip0": "other", "/dev/gpiochip4": "pinctrl-rp1"})
+    old_kernel = FakeGpiod(
+        FakeGPIO(), VirtualClock(), {"/dev/gpiochip0": "other", "/dev/gpiochip4": "pinctrl-rp1"}
+    )
     assert find_chip(old_kernel, ("pinctrl-rp1",), ["/dev/gpiochip0", "/dev/gpiochip4"]) == "/dev/gpiochip4"
     with pytest.raises(HardwareError) as err:
         find_chip(lib, ("pinctrl-bcm2835",), ["/dev/gpiochip0", "/dev/gpiochip4"])

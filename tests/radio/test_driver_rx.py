@@ -29,7 +29,11 @@ def test_reception_across_sf_and_bw_in_three_transactions(sf: int, bw: int) -> N
     assert packet is not None
     assert sim.gateway.spi.transactions - before <= 3
     assert (packet.payload, packet.sf, packet.bw_hz, packet.cr, packet.crc) == (
-        payload, sf, bw, "4/6", CrcState.OK
+        payload,
+        sf,
+        bw,
+        "4/6",
+        CrcState.OK,
     )
     assert packet.rssi_dbm == pytest.approx(14 - 100, abs=1)
 

@@ -90,7 +90,7 @@ def test_packet_finishing_between_status_read_and_flag_clear_is_not_lost(second_
 
     spi.transfer = slow_transfer  # type: ignore[method-assign]
     packets = sim.receive_all(1.0)
-    assert [p.payload for p in packets][0] == b"first" and len(packets) == 2
+    assert len(packets) == 2 and packets[0].payload == b"first"
     assert [p.crc for p in packets] == [CrcState.OK, CrcState.FAILED if second_corrupt else CrcState.OK]
     assert second_corrupt or packets[1].payload == b"second"
     assert sim.gateway.stats.missed == 0

@@ -187,3 +187,52 @@ def test_acl_refused_publish_is_not_delivered_and_stays_in_outbox(tmp_path, brok
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT node_id, fcnt FROM outbox").fetchall() == [(0x1234, 0)]  # kept for a retry
     sub.close()
+
+
+def test_model_frame_kept_raw_then_decoded_once_model_installed(tmp_path, broker):
+    import numpy as np
+
+    from gateway.codec import DEMO_MODEL, ModelStore, demo_model
+
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    model = demo_model()
+    sub = Collector(broker.port)
+    gw = Running(
+        db,
+        broker.port,
+        models_dir=tmp_path,
+        settings=CoreSettings(health_interval_s=0.2, redecode_interval_s=0.3),
+    )
+    enc = encoders(NODES)
+    samples = model.generate(model.samples_per_frame, np.random.default_rng(3))
+    frame = enc[0x2A].encode(
+        model.encode(samples),
+        codec=PayloadCodec.MODEL,
+        model_id=model.model_id,
+        model_version=model.version % 8,
+    )
+    gw.submit(frame)
+    assert sub.wait_for(lambda: len(sub.json_on("/raw")) == 1)
+    (raw,) = sub.json_on("/raw")
+    assert raw["msg_id"] == message_id(0x2A, 0) and raw["payload_hex"] == model.encode(samples).hex()
+    assert "not installed" in raw["undecoded"]
+    time.sleep(0.5)
+    assert sub.json_on("/telemetry") == []  # no model yet: kept, not published as telemetry
+    from importlib import resources
+
+    src = tmp_path / DEMO_MODEL
+    src.write_bytes(resources.files("gateway.codec").joinpath("data", DEMO_MODEL).read_bytes())
+    ModelStore(tmp_path).install(src)
+    assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) == 1)
+    gw.stop()
+    (tel,) = sub.json_on("/telemetry")
+    assert tel["msg_id"] == raw["msg_id"]
+    expected = model.values(samples)
+    names = [c.name for c in model.schema.channels]
+    assert [s[names[0]] for s in tel["samples"]] == [float(v) for v in expected[:, 0]]
+    assert tel["values"][0]["name"] == names[0] and tel["values"][0]["value"] == float(expected[-1, 0])
+    assert len(sub.json_on("/raw")) == 1  # the raw form went out once
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    sub.close()

@@ -1,0 +1,213 @@
+"""Codec benchmark: bytes per sample and speed of the learned model beside the baselines.
+
+Data (the ``bench`` extra): Greensboro TMY3 weather (pvlib), CGM glucose (bokeh-sampledata),
+Daphnet accelerometers (aeon). For 8, 16 and 32 samples per frame: train on the first half,
+evaluate on the second, every frame on its own. Baselines: raw int16, Cayenne LPP, zstd level 19
+with a 2 KB dictionary trained on the first half (frames as first sample + deltas, channel-major
+int16, no checksum/size/dictionary id in the zstd frame), delta + zigzag + varint, Sprintz-style bit
+packing, and the ideal static order-0 entropy of deltas (first sample raw at 16 bits per channel).
+
+    python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from gateway.codec import Channel, Schema, train_to_size
+from gateway.codec.baselines import lpp_bytes_per_sample, sprintz_frame_bytes, varint_frame_bytes
+from gateway.codec.train import frames_of
+
+
+def _say(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def greensboro() -> tuple[Schema, np.ndarray]:
+    import pvlib
+
+    path = os.path.join(os.path.dirname(pvlib.__file__), "data", "723170TYA.CSV")
+    df, _ = pvlib.iotools.read_tmy3(path, map_variables=True)
+    chans = (
+        Channel("temp_air", "°C", 0.1, device_class="temperature"),
+        Channel("relative_humidity", "%", 1.0, device_class="humidity"),
+        Channel("pressure", "hPa", 1.0, device_class="atmospheric_pressure"),
+        Channel("wind_speed", "m/s", 0.1, device_class="wind_speed"),
+        Channel("ghi", "W/m²", 1.0, device_class="illuminance"),
+    )
+    schema = Schema(chans)
+    return schema, schema.quantise(df[[c.name for c in chans]].to_numpy(dtype=np.float64))
+
+
+def glucose() -> tuple[Schema, np.ndarray]:
+    import pandas as pd
+    from bokeh_sampledata.glucose import data
+
+    isig = pd.to_numeric(data["isig"], errors="coerce").ffill().bfill()
+    schema = Schema((Channel("isig", "nA", 0.01), Channel("glucose", "mg/dL", 1.0)))
+    vals = np.stack([isig.to_numpy(dtype=np.float64), data["glucose"].to_numpy(dtype=np.float64)], axis=1)
+    return schema, schema.quantise(vals)
+
+
+def daphnet() -> tuple[Schema, np.ndarray]:
+    import aeon
+    import pandas as pd
+
+    path = os.path.join(
+        os.path.dirname(aeon.__file__), "datasets", "data", "Daphnet_S06R02E0", "S06R02E0.csv"
+    )
+    df = pd.read_csv(path)
+    cols = [c for c in df.columns if c not in ("timestamp", "is_anomaly")]
+    schema = Schema(tuple(Channel(c, "mg", 1.0, device_class="accelerometer") for c in cols))
+    return schema, schema.quantise(df[cols].to_numpy(dtype=np.float64))
+
+
+DATASETS: dict[str, Callable[[], tuple[Schema, np.ndarray]]] = {
+    "greensboro": greensboro,
+    "glucose": glucose,
+    "daphnet": daphnet,
+}
+
+
+def _zstd_layout(frame: np.ndarray) -> bytes:
+    """First sample then deltas, channel-major int16: the best of the layouts tried for zstd."""
+    g = frame.copy()
+    g[1:] = np.diff(frame, axis=0)
+    return g.T.astype("<i2").tobytes()
+
+
+def zstd_bytes(train_frames: np.ndarray, test_frames: np.ndarray) -> int:
+    import zstandard
+
+    dictionary = zstandard.train_dictionary(2048, [_zstd_layout(f) for f in train_frames], level=19)
+    cctx = zstandard.ZstdCompressor(
+        level=19, dict_data=dictionary, write_checksum=False, write_content_size=False, write_dict_id=False
+    )
+    return sum(len(cctx.compress(_zstd_layout(f))) for f in test_frames)
+
+
+def entropy_bytes(train: np.ndarray, test_frames: np.ndarray) -> float:
+    """Ideal static order-0 coder of deltas learned on the training half (+ raw first sample)."""
+    bits = 0.0
+    d_train = np.diff(train, axis=0)
+    d_test = np.diff(test_frames, axis=1)
+    for c in range(train.shape[1]):
+        vals, counts = np.unique(d_train[:, c], return_counts=True)
+        prob = dict(zip(vals.tolist(), (counts / counts.sum()).tolist(), strict=True))
+        floor = 0.5 / counts.sum()
+        bits += sum(-np.log2(prob.get(v, floor)) for v in d_test[:, :, c].ravel().tolist())
+    return bits / 8 + 2 * train.shape[1] * len(test_frames)
+
+
+def _rate(fn: Callable[[], object], count: int, min_s: float = 0.5) -> float:
+    """Items per second of fn (which handles `count` items), repeated for at least min_s."""
+    reps, start = 0, time.perf_counter()
+    while True:
+        fn()
+        reps += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_s:
+            return reps * count / elapsed
+
+
+def run_one(name: str, schema: Schema, q: np.ndarray, n: int) -> dict[str, object]:
+    half = len(q) // 2
+    train_q, test_q = q[:half], q[half:]
+    t0 = time.perf_counter()
+    model, weight_bytes = train_to_size(train_q, schema, n, max_bytes=4096)
+    train_s = time.perf_counter() - t0
+    frames = frames_of(test_q, n)
+    samples = frames.shape[0] * n
+    payloads = model.encode_many(frames)
+    decoded = model.decode_many(payloads)
+    lossless = all(np.array_equal(a, b) for a, b in zip(decoded, frames, strict=True))
+    ours = sum(map(len, payloads)) / samples
+    sprintz = sum(sprintz_frame_bytes(f) for f in frames) / samples
+    batch = (payloads * (8192 // len(payloads) + 1))[:8192]
+    one = payloads[: min(200, len(payloads))]
+    result = {
+        "dataset": name,
+        "channels": len(schema),
+        "samples_per_frame": n,
+        "test_frames": len(frames),
+        "bytes_per_sample": round(ours, 3),
+        "lossless": lossless,
+        "vs_sprintz_pct": round(100 * (ours / sprintz - 1), 1),
+        "raw_int16_bytes_per_sample": 2 * len(schema),
+        "lpp_bytes_per_sample": lpp_bytes_per_sample(schema),
+        "zstd19_dict2k_bytes_per_sample": round(zstd_bytes(frames_of(train_q, n), frames) / samples, 3),
+        "varint_bytes_per_sample": round(sum(varint_frame_bytes(f) for f in frames) / samples, 3),
+        "sprintz_bytes_per_sample": round(sprintz, 3),
+        "ideal_order0_delta_bytes_per_sample": round(entropy_bytes(train_q, frames) / samples, 3),
+        "weight_file_bytes": len(weight_bytes),
+        "activity_buckets": model.params.buckets,
+        "grid_channels": int((model.params.grid != 256).sum()),
+        "train_s": round(train_s, 2),
+        "encode_frames_per_s": round(_rate(lambda: model.encode_many(frames), len(frames))),
+        "decode_batch_frames_per_s": round(_rate(lambda: model.decode_many(batch), len(batch))),
+        "decode_single_frames_per_s": round(_rate(lambda: [model.decode(p) for p in one], len(one))),
+    }
+    _say(
+        f"{name} N={n}: {result['bytes_per_sample']} B/sample ({result['vs_sprintz_pct']} % vs Sprintz-style)"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--sizes", default="8,16,32")
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
+    for name in args.datasets.split(","):
+        _say(f"loading {name}")
+        schema, q = DATASETS[name]()
+        for n in sizes:
+            results.append(run_one(name, schema, q, n))
+    targets = {
+        "greensboro_16_le_2.6": all(
+            r["bytes_per_sample"] <= 2.6
+            for r in results
+            if r["dataset"] == "greensboro" and r["samples_per_frame"] == 16
+        ),
+        "all_at_least_15pct_below_sprintz": all(r["vs_sprintz_pct"] <= -15 for r in results),
+        "weights_le_4096": all(r["weight_file_bytes"] <= 4096 for r in results),
+        "decode_16_ge_20000_frames_per_s": all(
+            r["decode_batch_frames_per_s"] >= 20000 for r in results if r["samples_per_frame"] == 16
+        ),
+        "all_lossless": all(r["lossless"] for r in results),
+    }
+    doc = {"benchmark": "codec", "results": results, "targets_met": targets}
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        cols = [
+            "dataset",
+            "samples_per_frame",
+            "bytes_per_sample",
+            "sprintz_bytes_per_sample",
+            "zstd19_dict2k_bytes_per_sample",
+            "lpp_bytes_per_sample",
+            "vs_sprintz_pct",
+            "weight_file_bytes",
+            "decode_batch_frames_per_s",
+            "decode_single_frames_per_s",
+        ]
+        print(" ".join(f"{c[:14]:>14s}" for c in cols))
+        for r in results:
+            print(" ".join(f"{r[c]!s:>14s}" for c in cols))
+        print(json.dumps(targets))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Single-frame decoder on plain Python ints: the gateway's per-packet path.
+
+numpy pays a fixed cost per operation, which dominates when one frame arrives at a time; this
+walks the same bitstream (docs/codec.md) with precomputed lists. ``Model.decode_many`` uses the
+numpy lanes for batches; tests check both against an independent reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.codec import tables
+from gateway.codec.errors import PayloadError
+from gateway.codec.rangecoder import PROB_BITS, PROB_TOTAL
+
+_TOP = 1 << 24
+_LIMIT = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarTables:
+    """The model's parameters as nested lists, built once per model."""
+
+    spf: int
+    base: list[int]
+    a0: list[list[tuple[int, int]]]
+    a1: list[list[tuple[int, int]]]
+    a2: list[list[tuple[int, int]]]
+    lev: list[int]
+    thr: list[list[int]]
+    shift: list[list[int]]
+    freq: list[list[list[int]]]
+    cum: list[list[list[int]]]
+    lut: list[list[bytes]]
+    grid: list[int]
+    jfreq: list[list[int]]
+    jcum: list[list[int]]
+    jlut: list[bytes]
+    count_freq: list[int]
+    count_cum: list[int]
+
+
+def build(params, spf: int, count_freq, count_cum, cum, lut, jcum, jlut) -> ScalarTables:
+    def sparse(m):
+        return [[(j, int(w)) for j, w in enumerate(row) if w] for row in m.tolist()]
+
+    return ScalarTables(
+        spf=spf,
+        base=params.base.tolist(),
+        a0=sparse(params.a0),
+        a1=sparse(params.a1),
+        a2=sparse(params.a2),
+        lev=params.lev.tolist(),
+        thr=params.thr.tolist(),
+        shift=params.shift.tolist(),
+        freq=params.freq.tolist(),
+        cum=cum.tolist(),
+        lut=[[bytes(t.astype("uint8")) for t in ch] for ch in lut],
+        grid=params.grid.tolist(),
+        jfreq=params.jfreq.tolist(),
+        jcum=jcum.tolist(),
+        jlut=[bytes(t.astype("uint8")) for t in jlut],
+        count_freq=count_freq.tolist(),
+        count_cum=count_cum.tolist(),
+    )
+
+
+def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
+    # Reads past the end are zeros (the encoder drops trailing zero bytes); at most 7 byte reads
+    # per value (symbol + 3 raw chunks), so this padding covers any frame.
+    data = bytes(payload) + bytes(8 + 7 * 65 * len(t.base))
+    length = len(payload)
+    code = int.from_bytes(data[:4], "big")
+    pos = 4
+    rng = 0xFFFFFFFF
+
+    # Symbol count.
+    r = rng >> PROB_BITS
+    v = min(code // r, PROB_TOTAL - 1)
+    s = v - (PROB_TOTAL - 64) + 1 if v >= PROB_TOTAL - 64 else 0
+    code -= r * t.count_cum[s]
+    rng = r * t.count_freq[s]
+    while rng < _TOP:
+        code = (code << 8) | data[pos]
+        pos += 1
+        rng <<= 8
+    n = t.spf if s == 0 else s
+
+    def read(freq: list[int], cum: list[int], lut: bytes, k: int) -> int:
+        """One binned value: table symbol, then its raw bits."""
+        nonlocal code, rng, pos
+        r = rng >> PROB_BITS
+        v = code // r
+        sym = lut[v if v < PROB_TOTAL else PROB_TOTAL - 1]
+        code -= r * cum[sym]
+        rng = r * freq[sym]
+        while rng < _TOP:
+            code = (code << 8) | data[pos]
+            pos += 1
+            rng <<= 8
+        if sym < tables.EXACT:
+            z = sym
+        else:
+            nraw = k if sym < tables.EXACT + tables.LINEAR else sym - 32 + k
+            raw = 0
+            while nraw > 0:
+                m = 16 if nraw > 16 else nraw
+                nraw -= m
+                r = rng >> m
+                cv = min(code // r, (1 << m) - 1)
+                code -= r * cv
+                rng = r
+                raw = (raw << m) | cv
+                while rng < _TOP:
+                    code = (code << 8) | data[pos]
+                    pos += 1
+                    rng <<= 8
+            if sym < tables.EXACT + tables.LINEAR:
+                z = tables.EXACT + (((sym - tables.EXACT) << k) | raw)
+            else:
+                q = tables.LINEAR + (1 << (sym - 32)) - 1 + (raw >> k)
+                z = tables.EXACT + ((q << k) | (raw & ((1 << k) - 1)))
+        return z >> 1 if not z & 1 else -((z + 1) >> 1)
+
+    c_n = len(t.base)
+    x: list[list[int]] = []
+    prev = [0] * c_n
+    prev_d = [0] * c_n
+    for step in range(n):
+        cur = [0] * c_n
+        cur_d = [0] * c_n
+        for c in range(c_n):
+            if step == 0:
+                acc = 0
+                for j, w in t.a0[c]:
+                    acc += w * (cur[j] - t.base[j])
+                pred = t.base[c] + ((acc + 2048) >> 12)
+                tab = 0
+            else:
+                acc = t.lev[c] * (prev[c] - t.base[c])
+                for j, w in t.a1[c]:
+                    acc += w * prev_d[j]
+                for j, w in t.a2[c]:
+                    acc += w * cur_d[j]
+                pred = prev[c] + ((acc + 2048) >> 12)
+                if step == 1:
+                    tab = 1
+                else:
+                    a = abs(prev_d[c])
+                    tab = 2
+                    for th in t.thr[c]:
+                        if a > th:
+                            tab += 1
+            pred = -_LIMIT if pred < -_LIMIT else (_LIMIT if pred > _LIMIT else pred)
+            resid = read(t.freq[c][tab], t.cum[c][tab], t.lut[c][tab], t.shift[c][tab])
+            if t.grid[c] != 256:
+                resid = ((resid * t.grid[c] + 128) >> 8) + read(t.jfreq[c], t.jcum[c], t.jlut[c], 0)
+            value = pred + resid
+            if not -_LIMIT < value < _LIMIT:
+                raise PayloadError(f"payload does not decode under model {key}")
+            cur[c] = value
+            if step:
+                cur_d[c] = value - prev[c]
+        x.append(cur)
+        prev, prev_d = cur, cur_d
+    if length > pos - 4 + 2:
+        raise PayloadError(f"payload does not decode under model {key}")
+    return x

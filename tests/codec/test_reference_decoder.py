@@ -1,0 +1,132 @@
+"""A plain-integer decoder written from docs/codec.md, independent of the numpy code.
+
+It is what the node/firmware C port should look like; agreeing with it on real payloads checks
+both the implementation and the document.
+"""
+
+import numpy as np
+import pytest
+
+from gateway.codec import Channel, Schema, train
+from gateway.codec.train import frames_of
+
+from .conftest import grid_series
+
+
+class RefDecoder:
+    def __init__(self, payload: bytes) -> None:
+        self.p = payload
+        self.pos = 0
+        self.range = 0xFFFFFFFF
+        self.code = 0
+        for _ in range(4):
+            self.code = (self.code << 8) | self._byte()
+
+    def _byte(self) -> int:
+        b = self.p[self.pos] if self.pos < len(self.p) else 0
+        self.pos += 1
+        return b
+
+    def _norm(self) -> None:
+        while self.range < 1 << 24:
+            self.code = ((self.code << 8) | self._byte()) & 0xFFFFFFFF
+            self.range <<= 8
+
+    def symbol(self, freq: list[int]) -> int:
+        r = self.range >> 12
+        s = min(self.code // r, 4095)
+        cum = 0
+        for sym, f in enumerate(freq):
+            if cum + f > s:
+                self.code -= r * cum
+                self.range = r * f
+                self._norm()
+                return sym
+            cum += f
+        raise AssertionError("frequencies do not sum to 4096")
+
+    def raw(self, n: int) -> int:
+        v = 0
+        while n > 0:
+            m = min(n, 16)
+            n -= m
+            r = self.range >> m
+            c = min(self.code // r, (1 << m) - 1)
+            self.code -= r * c
+            self.range = r
+            v = (v << m) | c
+            self._norm()
+        return v
+
+
+def unbin(dec: RefDecoder, freq: list[int], k: int) -> int:
+    sym = dec.symbol(freq)
+    if sym < 4:
+        z = sym
+    elif sym < 32:
+        z = 4 + (((sym - 4) << k) | dec.raw(k))
+    else:
+        e = sym - 32
+        raw = dec.raw(e + k)
+        q = 28 + (1 << e) - 1 + (raw >> k)
+        z = 4 + ((q << k) | (raw & ((1 << k) - 1)))
+    return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
+
+
+def ref_decode(model, payload: bytes) -> list[list[int]]:
+    p = model.params
+    c_n = p.channels
+    base, a0, a1, a2, lev = (v.tolist() for v in (p.base, p.a0, p.a1, p.a2, p.lev))
+    thr, shift, freq, grid, jfreq = (v.tolist() for v in (p.thr, p.shift, p.freq, p.grid, p.jfreq))
+    dec = RefDecoder(payload)
+    count_freq = [4096 - 64] + [1] * 64
+    s = dec.symbol(count_freq)
+    n = model.samples_per_frame if s == 0 else s
+    x = [[0] * c_n for _ in range(n)]
+    d = [[0] * c_n for _ in range(n)]
+    for t in range(n):
+        for c in range(c_n):
+            if t == 0:
+                acc = sum(a0[c][j] * (x[0][j] - base[j]) for j in range(c))
+                pred, tab = base[c] + ((acc + 2048) >> 12), 0
+            else:
+                acc = sum(a1[c][j] * d[t - 1][j] for j in range(c_n))
+                acc += sum(a2[c][j] * d[t][j] for j in range(c))
+                acc += lev[c] * (x[t - 1][c] - base[c])
+                pred = x[t - 1][c] + ((acc + 2048) >> 12)
+                tab = 1 if t == 1 else 2 + sum(1 for th in thr[c] if abs(d[t - 1][c]) > th)
+            pred = max(-(1 << 30), min(1 << 30, pred))
+            r = unbin(dec, freq[c][tab], shift[c][tab])
+            if grid[c] != 256:
+                r = ((r * grid[c] + 128) >> 8) + unbin(dec, jfreq[c], 0)
+            x[t][c] = pred + r
+            if t:
+                d[t][c] = x[t][c] - x[t - 1][c]
+    return x
+
+
+def test_reference_decoder_agrees_on_the_demo_model(demo):
+    rng = np.random.default_rng(3)
+    data = demo.generate(200, rng)
+    for n in (16, 5, 1, 64):
+        for start in (0, 37, 120):
+            frame = data[start : start + n]
+            assert ref_decode(demo, demo.encode(frame)) == frame.tolist()
+
+
+def test_reference_decoder_agrees_with_predictor_and_grid_in_use(model, series):
+    x = grid_series()
+    schema = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
+    gm = train(x[:400], schema, 16, buckets=3)
+    assert (gm.params.grid != 256).any()
+    for frame in frames_of(x[400:], 16)[:5]:
+        assert ref_decode(gm, gm.encode(frame)) == frame.tolist()
+    for frame in frames_of(series, 16)[:5]:
+        assert ref_decode(model, model.encode(frame)) == frame.tolist()
+
+
+@pytest.mark.parametrize("n", [2, 9])
+def test_reference_decoder_with_outliers(model, series, n):
+    frame = series[:n].copy()
+    frame[-1, 2] += 123_456
+    assert ref_decode(model, model.encode(frame)) == frame.tolist()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import socket
+
+from gateway.pipeline.message import StoredFrame
+from gateway.pipeline.render import NodeCache, Renderer, topic_segment, utc_iso
+from gateway.service.notify import Notifier
+
+from .frames_util import accepted
+
+
+def test_notifier_sends_datagrams_to_path_and_abstract_sockets(tmp_path):
+    path = tmp_path / "n.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "4000000"})
+    assert n.enabled and n.watchdog_interval_s == 2.0
+    assert n.ready("up")
+    assert s.recv(100) == b"READY=1\nSTATUS=up"
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    abstract.bind(f"\0lora-gw-test-{id(tmp_path)}")
+    m = Notifier({"NOTIFY_SOCKET": f"@lora-gw-test-{id(tmp_path)}"})
+    assert m.watchdog() and abstract.recv(100) == b"WATCHDOG=1"
+    assert not Notifier({}).ready("x")  # outside systemd: a no-op
+    for sock in (s, abstract):
+        sock.close()
+    n.close()
+    m.close()
+
+
+class N:
+    def __init__(self, node_id, name):
+        self.node_id, self.name, self.payload_codec = node_id, name, None
+
+
+def test_render_topics_ids_and_unknown_model_as_raw():
+    r = Renderer("gw", "lora", NodeCache(lambda i: N(i, "a/b+c") if i == 1 else None))
+    t = r.render(StoredFrame(1, accepted(1, 7)))
+    assert t.topic == "lora/gw/nodes/a_b_c/telemetry" and t.kind == "telemetry"
+    raw = r.render(StoredFrame(2, accepted(2, 9, codec="model", model=(3, 1))))
+    assert raw.topic == "lora/gw/nodes/00000002/raw" and b'"msg_id":"00000002-9"' in raw.payload
+    assert r.render(StoredFrame(2, accepted(2, 9, codec="model", model=(3, 1)), waiting_model=True)) is None
+    assert utc_iso(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+    assert topic_segment("") == "_"
