@@ -13,7 +13,7 @@ from gateway.radio.regs import BANDWIDTHS_HZ, CODING_RATES
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "airtime",
-        help="time on air of a LoRa packet and the packets per hour a 1 % duty cycle allows",
+        help="time on air of a LoRa packet and the packets per hour a 1 %% duty cycle allows",
         description="Time on air from the SX1276 datasheet formula.",
     )
     p.add_argument("--sf", type=int, required=True, help="spreading factor 6..12")

@@ -8,10 +8,16 @@ numpy lanes for batches; tests check both against an independent reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from gateway.codec import tables
 from gateway.codec.errors import PayloadError
 from gateway.codec.rangecoder import PROB_BITS, PROB_TOTAL
+
+if TYPE_CHECKING:
+    from gateway.codec.model import Params
 
 _TOP = 1 << 24
 _LIMIT = 1 << 30
@@ -40,8 +46,17 @@ class ScalarTables:
     count_cum: list[int]
 
 
-def build(params, spf: int, count_freq, count_cum, cum, lut, jcum, jlut) -> ScalarTables:
-    def sparse(m):
+def build(
+    params: Params,
+    spf: int,
+    count_freq: np.ndarray,
+    count_cum: np.ndarray,
+    cum: np.ndarray,
+    lut: np.ndarray,
+    jcum: np.ndarray,
+    jlut: np.ndarray,
+) -> ScalarTables:
+    def sparse(m: np.ndarray) -> list[list[tuple[int, int]]]:
         return [[(j, int(w)) for j, w in enumerate(row) if w] for row in m.tolist()]
 
     return ScalarTables(

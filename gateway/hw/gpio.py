@@ -108,6 +108,7 @@ class GpiodGpio:
     ) -> None:
         if module is None:
             import gpiod as module  # type: ignore[import-not-found,no-redef]
+            import gpiod.line  # type: ignore[import-not-found]
         self._gpiod = module
         self.chip_path = chip_path or find_chip(module, labels, candidates)
         self._outputs: dict[int, Any] = {}

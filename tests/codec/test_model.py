@@ -60,9 +60,13 @@ def test_first_symbol_carries_the_sample_count(model, series):
     assert model.decode(short).shape == (15, 5)
 
 
-def test_decoding_someone_elses_payload_is_refused(model):
+def test_decoding_someone_elses_payload_is_refused(model, series):
     with pytest.raises(PayloadError):
         model.decode(bytes(range(200)))
+    with pytest.raises(PayloadError):
+        model.decode_many([model.encode(series[:16]), bytes(range(200))])
+    with pytest.raises(PayloadError):
+        model.decode(model.encode(series[:16]) + b"\x01\x02\x03")  # trailing bytes nobody wrote
 
 
 def test_bad_frames_are_refused(model, series):
