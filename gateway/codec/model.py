@@ -138,6 +138,7 @@ class Model:
     _jcum: np.ndarray = field(init=False, repr=False)
     _jlut: np.ndarray = field(init=False, repr=False)
     _scalar: scalar.ScalarTables | None = field(init=False, repr=False, default=None)
+    _flat: list[tuple[np.ndarray, ...]] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.params.validate()
@@ -280,44 +281,74 @@ class Model:
                 results[lane] = x[j]
         return results  # type: ignore[return-value]
 
+    def _flat_tables(self) -> list[tuple[np.ndarray, ...]]:
+        """Per channel, tables flattened for one-index gathers: lut, cum, freq, z0, nraw (+ jitter)."""
+        if self._flat is None:
+            p = self.params
+            ntab = p.shift.shape[1]
+            flat = []
+            for ch in range(p.channels):
+                z0 = np.stack([tables.symbol_base(int(k)) for k in p.shift[ch]])
+                nraw = np.stack([tables.raw_bits(np.arange(tables.NSYM), int(k)) for k in p.shift[ch]])
+                flat.append(
+                    (
+                        self._lut[ch].ravel(),
+                        self._cum[ch][:, :-1].ravel(),
+                        p.freq[ch].ravel(),
+                        z0.ravel(),
+                        nraw.ravel(),
+                        np.arange(ntab) * PROB_TOTAL,
+                        np.arange(ntab) * tables.NSYM,
+                        self._jlut[ch],
+                        self._jcum[ch][:-1],
+                        p.jfreq[ch],
+                        tables.symbol_base(0),
+                        tables.raw_bits(np.arange(tables.NSYM), 0),
+                    )
+                )
+            self._flat = flat
+        return self._flat
+
     def _decode_lanes(self, dec: _SubDecoder, n: int) -> np.ndarray:
         p = self.params
         c = p.channels
         f = dec.size
+        dd = dec.dec
+        flat = self._flat_tables()
         x = np.zeros((f, n, c), dtype=np.int64)
         d = np.zeros((f, n, c), dtype=np.int64)
         off0 = np.zeros((f, c), dtype=np.int64)
+        zeros = np.zeros(f, dtype=np.int64)
         for t in range(n):
-            if t == 0:
-                tab = np.zeros((c, f), dtype=np.int64)
-            elif t == 1:
-                tab = np.ones((c, f), dtype=np.int64)
-            else:
-                tab = (2 + activity_bucket(d[:, t - 1], p.thr)).T
-                lev_acc = d[:, t - 1] @ p.a1.T + p.lev * (x[:, t - 1] - p.base)
-            if t == 1:
-                lev_acc = p.lev * (x[:, 0] - p.base)
+            if t >= 1:
+                lev_acc = p.lev * (x[:, t - 1] - p.base)
+                if t >= 2:
+                    lev_acc += d[:, t - 1] @ p.a1.T
             for ch in range(c):
+                lut, cum, freq, z0, nraw, lut_off, tab_off, jlut, jcum, jfreq, jz0, jnraw = flat[ch]
                 if t == 0:
                     pr = p.base[ch] + ((off0 @ p.a0[ch] + HALF) >> SHIFT)
+                    tb = 0
                 else:
-                    acc = lev_acc[:, ch] + d[:, t] @ p.a2[ch]
+                    acc = lev_acc[:, ch] + d[:, t] @ p.a2[ch] if ch else lev_acc[:, ch]
                     pr = x[:, t - 1, ch] + ((acc + HALF) >> SHIFT)
-                pr = np.clip(pr, -Q_LIMIT, Q_LIMIT)
-                tb = tab[ch]
-                r, v = dec.target()
-                sym = self._lut[ch, tb, v]
-                dec.consume(r, self._cum[ch, tb, sym], p.freq[ch, tb, sym])
-                k = p.shift[ch, tb]
-                raw = dec.raw(tables.raw_bits(sym, k))
-                resid = tables.from_symbols(sym, raw, k)
+                    tb = 1 if t == 1 else 2 + np.searchsorted(p.thr[ch], np.abs(d[:, t - 1, ch]), side="left")
+                np.clip(pr, -Q_LIMIT, Q_LIMIT, out=pr)
+                r, v = dd.target()
+                sym = lut[lut_off[tb] + v]
+                idx = tab_off[tb] + sym
+                dd.consume(r, cum[idx], freq[idx])
+                nb = nraw[idx]
+                z = z0[idx] + (dd.raw(nb) if nb.any() else zeros)
+                resid = (z >> 1) ^ -(z & 1)
                 grid = int(p.grid[ch])
                 if grid != GRID_ONE:
-                    r, v = dec.target()
-                    js = self._jlut[ch, v]
-                    dec.consume(r, self._jcum[ch, js], p.jfreq[ch, js])
-                    jitter = tables.from_symbols(js, dec.raw(tables.raw_bits(js, 0)), 0)
-                    resid = grid_value(resid, grid) + jitter
+                    r, v = dd.target()
+                    js = jlut[v]
+                    dd.consume(r, jcum[js], jfreq[js])
+                    nb = jnraw[js]
+                    z = jz0[js] + (dd.raw(nb) if nb.any() else zeros)
+                    resid = grid_value(resid, grid) + ((z >> 1) ^ -(z & 1))
                 val = pr + resid
                 x[:, t, ch] = val
                 if t == 0:
@@ -362,7 +393,6 @@ class Model:
                     tb = 1 if t == 1 else 2 + int(activity_bucket(prev_d[ch : ch + 1], p.thr[ch])[0])
                     acc = int(prev_d @ p.a1[ch] + cur_d @ p.a2[ch] + p.lev[ch] * (x[t - 1, ch] - p.base[ch]))
                     pr = x[t - 1, ch] + ((acc + HALF) >> SHIFT)
-                    pr += round(-rev[ch] * (x[t - 1, ch] - mean[ch]))
                 sym = rng.choice(tables.NSYM, p=probs[ch, tb])
                 k = int(p.shift[ch, tb])
                 nb = int(tables.raw_bits(np.int64(sym), k))
@@ -373,6 +403,8 @@ class Model:
                     jn = int(tables.raw_bits(np.int64(js), 0))
                     jr = int(rng.integers(0, 1 << jn)) if jn else 0
                     resid = grid_value(resid, p.grid[ch]) + tables.from_symbols(np.int64(js), np.int64(jr), 0)
+                if t and resid:  # pull only on steps that move: exact repeats stay repeats
+                    resid += round(-rev[ch] * (x[t - 1, ch] - mean[ch]))
                 val = int(pr + resid)
                 val = min(max(val, int(p.lo[ch])), int(p.hi[ch]))
                 x[t, ch] = val
@@ -425,6 +457,8 @@ class _SubDecoder:
         sub.pos = dec.pos[lanes].copy()
         sub.range = dec.range[lanes].copy()
         sub.max_pos = dec.max_pos
+        sub.flat = sub.data.ravel()
+        sub.row = sub.lanes * sub.data.shape[1]
         self.dec = sub
         self.lanes = lanes
         self.size = len(lanes)

@@ -78,7 +78,7 @@ class RangeEncoder:
 class BatchDecoder:
     """Decodes many independent payloads in lock step (one numpy lane per payload)."""
 
-    __slots__ = ("code", "data", "lanes", "max_pos", "pos", "range")
+    __slots__ = ("code", "data", "flat", "lanes", "max_pos", "pos", "range", "row")
 
     def __init__(self, payloads: list[bytes], max_bytes: int) -> None:
         n = len(payloads)
@@ -93,16 +93,23 @@ class BatchDecoder:
         self.pos = np.full(n, 4, dtype=np.int64)
         self.range = np.full(n, _MASK32, dtype=np.int64)
         self.max_pos = max_bytes + 4
+        self.flat = self.data.ravel()
+        self.row = self.lanes * self.data.shape[1]
 
     def _normalise(self) -> None:
-        for _ in range(2):  # range >= 2**12 after any step, so two byte shifts always suffice
-            m = self.range < _TOP
-            if not m.any():
-                return
-            nxt = self.data[self.lanes, np.minimum(self.pos, self.max_pos)]
-            self.code = np.where(m, (self.code << 8) | nxt, self.code)
-            self.range = np.where(m, self.range << 8, self.range)
-            self.pos += m
+        # range >= 2**12 after any step, so at most two bytes come in per lane.
+        one = self.range < _TOP
+        if not one.any():
+            return
+        two = self.range < (1 << 16)
+        at = self.row + np.minimum(self.pos, self.max_pos)
+        b0 = self.flat[at]
+        b1 = self.flat[at + 1]
+        self.code = np.where(
+            two, (self.code << 16) | (b0 << 8) | b1, np.where(one, (self.code << 8) | b0, self.code)
+        )
+        self.range = np.where(two, self.range << 16, np.where(one, self.range << 8, self.range))
+        self.pos += one.astype(np.int64) + two
 
     def target(self) -> tuple[np.ndarray, np.ndarray]:
         """Per lane (r, value in 0..4095) for a table lookup."""

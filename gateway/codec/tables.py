@@ -54,6 +54,14 @@ def raw_bits(sym: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.where(sym < EXACT, 0, np.where(sym < EXACT + LINEAR, k, sym - EXACT - LINEAR + k))
 
 
+def symbol_base(k: int) -> np.ndarray:
+    """z at raw value 0 for each of the 64 symbols: z = symbol_base[sym] + raw for every symbol."""
+    sym = np.arange(NSYM, dtype=np.int64)
+    e = np.maximum(sym - EXACT - LINEAR, 0)
+    q = np.where(sym < EXACT + LINEAR, sym - EXACT, LINEAR + (1 << e) - 1)
+    return np.where(sym < EXACT, sym, EXACT + (q << k))
+
+
 def from_symbols(sym: np.ndarray, raw: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Inverse of :func:`to_symbols`."""
     lin = sym < EXACT + LINEAR

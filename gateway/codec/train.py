@@ -231,7 +231,9 @@ def train(
     model.meta["training"] = {"samples": len(q), "buckets": buckets}
     # AR(1) pull towards the mean whose stationary spread matches the data: rho = var(d) / (2 var(x)).
     var_x = np.maximum(q.var(axis=0), 1e-9)
-    rho = np.clip(d.var(axis=0) / (2 * var_x), 0.0, 0.5)
+    # Applied only on steps that move, so scaled up by the share of non-zero deltas.
+    moving = np.maximum((d != 0).mean(axis=0), 0.05)
+    rho = np.clip(d.var(axis=0) / (2 * var_x) / moving, 0.0, 0.5)
     model.meta["generation"] = {
         "mean": [round(float(v), 3) for v in q.mean(axis=0)],
         "reversion": [round(float(v), 6) for v in rho],

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -79,6 +82,9 @@ class VirtualClock:
         self._seq = itertools.count()
         self._cancelled: set[int] = set()
         self._firing = False
+        self._ticker: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._closed = False
 
     @property
     def speed(self) -> float | None:
@@ -99,7 +105,19 @@ class VirtualClock:
         with self._lock:
             seq = next(self._seq)
             heapq.heappush(self._queue, (max(when_s, self._now), seq, fn))
+            if self._speed is not None:
+                if self._ticker is None and not self._closed:
+                    self._ticker = threading.Thread(target=self._tick, name="virtual-clock", daemon=True)
+                    self._ticker.start()
+                self._wake.set()
             return seq
+
+    def close(self) -> None:
+        """Stop the timer thread of a scaled clock (a no-op in manual mode)."""
+        self._closed = True
+        self._wake.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join(1.0)
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> int:
         with self._lock:
@@ -160,6 +178,21 @@ class VirtualClock:
             event.wait(max(wait_real, 0.0))
 
     # -- internals -----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        """Scaled mode: run callbacks when they fall due, like hardware timers would."""
+        assert self._speed is not None
+        while not self._closed:
+            with self._lock:
+                self._wake.clear()
+                try:
+                    self._run_until(self._scaled_now())
+                except Exception:  # a faulty callback must not stop time for everyone else
+                    log.exception("virtual clock callback failed")
+                nxt = self.next_event_s()
+                now = self._scaled_now()
+            delay = 0.05 if nxt is None else min(max(nxt - now, 0.0) / self._speed, 0.05)
+            self._wake.wait(delay)
+
     def _scaled_now(self) -> float:
         assert self._speed is not None
         return max(self._now, self._offset + (time.perf_counter() - self._real0) * self._speed)

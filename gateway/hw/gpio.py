@@ -40,6 +40,10 @@ class Gpio(Protocol):
         """Pins that rose since the last call; empty after ``timeout_s`` without an edge."""
         ...
 
+    def last_edge_s(self, pin: int) -> float | None:
+        """Clock time of the latest rising edge seen on ``pin`` (None if none yet)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -56,6 +60,7 @@ class RPiGpio:
         self._pins: set[int] = set()
         self._lock = threading.Lock()
         self._pending: set[int] = set()
+        self._edge_times: dict[int, float] = {}
         self._event = threading.Event()
 
     def setup_output(self, pin: int, value: bool) -> None:
@@ -90,8 +95,13 @@ class RPiGpio:
             self._gpio.cleanup(sorted(self._pins))
         self._pins.clear()
 
+    def last_edge_s(self, pin: int) -> float | None:
+        return self._edge_times.get(pin)
+
     def _on_edge(self, channel: int) -> None:
+        when = self._clock.monotonic()
         with self._lock:
+            self._edge_times[channel] = when
             self._pending.add(channel)
             self._event.set()
 
@@ -114,6 +124,7 @@ class GpiodGpio:
         self._outputs: dict[int, Any] = {}
         self._inputs: list[int] = []
         self._in_request: Any = None
+        self._edge_times: dict[int, float] = {}
 
     def setup_output(self, pin: int, value: bool) -> None:
         line = self._gpiod.line
@@ -148,9 +159,16 @@ class GpiodGpio:
         if not self._in_request.wait_edge_events(timeout_s):
             return frozenset()
         rising = self._gpiod.EdgeEvent.Type.RISING_EDGE
-        return frozenset(
-            ev.line_offset for ev in self._in_request.read_edge_events() if ev.event_type == rising
-        )
+        pins = set()
+        for ev in self._in_request.read_edge_events():
+            if ev.event_type == rising:
+                pins.add(ev.line_offset)
+                # the kernel's CLOCK_MONOTONIC timestamp: the same base as time.monotonic()
+                self._edge_times[ev.line_offset] = ev.timestamp_ns / 1e9
+        return frozenset(pins)
+
+    def last_edge_s(self, pin: int) -> float | None:
+        return self._edge_times.get(pin)
 
     def close(self) -> None:
         for req in self._outputs.values():

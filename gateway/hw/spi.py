@@ -15,6 +15,7 @@ from gateway.errors import HardwareError
 
 log = logging.getLogger(__name__)
 
+TRACE = 5  # log level for SPI hex dumps (below DEBUG)
 DEFAULT_SPEED_HZ = 8_000_000
 MAX_SPEED_HZ = 10_000_000  # SX1276 SPI clock limit
 
@@ -92,4 +93,7 @@ class SpidevPort:
             raise HardwareError("SPI port used before open()", "spi_closed")
         self.transactions += 1
         self.bytes += len(data)
-        return list(self._dev.xfer2(list(data)))
+        out = list(self._dev.xfer2(list(data)))
+        if log.isEnabledFor(TRACE):
+            log.log(TRACE, "spi%d.%d > %s < %s", self.bus, self.cs, bytes(data).hex(" "), bytes(out).hex(" "))
+        return out

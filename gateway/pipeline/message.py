@@ -7,7 +7,7 @@ it lets a frame whose model is not installed yet be decoded later from the same 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 
@@ -55,6 +55,9 @@ class AcceptedFrame:
     model_version: int | None  # as on air (modulo 8)
     payload: bytes
     radio: RadioMeta
+    # Readings the frame layer already decoded (LPP, RadioHead): saves decoding again at publish time.
+    # Not stored; a frame loaded from the outbox is decoded from its payload instead.
+    values: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
     def msg_id(self) -> str:

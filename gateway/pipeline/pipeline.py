@@ -91,6 +91,7 @@ class Pipeline:
                 crc=packet.crc.value,
                 utc_ms=int(packet.utc.timestamp() * 1000),
             ),
+            values=None if frame.values is None else tuple(frame.values),
         )
         return accepted, frame
 

@@ -20,6 +20,8 @@ from gateway.pipeline.message import StoredFrame, message_id
 
 log = logging.getLogger(__name__)
 
+MAX_GAP_FRAMES = 8  # longer gaps are not estimated: the model's guess would mean little
+
 
 class NodeInfo(Protocol):
     """What rendering needs of a registry node (gateway.frames.Node satisfies it)."""
@@ -45,13 +47,13 @@ class ModelLike(Protocol):
 class Rendered:
     topic: str
     payload: bytes
-    kind: str  # "telemetry" | "raw"
+    kind: str  # "telemetry" | "raw" | "estimate"
 
 
 def utc_iso(utc_ms: int) -> str:
     """UTC ISO 8601 with milliseconds and a Z suffix."""
-    dt = datetime.fromtimestamp(utc_ms / 1000.0, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc_ms % 1000:03d}Z"
+    dt = datetime.fromtimestamp(utc_ms // 1000, tz=UTC).replace(microsecond=(utc_ms % 1000) * 1000)
+    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def topic_segment(name: str) -> str:
@@ -68,12 +70,22 @@ class Renderer:
         topic_prefix: str,
         nodes: Callable[[int], NodeInfo | None],
         models: Callable[[int, int], ModelLike | None] | None = None,
+        codec_stats: Any = None,
+        gap_filling: Callable[[int], bool] | None = None,
     ) -> None:
+        """``codec_stats``: a gateway.codec.CodecStats, fed every model frame decoded (live bytes per
+        sample and prediction error per model, published in the stats). ``gap_filling(node_id)``: whether
+        to publish model estimates for a node's frames lost on the air (off when None)."""
         self.gateway_id = gateway_id
         self.base = f"{topic_prefix}/{gateway_id}"
         self._nodes = nodes
         self._models = models
+        self.codec_stats = codec_stats
+        self._gap_filling = gap_filling
         self.model_failures = 0
+        self.estimated = 0
+        self._history: dict[int, tuple[int, Any]] = {}  # node → (fcnt, last quantised samples)
+        self._extras: list[Rendered] = []
 
     @property
     def status_topic(self) -> str:
@@ -99,6 +111,8 @@ class Renderer:
         }
         values, why = self._values(stored, node)
         node_topic = f"{self.base}/nodes/{topic_segment(name)}"
+        if values is not None and "_q" in values:
+            self._fill_gap(stored, head, node_topic, values.pop("_q"), values.pop("_model"))
         if values is None:
             if stored.waiting_model:
                 return None
@@ -122,6 +136,8 @@ class Renderer:
         if codec == "radiohead":
             pc = getattr(node, "payload_codec", None) if node is not None else None
             codec = getattr(pc, "value", pc) or "lpp"
+        if f.values is not None and codec in ("lpp", "raw"):
+            return {"values": [r.to_dict() for r in f.values]}, ""
         if codec == "lpp":
             try:
                 return {"values": [r.to_dict() for r in lpp.decode(f.payload)]}, ""
@@ -140,10 +156,18 @@ class Renderer:
         try:
             q = model.decode(payload)
             phys = model.values(q)
+            if self.codec_stats is not None:
+                self.codec_stats.observe(model, payload, q)
         except Exception as exc:  # a model that does not match its frames must not stop the gateway
             self.model_failures += 1
             log.warning("model %d v%d failed to decode a frame: %s", model_id, version, exc)
             return None, f"model {model_id} failed: {type(exc).__name__}"
+        out = self._sample_values(model, phys)
+        out.update(model_id=model_id, model_version=version, _q=q, _model=model)
+        return out, ""
+
+    @staticmethod
+    def _sample_values(model: ModelLike, phys: Any) -> dict[str, Any]:
         channels = model.schema.channels
         samples = []
         for row in phys:
@@ -161,10 +185,46 @@ class Renderer:
             }
             for i, ch in enumerate(channels)
         ]
-        out: dict[str, Any] = {"values": values, "model_id": model_id, "model_version": version}
+        out: dict[str, Any] = {"values": values}
         if len(samples) > 1:
             out["samples"] = samples
-        return out, ""
+        return out
+
+    def _fill_gap(self, stored: StoredFrame, head: dict[str, Any], topic: str, q: Any, model: Any) -> None:
+        """Estimates for the frames lost between this node's previous model frame and this one,
+        published (flagged ``estimated``) but never stored as measurements."""
+        f = stored.frame
+        prev = self._history.get(f.node_id)
+        if prev is None or f.fcnt > prev[0]:
+            self._history[f.node_id] = (f.fcnt, q[-2:])
+        if prev is None or self._gap_filling is None or not self._gap_filling(f.node_id):
+            return
+        lost = f.fcnt - prev[0] - 1
+        if not 0 < lost <= MAX_GAP_FRAMES or len(q) == 0:
+            return
+        per_frame = len(q)
+        try:
+            est = model.fill_gap(prev[1], lost * per_frame, q[0])
+            phys = model.values(est)
+        except Exception as exc:  # estimates are optional: never let them stop the real message
+            log.warning("node %08x: gap filling failed: %s", f.node_id, exc)
+            return
+        for k in range(lost):
+            fcnt = prev[0] + 1 + k
+            body = {
+                **head,
+                "msg_id": message_id(f.node_id, fcnt) + "-estimated",
+                "fcnt": fcnt,
+                "estimated": True,
+                **self._sample_values(model, phys[k * per_frame : (k + 1) * per_frame]),
+            }
+            self._extras.append(Rendered(f"{topic}/telemetry", _dumps(body), "estimate"))
+            self.estimated += 1
+
+    def take_extras(self) -> list[Rendered]:
+        """Messages to publish besides the frames (gap estimates): not stored, not retried."""
+        out, self._extras = self._extras, []
+        return out
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

@@ -230,7 +230,7 @@ class VirtualAir:
             if rec.done:
                 return
             if rec.rx.rx_epoch != rec.epoch or rec.rx.is_stalled():
-                self._finish(rec, "lost_not_listening")
+                self._finish(rec, "lost_stalled" if rec.rx.is_stalled() else "lost_not_listening")
                 return
             if self._killed(rec, rec.frame.start, self.clock.monotonic()):
                 self._finish(rec, "lost_collision")
@@ -249,7 +249,7 @@ class VirtualAir:
             frame, rx = rec.frame, rec.rx
             tx, rp = frame.params, rx.params()
             if rx.rx_epoch != rec.epoch or rx.is_stalled():
-                self._finish(rec, "lost_not_listening")
+                self._finish(rec, "lost_stalled" if rx.is_stalled() else "lost_not_listening")
                 return
             explicit_both = not tx.implicit and not rp.implicit
             if tx.implicit and not rp.implicit:

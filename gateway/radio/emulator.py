@@ -444,8 +444,10 @@ class EmulatedSX1276:
     def _write_op_mode(self, value: int) -> None:
         old = self._common[Reg.OP_MODE]
         old_mode = old & 0x07
-        if old_mode != Mode.SLEEP:
-            value = (value & 0x7F) | (old & 0x80)  # LongRangeMode is writable only in SLEEP
+        if old_mode != Mode.SLEEP and value & 0x07 != Mode.SLEEP:
+            # LongRangeMode changes only in SLEEP. A single write of SLEEP + LongRangeMode from another
+            # mode works on real chips (RadioHead and arduino-LoRa rely on it), so it is accepted here.
+            value = (value & 0x7F) | (old & 0x80)
         self._common[Reg.OP_MODE] = value
         new_mode = value & 0x07
         if (old ^ value) & 0x80:
@@ -920,7 +922,10 @@ class _FakeLineRequest:
         if edge is line.Edge.BOTH or edge is (line.Edge.RISING if level else line.Edge.FALLING):
             self._seq += 1
             kind = self._lib.EdgeEvent.Type.RISING_EDGE if level else self._lib.EdgeEvent.Type.FALLING_EDGE
-            self._events.append(_Ns(event_type=kind, line_offset=pin, line_seqno=self._seq))
+            stamp = round(self._lib.clock.monotonic() * 1e9)
+            self._events.append(
+                _Ns(event_type=kind, line_offset=pin, line_seqno=self._seq, timestamp_ns=stamp)
+            )
             self._event.set()
 
     def set_value(self, offset: int, value: Any) -> None:

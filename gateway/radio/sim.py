@@ -21,7 +21,8 @@ path), ``seed`` (loss/bit-error randomness), ``speed`` and ``clock``.
 Time: by default a manual ``VirtualClock`` — time moves only while someone waits on it
 (``receive``, ``send``, ``clock.advance``), so single-threaded scripts run as fast as the CPU allows.
 When the gateway is read from another thread, pass ``speed`` (e.g. 20.0): virtual time then runs at
-that multiple of real time and every thread may sleep or wait on it safely.
+that multiple of real time, a timer thread fires chip and air events on time, and every thread may
+sleep or wait on it safely. (In that mode do not mix ``send_at`` and direct ``send`` on one node.)
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class RadioSim:
         gpio_backend: str = "rpi",
         use_dio0: bool = True,
     ) -> None:
+        self._own_clock = clock is None
         self.clock = clock or VirtualClock(speed=speed)
         self.config = config or LoRaConfig()
         self.air = VirtualAir(self.clock, seed=seed, default_link=link or Link())
@@ -156,3 +158,5 @@ class RadioSim:
         for node in self.nodes:
             node.radio.close()
         self.gateway.close()
+        if self._own_clock:
+            self.clock.close()

@@ -233,6 +233,7 @@ class SX1276:
         self._last_header_cnt = 0
         self._last_activity = 0.0
         self._status: list[int] | None = None
+        self._edge_time: float | None = None
         self._gpio_ready = False
         if utc_now is None and clock is not SYSTEM_CLOCK:
             utc0, mono0 = datetime.now(UTC), clock.monotonic()
@@ -465,6 +466,10 @@ class SX1276:
         self._burst_write(Reg.FIFO_ADDR_PTR, [0x00])
         self._write(Reg.IRQ_FLAGS, 0xFF)
         self._set_mode(Mode.RXCONTINUOUS)
+        # The datasheet says both "since the last transition into RX" and "reset in SLEEP" for the
+        # header counter: take it as it stands now, so either behaviour is right.
+        msb, lsb = self._burst_read(Reg.RX_HEADER_CNT_MSB, 2)
+        self._last_header_cnt = (msb << 8) | lsb
         self._receiving = True
         self._last_activity = self.clock.monotonic()
 
@@ -511,7 +516,10 @@ class SX1276:
     def _wait_irq(self, timeout_s: float) -> bool:
         if self._use_dio0:
             assert self.gpio is not None and self.pins.dio0 is not None
-            return self.pins.dio0 in self.gpio.wait_rising(timeout_s)
+            if self.pins.dio0 not in self.gpio.wait_rising(timeout_s):
+                return False
+            self._edge_time = self.gpio.last_edge_s(self.pins.dio0)
+            return True
         deadline = self.clock.monotonic() + timeout_s
         while True:
             with self._lock:
@@ -543,7 +551,7 @@ class SX1276:
         ``previous`` is the status of the packet read just before, when this one's RxDone was cleared
         together with it: then RxPacketCntValue (valid packets only) tells whether its CRC was good.
         """
-        when = self.clock.monotonic()
+        when, self._edge_time = self._edge_time or self.clock.monotonic(), None  # RxDone time
         st = status if status is not None else self._read_status()  # transaction 1
         s = lambda reg: st[reg - STATUS_FIRST]  # noqa: E731
         flags = s(Reg.IRQ_FLAGS)
@@ -688,6 +696,7 @@ class SX1276:
             )
         toa = self.config.time_on_air_s(len(payload))
         with self._lock:
+            self._keep_pending_packet()
             self._set_mode(Mode.STDBY)
             self._receiving = False
             if self._rx_frequency_hz(self.config) != self.config.frequency_hz:
@@ -712,6 +721,7 @@ class SX1276:
     def cad(self, timeout_s: float = 0.5) -> bool:
         """Channel activity detection: True when a LoRa preamble of this channel is on the air."""
         with self._lock:
+            self._keep_pending_packet()
             self._set_mode(Mode.STDBY)
             self._receiving = False
             self._write(Reg.DIO_MAPPING1, (regs.DIO0_CAD_DONE << 6) | (regs.DIO1_CAD_DETECTED << 4))
@@ -724,6 +734,15 @@ class SX1276:
             detected = bool(self._read(Reg.IRQ_FLAGS) & Irq.CAD_DETECTED)
         self._restore_rx()
         return detected
+
+    def _keep_pending_packet(self) -> None:
+        """Before leaving RX (and clearing the flags), read a packet whose RxDone is still pending."""
+        if not self._receiving:
+            return
+        status = self._read_status()
+        if status[Reg.IRQ_FLAGS - STATUS_FIRST] & Irq.RX_DONE:
+            self._status = status
+            self._service()
 
     def rssi_dbm(self) -> float:
         """Instantaneous RSSI (RegRssiValue) in receive: the noise floor when the channel is quiet."""

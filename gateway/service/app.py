@@ -100,6 +100,15 @@ def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> Callable[[int, int],
     return resolve
 
 
+def codec_stats() -> Any:
+    """A fresh gateway.codec.CodecStats, or None when the codec package is unavailable."""
+    try:
+        from gateway.codec import CodecStats
+    except ImportError:
+        return None
+    return CodecStats()
+
+
 def configure_logging(cfg: Config, verbose: int = 0) -> None:
     root = logging.getLogger()
     if verbose == 0:
@@ -128,6 +137,8 @@ class Gateway:
             cfg.mqtt.topic_prefix,
             NodeCache(self.registry.get),
             model_resolver(self.state_dir),
+            codec_stats(),
+            gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
         self.core = Core(

@@ -127,6 +127,10 @@ class LoggingSection:
 class NodeDefaults:
     report_interval_s: float = 300.0
     gap_filling: bool = False
+    gap_filling_nodes: tuple[int, ...] = ()  # nodes with gap filling on even when the default is off
+
+    def gap_filling_for(self, node_id: int) -> bool:
+        return self.gap_filling or node_id in self.gap_filling_nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +358,24 @@ def _parse_node_keys(sec: _Section) -> dict[int, bytes]:
     return keys
 
 
+def _node_ids(sec: _Section, k: str) -> tuple[int, ...]:
+    v = sec._get(k)
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        raise ConfigError(f"{sec.key(k)}: must be a list of node ids")
+    out = []
+    for item in v:
+        try:
+            nid = int(item, 0) if isinstance(item, str) else item
+        except ValueError:
+            nid = None
+        if isinstance(nid, bool) or not isinstance(nid, int) or not 0 <= nid <= 0xFFFFFFFF:
+            raise ConfigError(f"{sec.key(k)}: {item!r} is not a node id (0..0xFFFFFFFF)")
+        out.append(nid)
+    return tuple(out)
+
+
 def parse_config(
     data: Mapping[str, Any],
     secrets: Mapping[str, Any] | None = None,
@@ -411,6 +433,7 @@ def parse_config(
     nodes = NodeDefaults(
         report_interval_s=nd.float("report_interval_s", 300.0, 1.0, 86400.0 * 7),
         gap_filling=nd.bool("gap_filling", False),
+        gap_filling_nodes=_node_ids(nd, "gap_filling_nodes"),
     )
     nd.finish()
     root.finish()

@@ -70,6 +70,7 @@ class Core:
         self._radio_heartbeat = radio_heartbeat
         self._on_published = on_published
         self.packets: queue.SimpleQueue[tuple[RxPacket, float] | None] = queue.SimpleQueue()
+        self._wake_pending = False
         sink.set_wakeup(self.wake)
         self._ready: deque[StoredFrame] = deque()
         self._spilled = True  # start by paging in whatever the last run left behind
@@ -98,7 +99,10 @@ class Core:
         self.packets.put((packet, self._clock()))
 
     def wake(self) -> None:
-        self.packets.put(None)
+        """Make ``step`` return promptly (PUBACKs, connection changes, stop); at most one queued."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.packets.put(None)
 
     # -- the core thread --------------------------------------------------------------------------------
 
@@ -131,6 +135,7 @@ class Core:
             item = self.packets.get(timeout=timeout) if timeout > 0 else self.packets.get_nowait()
         except queue.Empty:
             item = None
+        self._wake_pending = False
         n = 0
         while True:
             if item is not None:
@@ -199,6 +204,8 @@ class Core:
                 return
             if self._on_published is not None:
                 self._on_published(msg.topic, msg.payload)
+            for extra in self.renderer.take_extras():
+                sink.publish(extra.topic, extra.payload, None)
 
     def _handle(self, deliveries: list[Delivery]) -> None:
         retry: list[StoredFrame] = []
@@ -305,6 +312,8 @@ class Core:
             },
             "latency_ms": {"p50": pct(0.5), "p99": pct(0.99)},
             "model_failures": self.renderer.model_failures,
+            "estimated": self.renderer.estimated,
+            "models": self.renderer.codec_stats.snapshot() if self.renderer.codec_stats is not None else {},
         }
 
     def status_line(self) -> str:

@@ -26,7 +26,7 @@ from gateway.errors import GatewayError
 from gateway.frames import FrameDecoder, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import NodeCache, Renderer
-from gateway.service.app import model_resolver
+from gateway.service.app import codec_stats, model_resolver
 from gateway.service.core import Core, CoreSettings
 from gateway.service.radio import SimNetwork, install_demo_model
 from gateway.sinks.mqtt import MqttSettings, MqttSink
@@ -166,7 +166,9 @@ def _run(
             reconnect_max_s=2,
         )
     )
-    renderer = Renderer(DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), model_resolver(state))
+    renderer = Renderer(
+        DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), model_resolver(state), codec_stats()
+    )
 
     def published(topic: str, payload: bytes) -> None:
         if on_reading is not None and topic.endswith("/telemetry"):

@@ -274,23 +274,31 @@ class Outbox:
             return None
         return max(0.0, min(deadlines) - self._clock())
 
+    def _deletes_due(self, now: float) -> bool:
+        s = self.settings
+        return self._deletes_since is not None and (
+            len(self._deletes) + len(self._waiting) >= s.commit_frames * 4
+            or now - self._deletes_since >= s.delete_interval_ms / 1000.0
+        )
+
     def maybe_commit(self) -> list[StoredFrame]:
-        """Commit if a bound is reached; returns the frames that became durable (publish them now)."""
+        """Commit if a bound is reached; returns the frames that became durable (publish them now).
+
+        Acknowledged rows are deleted with the next frame commit (recent rows share the leaf page new
+        rows go to, so this dirties no extra page), or on their own after ``delete_interval_ms``."""
         now = self._clock()
         s = self.settings
-        due = len(self._pending) >= s.commit_frames or (
+        frames_due = len(self._pending) >= s.commit_frames or (
             self._pending_since is not None and now - self._pending_since >= s.commit_interval_ms / 1000.0
         )
-        if not due and self._deletes_since is not None:
-            due = (
-                len(self._deletes) >= s.commit_frames * 4
-                or now - self._deletes_since >= s.delete_interval_ms / 1000.0
-            )
-        return self.commit() if due else []
+        if not (frames_due or self._deletes_due(now)):
+            return []
+        return self.commit()
 
-    def commit(self) -> list[StoredFrame]:
-        """Write pending frames, counters, deletes and state changes in one transaction."""
-        if not (self._pending or self._deletes or self._waiting):
+    def commit(self, include_deletes: bool = True) -> list[StoredFrame]:
+        """Write pending frames and counters (and, by default, deletes and state changes) in one
+        transaction."""
+        if not (self._pending or (include_deletes and (self._deletes or self._waiting))):
             return []
         db = self._db
         try:
@@ -309,12 +317,10 @@ class Outbox:
                             [(n, node) for node, n in self._counters.items()],
                         )
                         self.stats.counters_unmatched += max(0, len(self._counters) - cur.rowcount)
-                if self._deletes:
-                    cur = db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes)
-                    deleted = cur.rowcount
-                else:
-                    deleted = 0
-                if self._waiting:
+                deleted = 0
+                if include_deletes and self._deletes:
+                    deleted = db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes).rowcount
+                if include_deletes and self._waiting:
                     db.executemany("UPDATE outbox SET state = 1 WHERE id = ?", self._waiting)
                 db.execute("COMMIT")
             except BaseException:
@@ -328,8 +334,10 @@ class Outbox:
         self.stats.deleted += max(deleted, 0)
         self.stats.rows += len(stored) - max(deleted, 0)
         self._pending, self._pending_frames, self._counters = [], [], {}
-        self._deletes, self._waiting = [], []
-        self._pending_since = self._deletes_since = None
+        self._pending_since = None
+        if include_deletes:
+            self._deletes, self._waiting = [], []
+            self._deletes_since = None
         if self.stats.rows > self.settings.max_rows:
             self._drop_oldest(self.stats.rows - self.settings.max_rows)
         return stored

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.codec import Channel, Model, Schema, train
 from gateway.codec.errors import CodecError, PayloadError
@@ -30,7 +32,10 @@ def test_outliers_and_extremes_stay_lossless(model, series):
     frame[3, 0] += 40_000  # a spike far outside anything seen in training
     frame[9, 4] = -(2**30) + 1
     frame[10, 4] = 2**30 - 1
-    assert np.array_equal(model.decode(model.encode(frame)), frame)
+    payload = model.encode(frame)
+    assert np.array_equal(model.decode(payload), frame)  # plain-int path
+    (batch,) = model.decode_many([payload])  # numpy lanes, raw bits in several 16-bit chunks
+    assert np.array_equal(batch, frame)
 
 
 def test_compresses_its_own_kind_of_data_well_below_sprintz(model, series):
@@ -131,3 +136,18 @@ def test_model_rejects_inconsistent_weights(model):
         Model(model.schema, model.params, 65)
     with pytest.raises(CodecError):
         Model(model.schema, model.params, 16, model_id=16)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 64),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([1, 30, 5000, 2**24]),
+)
+def test_any_frame_round_trips_on_both_decode_paths(model, n, seed, scale):
+    rng = np.random.default_rng(seed)
+    frame = np.cumsum(rng.integers(-scale, scale + 1, size=(n, 5)), axis=0)
+    frame = np.clip(frame + rng.integers(-500, 500, size=5), -(2**30) + 1, 2**30 - 1)
+    payload = model.encode(frame)
+    assert np.array_equal(model.decode(payload), frame)
+    assert np.array_equal(model.decode_many([payload, payload])[1], frame)

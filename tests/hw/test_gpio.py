@@ -30,8 +30,10 @@ def _exercise(gpio: Gpio, pins: FakeGPIO, clock: VirtualClock) -> None:
     clock.call_later(0.50, lambda: pins.drive_input(4, False))  # falling edges are not reported
     clock.call_later(0.75, lambda: pins.drive_input(5, True))
     assert gpio.wait_rising(0.1) == frozenset()
+    assert gpio.last_edge_s(4) is None
     assert gpio.wait_rising(1.0) == {4}
     assert clock.monotonic() == pytest.approx(1000.25)
+    assert gpio.last_edge_s(4) == pytest.approx(1000.25)
     assert gpio.read(4)
     assert gpio.wait_rising(1.0) == {5}
     assert clock.monotonic() == pytest.approx(1000.75)

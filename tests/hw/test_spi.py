@@ -45,3 +45,12 @@ def test_missing_device_gets_an_actionable_message() -> None:
     with pytest.raises(HardwareError) as err:
         port.open()
     assert err.value.reason == "spi_open" and "dtparam=spi=on" in err.value.message
+
+
+def test_trace_level_dumps_the_bytes(caplog: pytest.LogCaptureFixture) -> None:
+    chip = EmulatedSX1276()
+    port = SpidevPort(device_factory=lambda: chip)
+    port.open()
+    with caplog.at_level(5, logger="gateway.hw.spi"):
+        port.transfer([0x42, 0x00])
+    assert "spi0.0 > 42 00 < 00 12" in caplog.text

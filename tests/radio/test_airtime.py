@@ -95,3 +95,11 @@ def test_cli_text_and_bad_bandwidth(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(GatewayError) as err:
         args.func(args)
     assert "--bw 100" in err.value.message and err.value.reason == "bad_argument"
+
+
+def test_cli_help_renders() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    cli_airtime.register(sub)
+    assert "1 % duty" in parser.format_help()  # a bare % would make argparse raise
+    assert "--ldro" in sub.choices["airtime"].format_help()

@@ -34,9 +34,9 @@ class NaiveDriver:
 
     def start(self) -> None:
         assert self.read(0x42) == 0x12
-        self.write(0x01, 0x80)  # sleep + LoRa (from FSK standby: ignored by the chip)
-        self.write(0x01, 0x00)  # FSK sleep
-        self.write(0x01, 0x80)  # LoRa sleep
+        self.write(0x01, 0x80)  # SLEEP + LongRangeMode in one write, from FSK standby
+        if self.read(0x01) != 0x80:
+            raise RuntimeError("no LoRa mode")
         for reg, value in ((0x06, 0xD9), (0x07, 0x06), (0x08, 0x66), (0x1E, 0x74), (0x40, 0x00)):
             self.write(reg, value)
         self.write(0x01, 0x85)  # RXCONTINUOUS

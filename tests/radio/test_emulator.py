@@ -78,6 +78,8 @@ def test_long_range_mode_changes_only_in_sleep(chip: EmulatedSX1276) -> None:
     wr(chip, Reg.OP_MODE, 0x81)
     wr(chip, Reg.OP_MODE, 0x01)  # leaving LoRa outside SLEEP is ignored too
     assert rd(chip, Reg.OP_MODE) == 0x81
+    wr(chip, Reg.OP_MODE, 0x00)  # SLEEP and FSK in one write (what RadioHead-style drivers do)
+    assert rd(chip, Reg.OP_MODE) == 0x00
 
 
 def test_lora_and_fsk_pages(chip: EmulatedSX1276) -> None:

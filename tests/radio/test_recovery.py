@@ -58,6 +58,7 @@ def test_receiver_hung_after_a_header_is_restarted() -> None:
     assert _send_and_receive(sim, b"not heard while hung", 1.0) is None
     assert sim.gateway.receive(3.0) is None
     assert sim.gateway.stats.recovery_reasons == {"rx_stalled": 1}
+    assert sim.air.rx_stats["gateway"]["lost_stalled"] == 2
     assert _send_and_receive(sim, b"restarted") is not None
 
 

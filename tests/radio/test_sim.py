@@ -41,8 +41,10 @@ def test_gateway_read_from_another_thread_in_scaled_time() -> None:
     sim.gateway.on_packet = got.append
     reader = threading.Thread(target=sim.gateway.run, args=(stop, 0.2), daemon=True)
     reader.start()
+    ends = []
     for i in range(6):
-        sim.nodes[i % 2].send(bytes([i]) * 8)
+        start = sim.clock.monotonic()
+        ends.append(start + sim.nodes[i % 2].send(bytes([i]) * 8))
         sim.clock.sleep(0.05)
     deadline = sim.clock.monotonic() + 2.0
     while len(got) < 6 and sim.clock.monotonic() < deadline:
@@ -51,3 +53,5 @@ def test_gateway_read_from_another_thread_in_scaled_time() -> None:
     reader.join(timeout=5)
     assert [p.payload[0] for p in got] == list(range(6))
     assert all(p.crc is CrcState.OK for p in got)
+    for packet, end in zip(got, ends, strict=True):  # RxDone time from the DIO0 edge, not the wake-up
+        assert abs(packet.monotonic_s - end) < 0.02

@@ -42,6 +42,7 @@ class Broker:
     port: int
     acl: str | None = None
     persistence: bool = False  # keep sessions and queued messages across stop/start (saved on SIGTERM)
+    extra: tuple[str, ...] = ()  # more lines for the listener (TLS settings)
     proc: subprocess.Popen | None = None
     log: list[str] = field(default_factory=list)
 
@@ -65,6 +66,7 @@ class Broker:
             "max_queued_messages 100000",
             f"log_dest file {self.workdir / 'mosquitto.log'}",
         ]
+        lines[1:1] = self.extra
         if os.geteuid() == 0:  # as root mosquitto would switch to user "mosquitto", who cannot read tmp_path
             lines.append("user root")
         if self.acl is not None:
@@ -97,10 +99,10 @@ class Broker:
 def broker_factory(tmp_path: Path) -> Iterator:
     started: list[Broker] = []
 
-    def make(acl: str | None = None, persistence: bool = False) -> Broker:
+    def make(acl: str | None = None, persistence: bool = False, extra: tuple[str, ...] = ()) -> Broker:
         d = tmp_path / f"mosquitto{len(started)}"
         d.mkdir()
-        b = Broker(workdir=d, port=free_port(), acl=acl, persistence=persistence)
+        b = Broker(workdir=d, port=free_port(), acl=acl, persistence=persistence, extra=extra)
         b.start()
         started.append(b)
         return b

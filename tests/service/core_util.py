@@ -11,7 +11,7 @@ from gateway.frames import FrameDecoder, FrameEncoder, Node, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.radio.packet import CrcState, RxPacket
-from gateway.service.app import model_resolver
+from gateway.service.app import codec_stats, model_resolver
 from gateway.service.core import Core, CoreSettings
 from gateway.sinks.mqtt import MqttSettings, MqttSink
 from gateway.sinks.outbox import Outbox, OutboxSettings
@@ -50,6 +50,7 @@ class Running:
     def __init__(self, db: Path, port: int, outbox: OutboxSettings | None = None, **core_kw) -> None:
         self.db, self.port, self.outbox_settings, self.core_kw = db, port, outbox, core_kw
         self.models_dir = core_kw.pop("models_dir", None)
+        self.gap_filling = core_kw.pop("gap_filling", None)
         self.stop_event = threading.Event()
         self._built = threading.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
@@ -74,7 +75,9 @@ class Running:
             )
         )
         models = model_resolver(self.models_dir, ttl_s=0.2) if self.models_dir else None
-        self.renderer = Renderer(GW, "lora", NodeCache(self.registry.get), models)
+        self.renderer = Renderer(
+            GW, "lora", NodeCache(self.registry.get), models, codec_stats(), gap_filling=self.gap_filling
+        )
         kw = dict(self.core_kw)
         self.core = Core(
             self.pipeline,

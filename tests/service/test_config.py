@@ -27,6 +27,11 @@ def test_example_config_loads_and_documents_every_option():
             assert f"{f.name} =" in text or f"# {f.name} =" in text, f"{section}.{f.name} undocumented"
 
 
+def test_gap_filling_per_node():
+    cfg = parse_config({"nodes": {"gap_filling_nodes": ["0x2a", 7]}}, env={})
+    assert cfg.nodes.gap_filling_for(42) and cfg.nodes.gap_filling_for(7) and not cfg.nodes.gap_filling_for(8)
+
+
 def test_defaults_without_any_table():
     cfg = parse_config({"gateway": {"id": "gw1"}}, env={})
     assert cfg.radio.sf == 7 and cfg.radio.bw_hz == 125_000
@@ -54,6 +59,7 @@ def test_defaults_without_any_table():
         ({"outbox": {"commit_frames": 0}}, "outbox.commit_frames: 0 is outside 1..100000"),
         ({"logging": {"level": "loud"}}, "logging.level: 'loud' is not one of"),
         ({"nodes": {"gap_filling": "yes"}}, "nodes.gap_filling: 'yes' is not true or false"),
+        ({"nodes": {"gap_filling_nodes": ["x"]}}, "nodes.gap_filling_nodes: 'x' is not a node id"),
         ({"gateway": {"id": "a/b"}}, "gateway.id: 'a/b' must not contain"),
         ({"radio": 5}, "radio: must be a table"),
         ({"bogus": {}}, "bogus: unknown option"),

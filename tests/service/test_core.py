@@ -233,6 +233,60 @@ def test_model_frame_kept_raw_then_decoded_once_model_installed(tmp_path, broker
     assert [s[names[0]] for s in tel["samples"]] == [float(v) for v in expected[:, 0]]
     assert tel["values"][0]["name"] == names[0] and tel["values"][0]["value"] == float(expected[-1, 0])
     assert len(sub.json_on("/raw")) == 1  # the raw form went out once
+    live = gw.core.stats()["models"][model.key]  # the model's live figures, as in the stats topic
+    assert live["frames"] == 1
+    assert live["bytes_per_sample"] == round(len(model.encode(samples)) / len(samples), 4)
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    sub.close()
+
+
+def _install_demo(state) -> object:
+    from importlib import resources
+
+    from gateway.codec import DEMO_MODEL, ModelStore, demo_model
+
+    src = state / DEMO_MODEL
+    src.write_bytes(resources.files("gateway.codec").joinpath("data", DEMO_MODEL).read_bytes())
+    ModelStore(state).install(src)
+    return demo_model()
+
+
+def test_gap_filling_publishes_flagged_estimates_only_when_enabled(tmp_path, broker):
+    import numpy as np
+
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    model = _install_demo(tmp_path)
+    sub = Collector(broker.port)
+    gw = Running(db, broker.port, models_dir=tmp_path, gap_filling=lambda nid: nid == 0x2A)
+    enc = encoders(NODES)
+    rng = np.random.default_rng(5)
+    series = model.generate(model.samples_per_frame * 4, rng)
+    spf = model.samples_per_frame
+    for nid in NODES:
+        for k in range(4):
+            frame = enc[nid].encode(
+                model.encode(series[k * spf : (k + 1) * spf]),
+                codec=PayloadCodec.MODEL,
+                model_id=model.model_id,
+                model_version=model.version % 8,
+            )
+            if k in (0, 3):  # frames 1 and 2 are "lost on the air"
+                gw.submit(frame)
+    assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) >= 6)
+    time.sleep(0.3)
+    gw.stop()
+    msgs = sub.json_on("/telemetry")
+    est = [m for m in msgs if m.get("estimated")]
+    assert [m["msg_id"] for m in est] == [
+        message_id(0x2A, 1) + "-estimated",
+        message_id(0x2A, 2) + "-estimated",
+    ]
+    assert all(len(m["samples"]) == spf for m in est)
+    real = [m for m in msgs if not m.get("estimated")]
+    assert sorted(m["msg_id"] for m in real) == sorted(message_id(n, f) for n in NODES for f in (0, 3))
+    assert gw.core.stats()["estimated"] == 2
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # estimates never stored
     sub.close()

@@ -42,3 +42,56 @@ def test_render_topics_ids_and_unknown_model_as_raw():
     assert r.render(StoredFrame(2, accepted(2, 9, codec="model", model=(3, 1)), waiting_model=True)) is None
     assert utc_iso(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
     assert topic_segment("") == "_"
+
+
+def test_watchdog_is_withheld_while_the_radio_thread_is_stuck(tmp_path):
+    from gateway.frames import FrameDecoder
+    from gateway.pipeline.pipeline import Pipeline
+    from gateway.service.core import Core, CoreSettings
+    from gateway.sinks.mqtt import MqttSettings, MqttSink
+    from gateway.sinks.outbox import Outbox
+    from gateway.sinks.url import parse_broker_url
+
+    from .core_util import register
+
+    db = tmp_path / "gateway.db"
+    register(db, {1: "n"})
+    path = tmp_path / "wd.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    s.settimeout(0.05)
+    now = [100.0]
+    beat = [100.0]
+    sink = MqttSink(
+        MqttSettings(parse_broker_url("mqtt://127.0.0.1:1"), "c", "lora/g/status")
+    )  # never started
+    core = Core(
+        Pipeline(FrameDecoder([])),
+        Outbox(db),
+        sink,
+        Renderer("g", "lora", lambda i: None),
+        CoreSettings(radio_stall_s=30.0),
+        notifier=Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"}),
+        clock=lambda: now[0],
+        radio_heartbeat=lambda: beat[0],
+    )
+
+    def pings() -> int:
+        n = 0
+        while True:
+            try:
+                n += s.recv(64) == b"WATCHDOG=1"
+            except TimeoutError:
+                return n
+
+    core.step()
+    assert pings() == 1  # healthy: fed at once, then every WatchdogSec/2
+    now[0] += 31.0  # the radio thread has not looped for 31 s (a hung SPI read)
+    core.step()
+    assert pings() == 0 and not core.radio_alive()
+    beat[0] = now[0]
+    now[0] += 1.0
+    core.step()
+    assert pings() == 1
+    core.outbox.close()
+    s.close()
