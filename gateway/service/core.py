@@ -269,6 +269,13 @@ class Core:
         if now >= self._next_expire:
             self._next_expire = now + s.expire_interval_s
             self.outbox.drop_expired()
+        self._forget_dropped()
+
+    def _forget_dropped(self) -> None:
+        """Frames a size or age bound dropped (counted, logged) must not be published afterwards."""
+        upto = self.outbox.dropped_upto
+        if upto and self._ready and self._ready[0].row_id <= upto:
+            self._ready = deque(s for s in self._ready if s.row_id > upto)
 
     def radio_alive(self, now: float | None = None) -> bool:
         if self._radio_heartbeat is None:

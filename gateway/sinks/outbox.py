@@ -203,6 +203,7 @@ class Outbox:
         self._waiting: list[tuple[int]] = []
         self._deletes_since: float | None = None
         self._closed = False
+        self.dropped_upto = 0  # rows up to this id may have been dropped by a bound: do not publish them
         if self.stats.rows:
             log.info("outbox: %d frames waiting from before the restart", self.stats.rows)
 
@@ -344,6 +345,8 @@ class Outbox:
 
     def _drop_oldest(self, n: int) -> None:
         with self._tx():
+            top = self._db.execute("SELECT max(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,))
+            self.dropped_upto = max(self.dropped_upto, top.fetchone()[0] or 0)
             cur = self._db.execute(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,)
             )
@@ -359,6 +362,8 @@ class Outbox:
         """Delete rows older than ``max_age_s`` (counted and logged loss); returns how many."""
         cutoff = self._wall_ms() - int(self.settings.max_age_s * 1000)
         with self._tx():
+            top = self._db.execute("SELECT max(id) FROM outbox WHERE created_ms < ?", (cutoff,)).fetchone()[0]
+            self.dropped_upto = max(self.dropped_upto, top or 0)
             cur = self._db.execute("DELETE FROM outbox WHERE created_ms < ?", (cutoff,))
         if cur.rowcount > 0:
             self.stats.dropped_age += cur.rowcount

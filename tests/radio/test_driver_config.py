@@ -197,3 +197,20 @@ def test_silent_chip_gets_one_actionable_line() -> None:
     assert err.value.reason == "no_chip"
     assert "0x00" in err.value.message and "dtoverlay=spi0-cs,cs0_pin=25" in err.value.message
     assert "\n" not in err.value.message
+
+
+def test_floating_miso_reads_ff_and_is_reported() -> None:
+    class Floating:
+        """MISO pulled high: every byte reads 0xFF."""
+
+        def open(self, bus: int, cs: int) -> None: ...
+
+        def xfer2(self, data: list[int]) -> list[int]:
+            return [0xFF] * len(data)
+
+        def close(self) -> None: ...
+
+    radio = SX1276(SpidevPort(device_factory=Floating), gpio=None)
+    with pytest.raises(HardwareError) as err:
+        radio.begin()
+    assert err.value.reason == "no_chip" and "0xFF" in err.value.message

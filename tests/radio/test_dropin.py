@@ -81,3 +81,27 @@ def test_wait_for_edge_in_virtual_time() -> None:
     sim.send_at(sim.clock.monotonic() + 1.0, 0, b"x")
     assert board.wait_for_edge(22, board.RISING, timeout=500) is None
     assert board.wait_for_edge(22, board.RISING, timeout=2000) == 22
+
+
+def test_the_hardware_path_with_the_fakes_installed_as_the_real_libraries() -> None:
+    """open_radio() as on a Pi: spidev and RPi.GPIO imported by name, the system clock, real waits."""
+    from gateway.hw.clock import VirtualClock
+    from gateway.radio.air import VirtualAir
+    from gateway.radio.sim import make_radio
+    from gateway.radio.sx1276 import LoRaConfig, Pins, open_radio
+
+    air = VirtualAir(VirtualClock(speed=1.0))  # the chips live in real time
+    chip = air.add_radio("gateway")
+    board = FakeGPIO()
+    chip.wire(board, 17, {0: 4})
+    with installed_as_modules(chip, board):
+        radio = open_radio(LoRaConfig(), Pins(reset=17, dio0=4), bus=0, cs=1)
+        radio.begin()
+    _, _, node = make_radio(air, "node", LoRaConfig())
+    node.begin(receive=False)
+    node.transmit(b"on the real code path")
+    packet = radio.receive(1.0)
+    assert packet is not None and packet.payload == b"on the real code path"
+    assert chip.resets >= 2 and (chip.bus, chip.device) == (0, 1)  # RESET pulsed; opened as spidev0.1
+    radio.close()
+    air.clock.close()
