@@ -23,13 +23,16 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lora-gw", description="LoRa telemetry gateway for the Raspberry Pi")
+    parser = argparse.ArgumentParser(
+        prog="lora-gw", description="LoRa telemetry gateway for the Raspberry Pi"
+    )
     parser.add_argument("--version", action="version", version=f"lora-gw {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument(
         "--state-dir",
         default=None,
-        help="gateway state directory (default: $LORA_GW_STATE_DIR, /var/lib/lora-gw as root, else ~/.local/state/lora-gw)",
+        help="gateway state directory (default: $LORA_GW_STATE_DIR, /var/lib/lora-gw as root, "
+        "else ~/.local/state/lora-gw)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

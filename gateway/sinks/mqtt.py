@@ -127,7 +127,9 @@ class MqttSink:
         client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=protocol
         )
-        client.max_inflight_messages_set(s.max_inflight)
+        # Our own window (max_inflight) bounds what paho holds. paho's limit is set to 0 ("none"): with a
+        # limit, paho scans every in-flight message on each PUBACK (O(window) per message).
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(max(1, round(s.reconnect_min_s)), max(1, round(s.reconnect_max_s)))
         if s.broker.username:
