@@ -87,12 +87,12 @@ class Gateway:
 
     def _main(self) -> None:
         db = self.state / "gateway.db"
+        self.outbox = Outbox(db, OutboxSettings())  # first, as the service does (small pages)
         self.registry = NodeRegistry(db)
         for i in range(NODES):
             if self.registry.get(NODE_BASE + i) is None:
                 self.registry.add(Node(node_id=NODE_BASE + i, name=f"bench-{i}"))
         self.pipeline = Pipeline(FrameDecoder(self.registry))
-        self.outbox = Outbox(db, OutboxSettings())
         self.sink = MqttSink(
             MqttSettings(
                 broker=self.broker, client_id=f"bench-{os.getpid()}", status_topic="lora/bench/status"

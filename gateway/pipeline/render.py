@@ -50,10 +50,17 @@ class Rendered:
     kind: str  # "telemetry" | "raw" | "estimate"
 
 
+_iso_second: tuple[int, str] = (-1, "")  # the last second formatted (frames come in bursts); swapped whole
+
+
 def utc_iso(utc_ms: int) -> str:
     """UTC ISO 8601 with milliseconds and a Z suffix."""
-    dt = datetime.fromtimestamp(utc_ms // 1000, tz=UTC).replace(microsecond=(utc_ms % 1000) * 1000)
-    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
+    global _iso_second
+    sec, ms = divmod(utc_ms, 1000)
+    cached = _iso_second
+    if cached[0] != sec:
+        cached = _iso_second = (sec, datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{ms:03d}Z"
 
 
 def topic_segment(name: str) -> str:
@@ -86,6 +93,7 @@ class Renderer:
         self.estimated = 0
         self._history: dict[int, tuple[int, Any]] = {}  # node → (fcnt, last quantised samples)
         self._extras: list[Rendered] = []
+        self._topics: dict[str, str] = {}
 
     @property
     def status_topic(self) -> str:
@@ -110,7 +118,9 @@ class Renderer:
             "received": utc_iso(f.radio.utc_ms),
         }
         values, why = self._values(stored, node)
-        node_topic = f"{self.base}/nodes/{topic_segment(name)}"
+        node_topic = self._topics.get(name)
+        if node_topic is None:
+            node_topic = self._topics[name] = f"{self.base}/nodes/{topic_segment(name)}"
         if values is not None and "_q" in values:
             self._fill_gap(stored, head, node_topic, values.pop("_q"), values.pop("_model"))
         if values is None:

@@ -241,6 +241,13 @@ def _optional_pin(sec: _Section, k: str, default: int | None) -> int | None:
     return sec.int(k, default, 0, 63)
 
 
+def _tx_power(sec: _Section, default: int) -> int:
+    v = sec.int("tx_power_dbm", default, 2, 20)
+    if v in (18, 19):  # PA_BOOST: 2..17 dBm, or 20 dBm with the high-power setting (datasheet 5.4.3)
+        raise ConfigError(f"radio.tx_power_dbm: {v} is not 2..17 or 20 (PA_BOOST)")
+    return v
+
+
 def _parse_radio(sec: _Section) -> RadioSection:
     d = RadioSection()
     region = sec.str("region", d.region, tuple(REGIONS))
@@ -278,7 +285,7 @@ def _parse_radio(sec: _Section) -> RadioSection:
         crc_policy=sec.str("crc_policy", d.crc_policy, CRC_POLICIES),
         region=region,
         duty_cycle_percent=sec.float("duty_cycle_percent", region_duty, 0.0, region_duty),
-        tx_power_dbm=sec.int("tx_power_dbm", d.tx_power_dbm, -4, 20),
+        tx_power_dbm=_tx_power(sec, d.tx_power_dbm),
         emulator=emulator,
     )
 

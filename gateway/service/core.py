@@ -165,6 +165,8 @@ class Core:
         accepted, decoded = result
         rid = self.outbox.add(accepted)
         self.pipeline.accept(decoded)
+        if len(self._rx_time) >= 100_000:  # a long outage: latency samples are not worth the memory
+            self._rx_time.clear()
         self._rx_time[rid] = t0
 
     def _queue_stored(self, stored: list[StoredFrame]) -> None:

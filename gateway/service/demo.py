@@ -150,13 +150,13 @@ def _run(
     private_broker: bool,
 ) -> dict[str, Any]:
     db = paths.db_path(state)
+    outbox = Outbox(db)
     registry = NodeRegistry(db)
     model = install_demo_model(state)
     net = SimNetwork(nodes, interval_s=interval_s, seed=seed, speed=speed, model=model)
     net.register(registry)
     decoder = FrameDecoder(registry)
     pipeline = Pipeline(decoder)
-    outbox = Outbox(db)
     sink = MqttSink(
         MqttSettings(
             broker=broker,

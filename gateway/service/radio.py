@@ -80,7 +80,7 @@ def lora_config(radio: object) -> LoRaConfig:
         implicit_header=radio.sf == 6,  # type: ignore[attr-defined]
         preamble=radio.preamble,  # type: ignore[attr-defined]
         sync_word=radio.sync_word,  # type: ignore[attr-defined]
-        tx_power_dbm=max(2, min(17, radio.tx_power_dbm)),  # type: ignore[attr-defined]
+        tx_power_dbm=radio.tx_power_dbm,  # type: ignore[attr-defined]
     )
 
 

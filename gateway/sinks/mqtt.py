@@ -192,7 +192,8 @@ class MqttSink:
             self._event(("connect_failed", gen, str(rc)))
             return
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
-        self._connected.set()
+        if gen == self._generation:
+            self._connected.set()
         self._event(("connected", gen, str(rc)))
 
     def _on_disconnect(self, gen: int, rc: mqtt.ReasonCode) -> None:

@@ -60,10 +60,10 @@ class Running:
 
     def _main(self) -> None:
         # SQLite connections belong to the thread that made them: build everything in the core thread.
+        self.outbox = Outbox(self.db, self.outbox_settings or OutboxSettings())
         self.registry = NodeRegistry(self.db)
         self.decoder = FrameDecoder(self.registry)
         self.pipeline = Pipeline(self.decoder)
-        self.outbox = Outbox(self.db, self.outbox_settings or OutboxSettings())
         self.sink = MqttSink(
             MqttSettings(
                 broker=parse_broker_url(f"mqtt://127.0.0.1:{self.port}"),

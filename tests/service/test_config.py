@@ -51,6 +51,7 @@ def test_defaults_without_any_table():
         ({"radio": {"duty_cycle_percent": 5.0}}, "radio.duty_cycle_percent: 5.0 is outside 0..1"),
         ({"radio": {"emulator": {"nodes": 999}}}, "radio.emulator.nodes: 999 is outside 0..250"),
         ({"radio": {"sync_wrod": 1}}, "radio.sync_wrod: unknown option"),
+        ({"radio": {"tx_power_dbm": 18}}, "radio.tx_power_dbm: 18 is not 2..17 or 20"),
         ({"mqtt": {"url": "http://x"}}, "mqtt.url: scheme 'http' is not mqtt or mqtts"),
         ({"mqtt": {"protocol": "4"}}, "mqtt.protocol: '4' is not one of 5, 3.1.1"),
         ({"mqtt": {"ca_file": "/nonexistent/ca.pem"}}, "mqtt.ca_file: /nonexistent/ca.pem does not exist"),

@@ -152,3 +152,27 @@ def test_sigkill_after_commit_keeps_frames_and_counter_together(db):
     assert [r.frame.fcnt for r in ob.load(0, 10)] == [0, 1, 2]
     assert next_fcnt(db, 42) == 3  # the counter matches exactly what was stored
     ob.close()
+
+
+def test_small_pages_new_file_converted_file_and_busy_file(tmp_path):
+    fresh = tmp_path / "fresh.db"
+    ob = Outbox(fresh)
+    assert ob._db.execute("PRAGMA page_size").fetchone()[0] == 1024
+    assert oct(fresh.stat().st_mode & 0o777) == "0o600"  # shares the file with node keys
+    ob.close()
+    old = tmp_path / "old.db"
+    reg = NodeRegistry(old)  # the registry made the file first, with 4 KiB pages
+    reg.add(Node(node_id=1, name="a"))
+    busy = Outbox(old)  # the registry's connection is still open: no conversion, no harm
+    assert busy._db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    busy.add(accepted(1, 0))
+    busy.commit()
+    busy.close()
+    reg.close()
+    ob = Outbox(old)  # alone: converted, contents kept, WAL again
+    assert ob._db.execute("PRAGMA page_size").fetchone()[0] == 1024
+    assert ob._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r.frame.fcnt for r in ob.load(0, 10)] == [0]
+    ob.close()
+    with NodeRegistry(old) as reg:
+        assert reg.get(1).next_fcnt == 1
