@@ -119,7 +119,7 @@ class Gateway:
         while self.core.published < n:
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.001)
+            time.sleep(0.02)
         return True
 
     def close(self) -> None:
