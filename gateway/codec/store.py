@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,19 +47,6 @@ def parse_ref(text: str) -> tuple[int, int | None]:
     return mid, (int(m.group(2)) if m.group(2) else None)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
-
-
 class ModelStore:
     """The gateway's installed models. Safe to share between threads of one process."""
 
@@ -85,7 +71,8 @@ class ModelStore:
         return doc.get("models", {}) if isinstance(doc, dict) else {}
 
     def _save_index(self, index: dict[str, Any]) -> None:
-        _write_atomic(self._index_path, json.dumps({"models": index}, indent=1, sort_keys=True).encode())
+        data = json.dumps({"models": index}, indent=1, sort_keys=True).encode()
+        weights.write_atomic(self._index_path, data, StoreError)
 
     def path(self, model_id: int, version: int) -> Path:
         return self.root / f"m{model_id}-v{version}.npz"
@@ -119,7 +106,7 @@ class ModelStore:
                         "give the new file a higher version or remove the old one first"
                     )
             else:
-                _write_atomic(dest, data)
+                weights.write_atomic(dest, data, StoreError)
             index = self._index()
             entry = index.get(str(model.model_id), {})
             if entry.get("active") != model.version:

@@ -107,11 +107,9 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
     return buf.getvalue()
 
 
-def save(model: Model, path: str | os.PathLike[str]) -> int:
-    """Write atomically (temp file + rename); returns the file size in bytes."""
-    data = to_bytes(model)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent or ".")
+def write_atomic(path: Path, data: bytes, error: type[CodecError] = WeightsError) -> None:
+    """Temp file + fsync + rename in the same directory, so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -120,7 +118,13 @@ def save(model: Model, path: str | os.PathLike[str]) -> int:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise WeightsError(f"cannot write {path}: {exc.strerror}") from None
+        raise error(f"cannot write {path}: {exc.strerror}") from None
+
+
+def save(model: Model, path: str | os.PathLike[str]) -> int:
+    """Write atomically (temp file + rename); returns the file size in bytes."""
+    data = to_bytes(model)
+    write_atomic(Path(path).absolute(), data)
     return len(data)
 
 

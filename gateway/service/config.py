@@ -66,7 +66,7 @@ class RadioSection:
     spi_device: str = "/dev/spidev0.0"
     spi_speed_hz: int = 8_000_000
     gpio: str = "auto"
-    reset_pin: int = 22
+    reset_pin: int = 17  # Dragino LoRa HAT: RESET GPIO17, DIO0 GPIO4, NSS GPIO25
     dio0_pin: int | None = 4
     dio1_pin: int | None = None
     frequency_hz: int = 868_100_000

@@ -14,14 +14,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from gateway.codec import DEMO_MODEL, CodecError, Model, ModelStore, demo_model
 from gateway.errors import ConfigError
 from gateway.frames import FrameEncoder, Node, NodeRegistry, PayloadCodec
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
+from gateway.service.config import RadioSection
 
 log = logging.getLogger(__name__)
 
@@ -70,31 +73,31 @@ class DriverSource:
         return self.driver.stats.snapshot()
 
 
-def lora_config(radio: object) -> LoRaConfig:
+def lora_config(radio: RadioSection) -> LoRaConfig:
     """The driver's LoRaConfig from a ``[radio]`` config section."""
     return LoRaConfig(
-        frequency_hz=radio.frequency_hz,  # type: ignore[attr-defined]
-        sf=radio.sf,  # type: ignore[attr-defined]
-        bw_hz=radio.bw_hz,  # type: ignore[attr-defined]
-        cr=radio.cr,  # type: ignore[attr-defined]
-        implicit_header=radio.sf == 6,  # type: ignore[attr-defined]
-        preamble=radio.preamble,  # type: ignore[attr-defined]
-        sync_word=radio.sync_word,  # type: ignore[attr-defined]
-        tx_power_dbm=radio.tx_power_dbm,  # type: ignore[attr-defined]
+        frequency_hz=radio.frequency_hz,
+        sf=radio.sf,
+        bw_hz=radio.bw_hz,
+        cr=radio.cr,
+        implicit_header=radio.sf == 6,
+        preamble=radio.preamble,
+        sync_word=radio.sync_word,
+        tx_power_dbm=radio.tx_power_dbm,
     )
 
 
-def open_sx1276(radio: object) -> SX1276:
+def open_sx1276(radio: RadioSection) -> SX1276:
     """The real chip: spidev + RPi.GPIO/gpiod per the ``[radio]`` section (imports them lazily)."""
     from gateway.hw.gpio import open_gpio
     from gateway.hw.spi import SpidevPort
 
-    m = re.fullmatch(r"/dev/spidev(\d+)\.(\d+)", radio.spi_device)  # type: ignore[attr-defined]
+    m = re.fullmatch(r"/dev/spidev(\d+)\.(\d+)", radio.spi_device)
     if m is None:
-        raise ConfigError(f"radio.spi_device: {radio.spi_device!r} is not /dev/spidev<bus>.<cs>")  # type: ignore[attr-defined]
-    spi = SpidevPort(int(m.group(1)), int(m.group(2)), radio.spi_speed_hz)  # type: ignore[attr-defined]
-    gpio = open_gpio(backend=radio.gpio)  # type: ignore[attr-defined]
-    pins = Pins(reset=radio.reset_pin, dio0=radio.dio0_pin, dio1=radio.dio1_pin)  # type: ignore[attr-defined]
+        raise ConfigError(f"radio.spi_device: {radio.spi_device!r} is not /dev/spidev<bus>.<cs>")
+    spi = SpidevPort(int(m.group(1)), int(m.group(2)), radio.spi_speed_hz)
+    gpio = open_gpio(backend=radio.gpio)
+    pins = Pins(reset=radio.reset_pin, dio0=radio.dio0_pin, dio1=radio.dio1_pin)
     driver = SX1276(spi, gpio, pins, lora_config(radio), name="sx1276")
     driver.begin(receive=True)
     return driver
@@ -103,7 +106,7 @@ def open_sx1276(radio: object) -> SX1276:
 class Telemetry:
     """What one simulated node measures: the codec's demo model, or Cayenne LPP readings."""
 
-    def __init__(self, rng: np.random.Generator, model: object | None) -> None:
+    def __init__(self, rng: np.random.Generator, model: Model | None) -> None:
         self.rng = rng
         self.model = model
         self._series: np.ndarray | None = None
@@ -114,30 +117,25 @@ class Telemetry:
     def frame(self, enc: FrameEncoder) -> bytes:
         if self.model is not None:
             m = self.model
-            k = max(1, min(int(m.samples_per_frame), 64))  # type: ignore[attr-defined]
+            k = max(1, min(int(m.samples_per_frame), 64))
             if self._series is None or self._pos + k > len(self._series):
-                self._series = m.generate(k * 32, self.rng)  # type: ignore[attr-defined]
+                self._series = m.generate(k * 32, self.rng)
                 self._pos = 0
             chunk = self._series[self._pos : self._pos + k]
             self._pos += k
             return enc.encode(
-                m.encode(chunk),  # type: ignore[attr-defined]
+                m.encode(chunk),
                 codec=PayloadCodec.MODEL,
-                model_id=m.model_id,  # type: ignore[attr-defined]
-                model_version=m.version % 8,  # type: ignore[attr-defined]
+                model_id=m.model_id,
+                model_version=m.version % 8,
             )
         self._temp = round(min(45.0, max(-20.0, self._temp + float(self.rng.normal(0, 0.2)))), 1)
         self._hum = round(min(100.0, max(0.0, self._hum + float(self.rng.normal(0, 0.5)))) * 2) / 2
         return enc.encode_lpp([(1, "temperature", self._temp), (2, "humidity", self._hum)])
 
 
-def install_demo_model(state_dir: Path) -> object | None:
-    """Install the codec's shipped demo model into ``state_dir`` (if the codec ships one)."""
-    try:
-        from gateway.codec import DEMO_MODEL, ModelStore, demo_model
-        from gateway.codec.errors import CodecError
-    except ImportError:
-        return None
+def install_demo_model(state_dir: Path) -> Model | None:
+    """Install the codec's shipped demo model into ``state_dir``; None (LPP nodes) if it cannot load."""
     try:
         model = demo_model()
     except (OSError, CodecError) as exc:
@@ -145,8 +143,6 @@ def install_demo_model(state_dir: Path) -> object | None:
         return None
     store = ModelStore(state_dir)
     if model.version not in store.versions(model.model_id):
-        from importlib import resources
-
         data = resources.files("gateway.codec").joinpath("data", DEMO_MODEL).read_bytes()
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / DEMO_MODEL
@@ -170,7 +166,7 @@ class SimNetwork:
         seed: int = 1,
         loss: float = 0.0,
         speed: float = 1.0,
-        model: object | None = None,
+        model: Model | None = None,
         config: LoRaConfig | None = None,
     ) -> None:
         from gateway.radio.sim import Link, RadioSim
