@@ -1,8 +1,9 @@
 """Wiring: Config → registry, decoder, outbox, MQTT sink, radio source → the core loop.
 
-The calling thread becomes the core thread (it owns every SQLite connection); the radio and paho
-each have one thread of their own. SIGTERM/SIGINT set the stop event: the radio stops, everything
-heard is committed, in-flight publishes get a moment, "offline" is published, the outbox closes.
+The calling thread becomes the core thread (it owns every SQLite connection and drives the MQTT
+client: paho has no thread of its own); the radio has one thread. SIGTERM/SIGINT set the stop event
+and wake the core: the radio stops, everything heard is committed, in-flight publishes get a moment,
+"offline" is published, the outbox closes.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def mqtt_settings(cfg: Config) -> MqttSettings:
         reconnect_max_s=m.reconnect_max_s,
         max_inflight=m.max_inflight,
         ack_timeout_s=m.ack_timeout_s,
+        connect_timeout_s=m.connect_timeout_s,
     )
 
 

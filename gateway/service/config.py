@@ -97,6 +97,7 @@ class MqttSection:
     reconnect_max_s: float = 60.0
     max_inflight: int = 200
     ack_timeout_s: float = 30.0
+    connect_timeout_s: float = 2.0
 
     @property
     def username(self) -> str | None:
@@ -329,6 +330,7 @@ def _parse_mqtt(sec: _Section) -> MqttSection:
         reconnect_max_s=rmax,
         max_inflight=sec.int("max_inflight", d.max_inflight, 1, 65535),
         ack_timeout_s=sec.float("ack_timeout_s", d.ack_timeout_s, 1.0, 3600.0),
+        connect_timeout_s=sec.float("connect_timeout_s", d.connect_timeout_s, 0.1, 60.0),
     )
 
 

@@ -1,10 +1,13 @@
 """The gateway's core loop: one thread owns the decoder, the outbox and publishing.
 
 Thread ownership:
-- the radio thread only calls ``submit(packet)`` (a queue put);
-- paho's network thread (owned by MqttSink) only enqueues events and calls ``wake``;
-- the core thread (``run``) does everything else: decode, store (group commit), publish, handle
-  PUBACKs, the loop watchdog, stats, re-decoding and sd_notify.
+- the radio thread only calls ``submit(packet)`` (a deque append, and a wake-up byte when the core
+  may be asleep); ``wake`` (stop requests, signal handlers) writes the wake-up byte too;
+- the core thread (``run``) does everything else, MQTT included: it sleeps in one select() over the
+  broker socket and the wake fd (``MqttSink.wait``), reads PUBACKs and (re)connects there, decodes,
+  stores (group commit), publishes (queued; the next wait writes the batch), runs the MQTT client watchdog,
+  stats, re-decoding and sd_notify. There is no paho network thread: with one, publish() and PUBACK
+  handling contended for paho's lock and the GIL at every frame.
 
 Publishing order is outbox order (oldest first). Committed frames are kept in a bounded in-memory
 queue; beyond it (a long broker outage, a backlog after restart) they are paged in from SQLite.
@@ -12,9 +15,10 @@ queue; beyond it (a long broker outage, a backlog after restart) they are paged 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import queue
+import socket
 import threading
 import time
 from collections import deque
@@ -32,6 +36,40 @@ from gateway.sinks.mqtt import Delivery, MqttSink
 from gateway.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+
+class Waker:
+    """A descriptor other threads make readable to end the core's select() early.
+
+    ``wake`` writes a byte only if none was written since the last ``clear`` (one syscall per core
+    iteration at most, not one per packet); ``clear`` drains before it re-arms, so a wake racing with
+    it is never lost: the core reads its queue after ``clear``."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._sent = False
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def wake(self) -> None:
+        if not self._sent:
+            self._sent = True
+            with contextlib.suppress(OSError):  # full (a byte is already there) or closed at shutdown
+                self._w.send(b"\0")
+
+    def clear(self) -> None:
+        # Always read (one non-blocking call): a byte written after an earlier clear already reset the
+        # flag would otherwise stay and make every select() return at once.
+        with contextlib.suppress(OSError):
+            self._r.recv(64)
+        self._sent = False
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +107,8 @@ class Core:
         self._clock = clock
         self._radio_heartbeat = radio_heartbeat
         self._on_published = on_published
-        self.packets: queue.SimpleQueue[tuple[RxPacket, float] | None] = queue.SimpleQueue()
-        self._wake_pending = False
-        sink.set_wakeup(self.wake)
+        self.packets: deque[tuple[RxPacket, float]] = deque()  # appended by the radio thread only
+        self._waker = Waker()
         self._ready: deque[StoredFrame] = deque()
         self._spilled = True  # start by paging in whatever the last run left behind
         self._loaded_upto = 0
@@ -96,13 +133,12 @@ class Core:
 
     def submit(self, packet: RxPacket) -> None:
         """Called by the radio thread for every received packet (the latency clock starts here)."""
-        self.packets.put((packet, self._clock()))
+        self.packets.append((packet, self._clock()))
+        self._waker.wake()
 
     def wake(self) -> None:
-        """Make ``step`` return promptly (PUBACKs, connection changes, stop); at most one queued."""
-        if not self._wake_pending:
-            self._wake_pending = True
-            self.packets.put(None)
+        """Make ``step`` return promptly (a stop request); safe from other threads and signal handlers."""
+        self._waker.wake()
 
     # -- the core thread --------------------------------------------------------------------------------
 
@@ -125,28 +161,20 @@ class Core:
         c = self.outbox.seconds_to_commit()
         if c is not None:
             t = min(t, c)
-        if self._ready and self.sink.can_publish:
+        if self._ready and self.sink.can_publish:  # (queued packets: ``step`` does not wait either)
             t = 0.0
         return max(0.0, min(t, 0.5))
 
     def step(self, timeout: float = 0.0) -> None:
-        """One iteration: ingest queued packets, commit when due, publish, handle PUBACKs, housekeeping."""
-        try:
-            item = self.packets.get(timeout=timeout) if timeout > 0 else self.packets.get_nowait()
-        except queue.Empty:
-            item = None
-        self._wake_pending = False
-        n = 0
-        while True:
-            if item is not None:
-                self._ingest(item)
-                n += 1
-                if n >= self.settings.drain_batch:
-                    break
-            try:
-                item = self.packets.get_nowait()
-            except queue.Empty:
-                break
+        """One iteration: wait for the broker or a wake-up (network work, PUBACKs), ingest queued packets,
+        commit when due, handle deliveries, publish, housekeeping."""
+        if self.packets:
+            timeout = 0.0
+        self.sink.wait(timeout, self._waker.fileno())
+        self._waker.clear()  # before reading the queue: a packet submitted after this wakes the next wait
+        packets = self.packets
+        for _ in range(min(len(packets), self.settings.drain_batch)):
+            self._ingest(packets.popleft())
         self._queue_stored(self.outbox.maybe_commit())
         self._handle(self.sink.poll())
         now = self._clock()
@@ -340,13 +368,8 @@ class Core:
 
     def drain(self) -> None:
         """Ingest everything queued and commit it (the radio has stopped)."""
-        while True:
-            try:
-                item = self.packets.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                self._ingest(item)
+        while self.packets:
+            self._ingest(self.packets.popleft())
         self._queue_stored(self.outbox.commit())
 
     def shutdown(self) -> None:
@@ -357,11 +380,12 @@ class Core:
             deadline = self._clock() + self.settings.shutdown_flush_s
             while (self._ready or self.sink.inflight) and self.sink.connected and self._clock() < deadline:
                 self._publish()
+                self.sink.wait(0.05)
                 self._handle(self.sink.poll())
-                time.sleep(0.002)
             self._handle(self.sink.poll())
             self.outbox.commit()
         finally:
             log.info("stopping: %s", self.status_line())
             self.sink.stop()
             self.outbox.close()
+            self._waker.close()

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import sqlite3
 import time
 
 from gateway.frames import PayloadCodec, lpp
 from gateway.pipeline.message import message_id
 from gateway.radio.packet import CrcState
-from gateway.service.core import CoreSettings
+from gateway.service.core import CoreSettings, Waker
 
 from .core_util import GW, Running, encoders, register
 from .helpers import Collector
@@ -289,4 +290,57 @@ def test_gap_filling_publishes_flagged_estimates_only_when_enabled(tmp_path, bro
     assert gw.core.stats()["estimated"] == 2
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # estimates never stored
+    sub.close()
+
+
+def test_waker_one_byte_per_wait_and_no_stale_wakeups():
+    w = Waker()
+
+    def readable() -> bool:
+        return bool(select.select([w], [], [], 0)[0])
+
+    assert not readable()
+    w.wake()
+    w.wake()  # many submits between two waits: one byte
+    assert readable()
+    w.clear()
+    assert not readable()
+    w.wake()  # a submit after clear must wake the next wait
+    assert readable()
+    w.clear()
+    w._w.send(b"\0")  # a wake that raced with clear (flag already reset, byte written late) ...
+    w.clear()  # ... is drained by the next clear, so select() does not spin
+    assert not readable()
+    w.close()
+
+
+def test_paho_failure_in_the_core_thread_rebuilds_client_and_loses_nothing(tmp_path, broker):
+    db = tmp_path / "gateway.db"
+    register(db, NODES)
+    sub = Collector(broker.port)
+    gw = Running(db, broker.port)
+    enc = encoders(NODES)
+    deadline = time.monotonic() + 10
+    while not gw.sink.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client = gw.sink._client
+
+    def crash(cmd):
+        raise RuntimeError("paho bug while handling " + cmd)
+
+    client._handle_pubackcomp = crash  # the first PUBACK the core thread reads makes paho raise
+    sent = []
+    for i in range(20):
+        nid = list(NODES)[i % 2]
+        gw.submit(lpp_frame(enc[nid], 20.0 + i))
+        sent.append(message_id(nid, enc[nid].next_fcnt - 1))
+    assert sub.wait_for(lambda: set(sub.msg_ids()) >= set(sent)), sorted(set(sent) - set(sub.msg_ids()))
+    deadline = time.monotonic() + 10
+    while gw.core.published < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gw.stop()
+    assert gw.sink.stats.loop_restarts == 1 and gw.sink._client is not client
+    assert gw.sink.stats.retried >= 1 and gw.core.published == 20
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # every frame acknowledged
     sub.close()

@@ -89,16 +89,19 @@ def test_tls_with_ca_and_client_certificate(tmp_path, broker_factory):
     good = sink(cert_file=pki["client"], key_file=pki["client_key"])
     deadline = time.monotonic() + 10
     while not good.connected and time.monotonic() < deadline:
-        time.sleep(0.02)
+        good.wait(0.02)  # the owner thread drives the client: no network thread
     assert good.connected
     assert good.publish("lora/gw/x", b"1", token=1)
     got = []
     while not got and time.monotonic() < deadline:
+        good.wait(0.01)
         got = good.poll()
-        time.sleep(0.01)
     assert [d.ok for d in got] == [True]
     good.stop()
     anonymous = sink()  # no client certificate: the broker refuses the TLS handshake
-    time.sleep(1.5)
-    assert not anonymous.connected
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        anonymous.wait(0.02)
+        assert not anonymous.connected
+    assert anonymous.stats.connects == 0
     anonymous.stop()
