@@ -58,6 +58,9 @@ class AcceptedFrame:
     # Readings the frame layer already decoded (LPP, RadioHead): saves decoding again at publish time.
     # Not stored; a frame loaded from the outbox is decoded from its payload instead.
     values: tuple | None = field(default=None, compare=False, repr=False)
+    # The registry's counter epoch the decoder judged this frame under: the counter update matches it, so
+    # a frame decoded just before an operator's ``nodes reset-counter`` cannot undo the reset.
+    counter_epoch: int = field(default=0, compare=False)
 
     @property
     def msg_id(self) -> str:

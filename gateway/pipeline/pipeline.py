@@ -92,6 +92,7 @@ class Pipeline:
                 utc_ms=int(packet.utc.timestamp() * 1000),
             ),
             values=None if frame.values is None else tuple(frame.values),
+            counter_epoch=frame.counter_epoch,
         )
         return accepted, frame
 

@@ -1,8 +1,10 @@
 """The durable outbox: every accepted frame is in SQLite before anything is published.
 
 Lives in the state database (gateway.db, beside the frame layer's ``nodes`` table) so that a frame row
-and its node's new counter (``UPDATE nodes SET next_fcnt=?``) commit in ONE transaction: after any crash
-the counter and the stored frames agree, so a retransmission is neither lost nor published twice.
+and its node's new counter (``UPDATE nodes SET next_fcnt=? … AND counter_epoch=?``) commit in ONE
+transaction: after any crash the counter and the stored frames agree, so a retransmission is neither
+lost nor published twice. The epoch condition keeps an operator's counter reset from being undone by
+frames that were decoded before it.
 
 Writes are grouped: a transaction commits when ``commit_frames`` frames are pending or the oldest has
 waited ``commit_interval_ms``; PUBACK deletes ride along with the next commit (or are flushed alone after
@@ -205,7 +207,7 @@ class Outbox:
         self.stats.rows = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         self._pending: list[tuple] = []
         self._pending_frames: list[StoredFrame] = []
-        self._counters: dict[int, int] = {}
+        self._counters: dict[int, tuple[int, int]] = {}  # node id → (next counter, counter epoch)
         self._pending_since: float | None = None
         self._deletes: list[tuple[int]] = []
         self._waiting: list[tuple[int]] = []
@@ -271,7 +273,8 @@ class Outbox:
         self._next_id += 1
         self._pending.append(_frame_params(rid, frame))
         self._pending_frames.append(StoredFrame(rid, frame))
-        self._counters[frame.node_id] = frame.next_fcnt  # the decoder's order: the last one is the newest
+        # the decoder's order: the last one is the newest
+        self._counters[frame.node_id] = (frame.next_fcnt, frame.counter_epoch)
         if self._pending_since is None:
             self._pending_since = self._clock()
         return rid
@@ -349,8 +352,8 @@ class Outbox:
                         self._has_nodes = self._nodes_table()  # the registry may have created it since
                     if self._has_nodes:
                         cur = db.executemany(
-                            "UPDATE nodes SET next_fcnt = ? WHERE node_id = ?",
-                            [(n, node) for node, n in self._counters.items()],
+                            "UPDATE nodes SET next_fcnt = ? WHERE node_id = ? AND counter_epoch = ?",
+                            [(n, node, epoch) for node, (n, epoch) in self._counters.items()],
                         )
                         self.stats.counters_unmatched += max(0, len(self._counters) - cur.rowcount)
                 deleted = 0

@@ -58,6 +58,25 @@ def test_group_commit_by_count_and_by_time_with_counters_in_same_transaction(db)
     ob.close()
 
 
+def test_counter_update_does_not_undo_an_operator_reset(db):
+    """A frame judged before `nodes reset-counter` must not write its (higher) counter over the reset."""
+    import dataclasses
+
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, commit_interval_ms=60000))
+    ob.add(dataclasses.replace(accepted(42, 500), counter_epoch=0))
+    reg = NodeRegistry(db)
+    reg.reset_counter(42)  # the operator, from another process, while the frame waits for its commit
+    reg.close()
+    stored = ob.commit()
+    assert [s.frame.fcnt for s in stored] == [500]  # the frame itself is kept and published
+    assert next_fcnt(db, 42) == 0  # but the reset stands
+    assert ob.stats.counters_unmatched == 1
+    ob.add(dataclasses.replace(accepted(42, 3), counter_epoch=1))  # judged under the new epoch
+    ob.commit()
+    assert next_fcnt(db, 42) == 4
+    ob.close()
+
+
 def test_rows_survive_reopen_oldest_first_with_all_fields(db):
     ob = Outbox(db)
     frames = [accepted(42, n, payload=bytes([n])) for n in range(5)] + [
