@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--nodes", type=int, default=3, help="number of simulated nodes (default 3)")
     p.add_argument(
-        "--seconds", type=float, default=20.0, help="how long to run, in simulated seconds (default 20)"
+        "--seconds", type=float, default=40.0, help="how long to run, in simulated seconds (default 40)"
     )
     p.add_argument("--broker", default=None, help="mqtt://[user[:password]@]host[:port] or mqtts://…")
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")

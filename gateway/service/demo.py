@@ -36,8 +36,8 @@ from gateway.sinks.url import BrokerUrl, parse_broker_url
 log = logging.getLogger(__name__)
 
 DEMO_GATEWAY_ID = "demo"
-DEMO_INTERVAL_S = 2.0  # each simulated node reports every ~2 simulated seconds
-DEMO_SPEED = 4.0  # simulated seconds per real second
+DEMO_INTERVAL_S = 4.0  # each simulated node reports every ~4 simulated seconds (ALOHA: ~15 % collide)
+DEMO_SPEED = 5.0  # simulated seconds per real second
 
 
 class BrokerUnavailable(GatewayError):

@@ -28,7 +28,7 @@ from gateway.service.config import RadioSection
 
 log = logging.getLogger(__name__)
 
-SIM_NODE_BASE = 0x5100_0000  # node ids of simulated nodes: 0x51000001, 0x51000002, ...
+SIM_NODE_BASE = 0x5100  # simulated node ids 0x5101, 0x5102, ... (two bytes on air, like most fleets)
 
 
 class DriverSource:
