@@ -8,7 +8,9 @@ from gateway.service import demo
 
 def test_demo_runs_the_real_pipeline_to_a_real_broker(broker):
     readings = []
-    summary = demo.run_demo(nodes=2, seconds=8.0, broker_url=broker.url, on_reading=readings.append)
+    summary = demo.run_demo(
+        nodes=2, seconds=8.0, broker_url=broker.url, on_reading=readings.append, interval_s=2.0
+    )
     for key in ("frames_sent", "frames_heard", "frames_published", "frames_lost_air", "bytes_on_air"):
         assert isinstance(summary[key], int), key
     assert summary["frames_sent"] >= 4 and summary["bytes_on_air"] > 0
