@@ -18,6 +18,17 @@ JSON keys:
 - ``disk_bytes_per_frame``: bytes SQLite handed to the kernel (/proc/self/io wchar) per frame in the
   throughput run; ``disk_bytes_per_frame_at_rate`` the same in the latency run.
 Targets (issue 4): ≥ 5000 frames/s, p99 ≤ 50 ms at 200 frames/s, RSS ≤ 60 MB, ≤ 200 bytes per frame.
+
+Baselines, in the same run against the same broker, after our runs (``rss_mb`` is read before them):
+the messages of the throughput run (rendered again afterwards by the same pipeline, outbox and
+renderer in a fresh database: ``baseline_messages``) are published at QoS 1 straight from RAM with
+paho-mqtt, with no frame checks and no outbox (what a hand-rolled bridge does), timed from the first
+publish to the last PUBACK; ``_per_cpu_s`` counts this process's CPU (paho's thread included):
+- ``baseline_bare_paho_frames_per_s`` (and ``_per_cpu_s``): paho driven from one thread as our sink
+  drives it (no loop_start, queued writes, the same 200-message window);
+- ``baseline_paho_loop_start_frames_per_s`` (and ``_per_cpu_s``): paho's own network thread and
+  default limits, the usual hand-rolled bridge.
+``ratios`` divides ours by each: what durability and the checks cost (1.0 = nothing).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.baselines import paho_loop_start, paho_one_thread  # noqa: E402
 from gateway.frames import FrameDecoder, FrameEncoder, Node, NodeRegistry  # noqa: E402
 from gateway.pipeline.pipeline import Pipeline  # noqa: E402
 from gateway.pipeline.render import NodeCache, Renderer  # noqa: E402
@@ -132,19 +144,48 @@ class Gateway:
         self.thread.join(30)
 
 
+def render_again(packets: list[RxPacket], state: Path) -> list[tuple[str, bytes]]:
+    """The messages our core publishes for ``packets``, rendered again by the same pipeline, outbox and
+    renderer in a fresh database, after our runs (so they add nothing to our memory or disk figures)."""
+    db = state / "rendered.db"
+    outbox = Outbox(db, OutboxSettings())
+    registry = NodeRegistry(db)
+    try:
+        for i in range(NODES):
+            registry.add(Node(node_id=NODE_BASE + i, name=f"bench-{i}"))
+        pipeline = Pipeline(FrameDecoder(registry))
+        renderer = Renderer("bench", "lora", NodeCache(registry.get))
+        for packet in packets:
+            result = pipeline.process(packet)
+            if result is not None:
+                outbox.add(result[0])
+                pipeline.accept(result[1])
+        outbox.commit()
+        messages = []
+        for stored in outbox.load(0, len(packets)):
+            msg = renderer.render(stored)
+            if msg is not None:
+                messages.append((msg.topic, msg.payload))
+            renderer.take_extras()
+        return messages
+    finally:
+        registry.close()
+        outbox.close()
+
+
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(p * len(s)))]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     ap.add_argument("--frames", type=int, default=10000, help="frames for the throughput run (default 10000)")
     ap.add_argument("--rate", type=float, default=200.0, help="offered frames/s for the latency run")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the latency run (default 10)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU core")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -210,6 +251,25 @@ def main() -> int:
             "synchronous": defaults.synchronous,
             "commit_frames": defaults.commit_frames,
             "commit_interval_ms": defaults.commit_interval_ms,
+        }
+
+        messages = render_again(bulk, state)
+        say(f"baselines: the same {len(messages)} messages with bare paho ...")
+        host, port = broker.url.host, broker.url.port
+        window = gw.sink.settings.max_inflight
+        bare = paho_one_thread(host, port, messages, window=window)
+        threaded = paho_loop_start(host, port, messages)
+        result["baseline_messages"] = len(messages)
+        result["baseline_bare_paho_frames_per_s"] = round(bare.frames_per_s, 1)
+        result["baseline_bare_paho_frames_per_cpu_s"] = round(bare.frames_per_cpu_s, 1)
+        result["baseline_paho_loop_start_frames_per_s"] = round(threaded.frames_per_s, 1)
+        result["baseline_paho_loop_start_frames_per_cpu_s"] = round(threaded.frames_per_cpu_s, 1)
+        ours_fps, ours_cpu = float(result["frames_per_s"]), float(result["frames_per_cpu_s"])  # type: ignore[arg-type]
+        result["ratios"] = {
+            "ours_over_bare_paho_frames_per_s": round(ours_fps / bare.frames_per_s, 3),
+            "ours_over_bare_paho_frames_per_cpu_s": round(ours_cpu / bare.frames_per_cpu_s, 3),
+            "ours_over_paho_loop_start_frames_per_s": round(ours_fps / threaded.frames_per_s, 3),
+            "ours_over_paho_loop_start_frames_per_cpu_s": round(ours_cpu / threaded.frames_per_cpu_s, 3),
         }
     finally:
         broker.stop()

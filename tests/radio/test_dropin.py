@@ -2,54 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
+from bench.baselines import NaiveDriver
 from gateway.radio.emulator import FakeGPIO, installed_as_modules
 from gateway.radio.sim import RadioSim
-
-
-class NaiveDriver:
-    """Written the way many public Python drivers are: spidev.xfer per register, FIFO byte by byte."""
-
-    def __init__(self, dio0: int) -> None:
-        spidev = importlib.import_module("spidev")
-        self.GPIO = importlib.import_module("RPi.GPIO")
-        self.spi = spidev.SpiDev()
-        self.spi.open(0, 0)
-        self.spi.max_speed_hz = 5_000_000
-        self.spi.mode = 0b00
-        self.received: list[bytes] = []
-        self.GPIO.setmode(self.GPIO.BCM)
-        self.GPIO.setup(dio0, self.GPIO.IN, pull_up_down=self.GPIO.PUD_DOWN)
-        self.GPIO.add_event_detect(dio0, self.GPIO.RISING, callback=self._on_dio0)
-        self.transactions = 0
-
-    def read(self, reg: int) -> int:
-        self.transactions += 1
-        return self.spi.xfer([reg & 0x7F, 0])[1]
-
-    def write(self, reg: int, value: int) -> None:
-        self.transactions += 1
-        self.spi.xfer([reg | 0x80, value])
-
-    def start(self) -> None:
-        assert self.read(0x42) == 0x12
-        self.write(0x01, 0x80)  # SLEEP + LongRangeMode in one write, from FSK standby
-        if self.read(0x01) != 0x80:
-            raise RuntimeError("no LoRa mode")
-        for reg, value in ((0x06, 0xD9), (0x07, 0x06), (0x08, 0x66), (0x1E, 0x74), (0x40, 0x00)):
-            self.write(reg, value)
-        self.write(0x01, 0x85)  # RXCONTINUOUS
-
-    def _on_dio0(self, channel: int) -> None:
-        self.transactions = 0
-        flags = self.read(0x12)
-        length = self.read(0x13)
-        self.write(0x0D, self.read(0x10))
-        payload = bytes(self.read(0x00) for _ in range(length))
-        self.write(0x12, 0xFF)
-        if flags & 0x40 and not flags & 0x20:
-            self.received.append(payload)
 
 
 def test_a_foreign_driver_runs_against_the_emulated_chip() -> None:
@@ -63,7 +18,9 @@ def test_a_foreign_driver_runs_against_the_emulated_chip() -> None:
     sim.nodes[0].send(b"32 bytes of telemetry payload...")
     sim.clock.advance(0.01)
     assert naive.received == [b"32 bytes of telemetry payload..."]
-    assert naive.transactions == 4 + 32 + 1  # byte-per-transaction FIFO reads; ours: 3
+    assert naive.transactions == 7 + 32  # byte-per-transaction FIFO reads; ours: 3
+    assert (naive.rx_done, naive.crc_errors) == (1, 0)
+    assert -30 < naive.last_snr_db <= 12 and -160 < naive.last_rssi_dbm < 0
     assert sim.gateway.receive(0.1) is not None
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks (run by hand; each prints JSON) and the baselines they measure ours against."""
