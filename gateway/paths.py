@@ -32,3 +32,24 @@ def state_dir(explicit: str | os.PathLike[str] | None = None, create: bool = Tru
 
 def db_path(explicit_state_dir: str | os.PathLike[str] | None = None) -> Path:
     return state_dir(explicit_state_dir) / DB_NAME
+
+
+def adopt_state_owner(explicit: str | os.PathLike[str] | None = None) -> int | None:
+    """When root works on a state directory that belongs to the service user (``sudo lora-gw nodes add``),
+    continue as that user, so that the database and model files it creates stay usable by the service.
+
+    Returns the uid taken on, or None when nothing changed (not root, no such directory, or root owns it).
+    """
+    if os.geteuid() != 0:
+        return None
+    path = state_dir(explicit, create=False)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    if st.st_uid == 0:
+        return None
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+    return st.st_uid

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,41 @@ def test_state_dir_precedence(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'sd'}:{tmp_path / 'other'}")
     assert paths.state_dir() == tmp_path / "sd"
     assert paths.db_path(tmp_path / "x") == tmp_path / "x" / "gateway.db"
+
+
+def test_root_continues_as_the_owner_of_the_state_directory() -> None:
+    """`sudo lora-gw nodes add` on the service's directory must leave files the service can open."""
+    import shutil
+    import tempfile
+
+    from gateway.frames import Node, NodeRegistry
+
+    state = Path(tempfile.mkdtemp(prefix="lora-gw-owner-"))  # under /tmp: traversable by any user
+    try:
+        if os.geteuid() != 0:
+            assert paths.adopt_state_owner(state) is None  # nothing to adopt without root
+            return
+        os.chown(state, 65534, 65534)  # the service user (here: nobody)
+        pid = os.fork()
+        if pid == 0:  # the child plays the CLI run by root
+            code = 1
+            try:
+                code = 0 if paths.adopt_state_owner(state) == 65534 and os.geteuid() == 65534 else 3
+                if code == 0:
+                    reg = NodeRegistry(paths.db_path(state))
+                    reg.add(Node(node_id=5, name="five"))
+                    reg.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        db = paths.db_path(state)
+        assert db.stat().st_uid == 65534 and db.stat().st_gid == 65534
+        root_dir = Path(tempfile.mkdtemp(prefix="lora-gw-root-"))
+        try:
+            assert paths.adopt_state_owner(root_dir) is None  # root's own directory: stays root
+            assert os.geteuid() == 0
+        finally:
+            shutil.rmtree(root_dir)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

@@ -7,8 +7,12 @@ import importlib
 import logging
 import sys
 
-from gateway import __version__
+from gateway import __version__, paths
 from gateway.errors import GatewayError
+
+# Commands that write the state directory; run by root on a service user's directory, they continue as
+# that user (see gateway.paths.adopt_state_owner).
+STATE_COMMANDS = frozenset({"nodes", "model"})
 
 # Each module defines register(subparsers) and sets a ``func(args) -> int`` default.
 COMMAND_MODULES = (
@@ -47,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in STATE_COMMANDS:
+            uid = paths.adopt_state_owner(args.state_dir)
+            if uid is not None:
+                logging.getLogger(__name__).info("state directory belongs to uid %d: continuing as it", uid)
         return int(args.func(args) or 0)
     except GatewayError as exc:
         print(f"lora-gw: {exc.message}", file=sys.stderr)
