@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import paths
+from gateway.codec import CodecStats, Model, ModelStore
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
@@ -50,23 +51,14 @@ class KeyedRegistry(NodeRegistry):
 
 
 def mqtt_settings(cfg: Config) -> MqttSettings:
+    """The sink's settings from the ``[mqtt]`` section: same-named fields carry over as they are."""
     m = cfg.mqtt
-    return MqttSettings(
-        broker=m.broker,
-        client_id=m.client_id or f"lora-gw-{cfg.gateway.id}",
-        status_topic=f"{m.topic_prefix}/{cfg.gateway.id}/status",
-        protocol=m.protocol,
-        keepalive_s=m.keepalive_s,
-        ca_file=m.ca_file,
-        cert_file=m.cert_file,
-        key_file=m.key_file,
-        tls_insecure=m.tls_insecure,
-        reconnect_min_s=m.reconnect_min_s,
-        reconnect_max_s=m.reconnect_max_s,
-        max_inflight=m.max_inflight,
-        ack_timeout_s=m.ack_timeout_s,
-        connect_timeout_s=m.connect_timeout_s,
-    )
+    derived = {
+        "client_id": m.client_id or f"lora-gw-{cfg.gateway.id}",
+        "status_topic": f"{m.topic_prefix}/{cfg.gateway.id}/status",
+    }
+    shared = {f.name: getattr(m, f.name) for f in dataclasses.fields(MqttSettings) if f.name not in derived}
+    return MqttSettings(**shared, **derived)
 
 
 def outbox_settings(cfg: Config) -> OutboxSettings:
@@ -80,17 +72,13 @@ def outbox_settings(cfg: Config) -> OutboxSettings:
     )
 
 
-def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> Callable[[int, int], Any] | None:
+def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> Callable[[int, int], Model | None]:
     """``ModelStore(state_dir).resolve`` behind a short-lived cache: a weight file is read and verified
     once per ``ttl_s`` rather than per frame, and a newly installed model is noticed within ``ttl_s``."""
-    try:
-        from gateway.codec import ModelStore
-    except ImportError:
-        return None
     store = ModelStore(state_dir)
-    cache: dict[tuple[int, int], tuple[float, Any]] = {}
+    cache: dict[tuple[int, int], tuple[float, Model | None]] = {}
 
-    def resolve(model_id: int, version_mod8: int) -> Any:
+    def resolve(model_id: int, version_mod8: int) -> Model | None:
         now = time.monotonic()
         hit = cache.get((model_id, version_mod8))
         if hit is not None and now - hit[0] < ttl_s:
@@ -102,12 +90,8 @@ def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> Callable[[int, int],
     return resolve
 
 
-def codec_stats() -> Any:
-    """A fresh gateway.codec.CodecStats, or None when the codec package is unavailable."""
-    try:
-        from gateway.codec import CodecStats
-    except ImportError:
-        return None
+def codec_stats() -> CodecStats:
+    """Live bytes per sample and prediction error per model, for the stats topic."""
     return CodecStats()
 
 

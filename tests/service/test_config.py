@@ -142,3 +142,24 @@ def test_bad_node_key_and_bad_toml(tmp_path):
         load_config(bad, env={})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml", env={})
+
+
+def test_mqtt_section_and_sink_settings_agree():
+    """The [mqtt] section's defaults are the sink's defaults, and every sink setting is configurable."""
+    import dataclasses
+
+    from gateway.service.app import mqtt_settings
+    from gateway.service.config import MqttSection
+    from gateway.sinks.mqtt import MqttSettings
+
+    section = {f.name: f for f in dataclasses.fields(MqttSection)}
+    for f in dataclasses.fields(MqttSettings):
+        if f.name in ("client_id", "status_topic"):
+            continue  # derived from the gateway id and topic prefix
+        assert f.name in section, f"mqtt.{f.name} cannot be configured"
+        if f.default is not dataclasses.MISSING:
+            assert section[f.name].default == f.default, f"mqtt.{f.name} default differs from the sink's"
+    cfg = load_config(REPO / "config" / "gateway.toml", env={})
+    s = mqtt_settings(cfg)
+    assert s.status_topic == f"lora/{cfg.gateway.id}/status" and s.client_id == f"lora-gw-{cfg.gateway.id}"
+    assert s.connect_timeout_s == cfg.mqtt.connect_timeout_s and s.broker == cfg.mqtt.broker
