@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "gateway.cli.nodes",
     "gateway.cli.decode",
     "gateway.cli.model",
+    "gateway.cli.diag",
 )
 
 
