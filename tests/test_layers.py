@@ -10,7 +10,10 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "gateway"
 
 # Layer order, lowest first. A module may import its own layer and those below it, never one above.
-LAYERS = ["errors", "paths", "hw", "radio", "frames", "codec", "pipeline", "sinks", "service", "diag", "cli"]
+LAYERS = [
+    *("errors", "paths", "statedb", "hw", "radio", "frames", "codec"),
+    *("pipeline", "sinks", "service", "diag", "cli"),
+]
 
 
 def layer_of(module: str) -> str | None:

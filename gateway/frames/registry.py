@@ -1,10 +1,11 @@
 """The node registry: table ``nodes`` in the gateway's state database (``<state_dir>/gateway.db``).
 
-The file is created 0600 (it holds node keys; SQLite gives its -wal/-shm files the same mode). WAL
-journal. ``node_id`` and ``next_fcnt`` are a contract with the outbox, which advances ``next_fcnt`` in
-the transaction that stores a frame. The registry's schema version is kept per component in the table
-``schema_versions`` (the database is shared with the outbox, so ``PRAGMA user_version`` cannot tell both
-schemas apart); a database newer than this code is refused with a clear error.
+Opened through :mod:`gateway.statedb` only (created 0600 — it holds node keys — and never recreated
+implicitly; see there why no other code may open the file). WAL journal. ``node_id`` and ``next_fcnt``
+are a contract with the outbox, which advances ``next_fcnt`` in the transaction that stores a frame.
+The registry's schema version is kept per component in the table ``schema_versions`` (the database is
+shared with the outbox, so ``PRAGMA user_version`` cannot tell both schemas apart); a database newer
+than this code is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway import paths
+from gateway import paths, statedb
 from gateway.errors import GatewayError
 from gateway.frames.crypto import KEY_LEN
 from gateway.frames.types import NodeFormat, PayloadCodec
@@ -159,27 +159,14 @@ def parse_node_ref(text: str) -> int | None:
         return None
 
 
-def _secure_file(path: Path) -> None:
-    """Create the database file 0600 before SQLite does, and tighten an existing one we own."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        st = os.fstat(fd)
-        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o600)
-    finally:
-        os.close(fd)
-
-
 class NodeRegistry:
     """CRUD on the ``nodes`` table. One connection; use one instance per thread."""
 
     def __init__(self, db_file: str | os.PathLike[str]) -> None:
         self.path = Path(db_file)
-        _secure_file(self.path)
         # Used by one thread at a time, not necessarily the one that opened it (the service's decoder).
-        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._db = statedb.connect(self.path, timeout=10.0)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -202,9 +189,7 @@ class NodeRegistry:
         self._db.close()
 
     def _migrate(self) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with statedb.transaction(self._db) as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_versions"
                 " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -228,10 +213,6 @@ class NodeRegistry:
                     (COMPONENT, SCHEMA_VERSION),
                 )
                 log.info("node registry created in %s (schema v%d)", self.path, SCHEMA_VERSION)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _row(row: tuple) -> Node:
@@ -279,6 +260,8 @@ class NodeRegistry:
             )
         except sqlite3.IntegrityError as exc:
             raise RegistryError(self._conflict(node), "node_exists") from exc
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from None
         log.info("node %d (%s) added, format %s", node.node_id, node.name, node.format.value)
         return self.find(node.node_id)
 
@@ -312,8 +295,17 @@ class NodeRegistry:
             raise RegistryError(f"{self.path}: cannot read the node registry ({exc})", "database") from exc
         return [self._row(r) for r in rows]
 
+    def _write_error(self, exc: sqlite3.Error) -> RegistryError:
+        return RegistryError(f"{self.path}: cannot change the node registry ({exc})", "database")
+
+    def _write(self, sql: str, params: tuple) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from None
+
     def remove(self, node_id: int) -> None:
-        if self._db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,)).rowcount == 0:
+        if self._write("DELETE FROM nodes WHERE node_id = ?", (node_id,)).rowcount == 0:
             raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
         log.info("node %d removed", node_id)
 
@@ -322,7 +314,7 @@ class NodeRegistry:
         running decoder takes the lower value on its next reload instead of keeping its own."""
         if not 0 <= next_fcnt <= MAX_FCNT:
             raise RegistryError(f"counter {next_fcnt} is outside 0..0xFFFFFFFF", "bad_node")
-        cur = self._db.execute(
+        cur = self._write(
             "UPDATE nodes SET next_fcnt = ?, counter_epoch = counter_epoch + 1 WHERE node_id = ?",
             (next_fcnt, node_id),
         )
@@ -334,6 +326,4 @@ class NodeRegistry:
     def set_next_fcnt(self, node_id: int, next_fcnt: int) -> None:
         """Persist an accepted counter (the outbox does this inside its own transaction; this is for tools
         and tests). Never lowers the stored value."""
-        self._db.execute(
-            "UPDATE nodes SET next_fcnt = MAX(next_fcnt, ?) WHERE node_id = ?", (next_fcnt, node_id)
-        )
+        self._write("UPDATE nodes SET next_fcnt = MAX(next_fcnt, ?) WHERE node_id = ?", (next_fcnt, node_id))

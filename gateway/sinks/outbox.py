@@ -18,26 +18,34 @@ Durability (WAL journal):
 A row is deleted only after a PUBACK with a success reason code; a crash between PUBACK and the
 delete's commit publishes that row again after restart (same message id: consumers de-duplicate).
 
+A full disk is a state, not a crash. New frames are stored only while the state directory's filesystem
+has more than ``min_free_mb`` free (or the database's own free pages can take them), so that deletes,
+the WAL checkpoint and the registry stay writable below that floor; a commit that still meets
+``database or disk is full`` (or the ``max_db_mb`` cap) drops only the frames it was adding, counted as
+``dropped_disk_full``, and retries its deletes alone — publishing the backlog is what frees the space.
+Stored frames are never dropped for it.
+
 One thread owns an Outbox (the service's core thread); it is not thread-safe by design.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway import statedb
 from gateway.errors import GatewayError
 from gateway.pipeline.message import AcceptedFrame, RadioMeta, StoredFrame
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-PAGE_SIZE = 1024
+PAGE_SIZE = statedb.PAGE_SIZE
+_ROW_BYTES = 96  # a row's columns and b-tree overhead besides its payload (for the free-space estimate)
 _CR = {"4/5": 5, "4/6": 6, "4/7": 7, "4/8": 8}
 _CR_NAME = {v: k for k, v in _CR.items()}
 _CRC = {"ok": 0, "absent": 1, "failed": 2}
@@ -82,6 +90,8 @@ class OutboxSettings:
     delete_interval_ms: int = 1000
     max_rows: int = 500_000
     max_age_s: float = 30 * 86400.0
+    min_free_mb: float = 32.0  # store new frames only above this much free space (0: no floor)
+    max_db_mb: float = 0.0  # cap on the database file (0: none)
 
 
 @dataclass(slots=True)
@@ -91,6 +101,7 @@ class OutboxStats:
     commits: int = 0
     dropped_size: int = 0
     dropped_age: int = 0
+    dropped_disk_full: int = 0  # frames that passed every check but could not be stored
     counters_unmatched: int = 0  # next_fcnt updates that found no nodes row
     rows: int = 0
 
@@ -101,15 +112,10 @@ class OutboxStats:
             "commits": self.commits,
             "dropped_size": self.dropped_size,
             "dropped_age": self.dropped_age,
+            "dropped_disk_full": self.dropped_disk_full,
             "counters_unmatched": self.counters_unmatched,
             "rows": self.rows,
         }
-
-
-def _create_private(path: Path) -> None:
-    """Create the database 0600 before SQLite does: it shares the file with the node keys."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
 
 
 def _row_to_stored(row: tuple) -> StoredFrame:
@@ -182,6 +188,7 @@ class Outbox:
         settings: OutboxSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        free_bytes: Callable[[], int] | None = None,
     ) -> None:
         self.settings = settings or OutboxSettings()
         if self.settings.synchronous not in ("normal", "full"):
@@ -189,15 +196,16 @@ class Outbox:
         self.path = Path(db_path)
         self._clock = clock
         self._wall_ms = wall_ms
-        _create_private(self.path)
+        self._free_bytes = free_bytes or (lambda: statedb.free_bytes(self.path.parent))
+        self._floor = int(self.settings.min_free_mb * 1024 * 1024)
+        self._db = statedb.connect(self.path, timeout=5.0)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 5000")
             self._small_pages()
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise OutboxError(f"outbox: {self.path} cannot use WAL journaling (got {mode})")
             self._db.execute(f"PRAGMA synchronous = {self.settings.synchronous.upper()}")
+            self._cap_pages = self._cap()
             self._migrate()
             self._has_nodes = self._nodes_table()
             self._next_id = (self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0) + 1
@@ -214,6 +222,8 @@ class Outbox:
         self._deletes_since: float | None = None
         self._closed = False
         self.dropped_upto = 0  # rows up to this id may have been dropped by a bound: do not publish them
+        self.disk_full = False  # new frames are being dropped for want of space (an episode)
+        self._episode_dropped = 0
         if self.stats.rows:
             log.info("outbox: %d frames waiting from before the restart", self.stats.rows)
 
@@ -242,10 +252,15 @@ class Outbox:
         except sqlite3.OperationalError as exc:
             log.info("outbox: keeping %d-byte pages in %s (%s)", size, self.path, exc)
 
+    def _cap(self) -> int | None:
+        """Apply ``max_db_mb`` (SQLite then answers SQLITE_FULL at the cap, like a full disk)."""
+        if not self.settings.max_db_mb:
+            return None
+        pages = max(1, int(self.settings.max_db_mb * 1024 * 1024) // PAGE_SIZE)
+        return int(self._db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0])
+
     def _migrate(self) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with statedb.transaction(self._db) as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -259,10 +274,6 @@ class Outbox:
                 db.execute(
                     "INSERT INTO schema_versions (component, version) VALUES ('outbox', ?)", (SCHEMA_VERSION,)
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -297,8 +308,9 @@ class Outbox:
 
     @property
     def backlog(self) -> int:
-        """Frames accepted but not yet delivered (stored or pending, minus acknowledged ones)."""
-        return self.stats.rows + len(self._pending) - len(self._deletes)
+        """Frames stored (committed) and not yet delivered; frames still waiting for their group commit
+        are not counted until they are durable."""
+        return self.stats.rows - len(self._deletes)
 
     def seconds_to_commit(self) -> float | None:
         """How long the owner may sleep before ``maybe_commit`` has work (None: nothing pending)."""
@@ -334,60 +346,139 @@ class Outbox:
 
     def commit(self, include_deletes: bool = True) -> list[StoredFrame]:
         """Write pending frames and counters (and, by default, deletes and state changes) in one
-        transaction."""
-        if not (self._pending or (include_deletes and (self._deletes or self._waiting))):
+        transaction. Returns the frames now durable; on a full disk the pending frames are dropped
+        (counted) instead and the deletes are kept for the next try."""
+        if self._pending and not self._room_for_pending():
+            self._drop_pending("free space below [outbox] min_free_mb")
+        with_deletes = include_deletes and bool(self._deletes or self._waiting)
+        if not (self._pending or with_deletes):
             return []
-        db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._pending:
-                    db.executemany(
-                        "INSERT INTO outbox (id, node_id, fcnt, created_ms, kind, model, payload, rssi_dbm10,"
-                        " snr_db4, freq_hz, freq_error_hz, sf, bw_hz, cr, crc)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        self._pending,
-                    )
-                    if not self._has_nodes:
-                        self._has_nodes = self._nodes_table()  # the registry may have created it since
-                    if self._has_nodes:
-                        cur = db.executemany(
-                            "UPDATE nodes SET next_fcnt = ? WHERE node_id = ? AND counter_epoch = ?",
-                            [(n, node, epoch) for node, (n, epoch) in self._counters.items()],
-                        )
-                        self.stats.counters_unmatched += max(0, len(self._counters) - cur.rowcount)
-                deleted = 0
-                if include_deletes and self._deletes:
-                    deleted = db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes).rowcount
-                if include_deletes and self._waiting:
-                    db.executemany("UPDATE outbox SET state = 1 WHERE id = ?", self._waiting)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            deleted = self._write(with_deletes)
         except sqlite3.Error as exc:
-            raise OutboxError(f"outbox: commit failed: {exc}") from None
+            if not statedb.is_disk_full(exc):
+                raise OutboxError(f"outbox: commit failed: {exc}") from None
+            if not self._pending:
+                self._enter_disk_full(str(exc))
+                return []  # the deletes stay queued
+            self._drop_pending(str(exc))
+            return self.commit(include_deletes)  # the deletes on their own: they make room
         stored = self._pending_frames
         self.stats.commits += 1
         self.stats.stored += len(stored)
-        self.stats.deleted += max(deleted, 0)
-        self.stats.rows += len(stored) - max(deleted, 0)
+        self.stats.deleted += deleted
+        self.stats.rows += len(stored) - deleted
         self._pending, self._pending_frames, self._counters = [], [], {}
         self._pending_since = None
-        if include_deletes:
+        if with_deletes:
             self._deletes, self._waiting = [], []
             self._deletes_since = None
+        if stored and self.disk_full:
+            self._leave_disk_full()
         if self.stats.rows > self.settings.max_rows:
             self._drop_oldest(self.stats.rows - self.settings.max_rows)
         return stored
 
+    def _write(self, with_deletes: bool) -> int:
+        """One transaction: the pending rows, their counters, then (optionally) deletes and state changes.
+        Returns the rows deleted."""
+        deleted = 0
+        with statedb.transaction(self._db) as db:
+            if self._pending:
+                db.executemany(
+                    "INSERT INTO outbox (id, node_id, fcnt, created_ms, kind, model, payload, rssi_dbm10,"
+                    " snr_db4, freq_hz, freq_error_hz, sf, bw_hz, cr, crc)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    self._pending,
+                )
+                if not self._has_nodes:
+                    self._has_nodes = self._nodes_table()  # the registry may have created it since
+                if self._has_nodes:
+                    cur = db.executemany(
+                        "UPDATE nodes SET next_fcnt = ? WHERE node_id = ? AND counter_epoch = ?",
+                        [(n, node, epoch) for node, (n, epoch) in self._counters.items()],
+                    )
+                    unmatched = max(0, len(self._counters) - cur.rowcount)
+            if with_deletes and self._deletes:
+                deleted = max(0, db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes).rowcount)
+            if with_deletes and self._waiting:
+                db.executemany("UPDATE outbox SET state = 1 WHERE id = ?", self._waiting)
+        if self._pending and self._has_nodes:
+            self.stats.counters_unmatched += unmatched
+        return deleted
+
+    # -- space -----------------------------------------------------------------------------------------
+
+    def room_bytes(self) -> int:
+        """Bytes new rows may still take: free space above the floor (within ``max_db_mb``), plus the
+        database's own free pages (left by deleted rows), which need no new space at all."""
+        db = self._db
+        free_pages = db.execute("PRAGMA freelist_count").fetchone()[0]
+        room = self._free_bytes() - self._floor
+        if self._cap_pages is not None:
+            used = db.execute("PRAGMA page_count").fetchone()[0]
+            room = min(room, (self._cap_pages - used) * PAGE_SIZE)
+        return max(0, room) + free_pages * PAGE_SIZE
+
+    def _room_for_pending(self) -> bool:
+        if not self._floor and self._cap_pages is None and not self.disk_full:
+            return True  # no floor: SQLite's own SQLITE_FULL is the only signal
+        need = sum(len(row[6]) + _ROW_BYTES for row in self._pending)
+        return self.room_bytes() >= 2 * need  # the rows, and their pages once more in the WAL
+
+    def _drop_pending(self, why: str) -> None:
+        n = len(self._pending)
+        self._enter_disk_full(why)
+        self.stats.dropped_disk_full += n
+        self._episode_dropped += n
+        for stored in self._pending_frames:
+            log.debug("node %08x fcnt %d: not stored (disk full)", stored.frame.node_id, stored.frame.fcnt)
+        self._pending, self._pending_frames, self._counters = [], [], {}
+        self._pending_since = None
+
+    def _enter_disk_full(self, why: str) -> None:
+        if self.disk_full:
+            return
+        self.disk_full = True
+        self._episode_dropped = 0
+        log.warning(
+            "outbox: cannot store new frames in %s (%s; %.1f MB free, floor %g MB): stored frames are kept"
+            " and published, new ones are dropped and counted as dropped_disk_full until space returns",
+            self.path,
+            why,
+            self._free_bytes() / 1048576,
+            self.settings.min_free_mb,
+        )
+
+    def _leave_disk_full(self) -> None:
+        self.disk_full = False
+        log.warning(
+            "outbox: storing frames again (%.1f MB free); %d frames were dropped while the disk was full",
+            self._free_bytes() / 1048576,
+            self._episode_dropped,
+        )
+
+    def check_space(self) -> None:
+        """End a disk-full episode as soon as there is room again, even before the next frame comes."""
+        if self.disk_full and not self._pending and self.room_bytes() >= 2 * (_ROW_BYTES + 64):
+            self._leave_disk_full()
+
+    def free_mb(self) -> float:
+        return round(self._free_bytes() / 1048576, 1)
+
     def _drop_oldest(self, n: int) -> None:
-        with self._tx():
-            top = self._db.execute("SELECT max(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,))
-            self.dropped_upto = max(self.dropped_upto, top.fetchone()[0] or 0)
-            cur = self._db.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,)
-            )
+        try:
+            with statedb.transaction(self._db) as db:
+                top = db.execute("SELECT max(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,))
+                upto = top.fetchone()[0] or 0
+                cur = db.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,)
+                )
+        except sqlite3.Error as exc:
+            if not statedb.is_disk_full(exc):
+                raise OutboxError(f"outbox: cannot apply max_rows: {exc}") from None
+            return  # tried again after the next commit
+        self.dropped_upto = max(self.dropped_upto, upto)
         self.stats.dropped_size += cur.rowcount
         self.stats.rows -= cur.rowcount
         log.warning(
@@ -399,18 +490,20 @@ class Outbox:
     def drop_expired(self) -> int:
         """Delete rows older than ``max_age_s`` (counted and logged loss); returns how many."""
         cutoff = self._wall_ms() - int(self.settings.max_age_s * 1000)
-        with self._tx():
-            top = self._db.execute("SELECT max(id) FROM outbox WHERE created_ms < ?", (cutoff,)).fetchone()[0]
-            self.dropped_upto = max(self.dropped_upto, top or 0)
-            cur = self._db.execute("DELETE FROM outbox WHERE created_ms < ?", (cutoff,))
+        try:
+            with statedb.transaction(self._db) as db:
+                top = db.execute("SELECT max(id) FROM outbox WHERE created_ms < ?", (cutoff,)).fetchone()[0]
+                cur = db.execute("DELETE FROM outbox WHERE created_ms < ?", (cutoff,))
+        except sqlite3.Error as exc:
+            if not statedb.is_disk_full(exc):
+                raise OutboxError(f"outbox: cannot drop expired frames: {exc}") from None
+            return 0  # tried again at the next expiry round
+        self.dropped_upto = max(self.dropped_upto, top or 0)
         if cur.rowcount > 0:
             self.stats.dropped_age += cur.rowcount
             self.stats.rows -= cur.rowcount
             log.warning("outbox: dropped %d frames older than %.0f s", cur.rowcount, self.settings.max_age_s)
         return max(cur.rowcount, 0)
-
-    def _tx(self) -> _Tx:
-        return _Tx(self._db)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -440,19 +533,10 @@ class Outbox:
             return
         try:
             self.commit()
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # the WAL keeps the data; the next start checkpoints it
+                log.warning("outbox: checkpoint at close failed: %s", exc)
         finally:
             self._closed = True
             self._db.close()
-
-
-class _Tx:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -180,7 +180,10 @@ def test_small_pages_new_file_converted_file_and_busy_file(tmp_path):
     assert oct(fresh.stat().st_mode & 0o777) == "0o600"  # shares the file with node keys
     ob.close()
     old = tmp_path / "old.db"
-    reg = NodeRegistry(old)  # the registry made the file first, with 4 KiB pages
+    con = sqlite3.connect(old)  # an older version's database, with SQLite's default 4 KiB pages
+    con.execute("PRAGMA journal_mode = WAL")
+    con.close()
+    reg = NodeRegistry(old)
     reg.add(Node(node_id=1, name="a"))
     busy = Outbox(old)  # the registry's connection is still open: no conversion, no harm
     assert busy._db.execute("PRAGMA page_size").fetchone()[0] == 4096
