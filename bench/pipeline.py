@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             gw.close()
         result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        result["frames_accepted"] = gw.pipeline.accepted
+        result["frames_accepted"] = gw.outbox.stats.stored
         result["frames_dropped"] = drops
         result["radio_packets_per_s"] = round(len(packets) / radio_s, 1)
         defaults = OutboxSettings()

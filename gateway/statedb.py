@@ -44,7 +44,7 @@ _MARKER_TEXT = (
     "Keep this file: while it exists, lora-gw refuses to start over silently when {name} goes missing\n"
     "or is emptied (restore a backup, or run `lora-gw state init` to start a new, empty database).\n"
 )
-_create_lock = threading.Lock()  # one creator per process; across processes the link is atomic
+_create_lock = threading.RLock()  # one creator per process; across processes the link is atomic
 
 
 class StateDbError(GatewayError):
@@ -87,7 +87,6 @@ def problem(db: Path) -> Problem | None:
     except FileNotFoundError:
         size = None
     since = _created_on(db)
-    had = f" (created {since})" if since else ""
     if size is None:
         if wal.exists():
             return Problem(
@@ -97,12 +96,15 @@ def problem(db: Path) -> Problem | None:
                 " to set the remnants aside and start a new, empty database",
             )
         if marker.exists():
+            had = f", created {since}" if since else ""
             return Problem(
-                "missing", f"{db} is missing but this state directory had one{had}: {_LOST}; {_WAY_OUT}"
+                "missing",
+                f"{db} is missing but this state directory had one{had}: {_LOST} are gone; {_WAY_OUT}",
             )
         return None
     if size == 0:
-        return Problem("empty", f"{db} is empty (0 bytes){had}: {_LOST} are gone; {_WAY_OUT}")
+        had = f"; created {since}" if since else ""
+        return Problem("empty", f"{db} is empty (0 bytes{had}): {_LOST} are gone; {_WAY_OUT}")
     if shm.exists() and not wal.exists():
         time.sleep(0.05)  # never a transient state (SQLite creates -wal before -shm and deletes it after)
         if shm.exists() and not wal.exists():
@@ -120,7 +122,7 @@ def _write_marker(db: Path) -> None:
     if marker.exists():
         return
     utc = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    tmp = marker.with_name(f".{marker.name}.{os.getpid()}")
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}-{secrets.token_hex(4)}")
     with open(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as fh:  # not the database
         fh.write(_MARKER_TEXT.format(name=db.name, utc=utc))
     os.replace(tmp, marker)

@@ -12,7 +12,7 @@ from gateway.errors import GatewayError
 
 # Commands that write the state directory; run by root on a service user's directory, they continue as
 # that user (see gateway.paths.adopt_state_owner).
-STATE_COMMANDS = frozenset({"nodes", "model"})
+STATE_COMMANDS = frozenset({"nodes", "model", "state"})
 
 # Each module defines register(subparsers) and sets a ``func(args) -> int`` default.
 COMMAND_MODULES = (
@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "gateway.cli.nodes",
     "gateway.cli.decode",
     "gateway.cli.model",
+    "gateway.cli.state",
     "gateway.cli.diag",
 )
 

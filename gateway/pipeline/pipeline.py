@@ -47,7 +47,7 @@ class Pipeline:
             raise ValueError(f"crc policy {self.settings.crc_policy!r} is not one of {CRC_POLICIES}")
         self._clock = clock
         self.received = 0
-        self.accepted = 0
+        self.passed = 0  # passed every check and handed to storage (accepted once its commit is durable)
         self.drops: Counter[str] = Counter()
         self._unwarned: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
@@ -99,7 +99,7 @@ class Pipeline:
     def accept(self, frame: DecodedFrame) -> None:
         """The frame is queued for storage: later copies of it are duplicates from now on."""
         self.decoder.accept(frame)
-        self.accepted += 1
+        self.passed += 1
 
     def _drop(self, reason: str, node_id: int | None, message: str) -> None:
         self.drops[reason] += 1

@@ -69,6 +69,8 @@ def outbox_settings(cfg: Config) -> OutboxSettings:
         commit_interval_ms=o.commit_interval_ms,
         max_rows=o.max_rows,
         max_age_s=o.max_age_days * 86400.0,
+        min_free_mb=o.min_free_mb,
+        max_db_mb=o.max_db_mb,
     )
 
 

@@ -116,6 +116,8 @@ class OutboxSection:
     max_rows: int = 500_000
     max_age_days: float = 30.0
     redecode_interval_s: float = 60.0
+    min_free_mb: float = 32.0
+    max_db_mb: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +345,8 @@ def _parse_outbox(sec: _Section) -> OutboxSection:
         max_rows=sec.int("max_rows", d.max_rows, 100, 100_000_000),
         max_age_days=sec.float("max_age_days", d.max_age_days, 0.001, 3650.0),
         redecode_interval_s=sec.float("redecode_interval_s", d.redecode_interval_s, 1.0, 86400.0),
+        min_free_mb=sec.float("min_free_mb", d.min_free_mb, 0.0, 1e6),
+        max_db_mb=sec.float("max_db_mb", d.max_db_mb, 0.0, 1e6),
     )
 
 

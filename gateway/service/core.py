@@ -119,6 +119,7 @@ class Core:
         self.latencies_ms: deque[float] = deque(maxlen=20000)
         self.published = 0
         self.raw_published = 0
+        self._disk_full = False  # last disk-full state reported (systemd status, stats topic)
         self.refused = 0
         self.started_s = clock()
         now = clock()
@@ -182,6 +183,10 @@ class Core:
             self._next_health = now + self.settings.health_interval_s
             self._handle(self.sink.check_health())
             self._unpark(now)
+            self.outbox.check_space()
+        if self.outbox.disk_full != self._disk_full:
+            self._disk_full = self.outbox.disk_full
+            self.publish_stats()  # say so now, not at the next interval
         self._publish()
         self._housekeeping(now)
 
@@ -335,13 +340,21 @@ class Core:
             "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "uptime_s": round(self._clock() - self.started_s, 1),
             "received": self.pipeline.received,
-            "accepted": self.pipeline.accepted,
+            "passed": self.pipeline.passed,
+            "accepted": self.outbox.stats.stored,  # durable: committed with its counter
+            "pending_commit": self.outbox.pending,
+            "dropped_disk_full": self.outbox.stats.dropped_disk_full,
             "drops": dict(self.pipeline.drops),
             "published": self.published,
             "raw_published": self.raw_published,
             "refused": self.refused,
             "backlog": self.outbox.backlog,
             "outbox": self.outbox.stats.as_dict(),
+            "storage": {
+                "disk_full": self.outbox.disk_full,
+                "free_mb": self.outbox.free_mb(),
+                "min_free_mb": self.outbox.settings.min_free_mb,
+            },
             "mqtt": {
                 **self.sink.stats.as_dict(),
                 "connected": self.sink.connected,
@@ -354,10 +367,13 @@ class Core:
         }
 
     def status_line(self) -> str:
-        return (
-            f"rx {self.pipeline.received}, accepted {self.pipeline.accepted}, published {self.published}, "
+        line = (
+            f"rx {self.pipeline.received}, accepted {self.outbox.stats.stored}, published {self.published}, "
             f"backlog {self.outbox.backlog}, broker {'up' if self.sink.connected else 'down'}"
         )
+        if self.outbox.disk_full:
+            line += f", DISK FULL: {self.outbox.stats.dropped_disk_full} frames not stored"
+        return line
 
     def publish_stats(self) -> None:
         self.notifier.status(self.status_line())

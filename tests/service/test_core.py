@@ -105,7 +105,7 @@ def test_backlog_from_previous_run_published_oldest_first(tmp_path, broker):
     for i in range(30):
         dead.submit(lpp_frame(enc[0x2A], float(i)))
     deadline = time.monotonic() + 10
-    while dead.core.pipeline.accepted < 30 and time.monotonic() < deadline:
+    while dead.core.outbox.stats.stored < 30 and time.monotonic() < deadline:
         time.sleep(0.01)
     dead.stop()
     with sqlite3.connect(db) as c:
@@ -160,7 +160,7 @@ def test_broker_outage_and_restart_loses_nothing_accepted(tmp_path, broker_facto
     send(20)
     assert sub.wait_for(lambda: set(sub.msg_ids()) >= set(sent), 20), len(set(sent) - set(sub.msg_ids()))
     gw.stop()
-    assert gw.pipeline.accepted == len(sent) == 140
+    assert gw.core.outbox.stats.stored == gw.pipeline.passed == len(sent) == 140
     assert gw.sink.stats.disconnects >= 1
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
