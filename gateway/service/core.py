@@ -393,6 +393,7 @@ class Core:
         self.notifier.stopping("flushing the outbox")
         try:
             self.drain()
+            self.publish_stats()  # the final figures, after the last commit
             deadline = self._clock() + self.settings.shutdown_flush_s
             while (self._ready or self.sink.inflight) and self.sink.connected and self._clock() < deadline:
                 self._publish()

@@ -39,7 +39,10 @@ class Notifier:
             return False
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Non-blocking: a listener that stops reading must never stall the core thread (a full
+                # queue drops that one notification instead).
+                kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                self._sock = socket.socket(socket.AF_UNIX, kind)
             self._sock.sendto("\n".join(fields).encode(), self.address)
             return True
         except OSError as exc:

@@ -33,6 +33,18 @@ class N:
         self.node_id, self.name, self.payload_codec = node_id, name, None
 
 
+def test_a_listener_that_stops_reading_never_blocks_the_notifier(tmp_path):
+    path = tmp_path / "n.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))  # never read: its queue fills after a few hundred datagrams
+    n = Notifier({"NOTIFY_SOCKET": str(path)})
+    sent = [n.status(f"rx {i}") for i in range(5000)]  # blocked forever here before
+    assert sent[0] and not sent[-1]  # the overflow is dropped, not waited for
+    assert s.recv(100) == b"STATUS=rx 0"
+    s.close()
+    n.close()
+
+
 def test_render_topics_ids_and_unknown_model_as_raw():
     r = Renderer("gw", "lora", NodeCache(lambda i: N(i, "a/b+c") if i == 1 else None))
     t = r.render(StoredFrame(1, accepted(1, 7)))
