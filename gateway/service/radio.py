@@ -176,7 +176,13 @@ class SimNetwork:
 
         link = Link(loss=loss) if path_loss_db is None else Link(path_loss_db=path_loss_db, loss=loss)
         self.sim = RadioSim(
-            nodes=nodes, config=config, link=link, seed=seed, speed=speed, fault=fault, interferers=interferers
+            nodes=nodes,
+            config=config,
+            link=link,
+            seed=seed,
+            speed=speed,
+            fault=fault,
+            interferers=interferers,
         )
         self.interval_s = interval_s
         self.rng = np.random.default_rng(seed)
