@@ -95,7 +95,9 @@ class LinkAdvice:
             "advised_sf": self.advised_sf,
             "payload_bytes": self.payload_bytes,
             "airtime_ms": round(self.airtime_ms, 3),
-            "advised_airtime_ms": None if self.advised_airtime_ms is None else round(self.advised_airtime_ms, 3),
+            "advised_airtime_ms": None
+            if self.advised_airtime_ms is None
+            else round(self.advised_airtime_ms, 3),
             "airtime_saved_ms": None if self.saved_ms is None else round(self.saved_ms, 3),
             "energy_saved_mj": None if self.saved_mj is None else round(self.saved_mj, 3),
         }

@@ -184,7 +184,10 @@ class Monitor:
 
 def sim_nodes(cfg: Config) -> list[Node]:
     e = cfg.radio.emulator
-    return [Node(node_id=SIM_NODE_BASE + i + 1, name=f"sim-{i + 1}", interval_s=e.interval_s) for i in range(e.nodes)]
+    return [
+        Node(node_id=SIM_NODE_BASE + i + 1, name=f"sim-{i + 1}", interval_s=e.interval_s)
+        for i in range(e.nodes)
+    ]
 
 
 def registry_nodes(cfg: Config, state_dir: str | None = None) -> list[Node]:

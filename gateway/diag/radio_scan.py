@@ -53,7 +53,9 @@ class ScanResult:
     def as_dict(self) -> dict:
         peak = self.peak
         return {
-            "channels": [{"freq_mhz": c.freq_hz / 1e6, "rssi_dbm": round(c.rssi_dbm, 1)} for c in self.channels],
+            "channels": [
+                {"freq_mhz": c.freq_hz / 1e6, "rssi_dbm": round(c.rssi_dbm, 1)} for c in self.channels
+            ],
             "step_khz": self.step_hz / 1e3,
             "dwell_ms": self.dwell_s * 1e3,
             "bandwidth_khz": self.bw_hz / 1e3,
@@ -101,10 +103,14 @@ def scan(rig: RadioRig, freqs: list[int], dwell_ms: float = DEFAULT_DWELL_MS) ->
             for _ in range(samples_per_channel):
                 total_mw += 10 ** (drv.rssi_dbm() / 10)
                 clock.sleep(SAMPLE_INTERVAL_S)
-            channels.append(Channel(freq, 10 * math.log10(total_mw / samples_per_channel), samples_per_channel))
+            channels.append(
+                Channel(freq, 10 * math.log10(total_mw / samples_per_channel), samples_per_channel)
+            )
     finally:
         drv.configure(base)
     elapsed = clock.monotonic() - t0
     if rig.virtual_time and isinstance(spi, SpidevPort):
         elapsed += (spi.bytes - bytes0) * 8 / spi.speed_hz
-    return ScanResult(tuple(channels), freqs[1] - freqs[0] if len(freqs) > 1 else 0, dwell_s, base.bw_hz, elapsed)
+    return ScanResult(
+        tuple(channels), freqs[1] - freqs[0] if len(freqs) > 1 else 0, dwell_s, base.bw_hz, elapsed
+    )

@@ -98,8 +98,9 @@ def make_plan(radio: RadioSection, airtime_s: float, count: int, interval_s: flo
         refusal = f"--interval {interval_s:g} s is shorter than one frame's time on air ({ms:.1f} ms)"
     elif allowed is not None and in_hour > allowed:
         refusal = (
-            f"{count} frames every {interval_s:g} s puts {in_hour} frames ({in_hour * airtime_s:.1f} s on air)"
-            f" in one hour; the {rules.duty_cycle_percent:g} % duty cycle of {rules.region} {rules.band}"
+            f"{count} frames every {interval_s:g} s puts {in_hour} frames"
+            f" ({in_hour * airtime_s:.1f} s on air) in one hour; the {rules.duty_cycle_percent:g} %"
+            f" duty cycle of {rules.region} {rules.band}"
             f" allows {allowed} frames of {ms:.1f} ms ({3600 * duty:.1f} s) per hour"
         )
     return TxPlan(count, interval_s, payload, airtime_s, rules, radio.tx_power_dbm, allowed, in_hour, refusal)
