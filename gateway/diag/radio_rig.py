@@ -126,7 +126,11 @@ def open_rig(cfg: Config, with_nodes: bool = True, begin: bool = True) -> RadioR
             sim=sim,
         )
         if begin:
-            rig.driver(receive=True)
+            try:
+                rig.driver(receive=True)
+            except BaseException:
+                rig.close()
+                raise
         return rig
     bus, cs = spi_bus_cs(r.spi_device)
     return RadioRig(
