@@ -135,7 +135,7 @@ class Monitor:
             node_id, fcnt = self._identify(packet)
         self.verdicts[verdict] += 1
         name = self.names.get(node_id, f"0x{node_id:x}") if node_id is not None else "?"
-        if node_id is not None and verdict in (ACCEPTED, "duplicate"):
+        if node_id is not None:  # accepted, or a frame whose own CRC/MIC verified: its link is real
             self._tally(node_id, name, fcnt, packet)
         return PacketRow(
             packet.utc,

@@ -169,3 +169,34 @@ def test_monitor_ndjson_through_a_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     packets, summary = ndjson(proc.stdout)
     assert len(packets) == summary["packets"] >= 8
+
+
+def test_unregistered_nodes_are_identified_by_their_verified_frames() -> None:
+    from gateway.diag.radio_monitor import Monitor
+    from gateway.frames import FrameEncoder
+    from gateway.radio.sim import RadioSim
+
+    sim = RadioSim(nodes=1)
+    enc = FrameEncoder(0x2A)
+    mon = Monitor([])  # no registry: every frame is unknown_node, but its CRC still names the node
+    rows = []
+    try:
+        for fcnt in range(5):
+            frame = enc.encode_lpp([(1, "temperature", 21.5)])
+            if fcnt != 3:  # counter 3 never reaches the air: lost
+                sim.send_at(sim.clock.monotonic(), 0, frame)
+                rows += [mon.handle(p) for p in sim.receive_all(0.5)]
+    finally:
+        sim.close()
+    assert [(r.node_id, r.fcnt, r.verdict) for r in rows] == [(0x2A, n, "unknown_node") for n in (0, 1, 2, 4)]
+    assert mon.summary(1.0)["nodes"] == [
+        {
+            "node_id": 0x2A,
+            "node": "0x2a",
+            "received": 4,
+            "lost": 1,
+            "loss_ratio": 0.2,
+            "first_fcnt": 0,
+            "last_fcnt": 4,
+        }
+    ]
