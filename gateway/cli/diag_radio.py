@@ -22,9 +22,10 @@ from gateway.diag.radio import DIO0_METHODS, radio_checks
 from gateway.diag.radio_rig import RadioRig, open_rig
 from gateway.diag.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Report
 from gateway.diag.setup import load
-from gateway.errors import HardwareError
+from gateway.errors import ConfigError, HardwareError
 from gateway.radio import regs
 from gateway.service.config import Config
+from gateway.service.radio import lora_config
 
 PEAK_ABOVE_FLOOR_DB = 10.0  # a channel this far above the median floor is flagged as occupied
 BAR_WIDTH = 40
@@ -60,6 +61,11 @@ def _block() -> str:
 
 def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2))
+
+
+def _check_seconds(seconds: float) -> None:
+    if not 0 < seconds <= 7 * 86400:
+        raise ConfigError(f"--seconds: {seconds:g} must be more than 0 and at most 604800 (a week)")
 
 
 def _hardware_failure(exc: HardwareError, as_json: bool) -> int:
@@ -230,10 +236,7 @@ def _nodes_for(cfg: Config, rig: RadioRig, args: argparse.Namespace) -> list:
 
 def _monitor(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.emulate)
-    if not args.seconds > 0:
-        from gateway.errors import ConfigError
-
-        raise ConfigError(f"--seconds: {args.seconds:g} must be positive")
+    _check_seconds(args.seconds)
     log = DailyCsv(args.csv) if args.csv else None
     colour = _tty()
     try:
@@ -307,8 +310,6 @@ def _monitor(args: argparse.Namespace) -> int:
 def _tx(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.emulate)
     payload = radio_tx.parse_payload(args.payload)
-    from gateway.service.radio import lora_config
-
     airtime = lora_config(cfg.radio).time_on_air_s(len(payload))
     plan = radio_tx.make_plan(cfg.radio, airtime, args.count, args.interval, payload)
     if plan.refusal is not None:
@@ -347,6 +348,7 @@ def _tx(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- link
 def _link(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.emulate)
+    _check_seconds(args.seconds)
     try:
         with open_rig(cfg, with_nodes=True, begin=True) as rig:
             mon = radio_monitor.Monitor(_nodes_for(cfg, rig, args), cfg.radio.crc_policy)

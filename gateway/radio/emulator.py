@@ -12,6 +12,8 @@ unreadable in SLEEP), FIFO base addresses and pointers, IRQ flags with write-1-t
 the DIO mapping (DIO0 stays high until its flag is cleared), ImageCal, header and packet counters
 (reset in SLEEP), RSSI/SNR/FEI from the link, CrcOnPayload, TX/RX/CAD timing. Radio traffic goes
 through a ``VirtualAir`` (gateway.radio.air); without one the chip is alone and hears nothing.
+``fault`` emulates the wiring faults installers meet (no chip answering, MISO floating, DIO0 or
+RESET not connected, a marginal SPI link), so every field diagnostic can be made to fail.
 This module never imports the driver.
 """
 
