@@ -352,8 +352,11 @@ class VirtualAir:
         power = frame.params.power_dbm - link.path_loss_db
         if link.snr_db is not None:
             return power, link.snr_db
-        snr = power - 10 * math.log10(self._noise_mw(rx.params()))
-        return power, min(snr, SNR_CEILING_DB)
+        if self.interferers:
+            noise = 10 * math.log10(self._noise_mw(rx.params()))
+        else:  # the common case, kept cheap: the same channel has the transmitter's bandwidth
+            noise = noise_floor_dbm(frame.params.bw_hz, self.noise_figure_db)
+        return power, min(power - noise, SNR_CEILING_DB)
 
     @staticmethod
     def _same_channel(tx: RadioParams, rx: RadioParams) -> bool:
