@@ -10,6 +10,13 @@ as on the chip.
 Mismatched LowDataRateOptimize, coding rate (implicit header) or CRC settings corrupt the payload the
 way the chip would. Per link (transmitter → receiver): path loss, SNR, loss and bit-error injection.
 
+Levels follow the datasheet's link budget: received power = the transmitter's output power (from its
+PA registers) − path loss; noise in the channel = −174 dBm/Hz + 10·log10(BW) + NF (6 dB); packet SNR =
+signal − (noise + interference in the channel), saturating at +12 dB as the chip's estimate does.
+``interferers`` are continuous carriers (a neighbour's FSK link, a noisy power supply): each raises
+the instantaneous RSSI of a receiver tuned within half its bandwidth of the carrier, and lowers the SNR
+of every packet received there, so packets below the demodulator limit are lost.
+
 Every frame's fate at every receiver that could have heard it is counted in ``stats`` (totals) and
 ``rx_stats[name]`` (per receiver): ``delivered``, ``delivered_crc_error``, ``lost_collision``,
 ``delivered_corrupt`` (no CRC to catch it), ``lost_injected``, ``lost_sensitivity``,
@@ -29,7 +36,7 @@ from gateway.radio import regs
 from gateway.radio.airtime import header_end_s, time_on_air_s
 from gateway.radio.emulator import EmulatedSX1276, RadioParams, noise_floor_dbm
 
-__all__ = ["Link", "VirtualAir", "VirtualClock"]
+__all__ = ["Interferer", "Link", "VirtualAir", "VirtualClock"]
 
 FREQ_TOLERANCE = 0.25  # fraction of the bandwidth a receiver tolerates as carrier offset
 SNR_CEILING_DB = 12.0  # the demodulator's SNR estimate saturates for strong signals
@@ -47,6 +54,14 @@ class Link:
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss <= 1.0 or not 0.0 <= self.bit_error_rate <= 1.0:
             raise ValueError("loss and bit_error_rate are probabilities in 0..1")
+
+
+@dataclass(frozen=True, slots=True)
+class Interferer:
+    """A continuous carrier at ``freq_hz``, received at ``rssi_dbm`` by every chip on the air."""
+
+    freq_hz: float
+    rssi_dbm: float
 
 
 @dataclass(eq=False)
@@ -82,8 +97,10 @@ class VirtualAir:
         default_link: Link | None = None,
         noise_figure_db: float = 6.0,
         capture_db: float = 6.0,
+        interferers: tuple[Interferer, ...] | list[Interferer] = (),
     ) -> None:
         self.clock = clock or VirtualClock()
+        self.interferers: list[Interferer] = list(interferers)
         self.rng = random.Random(seed)
         self.default_link = default_link or Link()
         self.noise_figure_db = noise_figure_db
@@ -173,7 +190,7 @@ class VirtualAir:
         with self._lock:
             now = self.clock.monotonic()
             p = chip.params()
-            total_mw = 10 ** (noise_floor_dbm(p.bw_hz, self.noise_figure_db) / 10)
+            total_mw = self._noise_mw(p)
             for frame in self._frames:
                 if frame.start <= now <= frame.end and not frame.aborted and self._near(frame.params, p):
                     total_mw += 10 ** (self._levels(frame, chip)[0] / 10)
@@ -322,13 +339,24 @@ class VirtualAir:
         return False
 
     # ------------------------------------------------------------------ helpers
+    def _noise_mw(self, rp: RadioParams) -> float:
+        """Thermal noise plus every interferer inside the receiver's channel, in mW."""
+        total = 10 ** (noise_floor_dbm(rp.bw_hz, self.noise_figure_db) / 10)
+        for carrier in self.interferers:
+            if abs(carrier.freq_hz - rp.rx_frequency_hz) <= rp.bw_hz / 2:
+                total += 10 ** (carrier.rssi_dbm / 10)
+        return total
+
     def _levels(self, frame: _Frame, rx: EmulatedSX1276) -> tuple[float, float]:
         link = self.link(frame.src, rx)
         power = frame.params.power_dbm - link.path_loss_db
         if link.snr_db is not None:
             return power, link.snr_db
-        snr = power - noise_floor_dbm(frame.params.bw_hz, self.noise_figure_db)
-        return power, min(snr, SNR_CEILING_DB)
+        if self.interferers:
+            noise = 10 * math.log10(self._noise_mw(rx.params()))
+        else:  # the common case, kept cheap: the same channel has the transmitter's bandwidth
+            noise = noise_floor_dbm(frame.params.bw_hz, self.noise_figure_db)
+        return power, min(power - noise, SNR_CEILING_DB)
 
     @staticmethod
     def _same_channel(tx: RadioParams, rx: RadioParams) -> bool:

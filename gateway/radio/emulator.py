@@ -12,6 +12,8 @@ unreadable in SLEEP), FIFO base addresses and pointers, IRQ flags with write-1-t
 the DIO mapping (DIO0 stays high until its flag is cleared), ImageCal, header and packet counters
 (reset in SLEEP), RSSI/SNR/FEI from the link, CrcOnPayload, TX/RX/CAD timing. Radio traffic goes
 through a ``VirtualAir`` (gateway.radio.air); without one the chip is alone and hears nothing.
+``fault`` emulates the wiring faults installers meet (no chip answering, MISO floating, DIO0 or
+RESET not connected, a marginal SPI link), so every field diagnostic can be made to fail.
 This module never imports the driver.
 """
 
@@ -38,6 +40,15 @@ log = logging.getLogger(__name__)
 IMAGE_CAL_DURATION_S = 0.010  # datasheet 2.1.3.8: about 10 ms
 CAD_SYMBOLS = 2  # a CAD lasts about two symbols (datasheet 4.1.6)
 RX_LORA_MODES = (Mode.RXCONTINUOUS, Mode.RXSINGLE)
+
+# Wiring faults an installer meets in the field, so that every diagnostic check can fail in a test:
+#   chip-absent     every SPI read returns 0x00 (no power reaching the module, or the wrong chip select)
+#   chip-unpowered  every SPI read returns 0xFF (MISO floating high: not wired, or the chip unpowered)
+#   no-dio0         the DIO0 line never rises (not wired to the configured GPIO); RegIrqFlags still works
+#   reset-stuck     the RESET pulse never reaches the chip: registers keep their values
+#   spi-marginal    above SPI_MARGINAL_HZ the chip latches bit 0 of written data wrongly (long wires)
+FAULTS = ("none", "chip-absent", "chip-unpowered", "no-dio0", "reset-stuck", "spi-marginal")
+SPI_MARGINAL_HZ = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +120,21 @@ class EmulatedSX1276:
         self._held_in_reset = False
         # fault injection: the next valid header leaves the modem hung (no RxDone) until RX is re-entered
         self.stall_after_header = False
+        self._fault = "none"
         self.power_on_reset()
+
+    @property
+    def fault(self) -> str:
+        """The wiring fault being emulated (one of ``FAULTS``)."""
+        return self._fault
+
+    @fault.setter
+    def fault(self, value: str) -> None:
+        if value not in FAULTS:
+            raise ValueError(f"unknown emulated fault {value!r} (one of {', '.join(FAULTS)})")
+        with self._lock:
+            self._fault = value
+            self._update_dio()
 
     # ------------------------------------------------------------------ spidev.SpiDev surface
     def open(self, bus: int = 0, device: int = 0) -> None:
@@ -161,6 +186,8 @@ class EmulatedSX1276:
     def set_reset_pin(self, level: bool) -> None:
         """NRESET: low holds the chip in reset; the rising edge restarts it with reset values."""
         with self._lock:
+            if self._fault == "reset-stuck":
+                return  # the pulse never reaches the chip
             if not level:
                 if not self._held_in_reset:
                     self._held_in_reset = True
@@ -345,16 +372,21 @@ class EmulatedSX1276:
             self.spi_transactions += 1
             self.spi_bytes += len(data)
             out = [0] * len(data)
+            if self._fault in ("chip-absent", "chip-unpowered"):
+                # nothing answers: MISO held low, or floating high; the chip never sees the writes
+                self.emulation_s += time.perf_counter() - started
+                return [0xFF if self._fault == "chip-unpowered" else 0x00] * len(data)
             if not data or self._held_in_reset:
                 self.emulation_s += time.perf_counter() - started
                 return out
             first = data[0] & 0xFF
             write = bool(first & regs.WRITE)
             addr = first & regs.ADDRESS_MASK
+            garble = 0x01 if self._fault == "spi-marginal" and self.max_speed_hz > SPI_MARGINAL_HZ else 0
             for i in range(1, len(data)):
                 if write:
                     out[i] = self._read_plain(addr)  # MISO shifts out the previous value
-                    self._write(addr, data[i] & 0xFF)
+                    self._write(addr, (data[i] ^ garble) & 0xFF)
                 else:
                     out[i] = self._read(addr)
                 if addr != Reg.FIFO:
@@ -552,6 +584,8 @@ class EmulatedSX1276:
             dio1 = (Irq.RX_TIMEOUT, Irq.FHSS_CHANGE_CHANNEL, Irq.CAD_DETECTED, 0)[regs.DIO1_MAPPING.get(m1)]
             dio3 = (Irq.CAD_DONE, Irq.VALID_HEADER, Irq.PAYLOAD_CRC_ERROR, 0)[regs.DIO3_MAPPING.get(m1)]
             levels[0], levels[1], levels[3] = bool(flags & dio0), bool(flags & dio1), bool(flags & dio3)
+            if getattr(self, "_fault", "none") == "no-dio0":
+                levels[0] = False  # the line is not connected to the GPIO: it never rises there
         for index, level in enumerate(levels):
             if level != self._dio_levels[index]:
                 self._dio_levels[index] = level

@@ -16,7 +16,10 @@ exercise the same code as on a Raspberry Pi.
 
 Arguments of ``RadioSim``: ``nodes`` (count), ``config`` (LoRaConfig for every radio; nodes may
 get their own via ``add_node(config=...)``), ``link`` (default Link for every node ↔ gateway
-path), ``seed`` (loss/bit-error randomness), ``speed`` and ``clock``.
+path), ``seed`` (loss/bit-error randomness), ``speed`` and ``clock``; for field diagnostics also
+``fault`` (a wiring fault of the gateway's chip, see ``emulator.FAULTS``), ``interferers``
+(continuous carriers on the air), ``pins`` (the gateway's RESET/DIO0 wiring) and ``begin`` (False
+leaves the gateway's chip untouched after power-on, for tests that probe it at register level).
 
 Time: by default a manual ``VirtualClock`` — time moves only while someone waits on it
 (``receive``, ``send``, ``clock.advance``), so single-threaded scripts run as fast as the CPU allows.
@@ -33,12 +36,12 @@ from dataclasses import dataclass
 from gateway.hw.clock import VirtualClock
 from gateway.hw.gpio import GpiodGpio, RPiGpio
 from gateway.hw.spi import SpidevPort
-from gateway.radio.air import Link, VirtualAir
+from gateway.radio.air import Interferer, Link, VirtualAir
 from gateway.radio.emulator import EmulatedSX1276, FakeGPIO, FakeGpiod
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 
-__all__ = ["Link", "LoRaConfig", "RadioSim", "RxPacket", "SimNode", "VirtualClock"]
+__all__ = ["Interferer", "Link", "LoRaConfig", "RadioSim", "RxPacket", "SimNode", "VirtualClock"]
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +75,26 @@ def make_radio(
     config: LoRaConfig,
     gpio_backend: str = "rpi",
     use_dio0: bool = True,
+    pins: Pins | None = None,
+    spi_speed_hz: int = 8_000_000,
 ) -> tuple[EmulatedSX1276, FakeGPIO, SX1276]:
-    """An emulated chip on ``air`` wired to a fake GPIO board, and an SX1276 driver over both."""
+    """An emulated chip on ``air`` wired to a fake GPIO board, and an SX1276 driver over both.
+
+    ``pins`` is the wiring (default RESET 17, DIO0 4); a pin that is None is not connected.
+    """
     chip = air.add_radio(name)
     board = FakeGPIO()
-    chip.wire(board, RESET_PIN, {0: DIO0_PIN, 1: DIO1_PIN})
+    if pins is None:
+        pins = Pins(reset=RESET_PIN, dio0=DIO0_PIN if use_dio0 else None, dio1=None)
+        dio_pins = {0: DIO0_PIN, 1: DIO1_PIN}
+    else:
+        dio_pins = {i: p for i, p in ((0, pins.dio0), (1, pins.dio1)) if p is not None}
+    chip.wire(board, pins.reset, dio_pins)
     if gpio_backend == "gpiod":
         backend = GpiodGpio(module=FakeGpiod(board, air.clock), candidates=["/dev/gpiochip0"])
     else:
         backend = RPiGpio(air.clock, module=board)
-    pins = Pins(reset=RESET_PIN, dio0=DIO0_PIN if use_dio0 else None, dio1=None)
-    spi = SpidevPort(device_factory=lambda: chip)
+    spi = SpidevPort(device_factory=lambda: chip, speed_hz=spi_speed_hz)
     driver = SX1276(spi, backend, pins, config, clock=air.clock, name=name)
     return chip, board, driver
 
@@ -100,15 +112,22 @@ class RadioSim:
         clock: VirtualClock | None = None,
         gpio_backend: str = "rpi",
         use_dio0: bool = True,
+        fault: str = "none",
+        interferers: tuple[Interferer, ...] | list[Interferer] = (),
+        pins: Pins | None = None,
+        spi_speed_hz: int = 8_000_000,
+        begin: bool = True,
     ) -> None:
         self._own_clock = clock is None
         self.clock = clock or VirtualClock(speed=speed)
         self.config = config or LoRaConfig()
-        self.air = VirtualAir(self.clock, seed=seed, default_link=link or Link())
+        self.air = VirtualAir(self.clock, seed=seed, default_link=link or Link(), interferers=interferers)
         self.gateway_chip, self.gateway_gpio, self.gateway = make_radio(
-            self.air, "gateway", self.config, gpio_backend, use_dio0
+            self.air, "gateway", self.config, gpio_backend, use_dio0, pins, spi_speed_hz
         )
-        self.gateway.begin(receive=True)
+        self.gateway_chip.fault = fault
+        if begin:
+            self.gateway.begin(receive=True)
         self.nodes: list[SimNode] = []
         for _ in range(nodes):
             self.add_node()

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.radio.air import Interferer
+from gateway.radio.emulator import FAULTS
 from gateway.sinks.url import BrokerUrl, parse_broker_url
 
 ENV_URL = "LORA_GW_MQTT_URL"
@@ -51,13 +53,19 @@ class GatewaySection:
 
 @dataclass(frozen=True, slots=True)
 class EmulatorSection:
-    """Simulated nodes on a virtual air, used when ``radio.backend = "emulator"``."""
+    """Simulated nodes on a virtual air, used when ``radio.backend = "emulator"``.
+
+    ``fault``, ``interferers`` and ``path_loss_db`` let every field diagnostic fail on purpose.
+    """
 
     nodes: int = 3
     interval_s: float = 10.0
     seed: int = 1
     loss: float = 0.0
     speed: float = 1.0
+    fault: str = "none"
+    interferers: tuple[Interferer, ...] = ()
+    path_loss_db: float = 110.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +259,25 @@ def _tx_power(sec: _Section, default: int) -> int:
     return v
 
 
-def _parse_radio(sec: _Section) -> RadioSection:
-    d = RadioSection()
-    region = sec.str("region", d.region, tuple(REGIONS))
-    (band_lo, band_hi), region_duty = REGIONS[region]
-    emu = sec.sub("emulator")
+def _interferers(sec: _Section, k: str) -> tuple[Interferer, ...]:
+    v = sec._get(k)
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        raise ConfigError(f"{sec.key(k)}: must be a list of {{freq_hz = ..., rssi_dbm = ...}} tables")
+    out = []
+    for i, item in enumerate(v):
+        one = _Section(f"{sec.key(k)}[{i}]", item)
+        freq = one.int("freq_hz", None, 137_000_000, 1_020_000_000)
+        rssi = one.float("rssi_dbm", float("nan"), -160.0, 20.0)
+        one.finish()
+        if freq is None or rssi != rssi:
+            raise ConfigError(f"{one.name}: needs both freq_hz and rssi_dbm")
+        out.append(Interferer(freq_hz=freq, rssi_dbm=rssi))
+    return tuple(out)
+
+
+def _parse_emulator(emu: _Section) -> EmulatorSection:
     de = EmulatorSection()
     emulator = EmulatorSection(
         nodes=emu.int("nodes", de.nodes, 0, 250),
@@ -263,8 +285,19 @@ def _parse_radio(sec: _Section) -> RadioSection:
         seed=emu.int("seed", de.seed, 0, 2**31 - 1),
         loss=emu.float("loss", de.loss, 0.0, 1.0),
         speed=emu.float("speed", de.speed, 0.01, 10000.0),
+        fault=emu.str("fault", de.fault, FAULTS),
+        interferers=_interferers(emu, "interferers"),
+        path_loss_db=emu.float("path_loss_db", de.path_loss_db, 0.0, 200.0),
     )
     emu.finish()
+    return emulator
+
+
+def _parse_radio(sec: _Section) -> RadioSection:
+    d = RadioSection()
+    region = sec.str("region", d.region, tuple(REGIONS))
+    (band_lo, band_hi), region_duty = REGIONS[region]
+    emulator = _parse_emulator(sec.sub("emulator"))
     sf = sec.int("sf", d.sf, 6, 12)
     bw = sec.int("bw_hz", d.bw_hz, 7800, 500_000, BANDWIDTHS_HZ)
     freq = sec.int("frequency_hz", d.frequency_hz, 137_000_000, 1_020_000_000)

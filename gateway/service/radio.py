@@ -168,10 +168,22 @@ class SimNetwork:
         speed: float = 1.0,
         model: Model | None = None,
         config: LoRaConfig | None = None,
+        path_loss_db: float | None = None,
+        fault: str = "none",
+        interferers: tuple = (),
     ) -> None:
         from gateway.radio.sim import Link, RadioSim
 
-        self.sim = RadioSim(nodes=nodes, config=config, link=Link(loss=loss), seed=seed, speed=speed)
+        link = Link(loss=loss) if path_loss_db is None else Link(path_loss_db=path_loss_db, loss=loss)
+        self.sim = RadioSim(
+            nodes=nodes,
+            config=config,
+            link=link,
+            seed=seed,
+            speed=speed,
+            fault=fault,
+            interferers=interferers,
+        )
         self.interval_s = interval_s
         self.rng = np.random.default_rng(seed)
         self.model = model
