@@ -158,7 +158,16 @@ class Gateway:
             e = r.emulator
             model = install_demo_model(self.state_dir)
             net = SimNetwork(
-                e.nodes, e.interval_s, e.seed, e.loss, e.speed, model=model, config=lora_config(r)
+                e.nodes,
+                e.interval_s,
+                e.seed,
+                e.loss,
+                e.speed,
+                model=model,
+                config=lora_config(r),
+                path_loss_db=e.path_loss_db,
+                fault=e.fault,
+                interferers=e.interferers,
             )
             net.register(self.registry)
             return net
