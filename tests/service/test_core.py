@@ -169,7 +169,8 @@ def test_broker_outage_and_restart_loses_nothing_accepted(tmp_path, broker_facto
 
 def test_acl_refused_publish_is_not_delivered_and_stays_in_outbox(tmp_path, broker_factory):
     broker = broker_factory(
-        acl="topic write lora/gw/status\ntopic write lora/gw/nodes/weather/#\ntopic read #\n"
+        acl="topic write lora/gw/status\ntopic write lora/gw/stats\n"
+        "topic write lora/gw/nodes/weather/#\ntopic read #\n"
     )
     db = tmp_path / "gateway.db"
     register(db, NODES)

@@ -15,6 +15,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 from gateway.pipeline.message import message_id
 
 from .helpers import Collector
-from .test_service import start, wait, write_config
+from .test_service import REPO, start, wait, write_config
 
 HOLD_S = float(os.environ.get("LORA_GW_DISK_FULL_HOLD_S", "8"))
 
@@ -49,14 +50,14 @@ def small_fs(tmp_path) -> Iterator[tuple[Path, bool]]:
             subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def fill(path: Path) -> Path:
-    """Write a file until the filesystem says ENOSPC (unbuffered: every byte that fits is written)."""
+def fill(path: Path, leave: int = 0) -> Path:
+    """Write a file until at most ``leave`` bytes are free, or (leave=0) the filesystem says ENOSPC."""
     filler = path / "filler"
     fd = os.open(filler, os.O_CREAT | os.O_WRONLY, 0o600)
     try:
         for size in (65536, 4096, 512, 1):
             with contextlib.suppress(OSError):
-                while True:
+                while os.statvfs(path).f_bavail * os.statvfs(path).f_frsize - size >= leave:
                     os.write(fd, b"\xa5" * size)
     finally:
         os.close(fd)
@@ -68,15 +69,21 @@ def stored_ids(db: Path) -> set[str]:
         return {message_id(n, f) for n, f in c.execute("SELECT node_id, fcnt FROM outbox")}
 
 
+@pytest.mark.parametrize("floor", [True, False], ids=["below-the-floor", "enospc"])
 def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
-    tmp_path, small_fs, broker_factory
+    tmp_path, small_fs, broker_factory, floor
 ):
+    """below-the-floor: 0.25 MB left under a 0.5 MB floor, so the registry stays writable; enospc: no
+    floor and not a byte left, so SQLite itself meets "database or disk is full"."""
     mnt, mounted = small_fs
     broker = broker_factory(persistence=True)
     sub = Collector(broker.port, "lora/#", persistent_id="disk-full-consumer")
     config = write_config(tmp_path, broker.port, nodes=6)
     text = config.read_text().replace(f'state_dir = "{tmp_path / "state"}"', f'state_dir = "{mnt / "state"}"')
-    text += "[outbox]\nmin_free_mb = 0.5\n" if mounted else "[outbox]\nmin_free_mb = 0\nmax_db_mb = 0.04\n"
+    if mounted:
+        text += f"[outbox]\nmin_free_mb = {0.5 if floor else 0}\n"
+    else:
+        text += "[outbox]\nmin_free_mb = 0\nmax_db_mb = 0.04\n"
     config.write_text(text)
     db = mnt / "state" / "gateway.db"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -87,7 +94,7 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
         assert wait(lambda: len(sub.msg_ids()) >= 10, 30), proc.stderr.peek()
         broker.stop()
         assert wait(lambda: len(stored_ids(db)) >= 30, 30)
-        filler = fill(mnt) if mounted else None
+        filler = fill(mnt, leave=256 * 1024 if floor else 0) if mounted else None
         # full: the service goes on, counting what it cannot store, for as long as the disk stays full
         assert wait(lambda: b"DISK FULL" in drain(notify), 60), "no disk-full status reached systemd"
         before = stored_ids(db)
@@ -96,6 +103,13 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
             time.sleep(0.5)
         assert stored_ids(db) == before  # nothing stored, nothing lost while full
+        added = cli(mnt / "state", "nodes", "add", "0x5151", "--name", "while-full")
+        if mounted and not floor:  # not a byte left: a clear one-line refusal, and the service goes on
+            assert added.returncode == 2 and "database or disk is full" in added.stderr, added.stderr
+            assert "Traceback" not in added.stderr
+        else:  # the floor kept the registry writable
+            assert added.returncode == 0, added.stderr
+        assert proc.poll() is None
         if filler is not None:
             filler.unlink()
         broker.start()
@@ -115,7 +129,7 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
     final = sub.json_on("/stats")[-1]  # published at the clean stop, after the last commit
     ids = set(sub.msg_ids())
     summary = {
-        "filesystem": "tmpfs 4 MiB" if mounted else "max_db_mb 0.04",
+        "filesystem": ("tmpfs 4 MiB" if mounted else "max_db_mb 0.04") + (", floor" if floor else ""),
         "hold_s": HOLD_S,
         "passed": final["passed"],
         "accepted": final["accepted"],
@@ -131,6 +145,16 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     sub.close()
+
+
+def cli(state: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "--state-dir", str(state), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def drain(sock: socket.socket) -> bytes:
