@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "gateway.cli.decode",
     "gateway.cli.model",
     "gateway.cli.diag",
+    "gateway.cli.doctor",
 )
 
 
