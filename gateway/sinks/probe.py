@@ -327,7 +327,7 @@ def session_check(s: ProbeSettings, token: bytes) -> SessionResult:
 
 
 def _session(client: mqtt.Client, ev: _Events, s: ProbeSettings, start: float) -> SessionResult:
-    if not _pump(client, ev, lambda: ev.connack is not None, start + s.connect_timeout_s + s.step_timeout_s):
+    if not _pump(client, ev, lambda: ev.connack is not None, time.monotonic() + s.step_timeout_s):
         if ev.disconnected is not None:
             return SessionResult(
                 False, error_kind=CLOSED, error=f"the broker closed the connection ({ev.disconnected})"
