@@ -37,7 +37,7 @@ UNTRUSTED, EXPIRED, HOSTNAME, NOT_TLS, CLIENT_CERT = (
 CLOSED, SUBSCRIBE_REFUSED, PUBLISH_REFUSED = "closed", "subscribe_refused", "publish_refused"
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) that have a plainer explanation than "verify failed".
-_X509_EXPIRED, _X509_NOT_YET_VALID, _X509_HOSTNAME_MISMATCH = 10, 9, 62
+_X509_EXPIRED, _X509_NOT_YET_VALID, _X509_HOSTNAME_MISMATCH, _X509_IP_MISMATCH = 10, 9, 62, 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +223,12 @@ def tls_check(s: ProbeSettings) -> TlsResult:
             return TlsResult(True, _ms(start), tls.version(), _cert_info(tls.getpeercert(binary_form=True)))
     except ssl.SSLCertVerificationError as exc:
         code = exc.verify_code
-        kind = {_X509_EXPIRED: EXPIRED, _X509_NOT_YET_VALID: EXPIRED, _X509_HOSTNAME_MISMATCH: HOSTNAME}.get(
-            code, UNTRUSTED
-        )
+        kind = {
+            _X509_EXPIRED: EXPIRED,
+            _X509_NOT_YET_VALID: EXPIRED,
+            _X509_HOSTNAME_MISMATCH: HOSTNAME,
+            _X509_IP_MISMATCH: HOSTNAME,
+        }.get(code, UNTRUSTED)
         return TlsResult(
             False, _ms(start), cert=_unverified_cert(s), error_kind=kind, error=exc.verify_message
         )
