@@ -216,14 +216,14 @@ def _collect(
         else:
             notes.append(f"secrets file not read: {serr}")
     env = {k: v for k, v in os.environ.items() if k.startswith("LORA_GW_")}
-    secrets += [v for k, v in env.items() if k in (ENV_USERNAME, ENV_PASSWORD)]
+    secrets += [v for k, v in env.items() if k == ENV_PASSWORD]
     secrets += secret_values({k: v for k, v in env.items() if k == ENV_URL})
     members["config/environment.json"] = _json(
         {k: ("<redacted>" if k in (ENV_USERNAME, ENV_PASSWORD) else v) for k, v in env.items()}
     )
     state = None
     if cfg is not None:
-        secrets += [s for s in (cfg.mqtt.username, cfg.mqtt.password) if s]
+        secrets += [cfg.mqtt.password] if cfg.mqtt.password else []
         secrets += [k.hex() for k in cfg.node_keys.values()]
         members["config/effective.json"] = _json(redact_tree(_effective(cfg)))
         state = system.state_dir(cfg, state_dir)
@@ -243,7 +243,7 @@ def _readme(result: doctor.DoctorResult, notes: list[str], names: list[str]) -> 
     lines = [
         f"lora-gw {__version__} support bundle, {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC",
         "",
-        "Every password, user name and node key has been replaced by <redacted>.",
+        "Passwords and node keys are replaced by <redacted> everywhere, user names in the config and URLs.",
         "",
         "Files:",
         *(f"  {n}" for n in names),
@@ -281,7 +281,7 @@ def build(
     host: system.Host | None = None,
 ) -> BundleResult:
     """Write the archive (0600, atomically) and return what went in; exit code as doctor's."""
-    host = host or system.Host()
+    host = host or system.default_host()
     members, secrets, result, notes = _collect(config, emulate, state_dir, host)
     files = {"README.txt": _readme(result, notes, ["README.txt", *members]), **members}
     scrub = Scrubber(secrets)

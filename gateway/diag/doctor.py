@@ -70,7 +70,7 @@ def run(
     state_dir: str | None = None,
     host: system.Host | None = None,
 ) -> DoctorResult:
-    host = host or system.Host()
+    host = host or system.default_host()
     report = Report()
     check, cfg = config_check(config, emulate)
     report.add(check)

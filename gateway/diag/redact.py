@@ -1,10 +1,12 @@
 """Removing secrets from what leaves the gateway: by key name (structured data) and by value (everything).
 
 By name: a value under a key that names a secret (``password``, ``username``, ``key``, ``token``, …),
-anything in a ``node_keys`` table, and the user info of URLs. By value: every known secret — the MQTT
-credentials, node keys from the secrets file and from the node registry — in each form it could be
-written in (as is, percent-escaped, hex in either case, base64), replaced in the final bytes of every
-file. The second pass catches what the first cannot know about (a log line, an error message).
+anything in a ``node_keys`` table, and the user info of URLs (in every file, log lines included). By
+value: every known password and key — the MQTT password, node keys from the secrets file and from the
+node registry — in each form it could be written in (as is, percent-escaped, hex in either case,
+base64), replaced in the final bytes of every file. The second pass catches what the first cannot know
+about (a log line, an error message). User names are hidden by name and in URLs but not by value: a
+user name like "gateway" is also an ordinary word, and scrubbing it everywhere would wreck the bundle.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from urllib.parse import quote, unquote, urlsplit
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(r"(^|_)(password|passwd|pass|username|user|secret|token|key|key_hex)$", re.I)
 _SECRET_TABLES = ("node_keys",)
+_IDENTITY_NAME = re.compile(r"(^|_)(username|user)$", re.I)
 _URL = re.compile(r"([a-z][a-z0-9+.-]*://)([^/@\s]+)@", re.I)
+_URL_BYTES = re.compile(_URL.pattern.encode(), re.I)
 
 
 def redact_url(text: str) -> str:
@@ -46,10 +50,12 @@ def redact_tree(obj: Any, under_secret: bool = False) -> Any:
 
 
 def secret_values(obj: Any, under_secret: bool = False) -> list[str]:
-    """Every value of a tree that :func:`redact_tree` would hide, plus URL credentials in any string."""
+    """The values of a tree that :func:`redact_tree` would hide, except user names, plus URL passwords."""
     found: list[str] = []
     if isinstance(obj, Mapping):
         for k, v in obj.items():
+            if _IDENTITY_NAME.search(str(k)):
+                continue
             secret = under_secret or str(k) in _SECRET_TABLES or bool(_SECRET_NAME.search(str(k)))
             found += secret_values(v, secret)
     elif isinstance(obj, list | tuple):
@@ -65,13 +71,15 @@ def secret_values(obj: Any, under_secret: bool = False) -> list[str]:
 
 
 def url_credentials(text: str) -> list[str]:
+    """The passwords in URLs' user info."""
     out: list[str] = []
     for m in _URL.finditer(text):
         try:
-            parts = urlsplit(m.group(0) + "host")
+            password = urlsplit(m.group(0) + "host").password
         except ValueError:
             continue
-        out += [unquote(p) for p in (parts.username, parts.password) if p]
+        if password:
+            out.append(unquote(password))
     return out
 
 
@@ -89,7 +97,7 @@ def _forms(secret: str) -> set[bytes]:
 
 
 class Scrubber:
-    """Replaces every form of the given secrets in a byte string."""
+    """Hides URL user info and replaces every form of the given secrets in a byte string."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms: set[bytes] = set()
@@ -99,6 +107,7 @@ class Scrubber:
         self.forms = sorted(forms, key=len, reverse=True)  # longest first: a key before its substrings
 
     def __call__(self, data: bytes) -> bytes:
+        data = _URL_BYTES.sub(lambda m: m.group(1) + REDACTED.encode() + b"@", data)
         for f in self.forms:
             data = data.replace(f, REDACTED.encode())
         return data

@@ -72,6 +72,11 @@ class Host:
     access: Callable[[str, int], bool] = os.access
 
 
+def default_host() -> Host:
+    """The real host (tests substitute one)."""
+    return Host()
+
+
 def state_dir(cfg: Config, explicit: str | None = None) -> Path:
     """The state directory the service would use (``--state-dir``, the config, the environment, …),
     without creating it."""

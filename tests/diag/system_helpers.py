@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import socket
@@ -126,10 +127,14 @@ def make_pki(d: Path, days: float = 365, ip: str = "127.0.0.1", tag: str = "") -
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
-    return Pki(_pem(d / f"ca{tag}.pem", ca), _pem(d / f"server{tag}.pem", cert), _pem(d / f"server{tag}.key", key))
+    return Pki(
+        _pem(d / f"ca{tag}.pem", ca), _pem(d / f"server{tag}.pem", cert), _pem(d / f"server{tag}.key", key)
+    )
 
 
 def tls_lines(pki: Pki) -> tuple[str, ...]:
@@ -150,10 +155,8 @@ def blackholed_port() -> Iterator[int]:
     for _ in range(3):
         c = socket.socket()
         c.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError):
             c.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
         fillers.append(c)
     try:
         yield port

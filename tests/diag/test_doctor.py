@@ -23,11 +23,14 @@ from tests.diag.system_helpers import (
     silent_server,
     write_config,
 )
-from tests.service.conftest import broker_factory, free_port  # noqa: F401 (fixture)
+from tests.service import conftest as service_fixtures
+from tests.service.conftest import free_port
 
 PASSWORD = "Tr1cky pass:w@rd/%"
 USERS = {"gateway": PASSWORD}
 ROOT = Path(__file__).resolve().parents[2]
+
+broker_factory = service_fixtures.broker_factory  # the private Mosquitto fixture
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +39,7 @@ def _isolated(monkeypatch):
     tests/diag/test_system.py covers them)."""
     for k in ("LORA_GW_MQTT_URL", "LORA_GW_MQTT_USERNAME", "LORA_GW_MQTT_PASSWORD", "LORA_GW_STATE_DIR"):
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setattr(system, "Host", lambda: NO_SYSTEMD)
+    monkeypatch.setattr(system, "default_host", lambda: NO_SYSTEMD)
 
 
 def secrets_for(password: str) -> str:
@@ -181,8 +184,13 @@ def test_doctor_as_a_subprocess(tmp_path, broker_factory):
     start = time.monotonic()
     p = subprocess.run(
         [sys.executable, "-m", "gateway.cli.main", "doctor", "--config", str(conf), "--emulate", "--json"],
-        capture_output=True, text=True, timeout=30, cwd=ROOT, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
     wall = time.monotonic() - start
     doc = json.loads(p.stdout)
     checks = by_name(doc)
@@ -190,8 +198,27 @@ def test_doctor_as_a_subprocess(tmp_path, broker_factory):
     # clock_sync and systemd_unit are this machine's own: anything but a crash is acceptable here
     mine = {n: c["ok"] for n, c in checks.items() if n not in ("clock_sync", "systemd_unit")}
     assert mine == {
-        "config": True, "spi_device": None, "broker_reachable": True, "broker_tls": None,
-        "broker_auth": True, "broker_roundtrip": True, "outbox": True, "models": True,
-    }  # fmt: skip
+        "config": True,
+        "spi_device": None,
+        "broker_reachable": True,
+        "broker_tls": None,
+        "broker_auth": True,
+        "broker_roundtrip": True,
+        "outbox": True,
+        "models": True,
+    }
     assert p.returncode == (0 if doc["ok"] else 1)
     assert PASSWORD not in p.stdout + p.stderr
+
+
+def test_a_flipped_byte_in_a_model_file_fails_models(tmp_path, broker_factory, capsys):
+    b = broker_factory()
+    state = make_state(tmp_path / "state")
+    weights = next((state / "models").glob("m*-v*.npz"))
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 3] ^= 0x80
+    weights.write_bytes(bytes(data))
+    code, doc = run_json(capsys, "doctor", "--config", str(write_config(tmp_path, b.url)), "--json")
+    checks = by_name(doc)
+    assert code == 1 and [n for n, c in checks.items() if c["ok"] is False] == ["models"]
+    assert weights.name in checks["models"]["cause"] and "model install" in checks["models"]["fix"]

@@ -13,9 +13,11 @@ from gateway.sinks import probe
 from gateway.sinks.probe import CertInfo, ProbeSettings, TlsResult
 from gateway.sinks.url import parse_broker_url
 from tests.diag.system_helpers import make_pki, silent_server, tls_lines, write_config
-from tests.service.conftest import broker_factory  # noqa: F401 (fixture)
+from tests.service import conftest as service_fixtures
 
 BROKER_CHECKS = ["broker_reachable", "broker_tls", "broker_auth", "broker_roundtrip"]
+
+broker_factory = service_fixtures.broker_factory  # the private Mosquitto fixture
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +70,9 @@ def test_untrusted_tls_certificate_fails_broker_tls(tmp_path, broker_factory, ca
     assert checks["broker_auth"]["ok"] is None and checks["broker_roundtrip"]["ok"] is None
 
 
-def test_certificate_expiring_within_30_days_fails_but_the_broker_still_works(tmp_path, broker_factory, capsys):
+def test_certificate_expiring_within_30_days_fails_but_the_broker_still_works(
+    tmp_path, broker_factory, capsys
+):
     pki = make_pki(tmp_path, days=10)
     b = broker_factory(extra=tls_lines(pki))
     code, checks = diag_mqtt(capsys, tls_config(tmp_path, b.port, pki.ca))
@@ -129,6 +133,8 @@ def test_tls_verdicts_from_probe_facts():
     cert = CertInfo("CN=broker", "CN=ca", now + timedelta(days=90), ("broker.lan",))
     assert broker.tls_check(s, TlsResult(True, 1.0, "TLSv1.3", cert), now).ok is True
     old = CertInfo("CN=broker", "CN=ca", now - timedelta(days=1), ())
-    expired = broker.tls_check(s, TlsResult(False, 1.0, cert=old, error_kind=probe.EXPIRED, error="expired"), now)
+    expired = broker.tls_check(
+        s, TlsResult(False, 1.0, cert=old, error_kind=probe.EXPIRED, error="expired"), now
+    )
     assert expired.ok is False and "validity dates (valid until 2026-11-30)" in expired.cause
     assert "clock_sync" in expired.fix

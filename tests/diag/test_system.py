@@ -114,7 +114,9 @@ def test_outbox_damaged_database_fails_quick_check(tmp_path):
     con = sqlite3.connect(db)
     con.execute("PRAGMA page_size = 1024")
     con.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, created_ms INTEGER, payload BLOB)")
-    con.executemany("INSERT INTO outbox (created_ms, payload) VALUES (?, ?)", [(i, os.urandom(300)) for i in range(200)])
+    con.executemany(
+        "INSERT INTO outbox (created_ms, payload) VALUES (?, ?)", [(i, os.urandom(300)) for i in range(200)]
+    )
     con.execute("CREATE INDEX outbox_created ON outbox (created_ms)")
     con.commit()
     con.close()
@@ -161,11 +163,15 @@ def test_systemd_unit_states():
     assert unit(LoadState="not-found", ActiveState="inactive").ok is None
     ok = unit(LoadState="loaded", ActiveState="active", SubState="running", NRestarts=2, Result="success")
     assert ok.ok is True and "2 restarts" in ok.detail
-    dead = unit(LoadState="loaded", ActiveState="failed", SubState="failed", NRestarts=10, Result="start-limit-hit")
+    dead = unit(
+        LoadState="loaded", ActiveState="failed", SubState="failed", NRestarts=10, Result="start-limit-hit"
+    )
     assert dead.ok is False and "failed too often" in dead.cause and "reset-failed" in dead.fix
     crash = unit(LoadState="loaded", ActiveState="failed", Result="exit-code", ExecMainStatus=2)
     assert crash.ok is False and "exit status 2" in crash.cause and "journalctl -u lora-gw" in crash.fix
-    loop = unit(LoadState="loaded", ActiveState="activating", SubState="auto-restart", NRestarts=3, Result="watchdog")
+    loop = unit(
+        LoadState="loaded", ActiveState="activating", SubState="auto-restart", NRestarts=3, Result="watchdog"
+    )
     assert loop.ok is False and "watchdog" in loop.cause
     stopped = unit(LoadState="loaded", ActiveState="inactive", SubState="dead", Result="success")
     assert stopped.ok is False and "enable --now" in stopped.fix
