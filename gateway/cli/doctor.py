@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from gateway.cli.diag_common import add_common
+
+if TYPE_CHECKING:
+    from gateway.diag.report import Report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
-def print_report(report, as_json: bool) -> None:
+def print_report(report: Report, as_json: bool) -> None:
     if as_json:
         print(report.to_json())
     else:

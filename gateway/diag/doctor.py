@@ -10,6 +10,7 @@ than a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,16 @@ def _guarded(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
                 "report it with the support bundle: lora-gw diag bundle --out bundle.tar.gz",
             )
         ]
-    return out if isinstance(out, list) else [out]
+    return [_one_line(c) for c in (out if isinstance(out, list) else [out])]
+
+
+def _one_line(c: Check) -> Check:
+    """Cause and fix are one line each (an error message may carry newlines)."""
+    if c.ok is not False:
+        return c
+    return dataclasses.replace(
+        c, cause=" ".join((c.cause or "").split()), fix=" ".join((c.fix or "").split())
+    )
 
 
 def config_check(config: str | None, emulate: bool) -> tuple[Check, Config | None]:
@@ -73,7 +83,7 @@ def run(
     host = host or system.default_host()
     report = Report()
     check, cfg = config_check(config, emulate)
-    report.add(check)
+    report.add(_one_line(check))
     if cfg is not None:
         steps: list[tuple[str, Callable[[], Check | list[Check]]]] = [
             ("spi_device", lambda: system.spi_device_check(cfg, host)),
@@ -105,7 +115,7 @@ def run_mqtt(config: str | None = None, emulate: bool = False) -> DoctorResult:
     check, cfg = config_check(config, emulate)
     report = Report()
     if cfg is None:
-        report.add(check)
+        report.add(_one_line(check))
         return DoctorResult(report, None, EXIT_USAGE)
     for c in _guarded("broker", lambda: broker.broker_checks(cfg)):
         report.add(c)

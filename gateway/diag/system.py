@@ -455,6 +455,10 @@ def systemd_unit_check(host: Host) -> Check:
 
 def models_check(state: Path) -> Check:
     root = state / paths.MODELS_DIR
+    if state.exists() and not os.access(state, os.R_OK | os.X_OK):
+        return Check.failed(
+            "models", str(state), f"cannot read {state}", "run doctor as the service's user or with sudo"
+        )
     if not root.is_dir():
         return Check.skipped("models", f"no models installed ({root} does not exist)")
     if not os.access(root, os.R_OK | os.X_OK):

@@ -127,17 +127,21 @@ def _connect(s: ProbeSettings) -> tuple[socket.socket, str]:
     """A TCP connection to the broker (first address that accepts); raises OSError."""
     b = s.broker
     infos = resolve(b.host, b.port, s.connect_timeout_s)
+    deadline = time.monotonic() + s.connect_timeout_s  # for all addresses together (IPv6 and IPv4)
     last: OSError | None = None
     for family, kind, proto, _, addr in infos:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
         sock = socket.socket(family, kind, proto)
-        sock.settimeout(s.connect_timeout_s)
+        sock.settimeout(left)
         try:
             sock.connect(addr)
             return sock, f"{addr[0]}:{addr[1]}"
         except OSError as exc:
             sock.close()
             last = exc
-    raise last or OSError(f"{b.host} has no address")
+    raise last or TimeoutError(f"no address of {b.host} answered within {s.connect_timeout_s:g} s")
 
 
 def _kind(exc: OSError) -> str:
