@@ -22,8 +22,9 @@ def register(dsub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser(
         "bundle",
         help="write a support archive (config with secrets removed, versions, logs, doctor's report)",
-        description="Writes FILE.tar.gz for a support request. Every password, user name and node key is"
-        " removed. Exit as doctor's checks (0 all fine, 1 a check failed, 2 the config does not load).",
+        description="Writes FILE.tar.gz for a support request. Passwords and node keys are removed"
+        " everywhere in it, user names from the config and URLs. Exit as doctor's checks (0 all fine,"
+        " 1 a check failed, 2 the config does not load); the archive is written in every case.",
     )
     add_common(p)
     p.add_argument("--out", required=True, metavar="FILE.tar.gz", help="the archive to write")

@@ -136,3 +136,26 @@ def test_bundle_to_an_unwritable_place_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     code = main(["diag", "bundle", "--out", str(tmp_path / "file" / "b.tar.gz"), "--config", str(conf)])
     assert code == 2 and "cannot write" in capsys.readouterr().err
+
+
+def test_redaction_by_name_and_by_value():
+    from gateway.diag.redact import Scrubber, redact_tree, secret_values
+
+    tree = {
+        "mqtt": {"url": "mqtts://u:p%40ss@h:8883", "username": "u", "password": "pw1", "key_file": "/k.pem"},
+        "node_keys": {"0x2a": "ab" * 16},
+        "radio": {"sf": 7},
+    }
+    red = redact_tree(tree)
+    assert red["mqtt"] == {
+        "url": "mqtts://<redacted>@h:8883", "username": "<redacted>", "password": "<redacted>",
+        "key_file": "/k.pem",
+    }  # fmt: skip
+    assert red["node_keys"] == {"0x2a": "<redacted>"} and red["radio"] == {"sf": 7}
+    assert sorted(secret_values(tree)) == sorted(["p@ss", "pw1", "ab" * 16])  # user names: by name only
+    scrub = Scrubber(["p@ss", "ab" * 16])
+    key_b64 = base64.b64encode(bytes.fromhex("ab" * 16))
+    text = b"login p%40ss / p@ss; key " + ("AB" * 16).encode() + b" " + key_b64 + b" via ftp://x:y@host"
+    assert (
+        scrub(text) == b"login <redacted> / <redacted>; key <redacted> <redacted> via ftp://<redacted>@host"
+    )
