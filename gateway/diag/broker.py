@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from gateway.diag.report import Check
@@ -18,7 +19,6 @@ from gateway.service.config import ENV_PASSWORD, ENV_URL, ENV_USERNAME, Config
 from gateway.sinks import probe
 from gateway.sinks.probe import ProbeSettings, SessionResult, TcpResult, TlsResult
 
-NAMES = ("broker_reachable", "broker_tls", "broker_auth", "broker_roundtrip")
 CONNECT_TIMEOUT_S = 3.0  # lookup, TCP and TLS each: a blackholed broker costs this, not the kernel's 2 min
 STEP_TIMEOUT_S = 3.0  # CONNACK, and the whole publish/subscribe round trip
 EXPIRY_WARNING_DAYS = 30
@@ -57,14 +57,14 @@ def probe_settings(cfg: Config) -> ProbeSettings:
     )
 
 
-def _origin(env: os._Environ | dict) -> str:
+def _origin(env: Mapping[str, str]) -> str:
     """Where the broker settings came from, when the environment overrides the file."""
     over = [k for k in (ENV_URL, ENV_USERNAME, ENV_PASSWORD) if env.get(k)]
     return f" (from {', '.join(over)})" if over else ""
 
 
 def broker_checks(
-    cfg: Config, now: datetime | None = None, env: os._Environ | dict | None = None
+    cfg: Config, now: datetime | None = None, env: Mapping[str, str] | None = None
 ) -> list[Check]:
     """The four broker checks, in order; at most ~4 timeouts of a few seconds each whatever fails."""
     s = probe_settings(cfg)

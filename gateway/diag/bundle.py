@@ -31,7 +31,7 @@ from typing import Any
 from gateway import __version__, paths
 from gateway.codec.store import ModelStore
 from gateway.diag import doctor, radio, setup, system
-from gateway.diag.redact import Scrubber, redact_tree, secret_values
+from gateway.diag.redact import REDACTED, Scrubber, redact_tree, redact_url, secret_values
 from gateway.errors import GatewayError
 from gateway.service.config import ENV_PASSWORD, ENV_URL, ENV_USERNAME, Config
 
@@ -219,7 +219,7 @@ def _collect(
     secrets += [v for k, v in env.items() if k == ENV_PASSWORD]
     secrets += secret_values({k: v for k, v in env.items() if k == ENV_URL})
     members["config/environment.json"] = _json(
-        {k: ("<redacted>" if k in (ENV_USERNAME, ENV_PASSWORD) else v) for k, v in env.items()}
+        {k: (REDACTED if k in (ENV_USERNAME, ENV_PASSWORD) else redact_url(v)) for k, v in env.items()}
     )
     state = None
     if cfg is not None:
@@ -227,7 +227,8 @@ def _collect(
         secrets += [k.hex() for k in cfg.node_keys.values()]
         members["config/effective.json"] = _json(redact_tree(_effective(cfg)))
         state = system.state_dir(cfg, state_dir)
-        secrets += _registry_keys(state / paths.DB_NAME)
+    # the registry's keys are scrubbed even when the config did not load (then from the default place)
+    secrets += _registry_keys((state or paths.state_dir(state_dir, create=False)) / paths.DB_NAME)
     members["versions.json"] = _json(_versions())
     members["stats.json"] = _json(_stats(cfg, state))
     dump = _register_dump(cfg, notes)

@@ -20,6 +20,7 @@ from tests.service import conftest as service_fixtures
 PASSWORD = "Pl4nted-Secret+/="  # survives URL escaping only as %2B%2F%3D: that spelling is checked too
 URL_USER, URL_PASSWORD = "urluser7", "Url-Pass-93f1"
 SECRETS_KEY = "00112233445566778899aabbccddeeff"
+ENV_URL_PASSWORD = "env-url-pw-7d2c"
 
 broker_factory = service_fixtures.broker_factory  # the private Mosquitto fixture
 
@@ -47,8 +48,11 @@ def members(path) -> dict[str, bytes]:
         return {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
-def test_bundle_holds_no_secret_in_any_spelling(tmp_path, broker_factory, capsys):
+def test_bundle_holds_no_secret_in_any_spelling(tmp_path, broker_factory, capsys, monkeypatch):
     b = broker_factory(passwords={"gateway": PASSWORD})
+    # the environment overrides the broker as for lora-gw run; its URL's password is overridden in turn
+    monkeypatch.setenv("LORA_GW_MQTT_URL", f"mqtt://gateway:{ENV_URL_PASSWORD}@127.0.0.1:{b.port}")
+    monkeypatch.setenv("LORA_GW_MQTT_PASSWORD", PASSWORD)
     state = make_state(tmp_path / "state")
     conf = write_config(
         tmp_path,
@@ -71,7 +75,7 @@ def test_bundle_holds_no_secret_in_any_spelling(tmp_path, broker_factory, capsys
     assert res.exit_code == 0, res.doctor_summary  # the secrets file's password is the one the broker has
     files = members(out)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    secrets = [PASSWORD, URL_USER, URL_PASSWORD, SECRETS_KEY, generated]
+    secrets = [PASSWORD, URL_USER, URL_PASSWORD, ENV_URL_PASSWORD, SECRETS_KEY, generated]
     for name, data in files.items():
         for secret in secrets:
             for form in spellings(secret):
@@ -100,6 +104,11 @@ def test_bundle_holds_no_secret_in_any_spelling(tmp_path, broker_factory, capsys
     }
     effective = json.loads(files["config/effective.json"])
     assert effective["mqtt"]["broker"]["password"] == "<redacted>" and effective["gateway"]["id"] == "gw-test"
+    environment = json.loads(files["config/environment.json"])
+    assert environment == {
+        "LORA_GW_MQTT_URL": f"mqtt://<redacted>@127.0.0.1:{b.port}",
+        "LORA_GW_MQTT_PASSWORD": "<redacted>",
+    }
     versions = json.loads(files["versions.json"])
     assert versions["lora_gw"] and versions["python"] and versions["kernel"]["release"]
     assert versions["os_release"].get("ID")  # from /etc/os-release
