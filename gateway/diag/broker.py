@@ -200,6 +200,14 @@ def tls_check(s: ProbeSettings, r: TlsResult, now: datetime) -> Check:
             f"the TLS files cannot be loaded: {r.error}",
             "check mqtt.ca_file, mqtt.cert_file and mqtt.key_file: PEM files, a matching pair, readable",
         )
+    if r.error_kind == probe.CERT_REFUSED:
+        if s.cert_file:
+            cause = f"the broker refused the gateway's client certificate {s.cert_file} ({r.error})"
+            fix = "use a client certificate signed by a CA the broker trusts (its cafile)"
+        else:
+            cause = f"the broker requires a client certificate and none is configured ({r.error})"
+            fix = "set mqtt.cert_file and mqtt.key_file to the gateway's client certificate and key"
+        return Check.failed("broker_tls", detail, cause, fix)
     if r.error_kind == probe.TIMEOUT:
         return Check.failed(
             "broker_tls",

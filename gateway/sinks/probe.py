@@ -35,6 +35,9 @@ UNTRUSTED, EXPIRED, HOSTNAME, NOT_TLS, CLIENT_CERT = (
     "client_cert",
 )
 CLOSED, SUBSCRIBE_REFUSED, PUBLISH_REFUSED = "closed", "subscribe_refused", "publish_refused"
+CERT_REFUSED = "cert_refused"  # the broker wants a client certificate: none was sent, or it refused ours
+
+LATE_ALERT_WAIT_S = 0.2  # a refusal after the TLS 1.3 handshake comes at once (one round trip)
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) that have a plainer explanation than "verify failed".
 _X509_EXPIRED, _X509_NOT_YET_VALID, _X509_HOSTNAME_MISMATCH, _X509_IP_MISMATCH = 10, 9, 62, 64
@@ -212,6 +215,21 @@ def _unverified_cert(s: ProbeSettings) -> CertInfo | None:
         return None
 
 
+def _late_refusal(tls: ssl.SSLSocket) -> str | None:
+    """With TLS 1.3 a broker that wants a client certificate we did not send refuses it only after the
+    handshake. An MQTT broker says nothing before CONNECT, so anything arriving now is that refusal."""
+    tls.settimeout(LATE_ALERT_WAIT_S)
+    try:
+        data = tls.recv(1)
+    except TimeoutError:
+        return None
+    except ssl.SSLError as exc:
+        return exc.reason or str(exc)
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    return "the broker closed the connection right after the handshake" if not data else None
+
+
 def tls_check(s: ProbeSettings) -> TlsResult:
     """Handshake as the service would (CA file or the system's CAs, host name checked unless tls_insecure)."""
     start = time.monotonic()
@@ -224,7 +242,13 @@ def tls_check(s: ProbeSettings) -> TlsResult:
         return TlsResult(False, _ms(start), error_kind=CLIENT_CERT, error=str(exc))
     try:
         with _handshake(s, ctx) as tls:
-            return TlsResult(True, _ms(start), tls.version(), _cert_info(tls.getpeercert(binary_form=True)))
+            version, cert = tls.version(), _cert_info(tls.getpeercert(binary_form=True))
+            late = _late_refusal(tls)
+        if late is not None:
+            refused = ("CERTIFICATE_REQUIRED", "UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN")
+            kind = CERT_REFUSED if any(r in late.upper() for r in refused) else OTHER
+            return TlsResult(False, _ms(start), version, cert, kind, late)
+        return TlsResult(True, _ms(start), version, cert)
     except ssl.SSLCertVerificationError as exc:
         code = exc.verify_code
         kind = {

@@ -84,6 +84,8 @@ class Pki:
     ca: str  # the CA certificate file
     server: str
     server_key: str
+    client: str  # a client certificate (CN=gateway) signed by the same CA
+    client_key: str
 
 
 def _name(cn: str) -> x509.Name:
@@ -117,24 +119,25 @@ def make_pki(d: Path, days: float = 365, ip: str = "127.0.0.1", tag: str = "") -
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"broker{tag}"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+    files = [_pem(d / f"ca{tag}.pem", ca)]
+    for role, cn in (("server", f"broker{tag}"), ("client", "gateway")):
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return Pki(
-        _pem(d / f"ca{tag}.pem", ca), _pem(d / f"server{tag}.pem", cert), _pem(d / f"server{tag}.key", key)
-    )
+        if role == "server":
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))])
+            b = b.add_extension(san, critical=False)
+        cert = b.sign(ca_key, hashes.SHA256())
+        files += [_pem(d / f"{role}{tag}.pem", cert), _pem(d / f"{role}{tag}.key", key)]
+    return Pki(*files)
 
 
 def tls_lines(pki: Pki) -> tuple[str, ...]:

@@ -95,6 +95,19 @@ def test_certificate_for_another_address_fails_unless_tls_insecure(tmp_path, bro
     assert code == 0 and checks["broker_tls"]["ok"] is True  # as the service: no host name check then
 
 
+def test_broker_that_requires_a_client_certificate(tmp_path, broker_factory, capsys):
+    pki = make_pki(tmp_path)
+    b = broker_factory(extra=(*tls_lines(pki), "require_certificate true"))
+    code, checks = diag_mqtt(capsys, tls_config(tmp_path, b.port, pki.ca))
+    tls = checks["broker_tls"]
+    assert code == 1 and tls["ok"] is False and "requires a client certificate" in tls["cause"]
+    assert "mqtt.cert_file and mqtt.key_file" in tls["fix"] and checks["broker_auth"]["ok"] is None
+    both = f'ca_file = "{pki.ca}"\ncert_file = "{pki.client}"\nkey_file = "{pki.client_key}"'
+    conf = write_config(tmp_path, f"mqtts://127.0.0.1:{b.port}", mqtt_extra=both)
+    code, checks = diag_mqtt(capsys, conf)
+    assert code == 0, checks  # mutual TLS as the service would do it
+
+
 def test_tls_against_a_plain_port(tmp_path, broker_factory, capsys):
     b = broker_factory()
     code, checks = diag_mqtt(capsys, write_config(tmp_path, f"mqtts://127.0.0.1:{b.port}"))
