@@ -232,3 +232,14 @@ def test_a_flipped_byte_in_a_model_file_fails_models(tmp_path, broker_factory, c
     checks = by_name(doc)
     assert code == 1 and [n for n, c in checks.items() if c["ok"] is False] == ["models"]
     assert weights.name in checks["models"]["cause"] and "model install" in checks["models"]["fix"]
+
+
+def test_global_state_dir_option_is_the_one_checked(tmp_path, broker_factory, capsys):
+    b = broker_factory()
+    make_state(tmp_path / "state")
+    elsewhere = tmp_path / "elsewhere"
+    conf = write_config(tmp_path, b.url)
+    code, doc = run_json(capsys, "--state-dir", str(elsewhere), "doctor", "--config", str(conf), "--json")
+    outbox = by_name(doc)["outbox"]
+    assert code == 1 and outbox["ok"] is False and str(elsewhere / "gateway.db") in outbox["cause"]
+    assert not elsewhere.exists()  # looked at, never created

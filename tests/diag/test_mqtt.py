@@ -151,3 +151,12 @@ def test_tls_verdicts_from_probe_facts():
     )
     assert expired.ok is False and "validity dates (valid until 2026-11-30)" in expired.cause
     assert "clock_sync" in expired.fix
+
+
+def test_expired_certificate_fails_broker_tls(tmp_path, broker_factory, capsys):
+    pki = make_pki(tmp_path, days=-0.001)  # expired a minute and a half ago
+    b = broker_factory(extra=tls_lines(pki))
+    code, checks = diag_mqtt(capsys, tls_config(tmp_path, b.port, pki.ca))
+    tls = checks["broker_tls"]
+    assert code == 1 and tls["ok"] is False and "outside its validity dates" in tls["cause"]
+    assert "renew" in tls["fix"] and checks["broker_auth"]["ok"] is None
