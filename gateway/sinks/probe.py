@@ -326,7 +326,11 @@ def _pump(client: mqtt.Client, ev: _Events, until, deadline: float) -> bool:
     while not until():
         if ev.disconnected is not None or time.monotonic() >= deadline:
             return False
-        client.loop(timeout=min(0.05, max(0.0, deadline - time.monotonic())))
+        try:
+            client.loop(timeout=min(0.05, max(0.0, deadline - time.monotonic())))
+        except (OSError, ValueError) as exc:  # a TLS or socket error surfacing in paho's read or write
+            ev.disconnected = str(exc) or type(exc).__name__
+            return False
     return True
 
 
@@ -339,7 +343,7 @@ def session_check(s: ProbeSettings, token: bytes) -> SessionResult:
     except (OSError, ssl.SSLError, ValueError) as exc:
         return SessionResult(False, error_kind=CLIENT_CERT, error=str(exc))
     start = time.monotonic()
-    try:
+    try:  # paho looks the name up again, unbounded; tcp_check's bounded lookup of it has just succeeded
         client.connect(s.broker.host, s.broker.port, keepalive=max(5, int(s.step_timeout_s * 4)))
     except (OSError, ValueError) as exc:  # TCP, TLS (ssl.SSLError is an OSError)
         return SessionResult(False, error_kind=_kind(exc), error=str(exc) or type(exc).__name__)
