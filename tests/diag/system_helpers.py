@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.codec import ModelStore, demo_model
-from gateway.codec.weights import to_bytes
+import gateway.codec
+from gateway.codec import DEMO_MODEL, ModelStore
 from gateway.diag.system import Host, Output
 from gateway.frames.registry import NodeRegistry
 from gateway.sinks.outbox import Outbox, OutboxSettings
@@ -29,6 +29,7 @@ SYSTEM_CHECKS = [
     "outbox", "clock_sync", "models", "systemd_unit",
 ]  # fmt: skip
 NO_SYSTEMD = Host(systemd=lambda: False)
+DEMO_WEIGHTS = Path(gateway.codec.__file__).parent / "data" / DEMO_MODEL  # the packaged weight file
 
 
 def write_config(
@@ -60,9 +61,7 @@ def make_state(state: Path) -> Path:
     db = state / "gateway.db"
     Outbox(db, OutboxSettings()).close()
     NodeRegistry(db).close()
-    src = state.parent / "demo.npz"
-    src.write_bytes(to_bytes(demo_model()))
-    ModelStore(state).install(src)
+    ModelStore(state).install(DEMO_WEIGHTS)
     return state
 
 
