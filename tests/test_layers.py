@@ -56,12 +56,15 @@ def test_emulator_never_imports_the_driver() -> None:
         assert "gateway.radio.sx1276" not in imports(PKG / "radio" / name)
 
 
+PAHO_IMPORTERS = ("gateway/sinks/mqtt.py", "gateway/sinks/probe.py")  # the sink, and doctor's broker probe
+
+
 def test_only_the_mqtt_sink_imports_paho_and_only_hw_imports_hardware_libraries() -> None:
     for path in MODULES:
         rel = path.relative_to(PKG.parent).as_posix()
         for target in imports(path):
             root = target.split(".")[0]
             if root == "paho":
-                assert rel == "gateway/sinks/mqtt.py", rel
+                assert rel in PAHO_IMPORTERS, rel
             if root in ("spidev", "RPi", "gpiod"):
                 assert rel.startswith("gateway/hw/"), rel

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gateway.cli.model",
     "gateway.cli.state",
     "gateway.cli.diag",
+    "gateway.cli.doctor",
 )
 
 

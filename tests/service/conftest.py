@@ -1,4 +1,5 @@
-"""A private Mosquitto per test that needs one: a free 127.0.0.1 port, anonymous access, optional ACL.
+"""A private Mosquitto per test that needs one: a free 127.0.0.1 port, anonymous access (or a password
+file: ``passwords={"user": "password"}``), optional ACL.
 
 Tests FAIL (not skip) when the mosquitto binary is missing: ``sudo apt-get install mosquitto``.
 """
@@ -43,6 +44,7 @@ class Broker:
     acl: str | None = None
     persistence: bool = False  # keep sessions and queued messages across stop/start (saved on SIGTERM)
     extra: tuple[str, ...] = ()  # more lines for the listener (TLS settings)
+    passwords: dict[str, str] | None = None  # a password file with these users; anonymous access off
     proc: subprocess.Popen | None = None
     log: list[str] = field(default_factory=list)
 
@@ -59,7 +61,7 @@ class Broker:
         conf = self.workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.passwords is not None else 'true'}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "max_inflight_messages 0",
@@ -69,6 +71,8 @@ class Broker:
         lines[1:1] = self.extra
         if os.geteuid() == 0:  # as root mosquitto would switch to user "mosquitto", who cannot read tmp_path
             lines.append("user root")
+        if self.passwords is not None:
+            lines.append(f"password_file {self._password_file()}")
         if self.acl is not None:
             acl = self.workdir / "acl"
             acl.write_text(self.acl)
@@ -83,6 +87,17 @@ class Broker:
             err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
             self.stop()
             raise RuntimeError(f"mosquitto did not start: {err}") from None
+
+    def _password_file(self) -> Path:
+        """Hashed with Debian's mosquitto_passwd (same package as the broker)."""
+        tool = shutil.which("mosquitto_passwd")
+        if tool is None:
+            pytest.fail("mosquitto_passwd is not installed: sudo apt-get install mosquitto")
+        path = self.workdir / "passwd"
+        path.write_text("")
+        for user, password in (self.passwords or {}).items():
+            subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True)
+        return path
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -99,10 +114,17 @@ class Broker:
 def broker_factory(tmp_path: Path) -> Iterator:
     started: list[Broker] = []
 
-    def make(acl: str | None = None, persistence: bool = False, extra: tuple[str, ...] = ()) -> Broker:
+    def make(
+        acl: str | None = None,
+        persistence: bool = False,
+        extra: tuple[str, ...] = (),
+        passwords: dict[str, str] | None = None,
+    ) -> Broker:
         d = tmp_path / f"mosquitto{len(started)}"
         d.mkdir()
-        b = Broker(workdir=d, port=free_port(), acl=acl, persistence=persistence, extra=extra)
+        b = Broker(
+            workdir=d, port=free_port(), acl=acl, persistence=persistence, extra=extra, passwords=passwords
+        )
         b.start()
         started.append(b)
         return b
