@@ -23,7 +23,6 @@ from gateway.diag.radio_rig import RadioRig, open_rig
 from gateway.diag.report import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Report
 from gateway.diag.setup import load
 from gateway.errors import ConfigError, HardwareError
-from gateway.radio import regs
 from gateway.service.config import Config
 from gateway.service.radio import lora_config
 
@@ -93,7 +92,7 @@ def _regs(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.emulate)
     try:
         with open_rig(cfg, with_nodes=False, begin=True) as rig:
-            result = _read_dump(rig)
+            result = radio_regs.read_dump(rig)
     except HardwareError as exc:
         return _hardware_failure(exc, args.json)
     if args.json:
@@ -137,17 +136,6 @@ def _regs(args: argparse.Namespace) -> int:
         print("every configuration register matches the configured settings")
     return EXIT_OK if not n else EXIT_FAILED
 
-
-def _read_dump(rig: RadioRig) -> radio_regs.RegisterDump:
-    spi = rig.make_spi(rig.spi_speed_hz)
-    spi.open()
-    try:
-        version = spi.transfer([regs.Reg.VERSION, 0])[1]
-        if version != regs.CHIP_VERSION:
-            raise HardwareError(f"no SX1276 answers (RegVersion reads 0x{version:02X})", "no_chip")
-        return radio_regs.dump(spi, rig.lora)
-    finally:
-        spi.close()
 
 
 # ---------------------------------------------------------------------------------------- scan

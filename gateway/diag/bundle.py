@@ -1,8 +1,8 @@
 """``lora-gw diag bundle``: one tar.gz a field installer can attach to a support request.
 
 Contents: doctor's report, the config (parsed, secrets removed by name), the structure of the secrets
-file (names only), the resolved settings, versions (package, Python, OS, kernel), a register dump when
-the radio half offers ``register_dump(cfg)``, outbox and model stats, and the service's last journal
+file (names only), the resolved settings, versions (package, Python, OS, kernel),
+the radio register dump (``diag regs --json``), outbox and model stats, and the service's last journal
 lines. Then every file is scrubbed by value of every secret known to this gateway (see
 :mod:`gateway.diag.redact`), so a password quoted in a log line does not leave either.
 
@@ -30,7 +30,7 @@ from typing import Any
 
 from gateway import __version__, paths
 from gateway.codec.store import ModelStore
-from gateway.diag import doctor, radio, setup, system
+from gateway.diag import doctor, radio_regs, setup, system
 from gateway.diag.redact import REDACTED, Scrubber, redact_tree, redact_url, secret_values
 from gateway.errors import GatewayError
 from gateway.service.config import ENV_PASSWORD, ENV_URL, ENV_USERNAME, Config
@@ -162,14 +162,11 @@ def _stats(cfg: Config | None, state: Path | None) -> dict:
 
 
 def _register_dump(cfg: Config | None, notes: list[str]) -> tuple[str, bytes] | None:
-    if not hasattr(radio, "register_dump"):
-        notes.append("no register dump: this build's radio diagnostics do not offer one")
-        return None
     if cfg is None:
         notes.append("no register dump: the configuration did not load")
         return None
     try:
-        dump = radio.register_dump(cfg)
+        dump = radio_regs.register_dump(cfg)
     except Exception as exc:  # the radio may be absent or broken: that is what the bundle is for
         notes.append(f"no register dump: {type(exc).__name__}: {exc}")
         return None

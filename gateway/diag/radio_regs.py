@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.diag.radio_rig import RadioRig, open_rig
+from gateway.errors import HardwareError
 from gateway.hw.spi import SpiPort
 from gateway.radio import regs
 from gateway.radio.regs import Field, Reg
 from gateway.radio.sim import RadioSim
 from gateway.radio.sx1276 import LoRaConfig
+from gateway.service.config import Config
 
 # Registers whose value changes in normal operation (pointers, flags, per-packet length): not compared.
 VOLATILE = frozenset({Reg.FIFO_ADDR_PTR, Reg.IRQ_FLAGS})
@@ -142,3 +145,23 @@ def dump(spi: SpiPort, config: LoRaConfig) -> RegisterDump:
         rows.append(RegisterRow(int(reg), reg.name, raw, exp, values))
     lora = bool(regs.LONG_RANGE_MODE.get(actual[Reg.OP_MODE]))
     return RegisterDump(tuple(rows), lora)
+
+
+def read_dump(rig: RadioRig) -> RegisterDump:
+    """The chip's registers beside what the driver would have written for the rig's settings."""
+    spi = rig.make_spi(rig.spi_speed_hz)
+    spi.open()
+    try:
+        version = spi.transfer([regs.Reg.VERSION, 0])[1]
+        if version != regs.CHIP_VERSION:
+            raise HardwareError(f"no SX1276 answers (RegVersion reads 0x{version:02X})", "no_chip")
+        return dump(spi, rig.lora)
+    finally:
+        spi.close()
+
+
+def register_dump(cfg: Config) -> dict:
+    """``diag regs --json`` for the configured radio (the support bundle includes it)."""
+    with open_rig(cfg, with_nodes=False, begin=True) as rig:
+        return read_dump(rig).as_dict()
+

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from gateway import paths
+from gateway import paths, statedb
 from gateway.codec.errors import StoreError
 from gateway.codec.store import ModelStore
 from gateway.diag.report import Check
@@ -290,11 +290,25 @@ def _mb(n: int) -> str:
 
 
 def outbox_check(cfg: Config, f: OutboxFacts) -> Check:
+    lost = statedb.problem(f.path)  # emptied, deleted, or its WAL deleted: the service refuses to start
+    if lost is not None:
+        cause, _, fix = lost.message.partition("; ")
+        return Check.failed("outbox", str(f.path), cause, fix)
     if not f.exists:
-        fix = "start the service once (sudo systemctl start lora-gw); it creates the database"
         if f.path.parent != SERVICE_STATE_DIR and (SERVICE_STATE_DIR / paths.DB_NAME).exists():
             fix = f"the service keeps it in {SERVICE_STATE_DIR}: run sudo lora-gw doctor (or --state-dir)"
-        return Check.failed("outbox", str(f.path), f"there is no gateway database at {f.path}", fix)
+            return Check.failed("outbox", str(f.path), f"there is no gateway database at {f.path}", fix)
+        if not f.path.parent.is_dir():
+            return Check.failed(
+                "outbox",
+                str(f.path),
+                f"there is no gateway database at {f.path} (the directory does not exist)",
+                "check state_dir in the config (or --state-dir); the service's is /var/lib/lora-gw",
+            )
+        return Check.skipped(
+            "outbox",
+            f"no database yet at {f.path}: the service creates it when it first starts (or: state init)",
+        )
     if f.error is not None:
         return Check.failed(
             "outbox",
@@ -337,7 +351,16 @@ def outbox_check(cfg: Config, f: OutboxFacts) -> Check:
             f" ({o.max_age_days:g} d): they are about to be dropped",
             "get the broker connection working again (see the broker checks), or raise outbox.max_age_days",
         )
-    if f.free_bytes is not None and f.free_bytes < LOW_DISK_BYTES:
+    floor = int(o.min_free_mb * 1024 * 1024)
+    if f.free_bytes is not None and f.free_bytes < floor:
+        return Check.failed(
+            "outbox",
+            detail,
+            f"only {_mb(f.free_bytes)} free on the disk of {f.path.parent}, below outbox.min_free_mb"
+            f" ({o.min_free_mb:g} MB): new frames are not being stored (stored ones are kept)",
+            "free disk space (sudo journalctl --vacuum-size=50M; sudo apt-get clean) or use a bigger card",
+        )
+    if f.free_bytes is not None and f.free_bytes < max(LOW_DISK_BYTES, 2 * floor):
         return Check.failed(
             "outbox",
             detail,

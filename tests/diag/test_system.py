@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
@@ -68,9 +69,30 @@ def test_spi_permission_denied_names_the_group_and_the_fix(tmp_path):
 
 def test_outbox_missing_database_is_reported_and_not_created(tmp_path):
     db = tmp_path / "gateway.db"
-    c = system.outbox_check(cfg(), system.read_outbox(db))
-    assert c.ok is False and "no gateway database" in c.cause
+    c = system.outbox_check(cfg(), system.read_outbox(db))  # a fresh state directory: nothing to check
+    assert c.ok is None and "state init" in c.detail
     assert not db.exists() and list(tmp_path.iterdir()) == []
+    c = system.outbox_check(cfg(), system.read_outbox(tmp_path / "nowhere" / "gateway.db"))
+    assert c.ok is False and "no gateway database" in c.cause and "state_dir" in c.fix
+
+
+def test_outbox_lost_database_fails_with_the_way_out(tmp_path):
+    make_state(tmp_path)
+    db = tmp_path / "gateway.db"
+    os.truncate(db, 0)
+    c = system.outbox_check(cfg(), system.read_outbox(db))
+    assert c.ok is False and "is empty (0 bytes" in c.cause and "lora-gw state init" in c.fix
+    db.unlink()
+    c = system.outbox_check(cfg(), system.read_outbox(db))
+    assert c.ok is False and "is missing but this state directory had one" in c.cause
+
+
+def test_outbox_below_the_free_space_floor_says_frames_are_not_stored(tmp_path):
+    make_state(tmp_path)
+    f = system.read_outbox(tmp_path / "gateway.db")
+    small = dataclasses.replace(f, free_bytes=10 * 1024 * 1024)  # below the default 32 MB floor
+    c = system.outbox_check(cfg(), small)
+    assert c.ok is False and "min_free_mb" in c.cause and "not being stored" in c.cause
 
 
 def test_outbox_healthy_reports_depth_age_check_and_disk(tmp_path):
