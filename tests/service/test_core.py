@@ -184,7 +184,8 @@ def test_acl_refused_publish_is_not_delivered_and_stays_in_outbox(tmp_path, brok
         time.sleep(0.02)
     gw.stop()
     assert gw.core.refused == 1 and gw.core.published == 1
-    assert gw.sink.stats.delivered == 1 and gw.sink.stats.refused == 1
+    # delivered: the weather frame and the final stats at the stop; refused: the soil frame
+    assert gw.sink.stats.delivered == 2 and gw.sink.stats.refused == 1
     assert [m["node_name"] for m in sub.json_on("/telemetry")] == ["weather"]
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT node_id, fcnt FROM outbox").fetchall() == [(0x1234, 0)]  # kept for a retry

@@ -104,9 +104,10 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
             time.sleep(0.5)
         assert stored_ids(db) == before  # nothing stored, nothing lost while full
         added = cli(mnt / "state", "nodes", "add", "0x5151", "--name", "while-full")
-        if mounted and not floor:  # not a byte left: a clear one-line refusal, and the service goes on
-            assert added.returncode == 2 and "database or disk is full" in added.stderr, added.stderr
-            assert "Traceback" not in added.stderr
+        if mounted and not floor:  # not a byte left: fits in the WAL's slack, or a one-line refusal
+            assert added.returncode in (0, 2) and "Traceback" not in added.stderr, added.stderr
+            if added.returncode == 2:
+                assert "database or disk is full" in added.stderr and len(added.stderr.splitlines()) == 1
         else:  # the floor kept the registry writable
             assert added.returncode == 0, added.stderr
         assert proc.poll() is None
