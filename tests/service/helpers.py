@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -61,3 +64,15 @@ class Collector:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def run_cli(state: Path, *args: str) -> subprocess.CompletedProcess:
+    """``lora-gw --state-dir STATE ARGS`` in a process of its own, as an operator beside the service."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "--state-dir", str(state), *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+

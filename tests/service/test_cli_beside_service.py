@@ -11,27 +11,16 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from .helpers import Collector
+from .helpers import run_cli as cli
 from .test_service import REPO, start, wait, write_config
 
 SOAK_S = 60.0  # the target: a minute of CLI commands beside the running service
 MODEL = REPO / "gateway" / "codec" / "data" / "weather-demo.npz"
-
-
-def cli(state: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli.main", "--state-dir", str(state), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def published_counters(sub: Collector) -> dict[int, int]:

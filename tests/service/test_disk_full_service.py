@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,8 @@ import pytest
 from gateway.pipeline.message import message_id
 
 from .helpers import Collector
-from .test_service import REPO, start, wait, write_config
+from .helpers import run_cli as cli
+from .test_service import start, wait, write_config
 
 HOLD_S = float(os.environ.get("LORA_GW_DISK_FULL_HOLD_S", "8"))
 
@@ -146,16 +146,6 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     sub.close()
-
-
-def cli(state: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli.main", "--state-dir", str(state), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def drain(sock: socket.socket) -> bytes:
