@@ -423,8 +423,10 @@ class Outbox:
     def _room_for_pending(self) -> bool:
         if not self._floor and self._cap_pages is None and not self.disk_full:
             return True  # no floor: SQLite's own SQLITE_FULL is the only signal
-        need = sum(len(row[6]) + _ROW_BYTES for row in self._pending)
-        return self.room_bytes() >= 2 * need  # the rows, and their pages once more in the WAL
+        need = 2 * sum(len(row[6]) + _ROW_BYTES for row in self._pending)  # rows, and their WAL pages
+        if self._cap_pages is None and self._free_bytes() - self._floor >= need:
+            return True  # the usual case: one statvfs per group commit
+        return self.room_bytes() >= need
 
     def _drop_pending(self, why: str) -> None:
         n = len(self._pending)
