@@ -89,9 +89,10 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.setblocking(False)
-    proc = start(config, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    log = tmp_path / "gateway.log"
+    proc = start(config, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}, log=log)
     try:
-        assert wait(lambda: len(sub.msg_ids()) >= 10, 30), proc.stderr.peek()
+        assert wait(lambda: len(sub.msg_ids()) >= 10, 30), log.read_text()[-2000:]
         broker.stop()
         assert wait(lambda: len(stored_ids(db)) >= 30, 30)
         filler = fill(mnt, leave=256 * 1024 if floor else 0) if mounted else None
@@ -100,7 +101,7 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
         before = stored_ids(db)
         deadline = time.monotonic() + HOLD_S
         while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
         assert stored_ids(db) == before  # nothing stored, nothing lost while full
         added = cli(mnt / "state", "nodes", "add", "0x5151", "--name", "while-full")
@@ -126,7 +127,7 @@ def test_disk_full_with_the_broker_down_loses_no_stored_frame_and_never_exits(
         if proc.poll() is None:
             proc.kill()
         notify.close()
-    err = proc.stderr.read().decode()
+    err = log.read_text()
     final = sub.json_on("/stats")[-1]  # published at the clean stop, after the last commit
     ids = set(sub.msg_ids())
     summary = {

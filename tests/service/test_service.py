@@ -47,13 +47,15 @@ level = "info"
     return p
 
 
-def start(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(config: Path, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    """``lora-gw run``; its stderr is a pipe, or the file ``log`` for long runs (a pipe nobody reads
+    fills after 64 KiB of log lines and then blocks the service)."""
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli.main", "run", "--config", str(config)],
         cwd=REPO,
         env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL if log else subprocess.PIPE,
+        stderr=log.open("ab") if log else subprocess.PIPE,
     )
 
 
