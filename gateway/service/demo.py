@@ -200,7 +200,7 @@ def _run(
         net.wait_transmissions(seconds / max(speed, 0.01) + 30)
         time.sleep(0.3)  # the last frames' time on air, then let the core publish the rest
         end = time.monotonic() + 10
-        while time.monotonic() < end and (core.outbox.backlog or len(core.packets)):
+        while time.monotonic() < end and (core.outbox.backlog or core.outbox.pending or len(core.packets)):
             time.sleep(0.02)
         stop.set()
         core.wake()

@@ -12,6 +12,8 @@ import socket
 
 log = logging.getLogger(__name__)
 
+SIGNIFICANT_WAIT_S = 2.0  # READY/STOPPING: how long to wait for room in a busy listener's queue
+
 
 class Notifier:
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -33,24 +35,26 @@ class Notifier:
     def enabled(self) -> bool:
         return self.address is not None
 
-    def send(self, *fields: str) -> bool:
-        """Send ``KEY=VALUE`` lines; False (logged once at debug) if systemd is not listening."""
+    def send(self, *fields: str, wait_s: float = 0.0) -> bool:
+        """Send ``KEY=VALUE`` lines; False (logged at debug) if systemd is not listening.
+
+        A listener that stops reading must never stall the core thread: routine messages (WATCHDOG,
+        STATUS) are dropped when its queue is full (``wait_s`` 0); READY and STOPPING wait up to
+        ``wait_s`` for room, since systemd acts on them."""
         if self.address is None:
             return False
         try:
             if self._sock is None:
-                # Non-blocking: a listener that stops reading must never stall the core thread (a full
-                # queue drops that one notification instead).
-                kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
-                self._sock = socket.socket(socket.AF_UNIX, kind)
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.settimeout(wait_s)
             self._sock.sendto("\n".join(fields).encode(), self.address)
             return True
-        except OSError as exc:
+        except OSError as exc:  # includes the timeout and a full queue (EAGAIN)
             log.debug("sd_notify to %r failed: %s", self.address, exc)
             return False
 
     def ready(self, status: str) -> bool:
-        return self.send("READY=1", f"STATUS={status}")
+        return self.send("READY=1", f"STATUS={status}", wait_s=SIGNIFICANT_WAIT_S)
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
@@ -59,7 +63,7 @@ class Notifier:
         return self.send(f"STATUS={status}")
 
     def stopping(self, status: str = "stopping") -> bool:
-        return self.send("STOPPING=1", f"STATUS={status}")
+        return self.send("STOPPING=1", f"STATUS={status}", wait_s=SIGNIFICANT_WAIT_S)
 
     def close(self) -> None:
         if self._sock is not None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 from gateway.pipeline.message import StoredFrame
 from gateway.pipeline.render import NodeCache, Renderer, topic_segment, utc_iso
@@ -40,7 +41,12 @@ def test_a_listener_that_stops_reading_never_blocks_the_notifier(tmp_path):
     n = Notifier({"NOTIFY_SOCKET": str(path)})
     sent = [n.status(f"rx {i}") for i in range(5000)]  # blocked forever here before
     assert sent[0] and not sent[-1]  # the overflow is dropped, not waited for
+    t0 = time.monotonic()
+    assert not n.stopping("bye")  # READY/STOPPING wait a moment for room, then give up
+    assert 1.0 < time.monotonic() - t0 < 5.0
     assert s.recv(100) == b"STATUS=rx 0"
+    s.recv(100)
+    assert n.stopping("bye")  # room again: sent
     s.close()
     n.close()
 
