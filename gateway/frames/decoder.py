@@ -369,9 +369,7 @@ class FrameDecoder:
         return frame, verdict
 
     @staticmethod
-    def _authenticate(
-        state: _State, data: bytes, body_end: int, verdict: str, full: int
-    ) -> tuple[str, int]:
+    def _authenticate(state: _State, data: bytes, body_end: int, verdict: str, full: int) -> tuple[str, int]:
         """(verdict, full counter) of a secured frame whose MIC verifies, else ``bad_mic``.
 
         A counter past 2^32 − 1 is judged with the 32 bits that B0 holds: a node that wrapped (or an old
