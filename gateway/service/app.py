@@ -25,7 +25,7 @@ from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config
 from gateway.service.core import Core, CoreSettings
 from gateway.service.notify import Notifier
-from gateway.sinks.mqtt import MqttSettings, MqttSink
+from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -187,13 +187,13 @@ class Gateway:
         r = self.cfg.radio
         self.notifier.ready(
             f"receiving {r.frequency_hz / 1e6:.3f} MHz SF{r.sf} ({r.backend}); "
-            f"broker {self.cfg.mqtt.broker.redacted()}"
+            f"broker {shown_url(self.sink.settings)}"
         )
         log.info(
             "gateway %s running: radio %s, broker %s, state %s",
             self.cfg.gateway.id,
             r.backend,
-            self.cfg.mqtt.broker.redacted(),
+            shown_url(self.sink.settings),
             self.state_dir,
         )
         try:
