@@ -22,7 +22,7 @@ from gateway.codec import CodecStats, Model, ModelStore
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
-from gateway.service.config import Config
+from gateway.service.config import Config, log_file_error
 from gateway.service.core import Core, CoreSettings
 from gateway.service.notify import Notifier
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
@@ -102,7 +102,10 @@ def configure_logging(cfg: Config, verbose: int = 0) -> None:
     if verbose == 0:
         root.setLevel(cfg.logging.level.upper())
     if cfg.logging.file:
-        handler = logging.FileHandler(cfg.logging.file)
+        try:
+            handler = logging.FileHandler(cfg.logging.file)
+        except OSError as exc:  # checked at load already; the directory may have gone since
+            raise log_file_error(cfg.logging.file, exc) from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
 
