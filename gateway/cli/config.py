@@ -22,23 +22,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check(args: argparse.Namespace) -> int:
     from gateway.service.config import load_config
+    from gateway.sinks.mqtt import security_warnings, shown_url, uses_tls
 
     cfg = load_config(args.path)
     r, m, o = cfg.radio, cfg.mqtt, cfg.outbox
+    tls = "off"
+    if uses_tls(m):
+        tls = "on, host name NOT checked (tls_insecure)" if m.tls_insecure else "on, fully verified"
     summary = {
         "gateway_id": cfg.gateway.id,
         "radio": f"{r.backend} {r.frequency_hz / 1e6:.3f} MHz SF{r.sf} BW{r.bw_hz / 1000:g} kHz CR{r.cr}"
         f" ({r.region})",
-        "broker": m.broker.redacted() + f" (MQTT {m.protocol})",
+        "broker": shown_url(m) + f" (MQTT {m.protocol})",
+        "tls": tls,
+        "tls_insecure": m.tls_insecure,
         "credentials": "username+password" if m.password else ("username" if m.username else "none"),
         "topic_prefix": f"{m.topic_prefix}/{cfg.gateway.id}",
         "outbox": f"synchronous={o.synchronous}, commit {o.commit_frames} frames / {o.commit_interval_ms} ms",
         "node_keys": len(cfg.node_keys),
+        "warnings": security_warnings(m),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{args.path}: OK")
         for key, value in summary.items():
-            print(f"  {key}: {value}")
+            if key != "warnings":
+                print(f"  {key}: {value}")
+        for warning in summary["warnings"]:
+            print(f"  warning: {warning}")
     return 0

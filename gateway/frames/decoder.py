@@ -311,24 +311,16 @@ class FrameDecoder:
             if state.crypto is None:
                 raise FrameError(Reason.BAD_MIC, f"node {node_id}: encrypted frame but the node has no key")
 
-        # Counter reconstruction (docs/frame-format.md, "Counters").
+        # Counter reconstruction, then the MIC before any verdict (docs/frame-format.md, rule 4).
         verdict, full = reconstruct(state.next, data[1 + id_len] | (data[2 + id_len] << 8), self._max_gap)
-        if verdict == AHEAD:
-            older = full - WRAP
+        if secured:
+            verdict, full = self._authenticate(state, data, body_end, verdict, full)
+        elif verdict == AHEAD:  # open frames cannot tell an old frame from a jump ahead
             verdict = COUNTER_GAP
-            if secured:
-                msg, mic = data[:body_end], data[body_end:]
-                if older >= 0 and state.crypto.verify(older, msg, mic):  # type: ignore[union-attr]
-                    verdict, full = REPLAY, older
-                elif full > MAX_FCNT or not state.crypto.verify(full, msg, mic):  # type: ignore[union-attr]
-                    raise FrameError(Reason.BAD_MIC, f"node {node_id}: MIC mismatch")
-                secured = 0  # verified already
-            elif older >= 0:
-                verdict, full = REPLAY, older
-        if full > MAX_FCNT:
+            if full - WRAP >= 0:
+                verdict, full = REPLAY, full - WRAP
+        if full > MAX_FCNT:  # authentic (or open), but past the last counter a key may use
             raise FrameError(Reason.REPLAY, f"node {node_id}: counter exhausted (re-key the node)")
-        if secured and not state.crypto.verify(full, data[:body_end], data[body_end:]):  # type: ignore[union-attr]
-            raise FrameError(Reason.BAD_MIC, f"node {node_id}: MIC mismatch")
         if enforce and verdict != NEW:
             nxt = state.next
             if verdict == DUPLICATE:
@@ -375,6 +367,24 @@ class FrameDecoder:
             state.epoch,
         )
         return frame, verdict
+
+    @staticmethod
+    def _authenticate(state: _State, data: bytes, body_end: int, verdict: str, full: int) -> tuple[str, int]:
+        """(verdict, full counter) of a secured frame whose MIC verifies, else ``bad_mic``.
+
+        A counter past 2^32 − 1 is judged with the 32 bits that B0 holds: a node that wrapped (or an old
+        frame) verifies and is then refused as exhausted, a forgery is ``bad_mic`` like any other."""
+        crypto: NodeCrypto = state.crypto  # type: ignore[assignment]
+        msg, mic = data[:body_end], data[body_end:]
+        if verdict == AHEAD:
+            older = full - WRAP
+            if older >= 0 and crypto.verify(older & MAX_FCNT, msg, mic):
+                return REPLAY, older
+            if crypto.verify(full & MAX_FCNT, msg, mic):
+                return COUNTER_GAP, full
+        elif crypto.verify(full & MAX_FCNT, msg, mic):
+            return verdict, full
+        raise FrameError(Reason.BAD_MIC, f"node {state.node.node_id}: MIC mismatch")
 
     # -- foreign formats -----------------------------------------------------------------------------
 

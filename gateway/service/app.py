@@ -22,10 +22,10 @@ from gateway.codec import CodecStats, Model, ModelStore
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
-from gateway.service.config import Config
+from gateway.service.config import Config, log_file_error
 from gateway.service.core import Core, CoreSettings
 from gateway.service.notify import Notifier
-from gateway.sinks.mqtt import MqttSettings, MqttSink
+from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,10 @@ def configure_logging(cfg: Config, verbose: int = 0) -> None:
     if verbose == 0:
         root.setLevel(cfg.logging.level.upper())
     if cfg.logging.file:
-        handler = logging.FileHandler(cfg.logging.file)
+        try:
+            handler = logging.FileHandler(cfg.logging.file)
+        except OSError as exc:  # checked at load already; the directory may have gone since
+            raise log_file_error(cfg.logging.file, exc) from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
 
@@ -187,13 +190,13 @@ class Gateway:
         r = self.cfg.radio
         self.notifier.ready(
             f"receiving {r.frequency_hz / 1e6:.3f} MHz SF{r.sf} ({r.backend}); "
-            f"broker {self.cfg.mqtt.broker.redacted()}"
+            f"broker {shown_url(self.sink.settings)}"
         )
         log.info(
             "gateway %s running: radio %s, broker %s, state %s",
             self.cfg.gateway.id,
             r.backend,
-            self.cfg.mqtt.broker.redacted(),
+            shown_url(self.sink.settings),
             self.state_dir,
         )
         try:

@@ -9,6 +9,7 @@ Layering, lowest first: built-in defaults, the config file, the secrets file, th
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -244,6 +245,41 @@ def _check_private(path: Path) -> None:
         )
 
 
+def log_file_error(path: str, exc: OSError) -> ConfigError:
+    """The one-line error for a ``logging.file`` that cannot be opened for appending."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, IsADirectoryError):
+        why = "is a directory, not a file"
+    elif isinstance(exc, FileNotFoundError):
+        why = f"cannot be created: the directory {parent} does not exist"
+    elif isinstance(exc, NotADirectoryError):
+        why = f"cannot be created: a part of {parent} is not a directory"
+    else:
+        why = f"is not writable: {exc.strerror or exc}"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            why += " (under the systemd unit only /var/log/lora-gw is writable, by the lora-gw user)"
+    return ConfigError(f"logging.file: {path} {why}")
+
+
+def check_log_file(path: str) -> None:
+    """Open ``path`` for appending as the service would, without leaving a file behind: an unwritable log
+    file is a config error at start and in ``config check``, not an OSError that crash-loops the service.
+    (A file created here by root would be root's, and the service user could not write it later.)"""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as exc:
+            raise log_file_error(path, exc) from None
+        os.close(fd)
+        return
+    except OSError as exc:
+        raise log_file_error(path, exc) from None
+    os.close(fd)
+    os.unlink(path)
+
+
 def _optional_pin(sec: _Section, k: str, default: int | None) -> int | None:
     v = sec.table.get(k)
     if v is False or v == -1:
@@ -474,6 +510,8 @@ def parse_config(
     ob.finish()
     lg = root.sub("logging")
     logging_sec = LoggingSection(level=lg.str("level", "info", LOG_LEVELS), file=lg.str("file", None))
+    if logging_sec.file:
+        check_log_file(logging_sec.file)
     lg.finish()
     nd = root.sub("nodes")
     nodes = NodeDefaults(

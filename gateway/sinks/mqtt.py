@@ -27,6 +27,7 @@ in-flight message then comes back as a ``retry`` delivery so the owner republish
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import random
 import select
@@ -34,7 +35,8 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -88,6 +90,59 @@ class MqttSettings:
     connect_timeout_s: float = 2.0
 
 
+class TlsFields(Protocol):
+    """What decides the connection's security: MqttSettings and the config's [mqtt] section both have it."""
+
+    @property
+    def broker(self) -> BrokerUrl: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def cert_file(self) -> str | None: ...
+    @property
+    def tls_insecure(self) -> bool: ...
+
+
+def uses_tls(s: TlsFields) -> bool:
+    """TLS is on for mqtts://, and also for mqtt:// with a CA file or a client certificate (port kept)."""
+    return bool(s.broker.tls or s.ca_file or s.cert_file)
+
+
+def shown_url(s: TlsFields) -> str:
+    """The broker URL as it is really connected to (mqtts:// whenever TLS is on), without the password."""
+    return replace(s.broker, tls=uses_tls(s)).redacted()
+
+
+def _loopback(host: str) -> bool:
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: not resolved here, so not known to stay on this machine
+
+
+def security_warnings(s: TlsFields) -> list[str]:
+    """One line per weakness of the broker connection, for the start of the service and `config check`.
+    Never contains the password."""
+    out = []
+    tls = uses_tls(s)
+    if s.tls_insecure and tls:
+        out.append(
+            "mqtt.tls_insecure = true: the broker's certificate is not checked against its host name, so "
+            "any host holding a certificate from the trusted CAs can pose as the broker"
+        )
+    elif s.tls_insecure:
+        out.append("mqtt.tls_insecure = true has no effect: TLS is off (mqtt://, no ca_file or cert_file)")
+    if not tls and s.broker.username and not _loopback(s.broker.host):
+        what = "username and password go" if s.broker.password else "username goes"
+        out.append(
+            f"the MQTT {what} unencrypted to {shown_url(s)}, which is not this machine: "
+            "use mqtts:// (or set mqtt.ca_file)"
+        )
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """The fate of one publish: ``ok`` (PUBACK success), ``refused`` (reason ≥ 0x80) or ``retry``."""
@@ -134,6 +189,7 @@ class MqttSink:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
+        self._url = shown_url(settings)
         self.stats = MqttStats()
         self._clock = clock
         self._jitter = jitter
@@ -154,6 +210,8 @@ class MqttSink:
     def start(self) -> None:
         """Build the client; the first connection attempt happens in the next ``wait``."""
         self._stopping = False
+        for warning in security_warnings(self.settings):
+            log.warning("mqtt: %s", warning)
         self._client = self._make_client()
         self._next_connect = self._clock()
 
@@ -176,7 +234,7 @@ class MqttSink:
         client.on_socket_register_write = _ignore_socket
         if s.broker.username:
             client.username_pw_set(s.broker.username, s.broker.password)
-        if s.broker.tls or s.ca_file or s.cert_file:
+        if uses_tls(s):
             try:
                 client.tls_set(
                     ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file, cert_reqs=ssl.CERT_REQUIRED
@@ -222,7 +280,7 @@ class MqttSink:
         if gen != self._generation:
             return
         if rc.is_failure:  # paho then closes the socket and reports a disconnect: that schedules a retry
-            log.warning("mqtt: broker %s refused the connection: %s", self.settings.broker.redacted(), rc)
+            log.warning("mqtt: broker %s refused the connection: %s", self._url, rc)
             return
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
         self._connected = True
@@ -230,7 +288,14 @@ class MqttSink:
         self._next_connect = None
         self._last_progress = self._clock()
         self.stats.connects += 1
-        log.info("mqtt: connected to %s (%s)", self.settings.broker.redacted(), rc)
+        if self.settings.tls_insecure and uses_tls(self.settings):  # at every connect: never forgotten
+            log.warning(
+                "mqtt: connected to %s (%s) WITHOUT checking the broker's host name (mqtt.tls_insecure)",
+                self._url,
+                rc,
+            )
+        else:
+            log.info("mqtt: connected to %s (%s)", self._url, rc)
 
     def _on_disconnect(self, gen: int, rc: mqtt.ReasonCode) -> None:
         if gen != self._generation:
@@ -244,7 +309,7 @@ class MqttSink:
             self.stats.disconnects += 1
             log.warning(
                 "mqtt: disconnected from %s (%s); reconnecting in %.1f s",
-                self.settings.broker.redacted(),
+                self._url,
                 rc,
                 wait,
             )
@@ -337,7 +402,7 @@ class MqttSink:
         if client.socket() is not None:
             log.warning(
                 "mqtt: no CONNACK from %s within %.0f s; connecting again",
-                self.settings.broker.redacted(),
+                self._url,
                 now - self._attempt_at,
             )
         self._attempt_at = now
@@ -348,7 +413,7 @@ class MqttSink:
             wait = self._schedule_connect()
             log.warning(
                 "mqtt: cannot connect to %s: %s; retrying in %.1f s",
-                self.settings.broker.redacted(),
+                self._url,
                 exc,
                 wait,
             )

@@ -365,3 +365,66 @@ def test_direction_is_bound_into_the_mic() -> None:
     node_side = FrameDecoder([Node(9, "gw", key=KEY)], DecoderSettings(direction=Direction.DOWN))
     assert node_side.decode(down).payload == b"command"
     assert reason_of(FrameDecoder([Node(9, "n", key=KEY)]), down) == "bad_mic"
+
+
+class TestMicJudgedFirst:
+    """docs/frame-format.md rule 4: a frame that does not verify is ``bad_mic`` whatever its counter, and an
+    unauthenticated frame neither moves a counter nor prompts a registry re-read."""
+
+    @staticmethod
+    def _garbled(frame: bytes) -> bytes:
+        return frame[:-4] + bytes(b ^ 0xFF for b in frame[-4:])
+
+    @staticmethod
+    def _counting(registry, monkeypatch) -> list[int]:
+        calls: list[int] = []
+        real = registry.nodes
+        monkeypatch.setattr(registry, "nodes", lambda: calls.append(1) or real())
+        return calls
+
+    @pytest.mark.parametrize("fcnt", [0, 1, 0x1234, 0xFFFE])
+    def test_exhausted_counter_with_a_garbage_mic_is_bad_mic(self, fcnt: int) -> None:
+        decoder = FrameDecoder([Node(9, "n", key=KEY, next_fcnt=2**32)])
+        forged = self._garbled(FrameEncoder(9, KEY).encode(b"x", fcnt=fcnt))
+        with pytest.raises(FrameError) as err:
+            decoder.decode(forged)
+        assert err.value.reason == "bad_mic", err.value.message
+        assert decoder.next_fcnt(9) == 2**32
+
+    def test_exhausted_counter_with_a_valid_mic_is_still_replay(self) -> None:
+        decoder = FrameDecoder([Node(9, "n", key=KEY, next_fcnt=2**32)])
+        for fcnt in (0, 0x1234, 0xFFFE):  # new-looking (within the gap) and far ahead: both exhausted
+            with pytest.raises(FrameError, match="exhausted") as err:
+                decoder.decode(FrameEncoder(9, KEY).encode(b"x", fcnt=fcnt))
+            assert err.value.reason == "replay"
+        assert reason_of(decoder, FrameEncoder(9, KEY).encode(b"x", fcnt=0xFFFF_FFFF)) == "duplicate"
+
+    def test_exhausted_bad_mic_triggers_no_registry_reload(self, registry, monkeypatch) -> None:
+        now = [0.0]
+        registry.add(Node(9, "n", key=KEY, next_fcnt=0xFFFF_FFFF))
+        decoder = FrameDecoder(registry, clock=lambda: now[0])
+        decoder.accept(decoder.decode(FrameEncoder(9, KEY).encode(b"x", fcnt=0xFFFF_FFFF)))  # next = 2^32
+        calls = self._counting(registry, monkeypatch)
+        for i in range(3):
+            now[0] += 5.0  # a re-read would be due every time
+            assert reason_of(decoder, self._garbled(FrameEncoder(9, KEY).encode(b"x", fcnt=i))) == "bad_mic"
+        assert calls == []
+        now[0] += 5.0  # control: an authentic exhausted frame is a replay, and replays do re-read
+        assert reason_of(decoder, FrameEncoder(9, KEY).encode(b"x", fcnt=7)) == "replay"
+        assert calls == [1]
+
+    @pytest.mark.parametrize("fcnt", [1001, 1000, 999, 1000 + 20000, 1000 + 0x10000 - 20000])
+    def test_bad_mic_from_a_known_secured_node_moves_nothing(self, registry, monkeypatch, fcnt: int) -> None:
+        """New, duplicate, replayed, gap-ahead and old-by-2^16 counters, each with a broken MIC."""
+        now = [0.0]
+        registry.add(Node(0x2A, "sec", key=OTHER_KEY))
+        registry.reset_counter(0x2A, 1000)
+        decoder = FrameDecoder(registry, clock=lambda: now[0])
+        enc = FrameEncoder(0x2A, OTHER_KEY, next_fcnt=1000)
+        decoder.accept(decoder.decode(enc.encode(b"ok")))  # next = 1001
+        calls = self._counting(registry, monkeypatch)
+        now[0] += 5.0
+        assert reason_of(decoder, self._garbled(enc.encode(b"x", fcnt=fcnt))) == "bad_mic"
+        assert calls == [] and decoder.next_fcnt(0x2A) == 1001 and registry.get(0x2A).next_fcnt == 1000
+        # A bad MIC never reaches the service's accept(): the genuine next frame is still new.
+        assert decoder.decode(FrameEncoder(0x2A, OTHER_KEY, next_fcnt=1001).encode(b"y")).fcnt == 1001
