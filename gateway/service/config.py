@@ -40,7 +40,7 @@ REGIONS = {  # frequency band in Hz, default duty cycle in percent (ETSI EN 300 
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SECRET_KEYS = frozenset({"username", "password"})  # their values are never shown, not even when invalid
-_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "an array"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array"}
 
 
 def _kind(v: Any) -> str:
