@@ -169,7 +169,7 @@ class Config:
     outbox: OutboxSection
     logging: LoggingSection
     nodes: NodeDefaults
-    node_keys: Mapping[int, bytes] = field(default_factory=dict)
+    node_keys: Mapping[int, bytes] = field(default_factory=dict, repr=False)
     source: str | None = None
 
 

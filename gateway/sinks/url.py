@@ -7,7 +7,7 @@ first: a password in a URL is never printed, not even when the URL is malformed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from gateway.errors import ConfigError
@@ -41,7 +41,7 @@ class BrokerUrl:
     port: int
     tls: bool
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a repr (a log line, a traceback) never shows it
 
     def redacted(self) -> str:
         """The URL without the password, for logs."""

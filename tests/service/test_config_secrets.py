@@ -152,3 +152,16 @@ def test_redact_url():
     assert (
         redact_url(f"a mqtt://u:{PW}@h and ftp://v:S3c/x@g") == "a mqtt://<redacted>@h and ftp://<redacted>@g"
     )
+
+
+def test_a_config_printed_whole_shows_no_secret(tmp_path):
+    config = _private_secrets(
+        tmp_path,
+        f'[mqtt]\nusername = "gw"\npassword = "{PW}"\n'
+        '[node_keys]\n"0x2a" = "000102030405060708090a0b0c0d0e0f"\n',
+    )
+    cfg = load_config(config, env={})
+    assert cfg.mqtt.password == PW and cfg.node_keys[0x2A] == bytes(range(16))
+    text = repr(cfg)
+    assert PW not in text and "node_keys" not in text and repr(bytes(range(16))) not in text
+    assert "username='gw'" in text  # the rest is still there to debug with
