@@ -19,6 +19,7 @@ from gateway.errors import GatewayError
 DB_NAME = "gateway.db"
 MODELS_DIR = "models"
 OPEN_BITS = 0o066  # read or write for group or others (execute alone on a directory lists nothing)
+SELF_CLOSED = frozenset({DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"})  # statedb tightens these (if its own)
 
 
 class StateExposedError(GatewayError):
@@ -47,13 +48,13 @@ class Exposure:
 
 def exposed(directory: str | os.PathLike[str], own_files: bool = False) -> list[Exposure]:
     """The state directory and ``gateway.db*`` files in it (database, WAL, set-aside copies) that group or
-    others may read or write. Database files this process owns are left out unless ``own_files``:
-    gateway.statedb closes those itself when it opens the database. Uses ``stat`` only: no descriptor
-    of the database is ever opened (that would drop SQLite's locks, see gateway.statedb)."""
+    others may read or write. The database and its WAL are left out when this process owns them, unless
+    ``own_files``: gateway.statedb closes those itself when it opens the database. Uses ``stat`` only: no
+    descriptor of the database is ever opened (that would drop SQLite's locks, see gateway.statedb)."""
     path = Path(directory)
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except OSError:  # missing, or not reachable by this user: nothing it could expose from here
         return []
     found = [Exposure(path, stat.S_IMODE(st.st_mode), st.st_uid, True)] if st.st_mode & OPEN_BITS else []
     try:
@@ -65,11 +66,11 @@ def exposed(directory: str | os.PathLike[str], own_files: bool = False) -> list[
             continue
         try:
             fst = (path / name).stat()
-        except FileNotFoundError:
+        except OSError:
             continue
         if stat.S_ISREG(fst.st_mode) and fst.st_mode & OPEN_BITS:
             found.append(Exposure(path / name, stat.S_IMODE(fst.st_mode), fst.st_uid, False))
-    return [e for e in found if own_files or e.is_dir or not e.mine]
+    return [e for e in found if own_files or not (e.mine and e.path.name in SELF_CLOSED)]
 
 
 def exposure_message(found: list[Exposure]) -> str:
