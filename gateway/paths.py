@@ -76,9 +76,9 @@ def exposed(directory: str | os.PathLike[str], own_files: bool = False) -> list[
 def exposure_message(found: list[Exposure]) -> str:
     """One line: what is open, that it holds the node keys, and the chmod that closes it."""
     what = ", ".join(f"{e.path} (mode {e.mode:04o})" for e in found)
-    verb = "is" if len(found) == 1 else "are"
+    be, hold = ("is", "holds") if len(found) == 1 else ("are", "hold")
     fixes = " && ".join(e.fix for e in found)
-    return f"state: {what} {verb} readable or writable by group or others, and holds node keys; run {fixes}"
+    return f"state: {what} {be} readable or writable by group or others and {hold} node keys; run {fixes}"
 
 
 def check_private(directory: str | os.PathLike[str]) -> None:

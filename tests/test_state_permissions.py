@@ -54,7 +54,7 @@ def test_a_directory_open_to_group_or_others_is_exposed(tmp_path, mode):
     with pytest.raises(StateExposedError) as exc:
         paths.check_private(state)
     assert exc.value.message == (
-        f"state: {state} (mode {mode:04o}) is readable or writable by group or others, and holds node keys;"
+        f"state: {state} (mode {mode:04o}) is readable or writable by group or others and holds node keys;"
         f" run chmod 700 {state}"
     )
 
@@ -98,7 +98,7 @@ def test_cli_warns_about_an_open_state_directory(tmp_path, capsys):
         code, _, err = cli_run(state, capsys, *argv)
         assert code == 0, err
         assert err == (
-            f"lora-gw: warning: state: {state} (mode 0755) is readable or writable by group or others,"
+            f"lora-gw: warning: state: {state} (mode 0755) is readable or writable by group or others"
             f" and holds node keys; run chmod 700 {state}\n"
         )
     state.chmod(0o700)
@@ -156,7 +156,7 @@ def test_lora_gw_run_refuses_an_open_state_directory(tmp_path):
     )
     assert r.returncode == 2
     assert r.stderr == (
-        f"lora-gw: state: {state} (mode 0755) is readable or writable by group or others, and holds node"
+        f"lora-gw: state: {state} (mode 0755) is readable or writable by group or others and holds node"
         f" keys; run chmod 700 {state}\n"
     )
     assert list(state.iterdir()) == []  # refused before anything was opened or created
