@@ -169,6 +169,13 @@ def _tighten(db: Path) -> None:
             continue
         if st.st_mode & 0o077 and st.st_uid == os.geteuid():
             os.chmod(path, stat.S_IMODE(st.st_mode) & 0o600)
+            log.warning(
+                "%s was open to group or others (mode %04o) and holds node keys: set it to %04o (whoever read"
+                " it has the keys: consider re-keying the nodes)",
+                path,
+                stat.S_IMODE(st.st_mode),
+                stat.S_IMODE(st.st_mode) & 0o600,
+            )
 
 
 def connect(db: str | os.PathLike[str], timeout: float = 10.0) -> sqlite3.Connection:

@@ -112,7 +112,7 @@ def test_a_database_from_before_markers_is_adopted(tmp_path):
 
 def test_lora_gw_run_stops_with_one_line_on_an_emptied_database(tmp_path):
     state = tmp_path / "state"
-    state.mkdir()
+    state.mkdir(mode=0o700)  # the service refuses a state directory others can read
     made(state)
     os.truncate(state / "gateway.db", 0)
     cfg = tmp_path / "gw.toml"

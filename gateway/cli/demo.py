@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from gateway.cli.notices import warn
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,7 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seconds", type=float, default=40.0, help="how long to run, in simulated seconds (default 40)"
     )
-    p.add_argument("--broker", default=None, help="mqtt://[user[:password]@]host[:port] or mqtts://…")
+    p.add_argument(
+        "--broker",
+        default=None,
+        metavar="URL",
+        help="mqtt://[user@]host[:port] or mqtts://…; the user name and password are taken from"
+        " $LORA_GW_MQTT_USERNAME and $LORA_GW_MQTT_PASSWORD when set (as for lora-gw run)",
+    )
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     p.set_defaults(func=run)
 
@@ -43,11 +51,15 @@ def _print_reading(msg: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from gateway.errors import ConfigError
     from gateway.service.demo import run_demo
+    from gateway.sinks.url import parse_broker_url
 
     if args.nodes < 1 or args.nodes > 250:
         raise ConfigError(f"--nodes: {args.nodes} is outside 1..250")
     if args.seconds <= 0:
         raise ConfigError(f"--seconds: {args.seconds} must be positive")
+    if args.broker and parse_broker_url(args.broker, "--broker").password is not None:
+        warn("a password on the command line is visible to other users (ps) and stays in the shell"
+             " history: set LORA_GW_MQTT_PASSWORD instead")  # fmt: skip
     summary = run_demo(
         nodes=args.nodes,
         seconds=args.seconds,

@@ -8,11 +8,15 @@ import logging
 import sys
 
 from gateway import __version__, paths
+from gateway.cli.notices import warn
 from gateway.errors import GatewayError
 
 # Commands that write the state directory; run by root on a service user's directory, they continue as
 # that user (see gateway.paths.adopt_state_owner).
 STATE_COMMANDS = frozenset({"nodes", "model", "state"})
+# Commands that use the state directory: they warn when it (or a database file in it they cannot close
+# themselves) is open to group or others. The service refuses to start instead (gateway.service.app).
+STATE_READERS = STATE_COMMANDS | {"decode"}
 
 # Each module defines register(subparsers) and sets a ``func(args) -> int`` default.
 COMMAND_MODULES = (
@@ -48,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warn_exposed(explicit_state_dir: str | None) -> None:
+    """Tell the operator when the node keys in the state directory are readable by group or others."""
+    found = paths.exposed(paths.state_dir(explicit_state_dir, create=False))
+    if found:
+        warn(paths.exposure_message(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             uid = paths.adopt_state_owner(args.state_dir)
             if uid is not None:
                 logging.getLogger(__name__).info("state directory belongs to uid %d: continuing as it", uid)
+        if args.command in STATE_READERS:
+            warn_exposed(args.state_dir)
         return int(args.func(args) or 0)
     except GatewayError as exc:
         print(f"lora-gw: {exc.message}", file=sys.stderr)

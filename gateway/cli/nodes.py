@@ -6,6 +6,8 @@ import argparse
 import json
 import secrets
 
+from gateway.cli import keyinput
+from gateway.cli.notices import warn
 from gateway.frames.registry import Node, NodeRegistry, RegistryError, parse_node_ref
 from gateway.frames.types import NodeFormat, PayloadCodec
 
@@ -17,14 +19,14 @@ def _node_id(text: str) -> int:
     return value
 
 
-def _key(text: str) -> bytes:
+def _key(text: str) -> bytes | str:
+    """``--key``: ``-`` (read it from standard input), else the hex key itself (discouraged: see keyinput)."""
+    if text == keyinput.STDIN:
+        return text
     try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) != 16:
-        raise argparse.ArgumentTypeError("a key is 32 hex digits (AES-128)")
-    return key
+        return keyinput.parse_key(text, "--key")
+    except keyinput.KeyInputError:
+        raise argparse.ArgumentTypeError("a key is 32 hex digits (AES-128)") from None
 
 
 def _location(text: str) -> tuple[float, float]:
@@ -40,7 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="nodes_command", metavar="ACTION")
     sub.required = True
 
-    add = sub.add_parser("add", help="register a node")
+    add = sub.add_parser(
+        "add",
+        help="register a node",
+        description="Register a node. Give a secured node's key on standard input or in a private file,\n"
+        "never on the command line (where ps and the shell history show it to other users).",
+        epilog="examples:\n"
+        "  lora-gw nodes add 0x1234 --name garden --generate-key\n"
+        "  lora-gw nodes add 0x1234 --name garden --key-file /root/garden.key   # chmod 600 the file\n"
+        "  lora-gw nodes add 0x1234 --name garden --key - < /root/garden.key\n"
+        "  lora-gw nodes add 0x1234 --name garden --key -     # type or paste it, then Ctrl-D",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add.add_argument("node_id", type=_node_id, metavar="ID", help="node id, decimal or 0x-hex (32 bits)")
     add.add_argument("--name", help="unique name (default node-<id>)")
     add.add_argument(
@@ -54,7 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--payload", choices=["lpp", "raw"], help="radiohead nodes: how to read the data (default lpp)"
     )
     keys = add.add_mutually_exclusive_group()
-    keys.add_argument("--key", type=_key, metavar="HEX", help="the node's AES-128 root key (secured profile)")
+    keys.add_argument(
+        "--key",
+        type=_key,
+        metavar="-",
+        help="read the node's AES-128 root key (32 hex digits, secured profile) from standard input",
+    )
+    keys.add_argument(
+        "--key-file", metavar="PATH", help="read the node's root key from PATH (32 hex digits; chmod 600)"
+    )
     keys.add_argument("--generate-key", action="store_true", help="generate a random AES-128 root key")
     add.add_argument("--model", type=int, metavar="ID", help="learned codec model id (0..15) the node uses")
     add.add_argument("--interval", type=float, metavar="S", help="reporting interval in seconds")
@@ -121,8 +142,21 @@ def _describe(node: Node, show_keys: bool) -> list[str]:
     return lines
 
 
+def _root_key(args: argparse.Namespace) -> bytes | None:
+    if args.generate_key:
+        return secrets.token_bytes(keyinput.KEY_BYTES)
+    if args.key_file is not None:
+        return keyinput.read_key_file(args.key_file)
+    if args.key == keyinput.STDIN:
+        return keyinput.read_stdin_key()
+    if args.key is not None:
+        warn("a key on the command line is visible to other users (ps) and stays in the shell history:"
+             " use --key - (standard input) or --key-file PATH")  # fmt: skip
+    return args.key
+
+
 def cmd_add(args: argparse.Namespace) -> int:
-    key = secrets.token_bytes(16) if args.generate_key else args.key
+    key = _root_key(args)
     lat, lon = args.location if args.location else (None, None)
     node = Node(
         node_id=args.node_id,

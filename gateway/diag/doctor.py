@@ -95,6 +95,7 @@ def run(
                     cfg, system.read_outbox(system.state_dir(cfg, state_dir) / paths.DB_NAME)
                 ),
             ),
+            ("state_access", lambda: system.state_access_check(system.state_dir(cfg, state_dir))),
             ("clock_sync", lambda: system.clock_sync_check(host)),
             ("models", lambda: system.models_check(system.state_dir(cfg, state_dir))),
             ("systemd_unit", lambda: system.systemd_unit_check(host)),

@@ -15,19 +15,16 @@ import base64
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
-REDACTED = "<redacted>"
+from gateway.sinks.url import REDACTED, USERINFO_PATTERN, redact_url
+
+__all__ = ["REDACTED", "Scrubber", "redact_tree", "redact_url", "secret_values", "url_credentials"]
 _SECRET_NAME = re.compile(r"(^|_)(password|passwd|pass|username|user|secret|token|key|key_hex)$", re.I)
 _SECRET_TABLES = ("node_keys",)
 _IDENTITY_NAME = re.compile(r"(^|_)(username|user)$", re.I)
-_URL = re.compile(r"([a-z][a-z0-9+.-]*://)([^/@\s]+)@", re.I)
-_URL_BYTES = re.compile(_URL.pattern.encode(), re.I)
-
-
-def redact_url(text: str) -> str:
-    """``mqtt://user:pw@host`` → ``mqtt://<redacted>@host`` (any scheme, anywhere in the text)."""
-    return _URL.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+_URL = re.compile(USERINFO_PATTERN, re.I)  # the same rule as every message (gateway.sinks.url)
+_URL_BYTES = re.compile(USERINFO_PATTERN.encode(), re.I)
 
 
 def redact_tree(obj: Any, under_secret: bool = False) -> Any:
@@ -71,14 +68,12 @@ def secret_values(obj: Any, under_secret: bool = False) -> list[str]:
 
 
 def url_credentials(text: str) -> list[str]:
-    """The passwords in URLs' user info."""
+    """The passwords in URLs' user info (everything after the first ":" of it, percent-escapes decoded)."""
     out: list[str] = []
     for m in _URL.finditer(text):
-        try:
-            password = urlsplit(m.group(0) + "host").password
-        except ValueError:
-            continue
-        if password:
+        userinfo = m.group(0)[len(m.group(1)) : -1]
+        _user, colon, password = userinfo.partition(":")
+        if colon and password:
             out.append(unquote(password))
     return out
 

@@ -473,6 +473,22 @@ def systemd_unit_check(host: Host) -> Check:
     )
 
 
+# -------------------------------------------------------------------------------------- state_access
+
+
+def state_access_check(state: Path) -> Check:
+    """The node keys in the state directory are private: the service refuses to start otherwise (the
+    directory, another user's database files) or closes its own database files at start."""
+    if not state.is_dir():
+        return Check.skipped("state_access", f"no state directory yet ({state})")
+    found = paths.exposed(state, own_files=True)
+    if not found:
+        return Check.passed("state_access", f"{state}: node keys readable by their owner only")
+    message = paths.exposure_message(found)
+    cause, _, fix = message.removeprefix("state: ").partition("; run ")
+    return Check.failed("state_access", ", ".join(str(e.path) for e in found), cause, f"run {fix}")
+
+
 # -------------------------------------------------------------------------------------------- models
 
 

@@ -116,6 +116,7 @@ class Gateway:
     def __init__(self, cfg: Config, state_dir: str | None = None, notifier: Notifier | None = None) -> None:
         self.cfg = cfg
         self.state_dir = paths.state_dir(state_dir or cfg.gateway.state_dir)
+        paths.check_private(self.state_dir)  # before anything is opened: the keys must not be readable
         db = self.state_dir / paths.DB_NAME
         # The outbox opens first: alone on the file it may switch it to small pages (fewer bytes per commit).
         self.outbox = Outbox(db, outbox_settings(cfg))

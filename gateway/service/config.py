@@ -22,7 +22,7 @@ from typing import Any
 from gateway.errors import ConfigError
 from gateway.radio.air import Interferer
 from gateway.radio.emulator import FAULTS
-from gateway.sinks.url import BrokerUrl, parse_broker_url
+from gateway.sinks.url import BrokerUrl, parse_broker_url, redact_url
 
 ENV_URL = "LORA_GW_MQTT_URL"
 ENV_USERNAME = "LORA_GW_MQTT_USERNAME"
@@ -40,6 +40,23 @@ REGIONS = {  # frequency band in Hz, default duty cycle in percent (ETSI EN 300 
     "IN865": ((865_000_000, 867_000_000), 100.0),
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SECRET_KEYS = frozenset({"username", "password"})  # their values are never shown, not even when invalid
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array"}
+
+
+def _kind(v: Any) -> str:
+    """What a TOML value is, for a message that must not show the value itself."""
+    return _TYPE_NAMES.get(type(v)) or ("a table" if isinstance(v, dict) else "a date/time")
+
+
+def _shown(v: Any) -> str:
+    """A config value as an error message may quote it: strings with URL user info redacted, numbers as
+    they are, anything else (an array or table could hold a URL with a password) by its kind only."""
+    if isinstance(v, str):
+        return repr(redact_url(v))
+    if isinstance(v, bool | int | float):
+        return repr(v)
+    return _kind(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +170,7 @@ class Config:
     outbox: OutboxSection
     logging: LoggingSection
     nodes: NodeDefaults
-    node_keys: Mapping[int, bytes] = field(default_factory=dict)
+    node_keys: Mapping[int, bytes] = field(default_factory=dict, repr=False)
     source: str | None = None
 
 
@@ -179,9 +196,11 @@ class _Section:
         if v is None:
             return default
         if not isinstance(v, str):
-            raise ConfigError(f"{self.key(k)}: {v!r} is not a string")
+            if k in SECRET_KEYS:  # the type may be named, never the value
+                raise ConfigError(f"{self.key(k)}: must be a string, not {_kind(v)} (the value is not shown)")
+            raise ConfigError(f"{self.key(k)}: {_shown(v)} is not a string")
         if choices is not None and v not in choices:
-            raise ConfigError(f"{self.key(k)}: {v!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"{self.key(k)}: {_shown(v)} is not one of {', '.join(choices)}")
         return v
 
     def int(self, k: str, default: Any, lo: int, hi: int, choices: tuple[int, ...] | None = None) -> Any:
@@ -189,7 +208,7 @@ class _Section:
         if v is None:
             return default
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{self.key(k)}: {v!r} is not an integer")
+            raise ConfigError(f"{self.key(k)}: {_shown(v)} is not an integer")
         if choices is not None and v not in choices:
             raise ConfigError(f"{self.key(k)}: {v} is not one of {', '.join(map(str, choices))}")
         if not lo <= v <= hi:
@@ -201,7 +220,7 @@ class _Section:
         if v is None:
             return default
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ConfigError(f"{self.key(k)}: {v!r} is not a number")
+            raise ConfigError(f"{self.key(k)}: {_shown(v)} is not a number")
         if not lo <= v <= hi:
             raise ConfigError(f"{self.key(k)}: {v} is outside {lo:g}..{hi:g}")
         return float(v)
@@ -211,7 +230,7 @@ class _Section:
         if v is None:
             return default
         if not isinstance(v, bool):
-            raise ConfigError(f"{self.key(k)}: {v!r} is not true or false")
+            raise ConfigError(f"{self.key(k)}: {_shown(v)} is not true or false")
         return v
 
     def sub(self, k: str) -> _Section:
@@ -374,7 +393,7 @@ def _parse_mqtt(sec: _Section) -> MqttSection:
         broker = replace(broker, password=password)
     prefix = sec.str("topic_prefix", d.topic_prefix)
     if not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/"):
-        raise ConfigError(f"mqtt.topic_prefix: {prefix!r} must be non-empty, without + # or outer /")
+        raise ConfigError(f"mqtt.topic_prefix: {_shown(prefix)} must be non-empty, without + # or outer /")
     files = {}
     for k in ("ca_file", "cert_file", "key_file"):
         v = sec.str(k, None)
@@ -453,7 +472,7 @@ def _node_ids(sec: _Section, k: str) -> tuple[int, ...]:
         except ValueError:
             nid = None
         if isinstance(nid, bool) or not isinstance(nid, int) or not 0 <= nid <= 0xFFFFFFFF:
-            raise ConfigError(f"{sec.key(k)}: {item!r} is not a node id (0..0xFFFFFFFF)")
+            raise ConfigError(f"{sec.key(k)}: {_shown(item)} is not a node id (0..0xFFFFFFFF)")
         out.append(nid)
     return tuple(out)
 
@@ -474,7 +493,7 @@ def parse_config(
         secrets_file=gw.str("secrets_file", None),
     )
     if any(c in gateway.id for c in "/#+\0"):
-        raise ConfigError(f"gateway.id: {gateway.id!r} must not contain / + or #")
+        raise ConfigError(f"gateway.id: {_shown(gateway.id)} must not contain / + or #")
     gw.finish()
     radio_sec = root.sub("radio")
     radio = _parse_radio(radio_sec)

@@ -17,16 +17,18 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gateway import paths
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.frames import FrameDecoder, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.app import codec_stats, model_resolver
+from gateway.service.config import ENV_PASSWORD, ENV_USERNAME
 from gateway.service.core import Core, CoreSettings
 from gateway.service.radio import SimNetwork, install_demo_model
 from gateway.sinks.mqtt import MqttSettings, MqttSink
@@ -107,6 +109,16 @@ class PrivateMosquitto:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def with_env_credentials(broker: BrokerUrl, env: Mapping[str, str]) -> BrokerUrl:
+    """The broker with ``LORA_GW_MQTT_USERNAME``/``_PASSWORD`` from ``env`` taking precedence, as for
+    ``lora-gw run``: credentials need not be typed on a command line, where ``ps`` shows them to others."""
+    username = env.get(ENV_USERNAME) or broker.username
+    password = env.get(ENV_PASSWORD) or broker.password
+    if password and not username:
+        raise ConfigError(f"--broker: a password needs a user name (in the URL or ${ENV_USERNAME})")
+    return replace(broker, username=username, password=password)
+
+
 def run_demo(
     nodes: int,
     seconds: float,
@@ -116,14 +128,17 @@ def run_demo(
     speed: float = DEMO_SPEED,
     interval_s: float = DEMO_INTERVAL_S,
     seed: int = 1,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the demo for ``seconds`` simulated seconds; returns the summary (see module docstring).
 
-    ``on_reading`` is called (in the core thread) with each telemetry message as it is published.
+    ``on_reading`` is called (in the core thread) with each telemetry message as it is published. With a
+    ``broker_url``, credentials in ``env`` (default: the process environment) override the URL's.
     """
     private: PrivateMosquitto | None = None
     if broker_url:
-        broker = parse_broker_url(broker_url, "--broker")
+        env = os.environ if env is None else env
+        broker = with_env_credentials(parse_broker_url(broker_url, "--broker"), env)
     elif _answers("127.0.0.1", 1883):
         broker = BrokerUrl("127.0.0.1", 1883, False)
     else:

@@ -26,7 +26,7 @@ from gateway.sinks.outbox import Outbox, OutboxSettings
 CHECK_KEYS = ["name", "ok", "detail", "cause", "fix"]
 SYSTEM_CHECKS = [
     "config", "spi_device", "broker_reachable", "broker_tls", "broker_auth", "broker_roundtrip",
-    "outbox", "clock_sync", "models", "systemd_unit",
+    "outbox", "state_access", "clock_sync", "models", "systemd_unit",
 ]  # fmt: skip
 NO_SYSTEMD = Host(systemd=lambda: False)
 DEMO_WEIGHTS = Path(gateway.codec.__file__).parent / "data" / DEMO_MODEL  # the packaged weight file
@@ -58,6 +58,7 @@ def write_config(
 def make_state(state: Path) -> Path:
     """A state directory as a running service leaves it: the database (outbox and nodes) and a model."""
     state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)  # as systemd's StateDirectoryMode= leaves it
     db = state / "gateway.db"
     Outbox(db, OutboxSettings()).close()
     NodeRegistry(db).close()

@@ -215,6 +215,7 @@ def test_doctor_as_a_subprocess(tmp_path, broker_factory):
         "broker_auth": True,
         "broker_roundtrip": True,
         "outbox": True,
+        "state_access": True,
         "models": True,
     }
     assert p.returncode == (0 if doc["ok"] else 1)
@@ -243,3 +244,19 @@ def test_global_state_dir_option_is_the_one_checked(tmp_path, broker_factory, ca
     outbox = by_name(doc)["outbox"]
     assert code == 1 and outbox["ok"] is False and str(elsewhere / "gateway.db") in outbox["cause"]
     assert not elsewhere.exists()  # looked at, never created
+
+
+def test_state_open_to_group_or_others_fails_state_access_with_the_chmod(tmp_path, broker_factory, capsys):
+    b = broker_factory()
+    state = make_state(tmp_path / "state")
+    conf = write_config(tmp_path, b.url)
+    state.chmod(0o755)
+    (state / "gateway.db").chmod(0o644)  # ours: lora-gw run would close it, but it is open right now
+    code, doc = run_json(capsys, "doctor", "--config", str(conf), "--json")
+    check = by_name(doc)["state_access"]
+    assert code == 1 and [n for n, c in by_name(doc).items() if c["ok"] is False] == ["state_access"]
+    # (doctor's read-only look at the outbox made a -wal with the database's mode: it is listed too)
+    assert check["cause"].startswith(f"{state} (mode 0755), {state / 'gateway.db'} (mode 0644), ")
+    assert check["cause"].endswith(" are readable or writable by group or others and hold node keys")
+    assert check["fix"].startswith(f"run chmod 700 {state} && chmod 600 {state / 'gateway.db'} && ")
+    assert oct(state.stat().st_mode & 0o777) == "0o755"  # doctor looks, it never changes anything

@@ -65,7 +65,10 @@ def test_nodes_errors_are_one_line(run) -> None:
     run("nodes", "add", "5")
     code, _, err = run("nodes", "add", "5")
     assert code == 2 and err.strip() == "lora-gw: node 5 (0x00000005) is already registered"
-    code, _, err = run("nodes", "add", "6", "--format", "lpp", "--key", KEY_HEX)
+    key_file = run.state.parent / "node.key"
+    key_file.write_text(KEY_HEX)
+    key_file.chmod(0o600)
+    code, _, err = run("nodes", "add", "6", "--format", "lpp", "--key-file", str(key_file))
     assert code == 2 and "only format 'frame'" in err and err.count("\n") == 1
     with pytest.raises(SystemExit):
         run("nodes", "add", "6", "--key", "abcd")
