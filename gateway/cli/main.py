@@ -12,7 +12,7 @@ from gateway.errors import GatewayError
 
 # Commands that write the state directory; run by root on a service user's directory, they continue as
 # that user (see gateway.paths.adopt_state_owner).
-STATE_COMMANDS = frozenset({"nodes", "model", "state"})
+STATE_COMMANDS = frozenset({"nodes", "model", "state", "outbox"})
 
 # Each module defines register(subparsers) and sets a ``func(args) -> int`` default.
 COMMAND_MODULES = (
@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "gateway.cli.config",
     "gateway.cli.run",
     "gateway.cli.nodes",
+    "gateway.cli.outbox",
     "gateway.cli.decode",
     "gateway.cli.model",
     "gateway.cli.state",
@@ -48,7 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_output() -> None:
+    """A terminal that cannot show a character gets an escape, not a UnicodeEncodeError traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
