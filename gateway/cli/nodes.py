@@ -176,8 +176,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         profile = ("secured" if n.secured else "open") if n.format is NodeFormat.FRAME else "-"
         model = "-" if n.model_id is None else str(n.model_id)
         line = (
-            f"{n.node_id:>10}  0x{n.node_id:08x}  {shown(n.name, 40):<16}  {n.format.value:<9}  {profile:<7}  "
-            f"{model:>5}  {n.next_fcnt:>10}"
+            f"{n.node_id:>10}  0x{n.node_id:08x}  {shown(n.name, 40):<16}  {n.format.value:<9}  "
+            f"{profile:<7}  {model:>5}  {n.next_fcnt:>10}"
         )
         if args.show_keys:
             line += "  " + (n.key.hex() if n.key else "-")
@@ -206,7 +206,10 @@ def cmd_rename(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         node = registry.find(args.node)
         updated = registry.rename(node.node_id, args.name)
-    print(f"node {node.node_id}: renamed {shown(node.name)} -> {updated.name}; a running gateway follows within a minute")
+    print(
+        f"node {node.node_id}: renamed {shown(node.name)} -> {updated.name};"
+        " a running gateway follows within a minute"
+    )
     return 0
 
 

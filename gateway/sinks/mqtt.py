@@ -18,6 +18,15 @@ Delivery is judged by the PUBACK reason code: ≥ 0x80 (e.g. 0x87 Not authorized
 only) is *refused*, never counted delivered; 0x10 "No matching subscribers" is a success. paho keeps
 QoS 1 messages in RAM only, so the caller (the outbox) must keep them until ``Delivery.ok``.
 
+A *poison* message is one that can never be delivered as it is, whatever the connection: refusing it
+must not stop the messages behind it. ``publish`` raises :class:`Unpublishable` for a topic the MQTT
+spec forbids or brokers drop the connection for (wildcards, control characters, noncharacters such as
+U+FFFF, undecodable text, over 65,535 bytes — Mosquitto answers those by closing the connection, so the
+message would be resent after every reconnect), for a packet larger than the broker's announced Maximum
+Packet Size, and for anything else paho refuses (``ValueError``). A PUBACK reason about the message
+itself (0x90 Topic Name invalid, 0x95 Packet too large, 0x99 Payload format invalid) is a ``poison``
+delivery; other refusals (0x87 Not authorized, 0x97 Quota exceeded) stay ``refused``: retried later.
+
 The client's health is watched, not trusted: an exception out of paho, PUBACKs missing for
 ``ack_timeout_s`` while connected, or a client whose state contradicts ours (no socket while
 "connected") makes the sink discard and rebuild the client (counted in ``loop_restarts``); every
@@ -68,6 +77,46 @@ class MqttError(GatewayError):
     reason = "mqtt"
 
 
+class Unpublishable(MqttError):
+    """This message can never be published as it is (its topic, size or encoding); the message says why."""
+
+    reason = "unpublishable"
+
+
+# PUBACK reason codes that judge the message, not the session: publishing it again cannot succeed.
+POISON_REASONS = frozenset({0x90, 0x95, 0x99})
+MAX_TOPIC_BYTES = 65535
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why a broker would refuse ``topic`` for a PUBLISH (None: it is fine). MQTT 5 §1.5.4 forbids
+    U+0000 and lets a receiver close the connection for control characters and noncharacters;
+    Mosquitto does ("malformed packet")."""
+    if not topic:
+        return "empty topic"
+    if "+" in topic or "#" in topic:
+        return "wildcard (+ or #) in the topic"
+    for ch in topic:
+        cp = ord(ch)
+        if cp < 0x20 or 0x7F <= cp <= 0x9F:
+            return f"control character U+{cp:04X} in the topic"
+        if 0xD800 <= cp <= 0xDFFF:
+            return "undecodable text (a lone surrogate) in the topic"
+        if 0xFDD0 <= cp <= 0xFDEF or cp & 0xFFFE == 0xFFFE:
+            return f"noncharacter U+{cp:04X} in the topic"
+    size = len(topic.encode("utf-8"))
+    if size > MAX_TOPIC_BYTES:
+        return f"topic of {size} bytes (MQTT allows {MAX_TOPIC_BYTES})"
+    return None
+
+
+def publish_packet_size(topic: str, payload: bytes, v5: bool) -> int:
+    """Bytes of a QoS 1 PUBLISH packet without properties (to compare with Maximum Packet Size)."""
+    remaining = 2 + len(topic.encode("utf-8")) + 2 + (1 if v5 else 0) + len(payload)
+    length_bytes = 1 if remaining < 128 else 2 if remaining < 16384 else 3 if remaining < 2097152 else 4
+    return 1 + length_bytes + remaining
+
+
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
     broker: BrokerUrl
@@ -90,10 +139,11 @@ class MqttSettings:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The fate of one publish: ``ok`` (PUBACK success), ``refused`` (reason ≥ 0x80) or ``retry``."""
+    """The fate of one publish: ``ok`` (PUBACK success), ``refused`` (reason ≥ 0x80, retried later),
+    ``poison`` (a reason about the message itself: never retried automatically) or ``retry``."""
 
     token: object
-    status: str  # "ok" | "refused" | "retry"
+    status: str  # "ok" | "refused" | "poison" | "retry"
     reason: str
 
     @property
@@ -148,6 +198,7 @@ class MqttSink:
         self._attempt_at = 0.0  # the last connection attempt, to time out a missing CONNACK
         self._delay = 0.0  # current backoff; 0: the next wait is reconnect_min_s
         self._broken: str | None = None  # why the client must be rebuilt (an exception out of paho)
+        self._max_packet: int | None = None  # the broker's Maximum Packet Size (CONNACK, MQTT v5)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -186,7 +237,7 @@ class MqttSink:
             if s.tls_insecure:
                 client.tls_insecure_set(True)
         client.will_set(s.status_topic, OFFLINE, qos=1, retain=True)
-        client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc)
+        client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc, p)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
         client.on_publish = lambda c, u, mid, rc, p: self._on_puback(gen, mid, rc)
         # Stores host, port and keepalive only; the (blocking, bounded) connect is ``_connect``.
@@ -218,12 +269,13 @@ class MqttSink:
 
     # -- callbacks (run in the owner thread, inside paho calls made by this class) -------------------------
 
-    def _on_connect(self, gen: int, client: mqtt.Client, rc: mqtt.ReasonCode) -> None:
+    def _on_connect(self, gen: int, client: mqtt.Client, rc: mqtt.ReasonCode, props: object = None) -> None:
         if gen != self._generation:
             return
         if rc.is_failure:  # paho then closes the socket and reports a disconnect: that schedules a retry
             log.warning("mqtt: broker %s refused the connection: %s", self.settings.broker.redacted(), rc)
             return
+        self._max_packet = getattr(props, "MaximumPacketSize", None)
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
         self._connected = True
         self._delay = 0.0
@@ -256,7 +308,10 @@ class MqttSink:
         if entry is None:
             return  # the availability status, or a message of a discarded client
         self._last_progress = self._clock()
-        if rc.is_failure:  # reason code >= 0x80
+        if rc.is_failure and rc.value in POISON_REASONS:
+            self.stats.refused += 1
+            self._deliveries.append(Delivery(entry[0], "poison", f"broker PUBACK: {rc}"))
+        elif rc.is_failure:  # reason code >= 0x80
             name = str(rc)
             self.stats.refused += 1
             self.stats.refusals_by_reason[name] = self.stats.refusals_by_reason.get(name, 0) + 1
@@ -370,14 +425,23 @@ class MqttSink:
 
     def publish(self, topic: str, payload: bytes, token: object, retain: bool = False) -> bool:
         """Hand one QoS 1 message to paho (written by the next ``wait``); its fate comes back from ``poll``.
-        False: not accepted now (stopping, or the client is broken)."""
+        False: not accepted now (stopping, or the client is broken). Unpublishable: never will be."""
         client = self._client
         if client is None or self._stopping or self._broken is not None:
             return False
+        problem = topic_problem(topic)
+        if problem is None and self._max_packet is not None:
+            size = publish_packet_size(topic, payload, self.settings.protocol == "5")
+            if size > self._max_packet:
+                problem = (
+                    f"a packet of {size} bytes, over the broker's maximum packet size {self._max_packet}"
+                )
+        if problem is not None:
+            raise Unpublishable(problem)
         try:
             info = client.publish(topic, payload, qos=1, retain=retain)
-        except ValueError:
-            raise  # a bad topic or payload is the caller's bug
+        except ValueError as exc:  # whatever else paho finds wrong with this message (UnicodeError too)
+            raise Unpublishable(f"paho refused it: {exc}") from None
         except Exception as exc:  # paho's own trouble: the watchdog rebuilds the client
             self._fail(f"paho raised {type(exc).__name__} in publish: {exc}")
             return False

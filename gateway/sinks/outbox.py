@@ -636,7 +636,9 @@ class Outbox:
         """Requeue parked rows (all when ``ids`` is None); a running service publishes them again."""
         rows = self._select_parked(ids)
         with statedb.transaction(self._db) as db:
-            db.executemany("UPDATE outbox SET state = 3 WHERE id = ? AND state = 2", [(r.row_id,) for r in rows])
+            db.executemany(
+                "UPDATE outbox SET state = 3 WHERE id = ? AND state = 2", [(r.row_id,) for r in rows]
+            )
         for r in rows:
             log.info("outbox: parked message %d (node %08x fcnt %d) requeued", r.row_id, r.node_id, r.fcnt)
         return rows
