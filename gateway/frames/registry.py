@@ -159,7 +159,7 @@ def validate(node: Node) -> None:
         raise RegistryError(f"node id {nid} is outside 0..0xFFFFFFFF", "bad_node")
     problem = name_problem(node.name)
     if problem is not None:
-        raise RegistryError(f"node {nid}: name {shown(node.name)!r} refused: {problem}", "bad_node")
+        raise RegistryError(f"node {nid}: name '{shown(node.name)}' refused: {problem}", "bad_node")
     if node.key is not None:
         if node.format is not NodeFormat.FRAME:
             raise RegistryError(f"node {nid}: only format 'frame' can be secured with a key", "bad_node")
@@ -209,7 +209,7 @@ def warn_unusable_names(nodes: list[Node]) -> int:
         if problem is not None:
             count += 1
             log.warning(
-                "node %08x: registered name %r is unusable (%s); its topics use %s until renamed"
+                "node %08x: registered name '%s' is unusable (%s); its topics use %s until renamed"
                 " (lora-gw nodes rename %d NEW-NAME)",
                 n.node_id,
                 shown(n.name),
@@ -346,7 +346,7 @@ class NodeRegistry:
         if self.get(node.node_id) is not None:
             return f"node {node.node_id} (0x{node.node_id:08x}) is already registered"
         if self._db.execute("SELECT 1 FROM nodes WHERE name = ?", (node.name,)).fetchone():
-            return f"a node named {shown(node.name)!r} is already registered"
+            return f"a node named '{shown(node.name)}' is already registered"
         return f"RadioHead address {node.radiohead_address} is already taken by another node"
 
     def get(self, node_id: int) -> Node | None:
@@ -403,7 +403,7 @@ class NodeRegistry:
         """Give a node a new (valid) name: the way out for a legacy name its topics cannot use."""
         problem = name_problem(name)
         if problem is not None:
-            raise RegistryError(f"node {node_id}: name {shown(name)!r} refused: {problem}", "bad_node")
+            raise RegistryError(f"node {node_id}: name '{shown(name)}' refused: {problem}", "bad_node")
         try:
             cur = self._db.execute("UPDATE nodes SET name = ? WHERE node_id = ?", (name, node_id))
         except sqlite3.IntegrityError:
