@@ -216,3 +216,39 @@ def test_node_names_never_printed_raw_even_on_an_ascii_terminal(tmp_path):
     assert renamed.returncode == 0, renamed.stderr
     assert NodeRegistry(db).get(1).name == "two-lines"
 
+
+
+def test_lora_gw_run_reports_legacy_names_and_publishes_their_stored_frames(tmp_path, broker):
+    """Before: a stored frame of the 70,000-character name made ``lora-gw run`` die at every start."""
+    import signal
+
+    from .test_service import start, write_config
+
+    config = write_config(tmp_path, broker.port, nodes=1)
+    db = tmp_path / "state" / "gateway.db"
+    db.parent.mkdir(mode=0o700)
+    legacy_registry(db)
+    enc = encoders(dict.fromkeys(LEGACY, ""))
+    dead = Running(db, 1, settings=CoreSettings(shutdown_flush_s=0.1))  # no broker: frames stay stored
+    for nid in LEGACY:
+        dead.submit(small(enc[nid]))
+    assert until(lambda: dead.core.outbox.stats.stored == len(LEGACY))
+    dead.stop()
+    sub = Collector(broker.port)
+    proc = start(config)
+    try:
+        expected = {f"id-{nid:08x}" for nid in LEGACY}
+        assert sub.wait_for(lambda: expected <= {m["node_name"] for m in sub.json_on("/telemetry")}, 30)
+        assert proc.poll() is None  # still running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode()
+    warnings = [line for line in err.splitlines() if "registered name" in line]
+    assert len(warnings) == len(LEGACY) and all(line.isascii() for line in warnings)
+    assert sum("id-00000011" in line and "(70000 characters)" in line for line in warnings) == 1
+    assert "Traceback" not in err
+    assert rows(db) == []
+    sub.close()
