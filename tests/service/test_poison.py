@@ -53,7 +53,9 @@ def legacy_registry(db) -> None:
 
 def rows(db, where: str = "1") -> list[tuple]:
     with sqlite3.connect(db) as c:
-        return c.execute(f"SELECT id, node_id, state, reason FROM outbox WHERE {where} ORDER BY id").fetchall()
+        return c.execute(
+            f"SELECT id, node_id, state, reason FROM outbox WHERE {where} ORDER BY id"
+        ).fetchall()
 
 
 def test_legacy_bad_names_publish_under_their_id_and_every_node_keeps_flowing(tmp_path, broker):
@@ -84,7 +86,13 @@ def test_legacy_bad_names_publish_under_their_id_and_every_node_keeps_flowing(tm
 def test_unusable_topics_are_refused_before_sending_and_the_connection_stays_up(broker):
     sink = make_sink(broker.port)
     wait_connected(sink)
-    for topic in ("lora/gw/nodes/tab\there/raw", "lora/\uffff/x", "lora/" + "x" * 70_000, "lora/+/x", "a\udcff"):
+    for topic in (
+        "lora/gw/nodes/tab\there/raw",
+        "lora/\uffff/x",
+        "lora/" + "x" * 70_000,
+        "lora/+/x",
+        "a\udcff",
+    ):
         with pytest.raises(Unpublishable):
             sink.publish(topic, b"{}", token="bad")
     assert sink.publish("lora/gw/nodes/ok/raw", b"{}", token="good")
@@ -215,7 +223,6 @@ def test_node_names_never_printed_raw_even_on_an_ascii_terminal(tmp_path):
     renamed = run_cli(tmp_path, "nodes", "rename", "1", "two-lines")
     assert renamed.returncode == 0, renamed.stderr
     assert NodeRegistry(db).get(1).name == "two-lines"
-
 
 
 def test_lora_gw_run_reports_legacy_names_and_publishes_their_stored_frames(tmp_path, broker):
