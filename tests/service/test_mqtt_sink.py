@@ -254,3 +254,27 @@ def test_reconnect_backoff_is_exponential_with_jitter_and_bounded(caplog):
     sink.stop()
     jittered = MqttSink(sink.settings, clock=lambda: 0.0, jitter=lambda: 0.0)
     assert [jittered._schedule_connect() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_puback_reasons_about_the_message_are_poison_acl_stays_refused(broker):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    sink = make_sink(broker.port)
+    wait_connected(sink)
+    sink.wait(0.05)
+    tokens = {}
+    for code in (0x90, 0x99, 0x87, 0x97):
+        assert sink.publish("lora/gw/x", b"1", token=code)
+        tokens[code] = next(reversed(sink._inflight))
+    for code, mid in tokens.items():  # as if the broker had answered each with this reason
+        sink._on_puback(sink._generation, mid, ReasonCode(PacketTypes.PUBACK, identifier=code))
+    got = {d.token: d for d in sink.poll()}
+    assert {c: got[c].status for c in tokens} == {
+        0x90: "poison",
+        0x99: "poison",
+        0x87: "refused",
+        0x97: "refused",
+    }
+    assert "topic name invalid" in got[0x90].reason.lower() and not any(d.ok for d in got.values())
+    sink.stop()
