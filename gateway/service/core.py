@@ -118,6 +118,7 @@ class Core:
         self._spilled = True  # start by paging in whatever the last run left behind
         self._loaded_upto = 0
         self._held: list[tuple[float, StoredFrame]] = []  # refused (ACL): retried at the time given
+        self._strikes: dict[int, int] = {}  # row id → connections that died with it alone in flight
         self._waiting_queued: set[int] = set()
         self._waiting_cursor = 0
         self._rx_time: dict[int, float] = {}
@@ -293,6 +294,7 @@ class Core:
                     self.published += 1
                     self.outbox.acknowledge(rid)
                 self._waiting_queued.discard(rid)
+                self._strikes.pop(rid, None)
                 t0 = self._rx_time.pop(rid, None)
                 if t0 is not None and 0 <= now - t0 < 3600:
                     self.latencies_ms.append((now - t0) * 1000.0)
@@ -308,6 +310,13 @@ class Core:
                 self._held.append((now + self.settings.refused_retry_s, stored))
             elif d.status == "poison":
                 self._poison(stored, d.reason)
+            elif d.status == "suspect":
+                strikes = self._strikes[rid] = self._strikes.get(rid, 0) + 1
+                if strikes >= 2:
+                    del self._strikes[rid]
+                    self._poison(stored, f"{d.reason}, {strikes} times alone")
+                else:
+                    retry.append(stored)
             else:
                 retry.append(stored)
         if retry:

@@ -27,6 +27,16 @@ Packet Size, and for anything else paho refuses (``ValueError``). A PUBACK reaso
 itself (0x90 Topic Name invalid, 0x95 Packet too large, 0x99 Payload format invalid) is a ``poison``
 delivery; other refusals (0x87 Not authorized, 0x97 Quota exceeded) stay ``refused``: retried later.
 
+A broker may also refuse a message by closing the connection (Mosquitto does for what it finds malformed
+or too large; a PUBACK reason paho cannot parse, e.g. 0x95 from ``message_size_limit``, makes paho close
+it too), and paho would resend it first after every reconnect, forever. The reason seen is then only
+"connection lost", and PUBACKs the broker had queued are lost with it, so the oldest unacknowledged
+message is not necessarily the culprit. Hence *isolation*: when a connection dies with messages in
+flight twice in a row (each within ``ack_timeout_s`` of the previous connect), the client is rebuilt (so
+paho resends nothing), every in-flight message comes back as ``retry``, and messages then go out one at
+a time; a connection that dies with exactly one message in flight returns it as ``suspect`` (the owner
+parks it at its second strike). Isolation ends after as many deliveries as were in flight when it began.
+
 The client's health is watched, not trusted: an exception out of paho, PUBACKs missing for
 ``ack_timeout_s`` while connected, or a client whose state contradicts ours (no socket while
 "connected") makes the sink discard and rebuild the client (counted in ``loop_restarts``); every
@@ -140,10 +150,11 @@ class MqttSettings:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """The fate of one publish: ``ok`` (PUBACK success), ``refused`` (reason ≥ 0x80, retried later),
-    ``poison`` (a reason about the message itself: never retried automatically) or ``retry``."""
+    ``poison`` (a reason about the message itself: never retried automatically), ``suspect`` (the
+    connection died while it was the only message in flight) or ``retry``."""
 
     token: object
-    status: str  # "ok" | "refused" | "poison" | "retry"
+    status: str  # "ok" | "refused" | "poison" | "suspect" | "retry"
     reason: str
 
     @property
@@ -199,6 +210,10 @@ class MqttSink:
         self._delay = 0.0  # current backoff; 0: the next wait is reconnect_min_s
         self._broken: str | None = None  # why the client must be rebuilt (an exception out of paho)
         self._max_packet: int | None = None  # the broker's Maximum Packet Size (CONNACK, MQTT v5)
+        self._connected_at = 0.0
+        self._deaths = 0  # consecutive short connections that died with messages in flight
+        self._isolate_pending: str | None = None  # why the next ``wait`` must rebuild the client
+        self._isolating = 0  # > 0: one message at a time, for this many more deliveries
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -276,6 +291,7 @@ class MqttSink:
             log.warning("mqtt: broker %s refused the connection: %s", self.settings.broker.redacted(), rc)
             return
         self._max_packet = getattr(props, "MaximumPacketSize", None)
+        self._connected_at = self._clock()
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
         self._connected = True
         self._delay = 0.0
@@ -291,6 +307,11 @@ class MqttSink:
         self._connected = False
         if self._stopping:
             return
+        if was and self._inflight:
+            short = self._clock() - self._connected_at <= self.settings.ack_timeout_s
+            self._deaths = self._deaths + 1 if short else 1
+            if self._deaths >= 2 or self._isolating:
+                self._isolate_pending = str(rc)
         wait = self._schedule_connect()
         if was:
             self.stats.disconnects += 1
@@ -319,6 +340,11 @@ class MqttSink:
         else:
             self.stats.delivered += 1
             self._deliveries.append(Delivery(entry[0], "ok", str(rc)))
+        if self._isolating:  # any PUBACK: the connection survived this message
+            self._isolating -= 1
+            if not self._isolating:
+                self._deaths = 0
+                log.info("mqtt: isolation over, publishing with the full window again")
 
     # -- owner thread ---------------------------------------------------------------------------------------
 
@@ -332,12 +358,15 @@ class MqttSink:
 
     @property
     def can_publish(self) -> bool:
-        return self._connected and self._broken is None and len(self._inflight) < self.settings.max_inflight
+        limit = 1 if self._isolating else self.settings.max_inflight
+        return self._connected and self._broken is None and len(self._inflight) < limit
 
     def wait(self, timeout: float, wake_fd: int | None = None) -> None:
         """Block up to ``timeout`` s for broker traffic or a readable ``wake_fd`` (the owner's), then do
         the network work due: read (PUBACKs, CONNACK), write what is pending, keepalive, reconnect.
         Deliveries decided here are returned by the next ``poll``; ``wake_fd`` is left for the owner."""
+        if self._isolate_pending is not None and not self._stopping and self._client is not None:
+            self._isolate(self._client, self._isolate_pending)
         client = self._client
         if client is None or self._broken is not None or self._stopping:
             self._sleep(timeout, wake_fd)
@@ -429,6 +458,8 @@ class MqttSink:
         client = self._client
         if client is None or self._stopping or self._broken is not None:
             return False
+        if token is None and self._isolating:
+            return False  # untracked messages wait: only the one under test may be in flight
         problem = topic_problem(topic)
         if problem is None and self._max_packet is not None:
             size = publish_packet_size(topic, payload, self.settings.protocol == "5")
@@ -496,6 +527,30 @@ class MqttSink:
         self._client = self._make_client()
         self._schedule_connect()
         return retries
+
+    def _isolate(self, client: mqtt.Client, why: str) -> None:
+        """After repeated deaths with messages in flight: a new client (paho's resend queue goes with the
+        old one); the messages come back to the owner, one of them as ``suspect`` when it was alone."""
+        self._isolate_pending = None
+        alone = self._isolating and len(self._inflight) == 1
+        if not self._isolating:
+            log.warning(
+                "mqtt: the connection to %s died %d times with messages in flight (%s); sending one message"
+                " at a time to find one the broker refuses",
+                self.settings.broker.redacted(),
+                self._deaths,
+                why,
+            )
+        self._isolating = max(self._isolating, len(self._inflight))
+        self._generation += 1  # the old client's callbacks are ignored from now on
+        self._close(client)
+        status = "suspect" if alone else "retry"
+        reason = f"the broker closed the connection after it was sent ({why})"
+        back = [Delivery(tok, status, reason) for tok, _ in self._inflight.values()]
+        self.stats.retried += len(back)
+        self._deliveries.extend(back)
+        self._inflight.clear()
+        self._client = self._make_client()
 
     @staticmethod
     def _close(client: mqtt.Client) -> None:

@@ -259,3 +259,33 @@ def test_lora_gw_run_reports_legacy_names_and_publishes_their_stored_frames(tmp_
     assert "Traceback" not in err
     assert rows(db) == []
     sub.close()
+
+
+def test_message_the_broker_answers_by_closing_the_connection_is_isolated_and_parked(
+    tmp_path, broker_factory
+):
+    """Mosquitto's message_size_limit answers PUBACK 0x95, which paho cannot parse: it drops the
+    connection and, before, resent the message first after every reconnect, forever."""
+    broker = broker_factory(extra=("message_size_limit 2500",))
+    db = tmp_path / "gateway.db"
+    register(db, {0x2A: "weather", 0x1234: "soil"})
+    sub = Collector(broker.port)
+    enc = encoders({0x2A: "", 0x1234: ""})
+    gw = Running(db, broker.port)
+    until(lambda: gw.sink.connected)
+    gw.submit(big(enc[0x2A]))
+    for i in range(10):
+        gw.submit(small(enc[0x1234 if i % 2 else 0x2A]))
+    assert sub.wait_for(lambda: len(set(sub.msg_ids())) >= 10, 30)
+    assert until(lambda: len(rows(db)) == 1 and rows(db, "state = 2") != [])
+    for _ in range(5):  # and after it, the full window again
+        gw.submit(small(enc[0x1234]))
+    assert sub.wait_for(lambda: len(set(sub.msg_ids())) >= 15)
+    gw.stop()
+    ((_, nid, state, reason),) = rows(db)
+    assert (nid, state) == (0x2A, 2) and "closed the connection" in reason and "2 times" in reason
+    assert gw.core.parked == 1 and gw.sink._isolating == 0
+    # everything else delivered (some twice: PUBACKs the broker had queued die with the connection)
+    expected = {f"00001234-{f}" for f in range(10)} | {f"0000002a-{f}" for f in range(1, 6)}
+    assert set(sub.msg_ids()) == expected
+    sub.close()
