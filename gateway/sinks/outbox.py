@@ -593,16 +593,10 @@ class Outbox:
     def take_requeued(self, limit: int = 1000) -> list[StoredFrame]:
         """Rows the operator requeued (state 3), returned to the publishing order (state 0), oldest first.
         Also notices rows another process deleted (``drop_parked``) and corrects the row count."""
+        rows: list[StoredFrame] = []
         try:
-            with statedb.transaction(self._db) as db:
-                rows = [
-                    _row_to_stored(r)
-                    for r in db.execute(f"{_SELECT} WHERE state = 3 ORDER BY id LIMIT ?", (limit,))
-                ]
-                db.executemany(
-                    "UPDATE outbox SET state = 0, reason = NULL, parked_ms = NULL WHERE id = ?",
-                    [(s.row_id,) for s in rows],
-                )
+            if self._db.execute("SELECT 1 FROM outbox WHERE state = 3 LIMIT 1").fetchone() is not None:
+                self._requeue(limit, rows)  # (usually there is none: no write transaction at all)
         except sqlite3.Error as exc:
             if not statedb.is_disk_full(exc):
                 raise OutboxError(f"outbox: cannot requeue parked messages: {exc}") from None
@@ -614,6 +608,18 @@ class Outbox:
         for stored in rows:
             log.info("node %08x fcnt %d: requeued by the operator", stored.frame.node_id, stored.frame.fcnt)
         return rows
+
+    def _requeue(self, limit: int, rows: list[StoredFrame]) -> None:
+        with statedb.transaction(self._db) as db:
+            found = [
+                _row_to_stored(r)
+                for r in db.execute(f"{_SELECT} WHERE state = 3 ORDER BY id LIMIT ?", (limit,))
+            ]
+            db.executemany(
+                "UPDATE outbox SET state = 0, reason = NULL, parked_ms = NULL WHERE id = ?",
+                [(s.row_id,) for s in found],
+            )
+        rows.extend(found)  # only once committed
 
     def parked_rows(self, ids: list[int] | None = None) -> list[ParkedRow]:
         """Parked and requeued rows (all, or those of ``ids``), oldest first."""
