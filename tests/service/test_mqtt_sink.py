@@ -3,8 +3,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from gateway.service.core import Waker
-from gateway.sinks.mqtt import Delivery, MqttSettings, MqttSink
+from gateway.sinks.mqtt import Delivery, MqttSettings, MqttSink, Unpublishable
 from gateway.sinks.url import parse_broker_url
 
 from .conftest import free_port
@@ -277,4 +279,23 @@ def test_puback_reasons_about_the_message_are_poison_acl_stays_refused(broker):
         0x97: "refused",
     }
     assert "topic name invalid" in got[0x90].reason.lower() and not any(d.ok for d in got.values())
+    sink.stop()
+
+
+def test_whatever_else_paho_refuses_is_unpublishable_not_a_crash(broker):
+    sink = make_sink(broker.port)
+    wait_connected(sink)
+    real = sink._client.publish
+
+    def too_large(topic, payload, **kw):
+        if len(payload) > 10:  # paho's own limit is 268,435,455 bytes; the same ValueError, sooner
+            raise ValueError("Payload too large.")
+        return real(topic, payload, **kw)
+
+    sink._client.publish = too_large
+    with pytest.raises(Unpublishable, match="paho refused it: Payload too large"):
+        sink.publish("lora/gw/x", b"x" * 11, token="big")
+    assert sink.publish("lora/gw/x", b"small", token="ok")
+    assert [(d.token, d.status) for d in collect(sink, 1)] == [("ok", "ok")]
+    assert sink.stats.loop_restarts == 0 and sink.connected
     sink.stop()
