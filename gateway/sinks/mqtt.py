@@ -35,7 +35,9 @@ message is not necessarily the culprit. Hence *isolation*: when a connection die
 flight twice in a row (each within ``ack_timeout_s`` of the previous connect), the client is rebuilt (so
 paho resends nothing), every in-flight message comes back as ``retry``, and messages then go out one at
 a time; a connection that dies with exactly one message in flight returns it as ``suspect`` (the owner
-parks it at its second strike). Isolation ends after as many deliveries as were in flight when it began.
+parks it at its second strike). Isolation ends after as many PUBACKs as messages were in flight when it
+began, or once the connection has been up ``ack_timeout_s`` with nothing in flight; meanwhile untracked
+messages (stats, gap estimates) are not sent, so that only the message under test is ever in flight.
 
 The client's health is watched, not trusted: an exception out of paho, PUBACKs missing for
 ``ack_timeout_s`` while connected, or a client whose state contradicts ours (no socket while
@@ -498,6 +500,10 @@ class MqttSink:
         client = self._client
         if self._stopping or client is None:
             return []
+        quiet = self._connected and not self._inflight
+        if self._isolating and quiet and self._clock() - self._connected_at > self.settings.ack_timeout_s:
+            self._isolating = self._deaths = 0  # nothing left to test
+            log.info("mqtt: isolation over (a quiet connection), publishing with the full window again")
         why = self._broken
         if why is None and self._connected and client.socket() is None:
             why = "the client lost its socket without reporting a disconnect"
