@@ -16,6 +16,7 @@ from gateway.frames import lpp, radiohead
 from gateway.frames.decoder import FrameDecoder
 from gateway.frames.errors import FrameError, Reason
 from gateway.frames.registry import Node, NodeRegistry, parse_node_ref
+from gateway.frames.registry import shown as shown_text
 from gateway.frames.types import DecodedFrame, NodeFormat, PayloadCodec, Reading
 
 _SEPARATORS = re.compile(r"[\s:_-]+")
@@ -145,6 +146,8 @@ def _print(args: argparse.Namespace, result: dict) -> int:
     }
     for key, label in labels.items():
         value = result.get(key)
+        if key == "node_name" and isinstance(value, str):
+            value = shown_text(value)  # a legacy name may hold control characters
         if value is None or (key == "model_version" and result.get("model_id") is None):
             continue
         if key == "node_id":

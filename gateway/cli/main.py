@@ -13,7 +13,7 @@ from gateway.errors import GatewayError
 
 # Commands that write the state directory; run by root on a service user's directory, they continue as
 # that user (see gateway.paths.adopt_state_owner).
-STATE_COMMANDS = frozenset({"nodes", "model", "state"})
+STATE_COMMANDS = frozenset({"nodes", "model", "state", "outbox"})
 # Commands that use the state directory: they warn when it (or a database file in it they cannot close
 # themselves) is open to group or others. The service refuses to start instead (gateway.service.app).
 STATE_READERS = STATE_COMMANDS | {"decode"}
@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gateway.cli.config",
     "gateway.cli.run",
     "gateway.cli.nodes",
+    "gateway.cli.outbox",
     "gateway.cli.decode",
     "gateway.cli.model",
     "gateway.cli.state",
@@ -59,7 +60,16 @@ def warn_exposed(explicit_state_dir: str | None) -> None:
         warn(paths.exposure_message(found))
 
 
+def _tolerant_output() -> None:
+    """A terminal that cannot show a character gets an escape, not a UnicodeEncodeError traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose

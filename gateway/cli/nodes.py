@@ -1,4 +1,7 @@
-"""``lora-gw nodes add|list|show|remove|reset-counter``: the node registry in the state database."""
+"""``lora-gw nodes add|list|show|rename|remove|reset-counter``: the node registry in the state database.
+
+Stored names are printed through ``shown`` (escaped): a name from before names were checked may hold
+control characters or bytes a terminal cannot print."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import secrets
 
 from gateway.cli import keyinput
 from gateway.cli.notices import warn
-from gateway.frames.registry import Node, NodeRegistry, RegistryError, parse_node_ref
+from gateway.frames.registry import NAME_RULE, Node, NodeRegistry, RegistryError, parse_node_ref, shown
 from gateway.frames.types import NodeFormat, PayloadCodec
 
 
@@ -55,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add.add_argument("node_id", type=_node_id, metavar="ID", help="node id, decimal or 0x-hex (32 bits)")
-    add.add_argument("--name", help="unique name (default node-<id>)")
+    add.add_argument("--name", help=f"unique name, {NAME_RULE} (default node-<id>)")
     add.add_argument(
         "--format",
         choices=[f.value for f in NodeFormat],
@@ -96,6 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--show-keys", action="store_true", help="include the key")
     show.set_defaults(func=cmd_show)
 
+    ren = sub.add_parser("rename", help="give a node a new name (its topics follow within a minute)")
+    ren.add_argument("node", metavar="ID|NAME")
+    ren.add_argument("name", metavar="NEW-NAME", help=NAME_RULE)
+    ren.set_defaults(func=cmd_rename)
+
     rm = sub.add_parser("remove", help="remove a node (its frames are rejected from then on)")
     rm.add_argument("node", metavar="ID|NAME")
     rm.set_defaults(func=cmd_remove)
@@ -118,7 +126,7 @@ def _open(args: argparse.Namespace) -> NodeRegistry:
 def _describe(node: Node, show_keys: bool) -> list[str]:
     lines = [
         f"node        {node.node_id} (0x{node.node_id:08x})",
-        f"name        {node.name}",
+        f"name        {shown(node.name)}",
         f"format      {node.format.value}",
     ]
     if node.payload_codec is not None:
@@ -202,8 +210,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         profile = ("secured" if n.secured else "open") if n.format is NodeFormat.FRAME else "-"
         model = "-" if n.model_id is None else str(n.model_id)
         line = (
-            f"{n.node_id:>10}  0x{n.node_id:08x}  {n.name:<16}  {n.format.value:<9}  {profile:<7}  "
-            f"{model:>5}  {n.next_fcnt:>10}"
+            f"{n.node_id:>10}  0x{n.node_id:08x}  {shown(n.name, 40):<16}  {n.format.value:<9}  "
+            f"{profile:<7}  {model:>5}  {n.next_fcnt:>10}"
         )
         if args.show_keys:
             line += "  " + (n.key.hex() if n.key else "-")
@@ -224,7 +232,18 @@ def cmd_remove(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         node = registry.find(args.node)
         registry.remove(node.node_id)
-    print(f"removed node {node.node_id} ({node.name})")
+    print(f"removed node {node.node_id} ({shown(node.name)})")
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        node = registry.find(args.node)
+        updated = registry.rename(node.node_id, args.name)
+    print(
+        f"node {node.node_id}: renamed {shown(node.name)} -> {updated.name};"
+        " a running gateway follows within a minute"
+    )
     return 0
 
 
@@ -235,7 +254,7 @@ def cmd_reset_counter(args: argparse.Namespace) -> int:
             raise RegistryError(f"--next {args.next} is outside 0..4294967295", "bad_node")
         updated = registry.reset_counter(node.node_id, args.next)
     print(
-        f"node {updated.node_id} ({updated.name}): next frame counter {node.next_fcnt} → "
+        f"node {updated.node_id} ({shown(updated.name)}): next frame counter {node.next_fcnt} → "
         f"{updated.next_fcnt}; a running gateway follows within seconds"
     )
     return 0

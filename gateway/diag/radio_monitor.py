@@ -24,6 +24,7 @@ from gateway import paths
 from gateway.diag.radio_rig import RadioRig
 from gateway.errors import GatewayError
 from gateway.frames import FrameDecoder, FrameEncoder, FrameError, Node, NodeRegistry
+from gateway.frames.registry import shown
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.radio.packet import RxPacket
 from gateway.service.config import Config
@@ -115,7 +116,7 @@ class Monitor:
     """Classifies packets with the service's pipeline and keeps per-node tallies."""
 
     def __init__(self, nodes: list[Node], crc_policy: str = "drop_failed") -> None:
-        self.names = {n.node_id: n.name for n in nodes}
+        self.names = {n.node_id: shown(n.name, 40) for n in nodes}  # legacy names may hold escapes
         self.pipeline = Pipeline(FrameDecoder(nodes), PipelineSettings(crc_policy=crc_policy))
         self.tallies: dict[int, NodeTally] = {}
         self.verdicts: Counter[str] = Counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,47 @@ _COLUMNS = (
     "node_id, name, format, payload, key_hex, model_id, interval_s, latitude, longitude, "
     "radiohead_address, next_fcnt, counter_epoch, created_utc"
 )
+
+
+NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 . _ -"
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_RESERVED = re.compile(r"id-[0-9a-f]{8}")  # the topic name of a node without a usable name
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a node (None: it can). A name is one MQTT topic level, so it keeps to a
+    set no broker or client refuses, that needs no escaping (two names never map to one topic) and that
+    any terminal can print."""
+    if not _NAME.fullmatch(name):
+        return f"a name must be {NAME_RULE}"
+    if parse_node_ref(name) is not None:
+        return "a name that reads as a node id would be ambiguous"
+    if _RESERVED.fullmatch(name):
+        return "names of the form id-XXXXXXXX are reserved for nodes without a usable name"
+    return None
+
+
+def fallback_name(node_id: int) -> str:
+    """What topics and messages use for a node without a usable name (a legacy registry entry, or a
+    node removed while its frames wait in the outbox): refused as a name, so it never collides."""
+    return f"id-{node_id:08x}"
+
+
+def topic_name(node_id: int, name: str | None) -> str:
+    """The node's name where it is usable, else its reserved fallback."""
+    return name if name is not None and name_problem(name) is None else fallback_name(node_id)
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` safe for a log line or a terminal: printable ASCII, everything else escaped (``\\t``,
+    ``\\x1b``, ``\\udcff`` for an undecodable byte), cut to ``limit`` characters."""
+    out = text.encode("unicode_escape").decode("ascii")
+    return out if len(out) <= limit else f"{out[:limit]}...({len(text)} characters)"
+
+
+def _text(raw: bytes) -> str:
+    """Column text as stored, even when an old tool wrote bytes that are not UTF-8 (kept reversible)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class RegistryError(GatewayError):
@@ -115,10 +157,9 @@ def validate(node: Node) -> None:
     nid = node.node_id
     if not 0 <= nid <= MAX_NODE_ID:
         raise RegistryError(f"node id {nid} is outside 0..0xFFFFFFFF", "bad_node")
-    if not node.name or node.name.strip() != node.name:
-        raise RegistryError(f"node {nid}: the name must be non-empty without surrounding spaces", "bad_node")
-    if parse_node_ref(node.name) is not None:
-        raise RegistryError(f"node {nid}: the name {node.name!r} reads as a node id", "bad_node")
+    problem = name_problem(node.name)
+    if problem is not None:
+        raise RegistryError(f"node {nid}: name '{shown(node.name)}' refused: {problem}", "bad_node")
     if node.key is not None:
         if node.format is not NodeFormat.FRAME:
             raise RegistryError(f"node {nid}: only format 'frame' can be secured with a key", "bad_node")
@@ -159,6 +200,26 @@ def parse_node_ref(text: str) -> int | None:
         return None
 
 
+def warn_unusable_names(nodes: list[Node]) -> int:
+    """One WARNING per node whose stored name (from before names were checked) is unusable; such nodes
+    publish under their reserved fallback name. Returns how many there are."""
+    count = 0
+    for n in nodes:
+        problem = name_problem(n.name)
+        if problem is not None:
+            count += 1
+            log.warning(
+                "node %08x: registered name '%s' is unusable (%s); its topics use %s until renamed"
+                " (lora-gw nodes rename %d NEW-NAME)",
+                n.node_id,
+                shown(n.name),
+                problem,
+                fallback_name(n.node_id),
+                n.node_id,
+            )
+    return count
+
+
 class NodeRegistry:
     """CRUD on the ``nodes`` table. One connection; use one instance per thread."""
 
@@ -166,6 +227,7 @@ class NodeRegistry:
         self.path = Path(db_file)
         # Used by one thread at a time, not necessarily the one that opened it (the service's decoder).
         self._db = statedb.connect(self.path, timeout=10.0)
+        self._db.text_factory = _text
         try:
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -238,6 +300,7 @@ class NodeRegistry:
     def add(self, node: Node) -> Node:
         """Store a new node (its counter starts at ``node.next_fcnt``, normally 0)."""
         validate(node)
+        self._check_attributable(node)
         created = node.created_utc or datetime.now(UTC).isoformat(timespec="seconds")
         try:
             self._db.execute(
@@ -262,14 +325,28 @@ class NodeRegistry:
             raise RegistryError(self._conflict(node), "node_exists") from exc
         except sqlite3.Error as exc:
             raise self._write_error(exc) from None
-        log.info("node %d (%s) added, format %s", node.node_id, node.name, node.format.value)
+        log.info("node %d (%s) added, format %s", node.node_id, shown(node.name), node.format.value)
         return self.find(node.node_id)
+
+    def _check_attributable(self, node: Node) -> None:
+        """Refuse a second bare (lpp/raw) node: a bare payload cannot name its sender, so the decoder could
+        attribute the packets of neither any more."""
+        if not node.format.bare:
+            return
+        other = next((n for n in self.nodes() if n.format.bare and n.node_id != node.node_id), None)
+        if other is not None:
+            raise RegistryError(
+                f"node {node.node_id}: refused, node {other.node_id} ({shown(other.name)}) already sends bare"
+                f" {other.format.value} payloads, and a bare payload cannot name its sender; register this"
+                " node as radiohead with its --radiohead-address, or use the frame format",
+                "bad_node",
+            )
 
     def _conflict(self, node: Node) -> str:
         if self.get(node.node_id) is not None:
             return f"node {node.node_id} (0x{node.node_id:08x}) is already registered"
         if self._db.execute("SELECT 1 FROM nodes WHERE name = ?", (node.name,)).fetchone():
-            return f"a node named {node.name!r} is already registered"
+            return f"a node named '{shown(node.name)}' is already registered"
         return f"RadioHead address {node.radiohead_address} is already taken by another node"
 
     def get(self, node_id: int) -> Node | None:
@@ -282,10 +359,9 @@ class NodeRegistry:
         if nid is not None:
             node = self.get(nid) if 0 <= nid <= MAX_NODE_ID else None
         else:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM nodes WHERE name = ?", (ref,)).fetchone()
-            node = None if row is None else self._row(row)
+            node = next((n for n in self.nodes() if n.name == ref), None)  # any text, even undecodable
         if node is None:
-            raise RegistryError(f"no node {ref} in the registry ({self.path})", "unknown_node")
+            raise RegistryError(f"no node {shown(str(ref))} in the registry ({self.path})", "unknown_node")
         return node
 
     def nodes(self) -> list[Node]:
@@ -321,6 +397,22 @@ class NodeRegistry:
         if cur.rowcount == 0:
             raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
         log.info("node %d counter reset to %d by the operator", node_id, next_fcnt)
+        return self.find(node_id)
+
+    def rename(self, node_id: int, name: str) -> Node:
+        """Give a node a new (valid) name: the way out for a legacy name its topics cannot use."""
+        problem = name_problem(name)
+        if problem is not None:
+            raise RegistryError(f"node {node_id}: name '{shown(name)}' refused: {problem}", "bad_node")
+        try:
+            cur = self._db.execute("UPDATE nodes SET name = ? WHERE node_id = ?", (name, node_id))
+        except sqlite3.IntegrityError:
+            raise RegistryError(f"a node named {name!r} is already registered", "node_exists") from None
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from None
+        if cur.rowcount == 0:
+            raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
+        log.info("node %d renamed to %s", node_id, name)
         return self.find(node_id)
 
     def set_next_fcnt(self, node_id: int, next_fcnt: int) -> None:

@@ -2,7 +2,9 @@
 
 Rendering late (from the stored bytes) keeps outbox rows small and lets a frame whose model is not
 installed go out raw now and as telemetry once the model arrives. Topics (``<p>`` = prefix/gateway id):
-``<p>/nodes/<node>/telemetry`` and ``<p>/nodes/<node>/raw``; ``<node>`` is the node's registry name.
+``<p>/nodes/<node>/telemetry`` and ``<p>/nodes/<node>/raw``; ``<node>`` is the node's registry name
+(validated: one safe topic level, so two nodes never share a topic), or ``id-<8 hex digits>`` for a node
+whose stored name is unusable (a legacy registry) or that is no longer registered.
 Every message carries ``msg_id`` (node id + full counter), stable across restarts and retransmissions.
 """
 
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gateway.frames import FrameError, lpp
+from gateway.frames.registry import topic_name
 from gateway.pipeline.message import StoredFrame, message_id
 
 log = logging.getLogger(__name__)
@@ -63,11 +66,6 @@ def utc_iso(utc_ms: int) -> str:
     return f"{cached[1]}.{ms:03d}Z"
 
 
-def topic_segment(name: str) -> str:
-    """A node name made safe for one topic level (no wildcards, separators or NUL)."""
-    return "".join("_" if c in "/+#\0" else c for c in name) or "_"
-
-
 class Renderer:
     """Builds messages; ``nodes(node_id)`` and ``models(model_id, version_mod8)`` are injected lookups."""
 
@@ -93,7 +91,7 @@ class Renderer:
         self.estimated = 0
         self._history: dict[int, tuple[int, Any]] = {}  # node → (fcnt, last quantised samples)
         self._extras: list[Rendered] = []
-        self._topics: dict[str, str] = {}
+        self._topics: dict[tuple[int, str | None], tuple[str, str]] = {}  # (node, stored name) → name, topic
 
     @property
     def status_topic(self) -> str:
@@ -108,7 +106,14 @@ class Renderer:
         None: the frame waits for its model and its raw form has already been published."""
         f = stored.frame
         node = self._nodes(f.node_id)
-        name = node.name if node is not None else f"{f.node_id:08x}"
+        key = (f.node_id, None if node is None else node.name)
+        cached = self._topics.get(key)
+        if cached is None:
+            if len(self._topics) >= 10_000:
+                self._topics.clear()
+            name = topic_name(f.node_id, key[1])
+            cached = self._topics[key] = (name, f"{self.base}/nodes/{name}")
+        name, node_topic = cached
         head: dict[str, Any] = {
             "msg_id": message_id(f.node_id, f.fcnt),
             "gateway_id": self.gateway_id,
@@ -118,9 +123,6 @@ class Renderer:
             "received": utc_iso(f.radio.utc_ms),
         }
         values, why = self._values(stored, node)
-        node_topic = self._topics.get(name)
-        if node_topic is None:
-            node_topic = self._topics[name] = f"{self.base}/nodes/{topic_segment(name)}"
         if values is not None and "_q" in values:
             self._fill_gap(stored, head, node_topic, values.pop("_q"), values.pop("_model"))
         if values is None:

@@ -20,6 +20,7 @@ from typing import Any
 from gateway import paths
 from gateway.codec import CodecStats, Model, ModelStore
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
+from gateway.frames.registry import warn_unusable_names
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config, log_file_error
@@ -122,6 +123,7 @@ class Gateway:
         self.outbox = Outbox(db, outbox_settings(cfg))
         self.registry = KeyedRegistry(db, dict(cfg.node_keys)) if cfg.node_keys else NodeRegistry(db)
         self.source = self._radio()
+        warn_unusable_names(self.registry.nodes())
         self.decoder = FrameDecoder(self.registry, DecoderSettings())
         self.pipeline = Pipeline(self.decoder, PipelineSettings(crc_policy=cfg.radio.crc_policy))
         self.sink = MqttSink(mqtt_settings(cfg))

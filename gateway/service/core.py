@@ -11,6 +11,11 @@ Thread ownership:
 
 Publishing order is outbox order (oldest first). Committed frames are kept in a bounded in-memory
 queue; beyond it (a long broker outage, a backlog after restart) they are paged in from SQLite.
+
+One message can never stop the others: a poison message (refused for its own content: see
+gateway.sinks.mqtt) is parked in the outbox, counted (``parked``) and logged once, and the queue moves on;
+an ACL refusal is held in RAM and retried after ``refused_retry_s``. Rows the operator requeues
+(``lora-gw outbox retry``) are taken back every ``redecode_interval_s``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import Renderer
 from gateway.radio.packet import RxPacket
 from gateway.service.notify import Notifier
-from gateway.sinks.mqtt import Delivery, MqttSink
+from gateway.sinks.mqtt import Delivery, MqttSink, Unpublishable
 from gateway.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -112,7 +117,8 @@ class Core:
         self._ready: deque[StoredFrame] = deque()
         self._spilled = True  # start by paging in whatever the last run left behind
         self._loaded_upto = 0
-        self._parked: list[tuple[float, StoredFrame]] = []
+        self._held: list[tuple[float, StoredFrame]] = []  # refused (ACL): retried at the time given
+        self._strikes: dict[int, int] = {}  # row id → connections that died with it alone in flight
         self._waiting_queued: set[int] = set()
         self._waiting_cursor = 0
         self._rx_time: dict[int, float] = {}
@@ -121,11 +127,13 @@ class Core:
         self.raw_published = 0
         self._disk_full = False  # last disk-full state reported (systemd status, stats topic)
         self.refused = 0
+        self.parked = 0  # poison messages parked by this run
         self.started_s = clock()
         now = clock()
         self._next_health = now
         self._next_stats = now + self.settings.stats_interval_s
         self._next_redecode = now + self.settings.redecode_interval_s
+        self._next_requeue = now  # rows requeued while the service was down: at once
         self._next_expire = now
         wd = self.notifier.watchdog_interval_s
         self._next_watchdog = now if wd else float("inf")
@@ -234,13 +242,41 @@ class Core:
             if msg is None:  # waiting for a model that is still missing
                 self._waiting_queued.discard(stored.row_id)
                 continue
-            if not sink.publish(msg.topic, msg.payload, (stored, msg.kind)):
+            try:
+                accepted = sink.publish(msg.topic, msg.payload, (stored, msg.kind))
+            except Unpublishable as exc:
+                self._poison(stored, exc.message)
+                self.renderer.take_extras()  # estimates on the same topic could not go out either
+                continue
+            if not accepted:
                 self._ready.appendleft(stored)
                 return
             if self._on_published is not None:
                 self._on_published(msg.topic, msg.payload)
             for extra in self.renderer.take_extras():
-                sink.publish(extra.topic, extra.payload, None)
+                self._publish_untracked(extra.topic, extra.payload)
+
+    def _publish_untracked(self, topic: str, payload: bytes) -> None:
+        """Stats and gap estimates: not stored, so a refusal is only logged."""
+        try:
+            self.sink.publish(topic, payload, None)
+        except Unpublishable as exc:
+            log.warning("mqtt: cannot publish on %s: %s", topic[:200], exc.message)
+
+    def _poison(self, stored: StoredFrame, reason: str) -> None:
+        """Park a message that can never be published as it is; the queue goes on without it."""
+        rid = stored.row_id
+        self.parked += 1
+        self.outbox.park(rid, reason)
+        self._waiting_queued.discard(rid)
+        self._rx_time.pop(rid, None)
+        log.warning(
+            "node %08x fcnt %d: message parked in the outbox, it cannot be published (%s);"
+            " see lora-gw outbox list",
+            stored.frame.node_id,
+            stored.frame.fcnt,
+            reason,
+        )
 
     def _handle(self, deliveries: list[Delivery]) -> None:
         retry: list[StoredFrame] = []
@@ -258,6 +294,7 @@ class Core:
                     self.published += 1
                     self.outbox.acknowledge(rid)
                 self._waiting_queued.discard(rid)
+                self._strikes.pop(rid, None)
                 t0 = self._rx_time.pop(rid, None)
                 if t0 is not None and 0 <= now - t0 < 3600:
                     self.latencies_ms.append((now - t0) * 1000.0)
@@ -270,7 +307,16 @@ class Core:
                     d.reason,
                     self.settings.refused_retry_s,
                 )
-                self._parked.append((now + self.settings.refused_retry_s, stored))
+                self._held.append((now + self.settings.refused_retry_s, stored))
+            elif d.status == "poison":
+                self._poison(stored, d.reason)
+            elif d.status == "suspect":
+                strikes = self._strikes[rid] = self._strikes.get(rid, 0) + 1
+                if strikes >= 2:
+                    del self._strikes[rid]
+                    self._poison(stored, f"{d.reason}, {strikes} times alone")
+                else:
+                    retry.append(stored)
             else:
                 retry.append(stored)
         if retry:
@@ -278,11 +324,11 @@ class Core:
             self._ready.extendleft(reversed(retry))
 
     def _unpark(self, now: float) -> None:
-        if not self._parked:
+        if not self._held:
             return
-        due = [s for t, s in self._parked if t <= now]
+        due = [s for t, s in self._held if t <= now]
         if due:
-            self._parked = [(t, s) for t, s in self._parked if t > now]
+            self._held = [(t, s) for t, s in self._held if t > now]
             due.sort(key=lambda s: s.row_id)
             self._ready.extendleft(reversed(due))
 
@@ -301,6 +347,9 @@ class Core:
         if now >= self._next_redecode:
             self._next_redecode = now + s.redecode_interval_s
             self._redecode()
+        if now >= self._next_requeue:
+            self._next_requeue = now + s.redecode_interval_s
+            self._take_requeued()
         if now >= self._next_expire:
             self._next_expire = now + s.expire_interval_s
             self.outbox.drop_expired()
@@ -327,6 +376,16 @@ class Core:
                 self._waiting_queued.add(stored.row_id)
                 self._ready.append(stored)
 
+    def _take_requeued(self) -> None:
+        """Parked rows the operator requeued: those the pager has passed go to the front of the queue
+        (oldest first); the pager reaches the others by itself."""
+        rows = self.outbox.take_requeued()
+        behind = [r for r in rows if r.row_id <= self._loaded_upto]
+        if len(behind) < len(rows):
+            self._spilled = True
+        if behind:
+            self._ready.extendleft(reversed(behind))
+
     # -- stats --------------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -348,6 +407,7 @@ class Core:
             "published": self.published,
             "raw_published": self.raw_published,
             "refused": self.refused,
+            "parked": self.parked,
             "backlog": self.outbox.backlog,
             "outbox": self.outbox.stats.as_dict(),
             "storage": {
@@ -371,6 +431,8 @@ class Core:
             f"rx {self.pipeline.received}, accepted {self.outbox.stats.stored}, published {self.published}, "
             f"backlog {self.outbox.backlog}, broker {'up' if self.sink.connected else 'down'}"
         )
+        if self.outbox.stats.parked:
+            line += f", {self.outbox.stats.parked} parked (lora-gw outbox list)"
         if self.outbox.disk_full:
             line += f", DISK FULL: {self.outbox.stats.dropped_disk_full} frames not stored"
         return line
@@ -378,7 +440,7 @@ class Core:
     def publish_stats(self) -> None:
         self.notifier.status(self.status_line())
         if self.sink.connected:
-            self.sink.publish(self.renderer.stats_topic, json.dumps(self.stats()).encode(), None)
+            self._publish_untracked(self.renderer.stats_topic, json.dumps(self.stats()).encode())
 
     # -- shutdown -----------------------------------------------------------------------------------------
 

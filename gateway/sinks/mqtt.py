@@ -18,6 +18,27 @@ Delivery is judged by the PUBACK reason code: ≥ 0x80 (e.g. 0x87 Not authorized
 only) is *refused*, never counted delivered; 0x10 "No matching subscribers" is a success. paho keeps
 QoS 1 messages in RAM only, so the caller (the outbox) must keep them until ``Delivery.ok``.
 
+A *poison* message is one that can never be delivered as it is, whatever the connection: refusing it
+must not stop the messages behind it. ``publish`` raises :class:`Unpublishable` for a topic the MQTT
+spec forbids or brokers drop the connection for (wildcards, control characters, noncharacters such as
+U+FFFF, undecodable text, over 65,535 bytes — Mosquitto answers those by closing the connection, so the
+message would be resent after every reconnect), for a packet larger than the broker's announced Maximum
+Packet Size, and for anything else paho refuses (``ValueError``). A PUBACK reason about the message
+itself (0x90 Topic Name invalid, 0x95 Packet too large, 0x99 Payload format invalid) is a ``poison``
+delivery; other refusals (0x87 Not authorized, 0x97 Quota exceeded) stay ``refused``: retried later.
+
+A broker may also refuse a message by closing the connection (Mosquitto does for what it finds malformed
+or too large; a PUBACK reason paho cannot parse, e.g. 0x95 from ``message_size_limit``, makes paho close
+it too), and paho would resend it first after every reconnect, forever. The reason seen is then only
+"connection lost", and PUBACKs the broker had queued are lost with it, so the oldest unacknowledged
+message is not necessarily the culprit. Hence *isolation*: when a connection dies with messages in
+flight twice in a row (each within ``ack_timeout_s`` of the previous connect), the client is rebuilt (so
+paho resends nothing), every in-flight message comes back as ``retry``, and messages then go out one at
+a time; a connection that dies with exactly one message in flight returns it as ``suspect`` (the owner
+parks it at its second strike). Isolation ends after as many PUBACKs as messages were in flight when it
+began, or once the connection has been up ``ack_timeout_s`` with nothing in flight; meanwhile untracked
+messages (stats, gap estimates) are not sent, so that only the message under test is ever in flight.
+
 The client's health is watched, not trusted: an exception out of paho, PUBACKs missing for
 ``ack_timeout_s`` while connected, or a client whose state contradicts ours (no socket while
 "connected") makes the sink discard and rebuild the client (counted in ``loop_restarts``); every
@@ -68,6 +89,46 @@ def _ignore_socket(client: mqtt.Client, userdata: object, sock: object) -> None:
 
 class MqttError(GatewayError):
     reason = "mqtt"
+
+
+class Unpublishable(MqttError):
+    """This message can never be published as it is (its topic, size or encoding); the message says why."""
+
+    reason = "unpublishable"
+
+
+# PUBACK reason codes that judge the message, not the session: publishing it again cannot succeed.
+POISON_REASONS = frozenset({0x90, 0x95, 0x99})
+MAX_TOPIC_BYTES = 65535
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why a broker would refuse ``topic`` for a PUBLISH (None: it is fine). MQTT 5 §1.5.4 forbids
+    U+0000 and lets a receiver close the connection for control characters and noncharacters;
+    Mosquitto does ("malformed packet")."""
+    if not topic:
+        return "empty topic"
+    if "+" in topic or "#" in topic:
+        return "wildcard (+ or #) in the topic"
+    for ch in topic:
+        cp = ord(ch)
+        if cp < 0x20 or 0x7F <= cp <= 0x9F:
+            return f"control character U+{cp:04X} in the topic"
+        if 0xD800 <= cp <= 0xDFFF:
+            return "undecodable text (a lone surrogate) in the topic"
+        if 0xFDD0 <= cp <= 0xFDEF or cp & 0xFFFE == 0xFFFE:
+            return f"noncharacter U+{cp:04X} in the topic"
+    size = len(topic.encode("utf-8"))
+    if size > MAX_TOPIC_BYTES:
+        return f"topic of {size} bytes (MQTT allows {MAX_TOPIC_BYTES})"
+    return None
+
+
+def publish_packet_size(topic: str, payload: bytes, v5: bool) -> int:
+    """Bytes of a QoS 1 PUBLISH packet without properties (to compare with Maximum Packet Size)."""
+    remaining = 2 + len(topic.encode("utf-8")) + 2 + (1 if v5 else 0) + len(payload)
+    length_bytes = 1 if remaining < 128 else 2 if remaining < 16384 else 3 if remaining < 2097152 else 4
+    return 1 + length_bytes + remaining
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +206,12 @@ def security_warnings(s: TlsFields) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The fate of one publish: ``ok`` (PUBACK success), ``refused`` (reason ≥ 0x80) or ``retry``."""
+    """The fate of one publish: ``ok`` (PUBACK success), ``refused`` (reason ≥ 0x80, retried later),
+    ``poison`` (a reason about the message itself: never retried automatically), ``suspect`` (the
+    connection died while it was the only message in flight) or ``retry``."""
 
     token: object
-    status: str  # "ok" | "refused" | "retry"
+    status: str  # "ok" | "refused" | "poison" | "suspect" | "retry"
     reason: str
 
     @property
@@ -204,6 +267,11 @@ class MqttSink:
         self._attempt_at = 0.0  # the last connection attempt, to time out a missing CONNACK
         self._delay = 0.0  # current backoff; 0: the next wait is reconnect_min_s
         self._broken: str | None = None  # why the client must be rebuilt (an exception out of paho)
+        self._max_packet: int | None = None  # the broker's Maximum Packet Size (CONNACK, MQTT v5)
+        self._connected_at = 0.0
+        self._deaths = 0  # consecutive short connections that died with messages in flight
+        self._isolate_pending: str | None = None  # why the next ``wait`` must rebuild the client
+        self._isolating = 0  # > 0: one message at a time, for this many more deliveries
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -244,7 +312,7 @@ class MqttSink:
             if s.tls_insecure:
                 client.tls_insecure_set(True)
         client.will_set(s.status_topic, OFFLINE, qos=1, retain=True)
-        client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc)
+        client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc, p)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
         client.on_publish = lambda c, u, mid, rc, p: self._on_puback(gen, mid, rc)
         # Stores host, port and keepalive only; the (blocking, bounded) connect is ``_connect``.
@@ -276,12 +344,14 @@ class MqttSink:
 
     # -- callbacks (run in the owner thread, inside paho calls made by this class) -------------------------
 
-    def _on_connect(self, gen: int, client: mqtt.Client, rc: mqtt.ReasonCode) -> None:
+    def _on_connect(self, gen: int, client: mqtt.Client, rc: mqtt.ReasonCode, props: object = None) -> None:
         if gen != self._generation:
             return
         if rc.is_failure:  # paho then closes the socket and reports a disconnect: that schedules a retry
             log.warning("mqtt: broker %s refused the connection: %s", self._url, rc)
             return
+        self._max_packet = getattr(props, "MaximumPacketSize", None)
+        self._connected_at = self._clock()
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
         self._connected = True
         self._delay = 0.0
@@ -304,6 +374,11 @@ class MqttSink:
         self._connected = False
         if self._stopping:
             return
+        if was and self._inflight:
+            short = self._clock() - self._connected_at <= self.settings.ack_timeout_s
+            self._deaths = self._deaths + 1 if short else 1
+            if self._deaths >= 2 or self._isolating:
+                self._isolate_pending = str(rc)
         wait = self._schedule_connect()
         if was:
             self.stats.disconnects += 1
@@ -321,7 +396,10 @@ class MqttSink:
         if entry is None:
             return  # the availability status, or a message of a discarded client
         self._last_progress = self._clock()
-        if rc.is_failure:  # reason code >= 0x80
+        if rc.is_failure and rc.value in POISON_REASONS:
+            self.stats.refused += 1
+            self._deliveries.append(Delivery(entry[0], "poison", f"broker PUBACK: {rc}"))
+        elif rc.is_failure:  # reason code >= 0x80
             name = str(rc)
             self.stats.refused += 1
             self.stats.refusals_by_reason[name] = self.stats.refusals_by_reason.get(name, 0) + 1
@@ -329,6 +407,11 @@ class MqttSink:
         else:
             self.stats.delivered += 1
             self._deliveries.append(Delivery(entry[0], "ok", str(rc)))
+        if self._isolating:  # any PUBACK: the connection survived this message
+            self._isolating -= 1
+            if not self._isolating:
+                self._deaths = 0
+                log.info("mqtt: isolation over, publishing with the full window again")
 
     # -- owner thread ---------------------------------------------------------------------------------------
 
@@ -342,12 +425,15 @@ class MqttSink:
 
     @property
     def can_publish(self) -> bool:
-        return self._connected and self._broken is None and len(self._inflight) < self.settings.max_inflight
+        limit = 1 if self._isolating else self.settings.max_inflight
+        return self._connected and self._broken is None and len(self._inflight) < limit
 
     def wait(self, timeout: float, wake_fd: int | None = None) -> None:
         """Block up to ``timeout`` s for broker traffic or a readable ``wake_fd`` (the owner's), then do
         the network work due: read (PUBACKs, CONNACK), write what is pending, keepalive, reconnect.
         Deliveries decided here are returned by the next ``poll``; ``wake_fd`` is left for the owner."""
+        if self._isolate_pending is not None and not self._stopping and self._client is not None:
+            self._isolate(self._client, self._isolate_pending)
         client = self._client
         if client is None or self._broken is not None or self._stopping:
             self._sleep(timeout, wake_fd)
@@ -435,14 +521,25 @@ class MqttSink:
 
     def publish(self, topic: str, payload: bytes, token: object, retain: bool = False) -> bool:
         """Hand one QoS 1 message to paho (written by the next ``wait``); its fate comes back from ``poll``.
-        False: not accepted now (stopping, or the client is broken)."""
+        False: not accepted now (stopping, or the client is broken). Unpublishable: never will be."""
         client = self._client
         if client is None or self._stopping or self._broken is not None:
             return False
+        if token is None and self._isolating:
+            return False  # untracked messages wait: only the one under test may be in flight
+        problem = topic_problem(topic)
+        if problem is None and self._max_packet is not None:
+            size = publish_packet_size(topic, payload, self.settings.protocol == "5")
+            if size > self._max_packet:
+                problem = (
+                    f"a packet of {size} bytes, over the broker's maximum packet size {self._max_packet}"
+                )
+        if problem is not None:
+            raise Unpublishable(problem)
         try:
             info = client.publish(topic, payload, qos=1, retain=retain)
-        except ValueError:
-            raise  # a bad topic or payload is the caller's bug
+        except ValueError as exc:  # whatever else paho finds wrong with this message (UnicodeError too)
+            raise Unpublishable(f"paho refused it: {exc}") from None
         except Exception as exc:  # paho's own trouble: the watchdog rebuilds the client
             self._fail(f"paho raised {type(exc).__name__} in publish: {exc}")
             return False
@@ -468,6 +565,10 @@ class MqttSink:
         client = self._client
         if self._stopping or client is None:
             return []
+        quiet = self._connected and not self._inflight
+        if self._isolating and quiet and self._clock() - self._connected_at > self.settings.ack_timeout_s:
+            self._isolating = self._deaths = 0  # nothing left to test
+            log.info("mqtt: isolation over (a quiet connection), publishing with the full window again")
         why = self._broken
         if why is None and self._connected and client.socket() is None:
             why = "the client lost its socket without reporting a disconnect"
@@ -497,6 +598,30 @@ class MqttSink:
         self._client = self._make_client()
         self._schedule_connect()
         return retries
+
+    def _isolate(self, client: mqtt.Client, why: str) -> None:
+        """After repeated deaths with messages in flight: a new client (paho's resend queue goes with the
+        old one); the messages come back to the owner, one of them as ``suspect`` when it was alone."""
+        self._isolate_pending = None
+        alone = self._isolating and len(self._inflight) == 1
+        if not self._isolating:
+            log.warning(
+                "mqtt: the connection to %s died %d times with messages in flight (%s); sending one message"
+                " at a time to find one the broker refuses",
+                self.settings.broker.redacted(),
+                self._deaths,
+                why,
+            )
+        self._isolating = max(self._isolating, len(self._inflight))
+        self._generation += 1  # the old client's callbacks are ignored from now on
+        self._close(client)
+        status = "suspect" if alone else "retry"
+        reason = f"the broker closed the connection after it was sent ({why})"
+        back = [Delivery(tok, status, reason) for tok, _ in self._inflight.values()]
+        self.stats.retried += len(back)
+        self._deliveries.extend(back)
+        self._inflight.clear()
+        self._client = self._make_client()
 
     @staticmethod
     def _close(client: mqtt.Client) -> None:

@@ -25,7 +25,16 @@ the WAL checkpoint and the registry stay writable below that floor; a commit tha
 ``dropped_disk_full``, and retries its deletes alone — publishing the backlog is what frees the space.
 Stored frames are never dropped for it.
 
-One thread owns an Outbox (the service's core thread); it is not thread-safe by design.
+Poison messages — ones the broker or the MQTT client refuses for their own content (topic, size,
+encoding) — are *parked*: the row stays, in state 2 with its reason and time, out of the publishing
+order, so it can never hold the queue up. The operator lists, requeues or drops them (``lora-gw outbox``);
+a requeued row goes to state 3, which the running service takes back into its queue (state 0) at its
+next redecode round. Row states: 0 to publish, 1 raw published and waiting for its model, 2 parked,
+3 requeued by the operator.
+
+One thread owns an Outbox (the service's core thread); it is not thread-safe by design. Operator commands
+open an Outbox of their own for the parked-row methods (``parked_rows``, ``retry_parked``,
+``drop_parked``): each is one short transaction.
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ from gateway.pipeline.message import AcceptedFrame, RadioMeta, StoredFrame
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3
 PAGE_SIZE = statedb.PAGE_SIZE
 _ROW_BYTES = 96  # a row's columns and b-tree overhead besides its payload (for the free-space estimate)
 _CR = {"4/5": 5, "4/6": 6, "4/7": 7, "4/8": 8}
@@ -58,7 +68,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,          -- publish order: oldest first
     node_id INTEGER NOT NULL,
     fcnt INTEGER NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0, -- 0 to publish, 1 raw published and waiting for its model
+    state INTEGER NOT NULL DEFAULT 0, -- 0 to publish, 1 waiting for its model, 2 parked, 3 requeued
     created_ms INTEGER NOT NULL,      -- receive time, Unix ms (age bound, published time)
     kind INTEGER NOT NULL,            -- format index * 16 + codec index
     model INTEGER,                    -- model_id * 8 + version mod 8, NULL unless codec = model
@@ -74,6 +84,34 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
 """
+# v2: parked (poison) messages keep why and when; the partial index holds parked and requeued rows only.
+_V2_COLUMNS = (("reason", "TEXT"), ("parked_ms", "INTEGER"))
+_V2_INDEX = "CREATE INDEX IF NOT EXISTS outbox_held ON outbox (state, id) WHERE state >= 2"
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRow:
+    """A parked (or requeued) message as the operator sees it."""
+
+    row_id: int
+    node_id: int
+    fcnt: int
+    state: int
+    reason: str
+    parked_ms: int
+    received_ms: int
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.row_id,
+            "node_id": self.node_id,
+            "node_id_hex": f"0x{self.node_id:08x}",
+            "fcnt": self.fcnt,
+            "state": "parked" if self.state == PARKED else "requeued",
+            "reason": self.reason,
+            "parked_ms": self.parked_ms,
+            "received_ms": self.received_ms,
+        }
 
 
 class OutboxError(GatewayError):
@@ -104,6 +142,7 @@ class OutboxStats:
     dropped_disk_full: int = 0  # frames that passed every check but could not be stored
     counters_unmatched: int = 0  # next_fcnt updates that found no nodes row
     rows: int = 0
+    parked: int = 0  # rows parked (or requeued and not yet taken back) now
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -115,6 +154,7 @@ class OutboxStats:
             "dropped_disk_full": self.dropped_disk_full,
             "counters_unmatched": self.counters_unmatched,
             "rows": self.rows,
+            "parked": self.parked,
         }
 
 
@@ -213,12 +253,14 @@ class Outbox:
             raise OutboxError(f"outbox: cannot open {self.path}: {exc}") from None
         self.stats = OutboxStats()
         self.stats.rows = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self.stats.parked = self._held_count()
         self._pending: list[tuple] = []
         self._pending_frames: list[StoredFrame] = []
         self._counters: dict[int, tuple[int, int]] = {}  # node id → (next counter, counter epoch)
         self._pending_since: float | None = None
         self._deletes: list[tuple[int]] = []
         self._waiting: list[tuple[int]] = []
+        self._parks: list[tuple[str, int, int]] = []  # (reason, parked at, row id)
         self._deletes_since: float | None = None
         self._closed = False
         self.dropped_upto = 0  # rows up to this id may have been dropped by a bound: do not publish them
@@ -270,9 +312,19 @@ class Outbox:
                     f"outbox: {self.path} has outbox schema v{row[0]}, newer than this gateway"
                     f" (v{SCHEMA_VERSION}); upgrade lora-gw"
                 )
-            if not row:
+            version = row[0] if row else 1  # no row: the v1 table was just created above
+            if version < 2:
+                columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+                for name, kind in _V2_COLUMNS:
+                    if name not in columns:
+                        db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+                db.execute(_V2_INDEX)
+                if row:
+                    log.info("outbox: %s migrated to schema v2 (parked messages)", self.path)
+            if version < SCHEMA_VERSION or not row:
                 db.execute(
-                    "INSERT INTO schema_versions (component, version) VALUES ('outbox', ?)", (SCHEMA_VERSION,)
+                    "INSERT OR REPLACE INTO schema_versions (component, version) VALUES ('outbox', ?)",
+                    (SCHEMA_VERSION,),
                 )
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -302,6 +354,12 @@ class Outbox:
         if self._deletes_since is None:
             self._deletes_since = self._clock()
 
+    def park(self, row_id: int, reason: str) -> None:
+        """A poison message: keep the row out of the publishing order, with its reason (next commit)."""
+        self._parks.append((reason, self._wall_ms(), row_id))
+        if self._deletes_since is None:
+            self._deletes_since = self._clock()
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -326,7 +384,7 @@ class Outbox:
     def _deletes_due(self, now: float) -> bool:
         s = self.settings
         return self._deletes_since is not None and (
-            len(self._deletes) + len(self._waiting) >= s.commit_frames * 4
+            len(self._deletes) + len(self._waiting) + len(self._parks) >= s.commit_frames * 4
             or now - self._deletes_since >= s.delete_interval_ms / 1000.0
         )
 
@@ -350,7 +408,7 @@ class Outbox:
         (counted) instead and the deletes are kept for the next try."""
         if self._pending and not self._room_for_pending():
             self._drop_pending("free space below [outbox] min_free_mb")
-        with_deletes = include_deletes and bool(self._deletes or self._waiting)
+        with_deletes = include_deletes and bool(self._deletes or self._waiting or self._parks)
         if not (self._pending or with_deletes):
             return []
         try:
@@ -371,7 +429,7 @@ class Outbox:
         self._pending, self._pending_frames, self._counters = [], [], {}
         self._pending_since = None
         if with_deletes:
-            self._deletes, self._waiting = [], []
+            self._deletes, self._waiting, self._parks = [], [], []
             self._deletes_since = None
         if stored and self.disk_full:
             self._leave_disk_full()
@@ -403,6 +461,12 @@ class Outbox:
                 deleted = max(0, db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes).rowcount)
             if with_deletes and self._waiting:
                 db.executemany("UPDATE outbox SET state = 1 WHERE id = ?", self._waiting)
+            if with_deletes and self._parks:
+                cur = db.executemany(
+                    "UPDATE outbox SET state = 2, reason = ?, parked_ms = ? WHERE id = ? AND state < 2",
+                    self._parks,
+                )
+                self.stats.parked += max(0, cur.rowcount)
         if self._pending and self._has_nodes:
             self.stats.counters_unmatched += unmatched
         return deleted
@@ -522,6 +586,87 @@ class Outbox:
             f"{_SELECT} WHERE id > ? AND state = 1 ORDER BY id LIMIT ?", (after_id, limit)
         )
         return [_row_to_stored(r) for r in rows]
+
+    # -- parked messages -------------------------------------------------------------------------------
+
+    def _held_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM outbox WHERE state >= 2").fetchone()[0]
+
+    def take_requeued(self, limit: int = 1000) -> list[StoredFrame]:
+        """Rows the operator requeued (state 3), returned to the publishing order (state 0), oldest first.
+        Also notices rows another process deleted (``drop_parked``) and corrects the row count."""
+        rows: list[StoredFrame] = []
+        try:
+            if self._db.execute("SELECT 1 FROM outbox WHERE state = 3 LIMIT 1").fetchone() is not None:
+                self._requeue(limit, rows)  # (usually there is none: no write transaction at all)
+        except sqlite3.Error as exc:
+            if not statedb.is_disk_full(exc):
+                raise OutboxError(f"outbox: cannot requeue parked messages: {exc}") from None
+            return []  # tried again at the next round
+        held = self._held_count()
+        if held != self.stats.parked - len(rows):  # dropped or expired elsewhere: count again
+            self.stats.rows = self.count()
+        self.stats.parked = held
+        for stored in rows:
+            log.info("node %08x fcnt %d: requeued by the operator", stored.frame.node_id, stored.frame.fcnt)
+        return rows
+
+    def _requeue(self, limit: int, rows: list[StoredFrame]) -> None:
+        with statedb.transaction(self._db) as db:
+            found = [
+                _row_to_stored(r)
+                for r in db.execute(f"{_SELECT} WHERE state = 3 ORDER BY id LIMIT ?", (limit,))
+            ]
+            db.executemany(
+                "UPDATE outbox SET state = 0, reason = NULL, parked_ms = NULL WHERE id = ?",
+                [(s.row_id,) for s in found],
+            )
+        rows.extend(found)  # only once committed
+
+    def parked_rows(self, ids: list[int] | None = None) -> list[ParkedRow]:
+        """Parked and requeued rows (all, or those of ``ids``), oldest first."""
+        sql = "SELECT id, node_id, fcnt, state, reason, parked_ms, created_ms FROM outbox WHERE state >= 2"
+        params: tuple = ()
+        if ids is not None:
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            params = tuple(ids)
+        rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
+        return [ParkedRow(r[0], r[1], r[2], r[3], r[4] or "", r[5] or 0, r[6]) for r in rows]
+
+    def _select_parked(self, ids: list[int] | None) -> list[ParkedRow]:
+        rows = [r for r in self.parked_rows(ids) if r.state == PARKED]
+        missing = sorted(set(ids or ()) - {r.row_id for r in rows})
+        if missing:
+            raise OutboxError(f"outbox: no parked message with id {', '.join(map(str, missing))}")
+        return rows
+
+    def retry_parked(self, ids: list[int] | None = None) -> list[ParkedRow]:
+        """Requeue parked rows (all when ``ids`` is None); a running service publishes them again."""
+        rows = self._select_parked(ids)
+        with statedb.transaction(self._db) as db:
+            db.executemany(
+                "UPDATE outbox SET state = 3 WHERE id = ? AND state = 2", [(r.row_id,) for r in rows]
+            )
+        for r in rows:
+            log.info("outbox: parked message %d (node %08x fcnt %d) requeued", r.row_id, r.node_id, r.fcnt)
+        return rows
+
+    def drop_parked(self, ids: list[int] | None = None) -> list[ParkedRow]:
+        """Delete parked rows for good (all when ``ids`` is None): counted and logged loss."""
+        rows = self._select_parked(ids)
+        with statedb.transaction(self._db) as db:
+            db.executemany("DELETE FROM outbox WHERE id = ? AND state = 2", [(r.row_id,) for r in rows])
+        self.stats.rows -= len(rows)
+        self.stats.parked -= len(rows)
+        for r in rows:
+            log.warning(
+                "outbox: parked message %d (node %08x fcnt %d) dropped by the operator (%s)",
+                r.row_id,
+                r.node_id,
+                r.fcnt,
+                r.reason,
+            )
+        return rows
 
     def exists(self, row_id: int) -> bool:
         return self._db.execute("SELECT 1 FROM outbox WHERE id = ?", (row_id,)).fetchone() is not None

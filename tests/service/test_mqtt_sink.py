@@ -3,8 +3,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from gateway.service.core import Waker
-from gateway.sinks.mqtt import Delivery, MqttSettings, MqttSink
+from gateway.sinks.mqtt import Delivery, MqttSettings, MqttSink, Unpublishable
 from gateway.sinks.url import parse_broker_url
 
 from .conftest import free_port
@@ -254,3 +256,46 @@ def test_reconnect_backoff_is_exponential_with_jitter_and_bounded(caplog):
     sink.stop()
     jittered = MqttSink(sink.settings, clock=lambda: 0.0, jitter=lambda: 0.0)
     assert [jittered._schedule_connect() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_puback_reasons_about_the_message_are_poison_acl_stays_refused(broker):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    sink = make_sink(broker.port)
+    wait_connected(sink)
+    sink.wait(0.05)
+    tokens = {}
+    for code in (0x90, 0x99, 0x87, 0x97):
+        assert sink.publish("lora/gw/x", b"1", token=code)
+        tokens[code] = next(reversed(sink._inflight))
+    for code, mid in tokens.items():  # as if the broker had answered each with this reason
+        sink._on_puback(sink._generation, mid, ReasonCode(PacketTypes.PUBACK, identifier=code))
+    got = {d.token: d for d in sink.poll()}
+    assert {c: got[c].status for c in tokens} == {
+        0x90: "poison",
+        0x99: "poison",
+        0x87: "refused",
+        0x97: "refused",
+    }
+    assert "topic name invalid" in got[0x90].reason.lower() and not any(d.ok for d in got.values())
+    sink.stop()
+
+
+def test_whatever_else_paho_refuses_is_unpublishable_not_a_crash(broker):
+    sink = make_sink(broker.port)
+    wait_connected(sink)
+    real = sink._client.publish
+
+    def too_large(topic, payload, **kw):
+        if len(payload) > 10:  # paho's own limit is 268,435,455 bytes; the same ValueError, sooner
+            raise ValueError("Payload too large.")
+        return real(topic, payload, **kw)
+
+    sink._client.publish = too_large
+    with pytest.raises(Unpublishable, match="paho refused it: Payload too large"):
+        sink.publish("lora/gw/x", b"x" * 11, token="big")
+    assert sink.publish("lora/gw/x", b"small", token="ok")
+    assert [(d.token, d.status) for d in collect(sink, 1)] == [("ok", "ok")]
+    assert sink.stats.loop_restarts == 0 and sink.connected
+    sink.stop()

@@ -4,7 +4,7 @@ import socket
 import time
 
 from gateway.pipeline.message import StoredFrame
-from gateway.pipeline.render import NodeCache, Renderer, topic_segment, utc_iso
+from gateway.pipeline.render import NodeCache, Renderer, utc_iso
 from gateway.service.notify import Notifier
 
 from .frames_util import accepted
@@ -52,14 +52,13 @@ def test_a_listener_that_stops_reading_never_blocks_the_notifier(tmp_path):
 
 
 def test_render_topics_ids_and_unknown_model_as_raw():
-    r = Renderer("gw", "lora", NodeCache(lambda i: N(i, "a/b+c") if i == 1 else None))
+    r = Renderer("gw", "lora", NodeCache(lambda i: N(i, "weather.1") if i == 1 else None))
     t = r.render(StoredFrame(1, accepted(1, 7)))
-    assert t.topic == "lora/gw/nodes/a_b_c/telemetry" and t.kind == "telemetry"
-    raw = r.render(StoredFrame(2, accepted(2, 9, codec="model", model=(3, 1))))
-    assert raw.topic == "lora/gw/nodes/00000002/raw" and b'"msg_id":"00000002-9"' in raw.payload
+    assert t.topic == "lora/gw/nodes/weather.1/telemetry" and t.kind == "telemetry"
+    raw = r.render(StoredFrame(2, accepted(2, 9, codec="model", model=(3, 1))))  # node 2 is not registered
+    assert raw.topic == "lora/gw/nodes/id-00000002/raw" and b'"msg_id":"00000002-9"' in raw.payload
     assert r.render(StoredFrame(2, accepted(2, 9, codec="model", model=(3, 1)), waiting_model=True)) is None
     assert utc_iso(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
-    assert topic_segment("") == "_"
 
 
 def test_watchdog_is_withheld_while_the_radio_thread_is_stuck(tmp_path):

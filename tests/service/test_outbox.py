@@ -198,3 +198,55 @@ def test_small_pages_new_file_converted_file_and_busy_file(tmp_path):
     ob.close()
     with NodeRegistry(old) as reg:
         assert reg.get(1).next_fcnt == 1
+
+
+V1_OUTBOX = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY, node_id INTEGER NOT NULL, fcnt INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL, kind INTEGER NOT NULL, model INTEGER,
+    payload BLOB NOT NULL, rssi_dbm10 INTEGER NOT NULL, snr_db4 INTEGER NOT NULL, freq_hz INTEGER NOT NULL,
+    freq_error_hz INTEGER NOT NULL, sf INTEGER NOT NULL, bw_hz INTEGER NOT NULL, cr INTEGER NOT NULL,
+    crc INTEGER NOT NULL
+);
+INSERT INTO outbox VALUES (5, 42, 3, 0, 1700000000000, 1, NULL, x'0167', -900, 30, 868100000, 0, 7, 125000,
+    5, 0);
+INSERT INTO outbox VALUES (6, 42, 4, 1, 1700000000000, 1, NULL, x'0167', -900, 30, 868100000, 0, 7, 125000,
+    5, 0);
+INSERT OR REPLACE INTO schema_versions (component, version) VALUES ('outbox', 1);
+"""
+
+
+def test_v1_outbox_migrates_in_place_and_parks_rows_that_survive_reopening(db):
+    with sqlite3.connect(db) as con:
+        con.executescript(V1_OUTBOX)
+    clock = FakeClock()
+    ob = Outbox(db, clock=clock, wall_ms=lambda: 1_800_000_000_000)
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT version FROM schema_versions WHERE component='outbox'").fetchone()[0] == 2
+        assert {"reason", "parked_ms"} <= {r[1] for r in con.execute("PRAGMA table_info(outbox)")}
+    assert [r.row_id for r in ob.load(0, 10)] == [5] and [r.row_id for r in ob.load_waiting(0, 10)] == [6]
+    ob.park(5, "broker PUBACK: Topic Name invalid")
+    ob.commit()
+    assert ob.load(0, 10) == [] and ob.stats.parked == 1 and ob.stats.rows == 2
+    ob.close()
+    ob = Outbox(db, clock=clock)  # reopened: still parked, never loaded for publishing
+    assert ob.load(0, 10) == [] and ob.stats.parked == 1
+    (row,) = ob.parked_rows()
+    assert (row.row_id, row.node_id, row.fcnt, row.state) == (5, 42, 3, 2)
+    assert row.reason == "broker PUBACK: Topic Name invalid" and row.parked_ms == 1_800_000_000_000
+    with pytest.raises(OutboxError, match="no parked message with id 6"):
+        ob.retry_parked([6])  # waiting for its model, not parked
+    assert [r.row_id for r in ob.retry_parked(None)] == [5]
+    assert ob.parked_rows()[0].state == 3 and ob.load(0, 10) == []  # until the service takes it back
+    (taken,) = ob.take_requeued()
+    assert taken.row_id == 5 and taken.frame.fcnt == 3 and [r.row_id for r in ob.load(0, 10)] == [5]
+    assert ob.stats.parked == 0 and ob.parked_rows() == []
+    ob.close()
+
+
+def test_a_newer_outbox_schema_is_refused(db):
+    Outbox(db).close()
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE schema_versions SET version = 3 WHERE component = 'outbox'")
+    with pytest.raises(OutboxError, match="newer than this gateway"):
+        Outbox(db)
