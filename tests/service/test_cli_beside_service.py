@@ -85,6 +85,7 @@ def test_cli_beside_the_running_service_keeps_its_wal_counters_and_registry(tmp_
             assert proc.poll() is None, log.read_text()[-2000:]
             assert wal.exists() and shm.exists(), f"the service's WAL vanished after command {i}"
         assert commands >= SOAK_S / 3  # each command is a new Python process (~0.7 s)
+        print(json.dumps({"soak_s": SOAK_S, "cli_commands": commands, "wal_lost": 0}))
         assert integrity(db) == "ok"
         before_kill = published_counters(sub)
         proc.send_signal(signal.SIGKILL)
