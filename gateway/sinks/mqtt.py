@@ -48,6 +48,7 @@ in-flight message then comes back as a ``retry`` delivery so the owner republish
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import random
@@ -102,6 +103,7 @@ POISON_REASONS = frozenset({0x90, 0x95, 0x99})
 MAX_TOPIC_BYTES = 65535
 
 
+@functools.lru_cache(maxsize=4096)  # a few topics per node, checked at every publish: once each
 def topic_problem(topic: str) -> str | None:
     """Why a broker would refuse ``topic`` for a PUBLISH (None: it is fine). MQTT 5 §1.5.4 forbids
     U+0000 and lets a receiver close the connection for control characters and noncharacters;
