@@ -70,7 +70,9 @@ class _State:
     def __init__(self, node: Node, direction: Direction) -> None:
         self.node = node
         self.key = node.key
-        self.crypto = None if node.key is None else NodeCrypto.from_root(node.key, node.node_id, direction)
+        self.crypto = (
+            None if node.key is None else NodeCrypto.from_root(node.key, node.node_id, direction, node.key_epoch)
+        )
         self.next = node.next_fcnt
         self.epoch = node.counter_epoch
         self.last_rh_id: int | None = None
@@ -110,7 +112,12 @@ class FrameDecoder:
         states: dict[int, _State] = {}
         for node in nodes:
             old = self._states.get(node.node_id)
-            if old is not None and old.key == node.key and old.node.format is node.format:
+            if (
+                old is not None
+                and old.key == node.key
+                and old.node.key_epoch == node.key_epoch
+                and old.node.format is node.format
+            ):
                 state = old
                 if node.counter_epoch == old.epoch:
                     state.next = max(old.next, node.next_fcnt)
