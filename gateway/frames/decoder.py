@@ -70,9 +70,8 @@ class _State:
     def __init__(self, node: Node, direction: Direction) -> None:
         self.node = node
         self.key = node.key
-        self.crypto = (
-            None if node.key is None else NodeCrypto.from_root(node.key, node.node_id, direction, node.key_epoch)
-        )
+        key, epoch = node.key, node.key_epoch
+        self.crypto = None if key is None else NodeCrypto.from_root(key, node.node_id, direction, epoch)
         self.next = node.next_fcnt
         self.epoch = node.counter_epoch
         self.last_rh_id: int | None = None
