@@ -95,7 +95,7 @@ def test_next_epoch_frame_is_refused_until_the_operator_starts_it(registry) -> N
     decoder = FrameDecoder(registry, clock=lambda: now[0])
     _run_until(decoder, FrameEncoder(NODE, KEY), 2)
     now[0] = 2.0
-    with pytest.raises(FrameError, match="key epoch 1, but the registry is at 0.*--new-epoch") as err:
+    with pytest.raises(FrameError, match=r"key epoch 1, but the registry is at 0.*--new-epoch") as err:
         decoder.decode(FrameEncoder(NODE, KEY, key_epoch=1).encode(b"x"))
     assert err.value.reason == "bad_mic" and decoder.next_fcnt(NODE) == 2
     assert registry.get(NODE).key_epoch == 0  # never advanced by a frame alone
