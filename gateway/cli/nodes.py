@@ -85,6 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--location", type=_location, metavar="LAT,LON", help="position in degrees")
     add.add_argument("--radiohead-address", type=int, metavar="N", help="RadioHead FROM address (0..254)")
     add.add_argument("--show-keys", action="store_true", help="print the key (to provision the node)")
+    add.add_argument(
+        "--force",
+        action="store_true",
+        help="add a key that a removed node used (it continues in a new key epoch from counter 0)",
+    )
     add.add_argument("--json", action="store_true", help="print the node as JSON")
     add.set_defaults(func=cmd_add)
 
@@ -110,12 +115,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     reset = sub.add_parser(
         "reset-counter",
-        help="accept the node's frame counter from NEXT again (after a node lost its counter)",
-        description="Resets the next expected frame counter. Frames with counters from NEXT on are accepted "
-        "again, so old frames recorded by anyone can be replayed once: re-key secured nodes when possible.",
+        help="after a node lost its counter: start a new key epoch (--new-epoch) or set it (--next N)",
+        description="After a node lost its frame counter. --new-epoch (secured nodes): the node's session "
+        "keys change to the next key epoch and its counter starts at 0; frames from before no longer verify "
+        "and no keystream repeats, but the node must be told the new epoch. --next N: the gateway accepts "
+        "counters from N on with the same keys, so frames recorded before can be replayed once and, for a "
+        "secured node restarting below its old counter, keystreams repeat. See docs/frame-format.md.",
     )
     reset.add_argument("node", metavar="ID|NAME")
-    reset.add_argument("--next", type=int, default=0, metavar="N", help="next expected counter (default 0)")
+    how = reset.add_mutually_exclusive_group(required=True)
+    how.add_argument("--next", type=int, metavar="N", help="next expected counter, same key epoch")
+    how.add_argument(
+        "--new-epoch", action="store_true", help="secured nodes: next key epoch, counter from 0 (preferred)"
+    )
     reset.set_defaults(func=cmd_reset_counter)
 
 
@@ -146,6 +158,8 @@ def _describe(node: Node, show_keys: bool) -> list[str]:
     lines.append(
         f"next fcnt   {node.next_fcnt}" + (f" (reset {node.counter_epoch}×)" if node.counter_epoch else "")
     )
+    if node.secured:
+        lines.append(f"key epoch   {node.key_epoch}")
     lines.append(f"added       {node.created_utc}")
     return lines
 
@@ -179,7 +193,12 @@ def cmd_add(args: argparse.Namespace) -> int:
         radiohead_address=args.radiohead_address,
     )
     with _open(args) as registry:
-        stored = registry.add(node)
+        stored = registry.add(node, force=args.force)
+    if stored.key_epoch:
+        warn(
+            f"this key was used by a removed node: node {stored.node_id} continues in key epoch"
+            f" {stored.key_epoch} from counter 0; provision the node with that epoch"
+        )
     if args.json:
         print(json.dumps(stored.to_dict(args.show_keys)))
     else:
@@ -250,11 +269,40 @@ def cmd_rename(args: argparse.Namespace) -> int:
 def cmd_reset_counter(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         node = registry.find(args.node)
-        if not 0 <= args.next <= 0xFFFF_FFFF:
-            raise RegistryError(f"--next {args.next} is outside 0..4294967295", "bad_node")
-        updated = registry.reset_counter(node.node_id, args.next)
-    print(
-        f"node {updated.node_id} ({shown(updated.name)}): next frame counter {node.next_fcnt} → "
-        f"{updated.next_fcnt}; a running gateway follows within seconds"
-    )
+        if args.new_epoch:
+            if not node.secured:
+                raise RegistryError(
+                    f"node {node.node_id}: --new-epoch needs a secured node (open frames have no keys to"
+                    " change); use --next N",
+                    "bad_node",
+                )
+            updated = registry.reset_counter(node.node_id, 0, new_epoch=True)
+        else:
+            if not 0 <= args.next <= 0xFFFF_FFFF:
+                raise RegistryError(f"--next {args.next} is outside 0..4294967295", "bad_node")
+            updated = registry.reset_counter(node.node_id, args.next)
+    print("\n".join(_reset_report(node, updated)))
     return 0
+
+
+def _reset_report(old: Node, new: Node) -> list[str]:
+    """What the reset means, for the operator who must now act on the node too."""
+    head = f"node {new.node_id} ({shown(new.name)}): next frame counter {old.next_fcnt} → {new.next_fcnt}"
+    if new.key_epoch != old.key_epoch:
+        return [
+            f"{head}, key epoch {old.key_epoch} → {new.key_epoch}",
+            f"accepted from now on: frames made with key epoch {new.key_epoch}, counter {new.next_fcnt} or"
+            f" higher; every frame from before (key epoch {old.key_epoch}) fails its MIC",
+            f"the node must derive its session keys with key epoch {new.key_epoch} and restart its counter"
+            " at 0 (docs/frame-format.md); a running gateway follows within seconds",
+        ]
+    lines = [
+        f"{head} (key epoch {new.key_epoch} unchanged)",
+        f"accepted from now on: counters {new.next_fcnt} or higher; a running gateway follows within seconds",
+    ]
+    if new.secured and new.next_fcnt < old.next_fcnt:
+        lines.append(
+            f"warning: frames recorded with counters {new.next_fcnt}..{old.next_fcnt - 1} can be replayed"
+            " once, and the node reuses their keystreams: prefer --new-epoch"
+        )
+    return lines

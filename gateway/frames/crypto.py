@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gateway.frames.types import Direction
 
 KEY_LEN = 16
-MIC_KEY_BLOCK = bytes([0x01]) + bytes(15)
-ENC_KEY_BLOCK = bytes([0x02]) + bytes(15)
+MIC_ROLE = 0x01
+ENC_ROLE = 0x02
+MAX_EPOCH = 0xFFFF_FFFF
 
 _TAIL = struct.Struct("<IBB")  # full counter, 0x00, length (B0) or block index (Ai)
 
@@ -39,10 +40,20 @@ def aes_cmac(key: bytes, message: bytes) -> bytes:
     return mac.finalize()
 
 
-def derive_keys(root_key: bytes) -> tuple[bytes, bytes]:
-    """(mic_key, enc_key) = (AES(root, 01 00…00), AES(root, 02 00…00))."""
+def key_block(role: int, epoch: int) -> bytes:
+    """``role | epoch (4 bytes LE) | 11 × 00``: epoch 0 gives the original blocks 01 00…00 / 02 00…00."""
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise ValueError(f"key epoch {epoch} is outside 0..0xFFFFFFFF")
+    return bytes((role,)) + epoch.to_bytes(4, "little") + bytes(11)
+
+
+def derive_keys(root_key: bytes, epoch: int = 0) -> tuple[bytes, bytes]:
+    """(mic_key, enc_key) = (AES(root, 01 | epoch | 0…), AES(root, 02 | epoch | 0…)).
+
+    A new epoch gives new session keys, so after a counter reset the old frames no longer verify and the
+    restarted counter never meets an old keystream."""
     enc = _ecb(check_key(root_key))
-    return enc.update(MIC_KEY_BLOCK), enc.update(ENC_KEY_BLOCK)
+    return enc.update(key_block(MIC_ROLE, epoch)), enc.update(key_block(ENC_ROLE, epoch))
 
 
 def b0_block(direction: Direction, node_id: int, fcnt: int, msg_len: int) -> bytes:
@@ -75,8 +86,10 @@ class NodeCrypto:
         self._a_prefix = b"\x01" + ident
 
     @classmethod
-    def from_root(cls, root_key: bytes, node_id: int, direction: Direction = Direction.UP) -> NodeCrypto:
-        mic_key, enc_key = derive_keys(root_key)
+    def from_root(
+        cls, root_key: bytes, node_id: int, direction: Direction = Direction.UP, epoch: int = 0
+    ) -> NodeCrypto:
+        mic_key, enc_key = derive_keys(root_key, epoch)
         return cls(mic_key, enc_key, node_id, direction)
 
     def mic(self, fcnt: int, msg: bytes) -> bytes:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from gateway.errors import GatewayError
 from gateway.frames import lpp, radiohead
 from gateway.frames.counter import AHEAD, DEFAULT_MAX_GAP, DUPLICATE, NEW, WRAP, reconstruct
-from gateway.frames.crypto import NodeCrypto
+from gateway.frames.crypto import MAX_EPOCH, NodeCrypto
 from gateway.frames.errors import FrameError, Reason
 from gateway.frames.registry import Node, NodeRegistry
 from gateway.frames.types import (
@@ -62,18 +62,39 @@ class DecoderSettings:
     refresh_interval_s: float = 1.0  # least time between registry re-reads prompted by unknown senders
 
 
-class _State:
-    """A node's in-memory decoding state."""
+class _NextEpoch(FrameError):
+    """A frame that fails its MIC under the node's key epoch but verifies under the next one: authentic,
+    so it may prompt a registry re-read (the operator may just have run ``reset-counter --new-epoch``)."""
 
-    __slots__ = ("crypto", "epoch", "key", "last_rh_id", "next", "node")
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.BAD_MIC, message)
+
+
+class _State:
+    """A node's in-memory decoding state. ``next_crypto`` holds the keys of the next key epoch, tried
+    only when a frame fails under the current one."""
+
+    __slots__ = ("crypto", "epoch", "key", "last_rh_id", "next", "next_crypto", "node")
 
     def __init__(self, node: Node, direction: Direction) -> None:
         self.node = node
         self.key = node.key
-        self.crypto = None if node.key is None else NodeCrypto.from_root(node.key, node.node_id, direction)
+        key, epoch, nid = node.key, node.key_epoch, node.node_id
+        self.crypto = None if key is None else NodeCrypto.from_root(key, nid, direction, epoch)
+        self.next_crypto = (
+            None
+            if key is None or epoch >= MAX_EPOCH
+            else NodeCrypto.from_root(key, nid, direction, epoch + 1)
+        )
         self.next = node.next_fcnt
         self.epoch = node.counter_epoch
         self.last_rh_id: int | None = None
+
+
+def _rx16(data: bytes) -> int:
+    """The on-air counter of a frame; in a new key epoch also its full counter (the epoch starts at 0)."""
+    at = 2 + (data[0] & 0x03)
+    return data[at] | (data[at + 1] << 8)
 
 
 def _raw_values(payload: bytes) -> list[Reading]:
@@ -110,7 +131,12 @@ class FrameDecoder:
         states: dict[int, _State] = {}
         for node in nodes:
             old = self._states.get(node.node_id)
-            if old is not None and old.key == node.key and old.node.format is node.format:
+            if (
+                old is not None
+                and old.key == node.key
+                and old.node.key_epoch == node.key_epoch
+                and old.node.format is node.format
+            ):
                 state = old
                 if node.counter_epoch == old.epoch:
                     state.next = max(old.next, node.next_fcnt)
@@ -145,7 +171,8 @@ class FrameDecoder:
         try:
             return self._classify(data, node_hint)
         except FrameError as exc:
-            if exc.reason not in _REFRESH_ON or not self._refresh_due():
+            refresh = exc.reason in _REFRESH_ON or isinstance(exc, _NextEpoch)
+            if not refresh or not self._refresh_due():
                 raise
             rejected = exc
         try:
@@ -384,7 +411,14 @@ class FrameDecoder:
                 return COUNTER_GAP, full
         elif crypto.verify(full & MAX_FCNT, msg, mic):
             return verdict, full
-        raise FrameError(Reason.BAD_MIC, f"node {state.node.node_id}: MIC mismatch")
+        node = state.node
+        upcoming = state.next_crypto
+        if upcoming is not None and upcoming.verify(_rx16(data), msg, mic):
+            raise _NextEpoch(
+                f"node {node.node_id}: frame of key epoch {node.key_epoch + 1}, but the registry is at"
+                f" {node.key_epoch} (lora-gw nodes reset-counter {node.node_id} --new-epoch)"
+            )
+        raise FrameError(Reason.BAD_MIC, f"node {node.node_id}: MIC mismatch")
 
     # -- foreign formats -----------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ from gateway.frames.wire import MAX_FCNT, MAX_FRAME_LEN, codec_byte, crc16, head
 class FrameEncoder:
     """Builds frames for one node and keeps its counter (``next_fcnt``), like node firmware does.
 
-    ``key`` (16-byte root key) selects the secured profile; ``None`` the open one.
+    ``key`` (16-byte root key) selects the secured profile; ``None`` the open one. ``key_epoch`` is the
+    node's session number (docs/frame-format.md, "After a node lost its counter"): the session keys are
+    derived from the root key and it, so a node restarting its counter in a new epoch reuses no keystream.
     """
 
     def __init__(
@@ -23,14 +25,16 @@ class FrameEncoder:
         *,
         next_fcnt: int = 0,
         direction: Direction = Direction.UP,
+        key_epoch: int = 0,
     ) -> None:
         self.node_id = node_id
         self._id_len = node_id_len(node_id)
         self._id_bytes = node_id.to_bytes(self._id_len, "little")
-        self._crypto = None if key is None else NodeCrypto.from_root(key, node_id, direction)
+        self._crypto = None if key is None else NodeCrypto.from_root(key, node_id, direction, key_epoch)
         if not 0 <= next_fcnt <= MAX_FCNT:
             raise ValueError(f"counter {next_fcnt} is outside 0..0xFFFFFFFF")
         self.next_fcnt = next_fcnt
+        self.key_epoch = key_epoch
 
     @property
     def secured(self) -> bool:

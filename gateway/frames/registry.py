@@ -10,24 +10,25 @@ than this code is refused with a clear error.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway import paths, statedb
 from gateway.errors import GatewayError
-from gateway.frames.crypto import KEY_LEN
+from gateway.frames.crypto import KEY_LEN, MAX_EPOCH
 from gateway.frames.types import NodeFormat, PayloadCodec
 from gateway.frames.wire import MAX_FCNT, MAX_NODE_ID
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "nodes"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS nodes (
     node_id           INTEGER PRIMARY KEY CHECK (node_id BETWEEN 0 AND 4294967295),
@@ -45,9 +46,21 @@ CREATE TABLE IF NOT EXISTS nodes (
     created_utc       TEXT NOT NULL
 );
 """
+# v2: the key epoch (session keys are derived from the root key and it; 0 = the v1 keys, so existing nodes
+# keep working) and the fingerprints of removed nodes' keys, so a key is never silently reused.
+_SCHEMA_V2 = """
+ALTER TABLE nodes ADD COLUMN key_epoch INTEGER NOT NULL DEFAULT 0 CHECK (key_epoch BETWEEN 0 AND 4294967295);
+CREATE TABLE IF NOT EXISTS retired_keys (
+    fingerprint  TEXT PRIMARY KEY,
+    node_id      INTEGER NOT NULL,
+    next_fcnt    INTEGER NOT NULL,
+    key_epoch    INTEGER NOT NULL,
+    removed_utc  TEXT NOT NULL
+);
+"""
 _COLUMNS = (
     "node_id, name, format, payload, key_hex, model_id, interval_s, latitude, longitude, "
-    "radiohead_address, next_fcnt, counter_epoch, created_utc"
+    "radiohead_address, next_fcnt, counter_epoch, created_utc, key_epoch"
 )
 
 
@@ -113,8 +126,9 @@ class Node:
     longitude: float | None = None
     radiohead_address: int | None = None
     next_fcnt: int = 0
-    counter_epoch: int = 0
+    counter_epoch: int = 0  # generation of the stored counter: bumped by every operator reset
     created_utc: str = ""
+    key_epoch: int = 0  # session number the session keys are derived with (bumped by --new-epoch)
 
     @property
     def secured(self) -> bool:
@@ -145,6 +159,7 @@ class Node:
             "radiohead_address": self.radiohead_address,
             "next_fcnt": self.next_fcnt,
             "counter_epoch": self.counter_epoch,
+            "key_epoch": self.key_epoch,
             "created_utc": self.created_utc,
         }
         if show_keys:
@@ -190,6 +205,25 @@ def validate(node: Node) -> None:
         )
     if not 0 <= node.next_fcnt <= MAX_FCNT + 1:
         raise RegistryError(f"node {nid}: counter {node.next_fcnt} is outside 0..2^32", "bad_node")
+    if not 0 <= node.key_epoch <= MAX_EPOCH:
+        raise RegistryError(f"node {nid}: key epoch {node.key_epoch} is outside 0..2^32 - 1", "bad_node")
+
+
+def key_fingerprint(key: bytes) -> str:
+    """What the registry keeps of a removed node's key: 64 bits of SHA-256, enough to recognise the key
+    when it is added again, useless for recovering it."""
+    return hashlib.sha256(b"lora-gw key fingerprint\x00" + key).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredKey:
+    """Where a removed node's key stopped: re-adding it must resume here, never at counter 0."""
+
+    fingerprint: str
+    node_id: int
+    next_fcnt: int
+    key_epoch: int
+    removed_utc: str
 
 
 def parse_node_ref(text: str) -> int | None:
@@ -275,12 +309,34 @@ class NodeRegistry:
                     (COMPONENT, SCHEMA_VERSION),
                 )
                 log.info("node registry created in %s (schema v%d)", self.path, SCHEMA_VERSION)
+                version = 1
+            if version < 2:
+                for statement in _SCHEMA_V2.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)",
+                    (COMPONENT, SCHEMA_VERSION),
+                )
 
     @staticmethod
     def _row(row: tuple) -> Node:
-        (nid, name, fmt, payload, key_hex, model_id, interval_s, lat, lon, rh, next_fcnt, epoch, created) = (
-            row
-        )
+        (
+            nid,
+            name,
+            fmt,
+            payload,
+            key_hex,
+            model_id,
+            interval_s,
+            lat,
+            lon,
+            rh,
+            next_fcnt,
+            epoch,
+            created,
+            kep,
+        ) = row
         return Node(
             node_id=nid,
             name=name,
@@ -295,38 +351,74 @@ class NodeRegistry:
             next_fcnt=next_fcnt,
             counter_epoch=epoch,
             created_utc=created,
+            key_epoch=kep,
         )
 
-    def add(self, node: Node) -> Node:
-        """Store a new node (its counter starts at ``node.next_fcnt``, normally 0)."""
+    def retired(self, key: bytes) -> RetiredKey | None:
+        """Where ``key`` stopped if a node that used it was removed (None: never removed)."""
+        row = self._db.execute(
+            "SELECT fingerprint, node_id, next_fcnt, key_epoch, removed_utc FROM retired_keys"
+            " WHERE fingerprint = ?",
+            (key_fingerprint(key),),
+        ).fetchone()
+        return None if row is None else RetiredKey(*row)
+
+    def add(self, node: Node, force: bool = False) -> Node:
+        """Store a new node (its counter starts at ``node.next_fcnt``, normally 0).
+
+        A key that a removed node used is refused: at counter 0 it would accept that node's old frames and
+        reuse their keystreams. With ``force`` the node resumes in a new epoch after the retired one
+        (counter 0, fresh session keys), so neither can happen."""
         validate(node)
         self._check_attributable(node)
+        if node.key is not None:
+            old = self.retired(node.key)
+            if old is not None and not force:
+                raise RegistryError(
+                    f"node {node.node_id}: refused, this key was used by node {old.node_id} (removed"
+                    f" {old.removed_utc}, next counter {old.next_fcnt}, key epoch {old.key_epoch}); a reused"
+                    " key accepts replays of its old frames: generate a new key (--generate-key), or add"
+                    f" it with --force to continue in key epoch {old.key_epoch + 1} from counter 0",
+                    "key_reused",
+                )
+            if old is not None:
+                node = replace(
+                    node, next_fcnt=0, key_epoch=max(node.key_epoch, min(old.key_epoch + 1, MAX_EPOCH))
+                )
         created = node.created_utc or datetime.now(UTC).isoformat(timespec="seconds")
         try:
-            self._db.execute(
-                f"INSERT INTO nodes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    node.node_id,
-                    node.name,
-                    node.format.value,
-                    None if node.payload is None else node.payload.value,
-                    None if node.key is None else node.key.hex(),
-                    node.model_id,
-                    node.interval_s,
-                    node.latitude,
-                    node.longitude,
-                    node.radiohead_address,
-                    node.next_fcnt,
-                    node.counter_epoch,
-                    created,
-                ),
-            )
+            with statedb.transaction(self._db) as db:
+                self._insert(db, node, created)
+                if node.key is not None:
+                    db.execute("DELETE FROM retired_keys WHERE fingerprint = ?", (key_fingerprint(node.key),))
         except sqlite3.IntegrityError as exc:
             raise RegistryError(self._conflict(node), "node_exists") from exc
         except sqlite3.Error as exc:
             raise self._write_error(exc) from None
         log.info("node %d (%s) added, format %s", node.node_id, shown(node.name), node.format.value)
         return self.find(node.node_id)
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, node: Node, created: str) -> None:
+        db.execute(
+            f"INSERT INTO nodes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                node.node_id,
+                node.name,
+                node.format.value,
+                None if node.payload is None else node.payload.value,
+                None if node.key is None else node.key.hex(),
+                node.model_id,
+                node.interval_s,
+                node.latitude,
+                node.longitude,
+                node.radiohead_address,
+                node.next_fcnt,
+                node.counter_epoch,
+                created,
+                node.key_epoch,
+            ),
+        )
 
     def _check_attributable(self, node: Node) -> None:
         """Refuse a second bare (lpp/raw) node: a bare payload cannot name its sender, so the decoder could
@@ -381,22 +473,51 @@ class NodeRegistry:
             raise self._write_error(exc) from None
 
     def remove(self, node_id: int) -> None:
-        if self._write("DELETE FROM nodes WHERE node_id = ?", (node_id,)).rowcount == 0:
-            raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
+        """Delete the node; a keyed node leaves its key's fingerprint, counter and epoch behind, so the
+        same key is never silently re-added at counter 0."""
+        removed = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            with statedb.transaction(self._db) as db:
+                row = db.execute(
+                    "SELECT key_hex, next_fcnt, key_epoch FROM nodes WHERE node_id = ?", (node_id,)
+                ).fetchone()
+                if row is None:
+                    raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
+                key_hex, next_fcnt, key_epoch = row
+                if key_hex is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO retired_keys"
+                        " (fingerprint, node_id, next_fcnt, key_epoch, removed_utc) VALUES (?, ?, ?, ?, ?)",
+                        (key_fingerprint(bytes.fromhex(key_hex)), node_id, next_fcnt, key_epoch, removed),
+                    )
+                db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from None
         log.info("node %d removed", node_id)
 
-    def reset_counter(self, node_id: int, next_fcnt: int = 0) -> Node:
-        """The operator's explicit counter reset: sets the next expected counter and bumps the epoch so a
-        running decoder takes the lower value on its next reload instead of keeping its own."""
+    def reset_counter(self, node_id: int, next_fcnt: int = 0, new_epoch: bool = False) -> Node:
+        """The operator's explicit counter reset. Bumps ``counter_epoch`` so a running decoder takes the
+        stored value on its next reload (and a frame judged before cannot undo it). ``new_epoch`` also
+        bumps the key epoch: new session keys, so no frame from before verifies and no keystream repeats;
+        without it, old frames from ``next_fcnt`` on verify again."""
         if not 0 <= next_fcnt <= MAX_FCNT:
             raise RegistryError(f"counter {next_fcnt} is outside 0..0xFFFFFFFF", "bad_node")
+        node = self.find(node_id)
+        if new_epoch and node.key_epoch >= MAX_EPOCH:
+            raise RegistryError(f"node {node_id}: key epochs exhausted: re-key the node", "bad_node")
         cur = self._write(
-            "UPDATE nodes SET next_fcnt = ?, counter_epoch = counter_epoch + 1 WHERE node_id = ?",
-            (next_fcnt, node_id),
+            "UPDATE nodes SET next_fcnt = ?, counter_epoch = counter_epoch + 1, key_epoch = key_epoch + ?"
+            " WHERE node_id = ?",
+            (next_fcnt, 1 if new_epoch else 0, node_id),
         )
         if cur.rowcount == 0:
             raise RegistryError(f"no node {node_id} in the registry ({self.path})", "unknown_node")
-        log.info("node %d counter reset to %d by the operator", node_id, next_fcnt)
+        log.info(
+            "node %d counter reset to %d by the operator%s",
+            node_id,
+            next_fcnt,
+            f", key epoch {node.key_epoch + 1}" if new_epoch else "",
+        )
         return self.find(node_id)
 
     def rename(self, node_id: int, name: str) -> Node:

@@ -199,12 +199,13 @@ class SimNetwork:
         self._until: float | None = None
 
     def register(self, registry: NodeRegistry) -> None:
-        """Register the simulated nodes (once) and continue their counters where the gateway is."""
+        """Register the simulated nodes (once) and continue where the gateway is: its counter and, for a node
+        the operator gave a key, that key and its key epoch (as a provisioned node would)."""
         for i, nid in enumerate(self.node_ids):
             node = registry.get(nid)
             if node is None:
                 node = registry.add(Node(node_id=nid, name=f"sim-{i + 1}", interval_s=self.interval_s))
-            self.encoders[i].next_fcnt = node.next_fcnt
+            self.encoders[i] = FrameEncoder(nid, node.key, next_fcnt=node.next_fcnt, key_epoch=node.key_epoch)
 
     def heartbeat(self) -> float:
         return self._heartbeat

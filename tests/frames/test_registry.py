@@ -107,7 +107,7 @@ def test_shares_the_database_with_other_components(tmp_path) -> None:
         registry.add(Node(1, "a"))
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 7
-    assert con.execute("SELECT version FROM schema_versions WHERE component='nodes'").fetchone()[0] == 1
+    assert con.execute("SELECT version FROM schema_versions WHERE component='nodes'").fetchone()[0] == 2
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # The outbox's side of the contract: advance next_fcnt in its own transaction.
     with con:

@@ -98,3 +98,20 @@ def test_vector_9_radiohead() -> None:
     assert (frame.radiohead.to, frame.radiohead.sender, frame.radiohead.id) == (255, 3, 7)
     assert frame.values == [Reading(1, "temperature", -4.1, "°C")]
     in_doc("`ff 03 07 00 01 67 ff d7`")
+
+
+def test_vector_10_key_epoch_1() -> None:
+    """Vector 3's frame in key epoch 1: other session keys, so other ciphertext and MIC."""
+    mic_key, enc_key = derive_keys(K, 1)
+    assert mic_key.hex() == "6d820fbb3ae162cdae0387ea5a1a7bfd"
+    assert enc_key.hex() == "4bde7162430f6ec901a82652f54bb623"
+    in_doc(f"K_mic(1) = {mic_key.hex()}")
+    in_doc(f"K_enc(1) = {enc_key.hex()}")
+    data = FrameEncoder(0x01020304, K, key_epoch=1).encode_lpp([(1, "temperature", -4.1)], fcnt=1)
+    assert data.hex() == "0b04030201010001f3bba990b6ccd1cf"
+    in_doc("`0b 04030201 0100 01 f3bba990 b6ccd1cf`")
+    frame = FrameDecoder([Node(0x01020304, "n", key=K, next_fcnt=1, key_epoch=1)]).decode(data)
+    assert frame.values == [Reading(1, "temperature", -4.1, "°C")]
+    with pytest.raises(FrameError) as err:  # the registry at epoch 0 does not take it
+        FrameDecoder([Node(0x01020304, "n", key=K, next_fcnt=1)]).decode(data)
+    assert err.value.reason == "bad_mic"
