@@ -38,7 +38,13 @@ def test_gateway_read_from_another_thread_in_scaled_time() -> None:
     sim = RadioSim(nodes=2, speed=5.0)  # virtual time at 5 × real time: 20 ms virtual = 4 ms real
     got: list[RxPacket] = []
     stop = threading.Event()
-    sim.gateway.on_packet = got.append
+    delivered: list[float] = []
+
+    def on_packet(packet: RxPacket) -> None:
+        delivered.append(sim.clock.monotonic())
+        got.append(packet)
+
+    sim.gateway.on_packet = on_packet
     reader = threading.Thread(target=sim.gateway.run, args=(stop, 0.2), daemon=True)
     reader.start()
     ends = []
@@ -53,5 +59,9 @@ def test_gateway_read_from_another_thread_in_scaled_time() -> None:
     reader.join(timeout=5)
     assert [p.payload[0] for p in got] == list(range(6))
     assert all(p.crc is CrcState.OK for p in got)
-    for packet, end in zip(got, ends, strict=True):  # RxDone time from the DIO0 edge, not the wake-up
-        assert abs(packet.monotonic_s - end) < 0.02
+    # RxDone time from the DIO0 edge: never before the transmission ended, never after the packet was
+    # handed over, and close to the end (in scaled real time the emulated edge itself may come a few ms
+    # of real time late on a busy machine: 0.1 s virtual is 20 ms real at 5×)
+    for packet, end, handed in zip(got, ends, delivered, strict=True):
+        assert end - 1e-6 <= packet.monotonic_s <= handed
+        assert packet.monotonic_s - end < 0.1
