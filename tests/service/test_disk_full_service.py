@@ -2,7 +2,7 @@
 
 The filesystem is a tmpfs the test mounts (as root, as CI runs); where mounting is not allowed the same
 run uses a capped database (``[outbox] max_db_mb``, SQLite's max_page_count), which fails the same way.
-``LORA_GW_DISK_FULL_HOLD_S`` sets how long the disk stays full (the issue's target: 600; default 8);
+``LORA_GW_DISK_FULL_HOLD_S`` sets how long the disk stays full (the issue's target: 600; default 4);
 ``LORA_GW_TEST_NO_MOUNT=1`` takes the capped-database path even where mounting works.
 """
 
@@ -27,7 +27,7 @@ from .helpers import Collector
 from .helpers import run_cli as cli
 from .test_service import start, wait, write_config
 
-HOLD_S = float(os.environ.get("LORA_GW_DISK_FULL_HOLD_S", "8"))
+HOLD_S = float(os.environ.get("LORA_GW_DISK_FULL_HOLD_S", "4"))
 
 
 @pytest.fixture
