@@ -326,23 +326,29 @@ def test_paho_failure_in_the_core_thread_rebuilds_client_and_loses_nothing(tmp_p
     while not gw.sink.connected and time.monotonic() < deadline:
         time.sleep(0.01)
     client = gw.sink._client
+    sent = []
+    # one frame delivered first: the "online" status's PUBACK (read before it) cannot be the one that
+    # crashes paho below, which would leave no frame in flight to retry
+    gw.submit(lpp_frame(enc[0x2A], 19.0))
+    sent.append(message_id(0x2A, enc[0x2A].next_fcnt - 1))
+    while gw.core.published < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
 
     def crash(cmd):
         raise RuntimeError("paho bug while handling " + cmd)
 
-    client._handle_pubackcomp = crash  # the first PUBACK the core thread reads makes paho raise
-    sent = []
+    client._handle_pubackcomp = crash  # the next PUBACK the core thread reads makes paho raise
     for i in range(20):
         nid = list(NODES)[i % 2]
         gw.submit(lpp_frame(enc[nid], 20.0 + i))
         sent.append(message_id(nid, enc[nid].next_fcnt - 1))
     assert sub.wait_for(lambda: set(sub.msg_ids()) >= set(sent)), sorted(set(sent) - set(sub.msg_ids()))
     deadline = time.monotonic() + 10
-    while gw.core.published < 20 and time.monotonic() < deadline:
+    while gw.core.published < 21 and time.monotonic() < deadline:
         time.sleep(0.02)
     gw.stop()
     assert gw.sink.stats.loop_restarts == 1 and gw.sink._client is not client
-    assert gw.sink.stats.retried >= 1 and gw.core.published == 20
+    assert gw.sink.stats.retried >= 1 and gw.core.published == 21
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # every frame acknowledged
     sub.close()
