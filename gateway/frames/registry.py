@@ -300,20 +300,14 @@ class NodeRegistry:
                     f" (v{SCHEMA_VERSION}); upgrade lora-gw",
                     "database",
                 )
-            if version < 1:
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(
-                    "INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)",
-                    (COMPONENT, SCHEMA_VERSION),
-                )
+            if version == 0:
                 log.info("node registry created in %s (schema v%d)", self.path, SCHEMA_VERSION)
-                version = 1
-            if version < 2:
-                for statement in _SCHEMA_V2.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+            for step, schema in enumerate((_SCHEMA_V1, _SCHEMA_V2), start=1):
+                if version < step:
+                    for statement in schema.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+            if version < SCHEMA_VERSION:
                 db.execute(
                     "INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)",
                     (COMPONENT, SCHEMA_VERSION),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.cli import main as cli
 from gateway.frames import FrameDecoder, Node, NodeFormat, NodeRegistry, PayloadCodec
 
 KEY = bytes(range(16))
@@ -35,3 +36,17 @@ def decoder(registry, mixed_nodes) -> FrameDecoder:
     for node in mixed_nodes:
         registry.add(node)
     return FrameDecoder(registry)
+
+
+@pytest.fixture
+def run(tmp_path, capsys):
+    """``lora-gw --state-dir <tmp>/state ARGS`` in-process: (exit code, stdout, stderr)."""
+    state = tmp_path / "state"
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(["--state-dir", str(state), *argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    _run.state = state  # type: ignore[attr-defined]
+    return _run

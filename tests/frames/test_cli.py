@@ -12,19 +12,6 @@ from gateway.frames import FrameEncoder, NodeRegistry, PayloadCodec
 KEY_HEX = "000102030405060708090a0b0c0d0e0f"
 
 
-@pytest.fixture
-def run(tmp_path, capsys):
-    state = tmp_path / "state"
-
-    def _run(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(["--state-dir", str(state), *argv])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    _run.state = state  # type: ignore[attr-defined]
-    return _run
-
-
 def test_commands_are_registered() -> None:
     assert {"gateway.cli.nodes", "gateway.cli.decode"} <= set(cli.COMMAND_MODULES)
 

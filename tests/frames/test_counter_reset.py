@@ -9,7 +9,6 @@ import sqlite3
 
 import pytest
 
-from gateway.cli import main as cli
 from gateway.frames import FrameDecoder, FrameEncoder, FrameError, Node, NodeRegistry
 from gateway.frames.crypto import derive_keys
 from gateway.frames.registry import RegistryError, key_fingerprint
@@ -142,18 +141,6 @@ def test_v1_registry_is_migrated_in_place(tmp_path) -> None:
         assert (node.next_fcnt, node.key_epoch) == (10, 0)  # epoch 0: the keys of v1, nodes keep working
         reg.remove(NODE)
         assert reg.retired(KEY) is not None
-
-
-@pytest.fixture
-def run(tmp_path, capsys):
-    state = tmp_path / "state"
-
-    def _run(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(["--state-dir", str(state), *argv])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return _run
 
 
 def test_cli_reset_counter_needs_an_explicit_choice(run) -> None:
