@@ -312,9 +312,15 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
     return model
 
 
-def load(path: str | os.PathLike[str]) -> Model:
+def read_file(path: str | os.PathLike[str], error: type[CodecError] = WeightsError) -> bytes:
+    """A weight file's bytes, reading at most one byte past the size limit (a huge file is refused
+    by ``from_bytes`` without being read whole)."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise WeightsError(f"cannot read {path}: {exc.strerror}") from None
-    return from_bytes(data, str(path))
+        raise error(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load(path: str | os.PathLike[str]) -> Model:
+    return from_bytes(read_file(path), str(path))

@@ -193,3 +193,17 @@ def test_validate_generation_meta_accepts_the_trainers_block(model):
     validate_generation_meta({"channels": len(model.schema), "generation": model.meta["generation"]})
     validate_generation_meta({"channels": 5, "generation": {}})
     validate_generation_meta({"channels": 5})
+
+
+def test_huge_file_is_refused_without_reading_it_whole(tmp_path):
+    big = tmp_path / "big.npz"
+    with open(big, "wb") as fh:
+        fh.truncate(4 << 30)  # sparse: 4 GiB that cost no disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(WeightsError, match="larger than 1048576 bytes"):
+            ModelStore(tmp_path / "state").install(big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
