@@ -103,7 +103,7 @@ def parse_frames(text: str, source: str = "frames") -> FramesFile:
         raise PayloadError(f"{source}: empty file, expected a {FORMAT} header")
     try:
         head = json.loads(lines[0])
-    except ValueError:
+    except (ValueError, RecursionError):
         head = None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise PayloadError(
@@ -124,12 +124,12 @@ def parse_frames(text: str, source: str = "frames") -> FramesFile:
             )
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _fail(source, lineno, "not a JSON object") from None
         if not isinstance(obj, dict):
             raise _fail(source, lineno, "not a JSON object")
         index = lineno - 2
-        if obj.get("frame") != index:
+        if not _count(obj.get("frame")) or obj["frame"] != index:
             raise _fail(source, lineno, f"holds frame {obj.get('frame')!r}, expected frame {index}")
         n = obj.get("samples")
         if not _count(n) or not 1 <= n <= MAX_SAMPLES:

@@ -279,7 +279,7 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
         raise WeightsError(f"{source}: unexpected array types")
     try:
         meta = json.loads(raw_meta.tobytes().decode())
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise WeightsError(f"{source}: metadata is not UTF-8 JSON ({exc.__class__.__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise WeightsError(
