@@ -374,7 +374,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "model",
         help="train, evaluate and manage telemetry codec models",
-        description=__doc__,
+        description="Train, evaluate and run codec models; manage the installed weight files.\n\n"
+        "MODEL is named the same way by every action: ID (its active installed version), ID@VERSION\n"
+        "(an installed version, as `model list` prints it) or the path of a weight file (./4 for a\n"
+        "file whose name looks like ID). A CSV or frames path of - means standard input or output.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="model_command", metavar="ACTION")
