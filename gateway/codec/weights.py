@@ -158,6 +158,9 @@ def _read_members(data: bytes, source: str) -> dict[str, np.ndarray]:
     if missing or len(names) != len(MEMBERS):
         what = f"lacks member(s) {', '.join(missing)}" if missing else "has duplicate members"
         raise WeightsError(f"{source}: {what}; not a codec weight file")
+    odd = [i.filename for i in infos if i.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)]
+    if odd:  # bzip2/lzma members inflate a whole chunk at once: no cap could bound their memory
+        raise WeightsError(f"{source}: member {odd[0]} uses a compression other than deflate")
     total = sum(i.file_size for i in infos)
     if total > MAX_UNPACKED_BYTES:
         raise WeightsError(

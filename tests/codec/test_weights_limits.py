@@ -207,3 +207,12 @@ def test_huge_file_is_refused_without_reading_it_whole(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20
+
+
+def test_members_compressed_other_than_deflate_are_refused(model):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_BZIP2) as zf:
+        for name, body in _members(to_bytes(model)).items():
+            zf.writestr(name, body)
+    with pytest.raises(WeightsError, match="uses a compression other than deflate"):
+        from_bytes(out.getvalue(), "bz.npz")
