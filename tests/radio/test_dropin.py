@@ -51,7 +51,7 @@ def test_the_hardware_path_with_the_fakes_installed_as_the_real_libraries() -> N
     chip = air.add_radio("gateway")
     board = FakeGPIO()
     chip.wire(board, 17, {0: 4})
-    with installed_as_modules(chip, board):
+    with installed_as_modules({(0, 1): chip}, board):  # wired at CE1
         radio = open_radio(LoRaConfig(), Pins(reset=17, dio0=4), bus=0, cs=1)
         radio.begin()
     _, _, node = make_radio(air, "node", LoRaConfig())
