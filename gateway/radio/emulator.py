@@ -650,6 +650,9 @@ def noise_floor_dbm(bw_hz: float, noise_figure_db: float = 6.0) -> float:
 
 
 # ====================================================================== fake GPIO libraries
+_Dispatch = tuple[int, list[Callable[[int], None]], VirtualClock | None]
+
+
 class FakeGPIO:
     """RPi.GPIO's module surface on a bank of emulated pins (use the instance as the module).
 
@@ -693,9 +696,7 @@ class FakeGPIO:
         self.drop_edges: dict[int, int] = {}  # pin -> number of rising edges to lose (fault injection)
         self.edges_dropped = 0
         self.edges_debounced = 0
-        self._queue: queue.SimpleQueue[tuple[int, list[Callable[[int], None]], VirtualClock | None] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Dispatch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.callback_errors = 0
 
