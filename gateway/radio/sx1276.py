@@ -24,7 +24,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 
 from gateway.errors import ConfigError, HardwareError
@@ -51,7 +51,7 @@ _S_SNR = Reg.PKT_SNR_VALUE - STATUS_FIRST + 1
 _S_RSSI = Reg.PKT_RSSI_VALUE - STATUS_FIRST + 1
 _S_HOP = Reg.HOP_CHANNEL - STATUS_FIRST + 1
 _S_FEI = Reg.FEI_MSB - STATUS_FIRST + 1
-_STATUS_FRAME = (Reg.FIFO_RX_CURRENT_ADDR, *([0] * (STATUS_LAST - STATUS_FIRST + 1)))
+_STATUS_FRAME = (int(Reg.FIFO_RX_CURRENT_ADDR), *([0] * (STATUS_LAST - STATUS_FIRST + 1)))
 # The FIFO/IRQ burst write from 0x0D: FifoAddrPtr, TxBase, RxBase, (0x10 read-only), mask, IrqFlags,
 # then 0x13..0x15 read-only (their MISO bytes are RxNbBytes and the valid-header counter).
 _W_IRQ_FLAGS = Reg.IRQ_FLAGS - Reg.FIFO_ADDR_PTR + 1
@@ -61,6 +61,11 @@ FIFO_RX_BASE = 0x00
 IRQ_MASK = 0x00  # every IRQ visible
 _RX_CR_SHIFT, _RX_CR_MAX = regs.RX_CODING_RATE.shift, regs.RX_CODING_RATE.max
 _CRC_ON_PAYLOAD_BIT = regs.CRC_ON_PAYLOAD.mask
+# plain ints for the hot path (enum attribute lookups and IntEnum operators cost there)
+_RX_DONE, _CRC_ERROR = int(Irq.RX_DONE), int(Irq.PAYLOAD_CRC_ERROR)
+_W_FIFO_ADDR_PTR = regs.WRITE | int(Reg.FIFO_ADDR_PTR)
+_FIFO_READ = tuple(tuple([int(Reg.FIFO)] + [0] * n) for n in range(256))  # FIFO burst frames by length
+_CRC_OK, _CRC_FAILED, _CRC_ABSENT = CrcState.OK, CrcState.FAILED, CrcState.ABSENT
 RESET_PULSE_S = 0.001  # datasheet 7.2.2: > 100 µs low
 RESET_WAIT_S = 0.010  # then 5-10 ms before the chip answers
 IMAGE_CAL_TIMEOUT_S = 0.050
@@ -260,10 +265,15 @@ class SX1276:
         self._gpio_ready = False
         self.last_tx_decision_to_mode_s: float | None = None  # transmit() call to the TX mode write
         self._prepare(config)
-        if utc_now is None and clock is not SYSTEM_CLOCK:
-            utc0, mono0 = datetime.now(UTC), clock.monotonic()
-            utc_now = lambda: utc0 + timedelta(seconds=clock.monotonic() - mono0)  # noqa: E731
-        self._utc_now = utc_now or (lambda: datetime.now(UTC))
+        # UTC of a packet: the wall clock now, or (a virtual clock) the UTC of its RxDone time
+        self._utc_at: Callable[[float], datetime]
+        if utc_now is not None:
+            self._utc_at = lambda when: utc_now()
+        elif clock is not SYSTEM_CLOCK:
+            epoch = datetime.now(UTC).timestamp() - clock.monotonic()  # UTC of virtual time 0
+            self._utc_at = lambda when: datetime.fromtimestamp(epoch + when, UTC)
+        else:
+            self._utc_at = lambda when: datetime.now(UTC)
 
     # ------------------------------------------------------------------ SPI primitives
     def _read(self, reg: int) -> int:
@@ -579,18 +589,17 @@ class SX1276:
 
     def _read_status(self) -> list[int]:
         """The raw status frame 0x10..0x2A (index with the ``_S_*`` offsets)."""
-        return self.spi.transfer(list(_STATUS_FRAME))
+        return self.spi.transfer(_STATUS_FRAME)
 
     def _service(self) -> None:
         """Read every packet the chip holds: three SPI transactions each."""
         with self._lock:
             status, self._status = self._status, None
-            previous: list[int] | None = None
-            for _ in range(4):  # a packet landing mid-read is served in the next round
-                previous = self._read_packet(status, previous)
-                if previous is None:
-                    return
-                status = None
+            previous = self._read_packet(status, None)
+            rounds = 1
+            while previous is not None and rounds < 4:  # a packet landed mid-read: read it too
+                previous = self._read_packet(None, previous)
+                rounds += 1
 
     def _read_packet(self, status: list[int] | None, previous: list[int] | None) -> list[int] | None:
         """Read one packet; returns its status when another packet finished during the read.
@@ -602,69 +611,67 @@ class SX1276:
         when = self._edge_time
         self._edge_time = None
         transfer = self.spi.transfer
-        st = status if status is not None else transfer(list(_STATUS_FRAME))  # transaction 1
+        st = status if status is not None else transfer(_STATUS_FRAME)  # transaction 1
         flags = st[_S_FLAGS]
         seen = flags
-        if not flags & Irq.RX_DONE:
+        if not flags & _RX_DONE:
             if previous is None:
                 self.stats.spurious_irqs += 1
                 if flags:
                     self._write(Reg.IRQ_FLAGS, flags)
                 return None
             valid = st[_S_PACKET_CNT : _S_PACKET_CNT + 2] != previous[_S_PACKET_CNT : _S_PACKET_CNT + 2]
-            seen = flags | Irq.RX_DONE | (0 if valid else Irq.PAYLOAD_CRC_ERROR)
-        start, length = st[_S_CURRENT], st[_S_NB_BYTES]
+            seen = flags | _RX_DONE | (0 if valid else _CRC_ERROR)
+        start = st[_S_CURRENT]
         # transaction 2: FifoAddrPtr = start; the bases and mask as configured; 0x10 is read-only;
         # clear exactly the flags seen. MISO returns the previous values: a changed FifoRxCurrentAddr
         # means another packet finished in between (its RxDone is cleared with ours).
-        miso = transfer([0x80 | Reg.FIFO_ADDR_PTR, start, FIFO_TX_BASE, FIFO_RX_BASE, start, IRQ_MASK, flags])
-        payload = bytes(transfer([Reg.FIFO] + [0] * length)[1:]) if length else b""  # transaction 3
-        now = self.clock.monotonic()
-        self._last_activity = now
+        miso = transfer((_W_FIFO_ADDR_PTR, start, FIFO_TX_BASE, FIFO_RX_BASE, start, IRQ_MASK, flags))
+        payload = bytes(transfer(_FIFO_READ[st[_S_NB_BYTES]])[1:])  # transaction 3
+        if when is None:
+            when = self.clock.monotonic()  # polling: no edge time
+        self._last_activity = when
+        stats = self.stats
+        stats.packets += 1
         if self._crc_from_header:
             header_cnt = (st[_S_HEADER_CNT] << 8) | st[_S_HEADER_CNT + 1]
             gap = (header_cnt - self._last_header_cnt) & 0xFFFF
+            self._last_header_cnt = header_cnt
             if gap > 1:
-                self.stats.missed += gap - 1
+                stats.missed += gap - 1
                 log.warning(
                     "%s: %d packet(s) lost before the driver could read them (overrun)", self.name, gap - 1
                 )
-            self._last_header_cnt = header_cnt
-            crc_on = st[_S_HOP] & _CRC_ON_PAYLOAD_BIT
             cr_code = (st[_S_MODEM_STAT] >> _RX_CR_SHIFT) & _RX_CR_MAX
-            cr = regs.CODING_RATES[cr_code - 1] if 1 <= cr_code <= 4 else self._cr
+            cr = CODING_RATE_BY_CODE[cr_code] or self._cr
+            crc_on = st[_S_HOP] & _CRC_ON_PAYLOAD_BIT
         else:
             crc_on, cr = self._crc_configured, self._cr
-        stats = self.stats
-        stats.packets += 1
         if not crc_on:
-            crc = CrcState.ABSENT
+            crc = _CRC_ABSENT
             stats.crc_absent += 1
-        elif seen & Irq.PAYLOAD_CRC_ERROR:
-            crc = CrcState.FAILED
+        elif seen & _CRC_ERROR:
+            crc = _CRC_FAILED
             stats.crc_failed += 1
         else:
-            crc = CrcState.OK
+            crc = _CRC_OK
             stats.crc_ok += 1
-        snr_raw = st[_S_SNR]
-        snr = (snr_raw - 256 if snr_raw & 0x80 else snr_raw) / 4.0
-        rssi = self._rssi_offset + st[_S_RSSI] + (snr if snr < 0 else 0.0)
+        snr = st[_S_SNR]
+        snr = (snr - 256 if snr & 0x80 else snr) / 4.0
         fei = ((st[_S_FEI] & 0x0F) << 16) | (st[_S_FEI + 1] << 8) | st[_S_FEI + 2]
-        if fei & 0x80000:
-            fei -= 1 << 20
         self._ready.append(
             RxPacket(
                 payload,
-                rssi,
+                self._rssi_offset + st[_S_RSSI] + (snr if snr < 0 else 0.0),
                 snr,
                 self._freq_hz,
-                fei * self._fei_hz_per_step,
+                (fei - 0x100000 if fei & 0x80000 else fei) * self._fei_hz_per_step,
                 self._sf,
                 self._bw_hz,
                 cr,
                 crc,
-                now if when is None else when,  # RxDone time: the DIO0 edge when there was one
-                self._utc_now(),
+                when,  # RxDone time: the DIO0 edge when there was one
+                self._utc_at(when),
             )
         )
         if miso[_W_CURRENT] != start:
@@ -746,8 +753,8 @@ class SX1276:
             if self._use_dio0:
                 assert self.gpio is not None
                 self.gpio.wait_rising(0)  # an RxDone edge already served must not pass for TxDone
+            self.last_tx_decision_to_mode_s = time.perf_counter() - decided  # as the mode write starts
             before = self._write(Reg.OP_MODE, self._op_tx)  # MISO: the mode it replaced
-            self.last_tx_decision_to_mode_s = time.perf_counter() - decided
             if before != self._op_stdby:
                 self._restore_rx()
                 raise HardwareError(
@@ -854,6 +861,9 @@ class SX1276:
                 self._write(Reg.OP_MODE, self._op_stdby)
                 self._expected_op_mode = self._op_stdby
             return miso[Reg.IRQ_FLAGS - Reg.FIFO_ADDR_PTR]
+
+
+CODING_RATE_BY_CODE: tuple[str | None, ...] = (None, *regs.CODING_RATES, None, None, None)
 
 
 def _ocp_trim(ocp_ma: int) -> int:
