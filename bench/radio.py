@@ -337,11 +337,14 @@ def transmit_figures(sim: RadioSim, args: argparse.Namespace) -> dict[str, objec
         tx0 = gw.spi.transactions
         gw.transmit(i.to_bytes(4, "big") + bytes(max(args.payload - 4, 0)))
         counts.append(gw.spi.transactions - tx0)
-        if gw.last_tx_decision_to_mode_s is not None:
-            times.append(gw.last_tx_decision_to_mode_s)
+        decided = getattr(gw, "last_tx_decision_to_mode_s", None)  # absent in older drivers
+        if decided is not None:
+            times.append(decided)
     if not counts:
         return {}
     times.sort()
+    if not times:
+        times = [float("nan")]
     return {
         "tx_packets": len(counts),
         "tx_spi_transactions_per_packet": round(sum(counts) / len(counts), 3),

@@ -596,10 +596,11 @@ class SX1276:
         with self._lock:
             status, self._status = self._status, None
             previous = self._read_packet(status, None)
-            rounds = 1
-            while previous is not None and rounds < 4:  # a packet landed mid-read: read it too
-                previous = self._read_packet(None, previous)
-                rounds += 1
+            if previous is not None:  # a packet landed mid-read: read it too (three rounds at most)
+                for _ in range(3):
+                    previous = self._read_packet(None, previous)
+                    if previous is None:
+                        break
 
     def _read_packet(self, status: list[int] | None, previous: list[int] | None) -> list[int] | None:
         """Read one packet; returns its status when another packet finished during the read.
