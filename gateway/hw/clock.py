@@ -204,7 +204,14 @@ class VirtualClock:
                 self._run_until(self._scaled_now())
 
     def wait_event(self, event: threading.Event, timeout_s: float | None) -> bool:
-        """Wait on ``event`` in virtual time: jumps straight to the next due callback (manual mode)."""
+        """Wait on ``event`` in virtual time: jumps straight to the next due callback (manual mode).
+
+        A zero timeout is a poll: it never moves time, so a clock callback may use it.
+        """
+        if timeout_s is not None and timeout_s <= 0:
+            if not self._firing:
+                self._quiesce()
+            return event.is_set()
         with self._lock:
             deadline = None if timeout_s is None else self.monotonic() + timeout_s
         while True:

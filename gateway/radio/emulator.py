@@ -383,8 +383,8 @@ class EmulatedSX1276:
         The chip answers in mode 0 only (datasheet: CPOL = 0, CPHA = 0): in another mode it latches
         nothing and the master samples MISO on the wrong edge (every bit one place late). Above
         ``SPI_MAX_HZ`` the chip's MISO lags the clock: reads come back shifted by one bit, so a link
-        test on the version register catches a wrong clock. ``emulation_s`` adds the calling thread's
-        CPU time spent here (``time.thread_time``), which benchmarks subtract from a driver's.
+        test on the version register catches a wrong clock. ``emulation_s`` adds the wall time spent
+        here (``perf_counter``: a per-frame CPU clock reading is a syscall that would slow the caller).
         """
         started = time.perf_counter()
         with self._lock:

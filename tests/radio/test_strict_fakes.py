@@ -278,3 +278,12 @@ def test_rx_packet_stays_immutable() -> None:
         packet.payload = b"y"  # type: ignore[misc]
     assert packet == dataclasses.replace(packet) and packet.utc.tzinfo is not None
     sim.close()
+
+
+def test_a_scheduled_send_runs_inside_a_clock_callback_in_scaled_time() -> None:
+    """transmit(wait=False) from a timer callback polls DIO0 without moving the clock."""
+    sim = RadioSim(nodes=1, speed=5.0)
+    sim.send_at(sim.clock.monotonic() + 0.02, 0, b"scheduled")
+    packet = sim.gateway.receive(1.0)
+    assert packet is not None and packet.payload == b"scheduled"
+    sim.close()
