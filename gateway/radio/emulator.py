@@ -56,7 +56,9 @@ RX_LORA_MODES = (Mode.RXCONTINUOUS, Mode.RXSINGLE)
 FAULTS = ("none", "chip-absent", "chip-unpowered", "no-dio0", "reset-stuck", "spi-marginal")
 SPI_MARGINAL_HZ = 5_000_000
 SPI_MAX_HZ = 10_000_000  # datasheet table 8 (SPI timing): fSCK max 10 MHz
-SPIDEV_DEFAULT_HZ = 125_000_000  # the Raspberry Pi device tree's spi-max-frequency for spidev
+# spidev reads the device's own maximum at open(): the device tree's spi-max-frequency, 125 MHz for
+# the spidev nodes of the Raspberry Pi overlays (unconfirmed against every kernel); far above 10 MHz
+SPIDEV_DEFAULT_HZ = 125_000_000
 
 
 @dataclass(frozen=True, slots=True)
