@@ -54,7 +54,6 @@ _S_FEI = Reg.FEI_MSB - STATUS_FIRST + 1
 _STATUS_FRAME = (int(Reg.FIFO_RX_CURRENT_ADDR), *([0] * (STATUS_LAST - STATUS_FIRST + 1)))
 # The FIFO/IRQ burst write from 0x0D: FifoAddrPtr, TxBase, RxBase, (0x10 read-only), mask, IrqFlags,
 # then 0x13..0x15 read-only (their MISO bytes are RxNbBytes and the valid-header counter).
-_W_IRQ_FLAGS = Reg.IRQ_FLAGS - Reg.FIFO_ADDR_PTR + 1
 _W_CURRENT = Reg.FIFO_RX_CURRENT_ADDR - Reg.FIFO_ADDR_PTR + 1
 FIFO_TX_BASE = 0x00
 FIFO_RX_BASE = 0x00
