@@ -419,6 +419,19 @@ def file_problem(path: str, key: str, user: User) -> str | None:
     return None
 
 
+def config_files(cfg: Config) -> dict[str, Path]:
+    """The files ``cfg`` was read from (the config and its secrets file), for a backup of the state."""
+    if not cfg.source:
+        return {}
+    main = Path(cfg.source)
+    out = {main.name: main}
+    if cfg.gateway.secrets_file:
+        sp = Path(cfg.gateway.secrets_file)
+        sp = sp if sp.is_absolute() else main.parent / sp
+        out[sp.name if sp.name != main.name else f"secrets-{sp.name}"] = sp
+    return out
+
+
 def state_dir_of(cfg: Config) -> str | None:
     """The state directory the service uses for ``cfg`` (None: the default, see gateway.paths)."""
     return cfg.gateway.state_dir
