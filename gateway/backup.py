@@ -447,7 +447,8 @@ def _forward(
     """Raise the restored counters to everything known; a secured node nothing newer is known of gets a
     new key epoch (``new_epoch``). Returns the outcome per node and how many target-only keys were retired."""
     outcomes = []
-    tops = dict(con.execute("SELECT node_id, max(fcnt) FROM outbox GROUP BY node_id").fetchall())
+    has_outbox = "outbox" in _tables(con)
+    tops = dict(con.execute("SELECT node_id, max(fcnt) FROM outbox GROUP BY node_id")) if has_outbox else {}
     rows = con.execute("SELECT node_id, key_hex, next_fcnt, key_epoch, counter_epoch FROM nodes").fetchall()
     utc = datetime.now(UTC).isoformat(timespec="seconds")
     for nid, key_hex, nxt, kep, cep in rows:
@@ -482,7 +483,9 @@ def _forward(
                 "UPDATE nodes SET next_fcnt = ?, key_epoch = ?, counter_epoch = ? WHERE node_id = ?",
                 (fcnt, epoch, cep + 1, nid),
             )
-        if nid in seen and epoch == kep:  # rows a consumer already received: not published again
+        if (
+            has_outbox and nid in seen and epoch == kep
+        ):  # rows a consumer already received: not published again
             con.execute("DELETE FROM outbox WHERE node_id = ? AND fcnt <= ?", (nid, seen[nid]))
         outcomes.append(NodeOutcome(nid, fcnt, epoch, how, before))
     restored = {nid for nid, *_ in rows}
@@ -574,12 +577,12 @@ def restore(
             if con.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
                 raise BackupError("restore: the database in the backup fails its integrity check", "corrupt")
             tables = _tables(con)
-            if "nodes" not in tables or "outbox" not in tables:
-                raise BackupError("restore: the database in the backup has no registry or outbox", "corrupt")
+            if "nodes" not in tables:
+                raise BackupError("restore: the database in the backup has no node registry", "corrupt")
             con.execute("BEGIN IMMEDIATE")
             outcomes, retired = _forward(con, target, seen or {}, new_epoch)
             con.execute("COMMIT")
-            rows = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            rows = con.execute("SELECT count(*) FROM outbox").fetchone()[0] if "outbox" in tables else 0
             con.execute("PRAGMA journal_mode = WAL")
         finally:
             con.close()
@@ -653,6 +656,15 @@ def snapshot_name(gateway_id: str, when: float) -> str:
     return f"lora-gw-{gateway_id}-{stamp}{SNAPSHOT_SUFFIX}"
 
 
+def snapshot_time(path: Path) -> float | None:
+    """When a snapshot was taken, from its name (its mtime changes when it is copied)."""
+    stamp = path.name[: -len(SNAPSHOT_SUFFIX)].rsplit("-", 1)[-1]
+    try:
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def snapshots(directory: Path, gateway_id: str) -> list[Path]:
     """This gateway's snapshots in ``directory``, oldest first (names sort by time)."""
     try:
@@ -691,7 +703,7 @@ class Snapshotter:
         self.taken = 0
         self.failed = 0
         newest = snapshots(self.dir, gateway_id)
-        last = newest[-1].stat().st_mtime if newest else None
+        last = snapshot_time(newest[-1]) if newest else None
         self.next_due = clock() if last is None else min(last + self.interval_s, clock() + self.interval_s)
 
     def tick(self, now: float | None = None) -> Path | None:
