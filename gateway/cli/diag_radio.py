@@ -137,7 +137,6 @@ def _regs(args: argparse.Namespace) -> int:
     return EXIT_OK if not n else EXIT_FAILED
 
 
-
 # ---------------------------------------------------------------------------------------- scan
 def _scan(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.emulate)
@@ -453,9 +452,13 @@ def register(dsub: argparse._SubParsersAction) -> None:
         description="Instantaneous RSSI per channel in receive mode, averaged over the dwell time.",
     )
     add_common(p)
-    p.add_argument("--from", dest="from_mhz", type=float, required=True, metavar="MHZ", help="first channel")
-    p.add_argument("--to", dest="to_mhz", type=float, required=True, metavar="MHZ", help="last channel")
-    p.add_argument("--step", dest="step_khz", type=float, default=100.0, metavar="KHZ", help="default 100")
+    p.add_argument(
+        "--from", dest="from_mhz", type=float, required=True, metavar="MHZ", help="first channel (MHz)"
+    )
+    p.add_argument("--to", dest="to_mhz", type=float, required=True, metavar="MHZ", help="last channel (MHz)")
+    p.add_argument(
+        "--step", dest="step_khz", type=float, default=100.0, metavar="KHZ", help="step (kHz, default 100)"
+    )
     p.add_argument(
         "--dwell",
         dest="dwell_ms",

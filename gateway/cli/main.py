@@ -13,6 +13,7 @@ import logging
 import sys
 
 from gateway import __version__, paths
+from gateway.cli.examples import add_examples
 from gateway.cli.notices import warn
 from gateway.errors import ConfigError, GatewayError
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
             if action.dest in ("config", "state_dir") and action.default is None:
                 action.default = argparse.SUPPRESS
         _add_globals(child, top=False)
+        add_examples(child)
     return parser
 
 
@@ -121,6 +123,15 @@ def resolve_state(args: argparse.Namespace) -> None:
     from gateway.service.config import load_config, state_dir_of
 
     args.state_dir = state_dir_of(load_config(args.config))
+
+
+def _check_state_dir(explicit: str | None) -> None:
+    """A state directory that is a file (or cannot be created) is one line, before anything opens it."""
+    from gateway.service.config import dir_problem
+
+    problem = dir_problem(paths.state_dir(explicit, create=False), "state directory")
+    if problem:
+        raise ConfigError(problem)
 
 
 def _tolerant_output() -> None:
@@ -158,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in STATE_READERS:
             resolve_state(args)
+            _check_state_dir(args.state_dir)
         if args.command in STATE_COMMANDS:
             uid = paths.adopt_state_owner(args.state_dir)
             if uid is not None:

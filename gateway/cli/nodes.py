@@ -99,18 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lst.set_defaults(func=cmd_list)
 
     show = sub.add_parser("show", help="show one node")
-    show.add_argument("node", metavar="ID|NAME")
+    show.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     show.add_argument("--json", action="store_true", help="a JSON object")
     show.add_argument("--show-keys", action="store_true", help="include the key")
     show.set_defaults(func=cmd_show)
 
     ren = sub.add_parser("rename", help="give a node a new name (its topics follow within a minute)")
-    ren.add_argument("node", metavar="ID|NAME")
+    ren.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     ren.add_argument("name", metavar="NEW-NAME", help=NAME_RULE)
     ren.set_defaults(func=cmd_rename)
 
     rm = sub.add_parser("remove", help="remove a node (its frames are rejected from then on)")
-    rm.add_argument("node", metavar="ID|NAME")
+    rm.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     rm.set_defaults(func=cmd_remove)
 
     reset = sub.add_parser(
@@ -122,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "counters from N on with the same keys, so frames recorded before can be replayed once and, for a "
         "secured node restarting below its old counter, keystreams repeat. See docs/frame-format.md.",
     )
-    reset.add_argument("node", metavar="ID|NAME")
+    reset.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     how = reset.add_mutually_exclusive_group(required=True)
     how.add_argument("--next", type=int, metavar="N", help="next expected counter, same key epoch")
     how.add_argument(

@@ -141,7 +141,9 @@ def test_cli_backup_and_restore_with_a_passphrase_file(tmp_path, capsys, monkeyp
     pw.write_text("s3cret\n")
     pw.chmod(0o600)
     out = tmp_path / "b.lgwbak"
-    assert cli.main(["state", "backup", str(out), "--state-dir", str(state), "--passphrase-file", str(pw)]) == 0
+    assert (
+        cli.main(["state", "backup", str(out), "--state-dir", str(state), "--passphrase-file", str(pw)]) == 0
+    )
     assert "encrypted" in capsys.readouterr().out
     fresh = tmp_path / "fresh"
     assert cli.main(["state", "restore", str(out), "--state-dir", str(fresh)]) == 2  # no passphrase, no tty
