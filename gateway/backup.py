@@ -442,10 +442,16 @@ def _fingerprint(key_hex: str) -> str:
 
 
 def _forward(
-    con: sqlite3.Connection, target: _TargetState, seen: Mapping[int, int], new_epoch: bool
+    con: sqlite3.Connection,
+    target: _TargetState,
+    seen: Mapping[int, int],
+    new_epoch: bool,
+    keyed: frozenset[int] = frozenset(),
 ) -> tuple[list[NodeOutcome], int]:
     """Raise the restored counters to everything known; a secured node nothing newer is known of gets a
-    new key epoch (``new_epoch``). Returns the outcome per node and how many target-only keys were retired."""
+    new key epoch (``new_epoch``). ``keyed``: nodes secured by a key from the secrets file (their registry
+    row may hold no key). Knowledge older than the backup (a target whose counter is behind it) is no
+    knowledge. Returns the outcome per node and how many target-only keys were retired."""
     outcomes = []
     has_outbox = "outbox" in _tables(con)
     tops = dict(con.execute("SELECT node_id, max(fcnt) FROM outbox GROUP BY node_id")) if has_outbox else {}
@@ -456,11 +462,10 @@ def _forward(
         fcnt, epoch, how = before, kep, "backup"
         t = target.nodes.get(nid)
         if t is not None and t.key_hex == key_hex:
-            how = "target"
             if t.key_epoch > kep:
-                fcnt, epoch = t.next_fcnt, t.key_epoch
-            elif t.key_epoch == kep:
-                fcnt = max(fcnt, t.next_fcnt)
+                fcnt, epoch, how = t.next_fcnt, t.key_epoch, "target"
+            elif t.key_epoch == kep and t.next_fcnt >= before:
+                fcnt, how = t.next_fcnt, "target"
         if nid in seen:
             if how != "target" or epoch == kep:
                 fcnt = max(fcnt, seen[nid] + 1)
@@ -468,13 +473,10 @@ def _forward(
         if key_hex is not None:
             fp = _fingerprint(key_hex)
             old = target.retired.get(fp)
-            if old is not None and old[2] >= epoch:  # removed from the target after the backup
-                if old[2] > epoch:
-                    fcnt, epoch = old[1], old[2]
-                else:
-                    fcnt = max(fcnt, old[1])
+            if old is not None and (old[2], old[1]) >= (epoch, fcnt):  # removed from the target since
+                fcnt, epoch = old[1], old[2]
                 how = "target" if how == "backup" else how
-        if how == "backup" and key_hex is not None and new_epoch:
+        if how == "backup" and (key_hex is not None or nid in keyed) and new_epoch:
             if epoch >= MAX_EPOCH:
                 raise BackupError(f"restore: node {nid:08x}: key epochs exhausted: re-key it", "epoch")
             fcnt, epoch, how = 0, epoch + 1, "new_epoch"
@@ -550,6 +552,7 @@ def restore(
     seen: Mapping[int, int] | None = None,
     new_epoch: bool = True,
     config_dest: str | os.PathLike[str] | None = None,
+    keyed: frozenset[int] = frozenset(),
 ) -> RestoreResult:
     """Replace the state in ``state_dir`` by the backup, counters only forward (module docstring)."""
     state = Path(state_dir)
@@ -580,7 +583,7 @@ def restore(
             if "nodes" not in tables:
                 raise BackupError("restore: the database in the backup has no node registry", "corrupt")
             con.execute("BEGIN IMMEDIATE")
-            outcomes, retired = _forward(con, target, seen or {}, new_epoch)
+            outcomes, retired = _forward(con, target, seen or {}, new_epoch, keyed)
             con.execute("COMMIT")
             rows = con.execute("SELECT count(*) FROM outbox").fetchone()[0] if "outbox" in tables else 0
             con.execute("PRAGMA journal_mode = WAL")

@@ -190,8 +190,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
             seen = backup.parse_seen(Path(args.seen).read_text())
         except OSError as exc:
             raise GatewayError(f"--seen {args.seen}: {exc.strerror or exc}", "bad_input") from None
+    keyed: frozenset[int] = frozenset()
+    if args.config:  # nodes keyed by the secrets file are secured even where their registry row has no key
+        from gateway.service.config import load_config
+
+        keyed = frozenset(load_config(args.config).node_keys)
     state = paths.state_dir(args.state_dir, create=False)
-    r = backup.restore(path, state, passphrase, seen, not args.keep_counters, args.config_dest)
+    r = backup.restore(path, state, passphrase, seen, not args.keep_counters, args.config_dest, keyed)
     if args.json:
         print(
             json.dumps(

@@ -152,3 +152,15 @@ def test_cli_backup_and_restore_with_a_passphrase_file(tmp_path, capsys, monkeyp
     assert cli.main(["--state-dir", str(fresh), "state", "restore", str(out)]) == 0
     text = capsys.readouterr().out
     assert "new key epoch 1 from counter 0" in text and "0x0000002a" in text
+
+
+def test_a_target_behind_the_backup_is_no_evidence_and_secrets_file_keys_count_as_secured(tmp_path):
+    out = tmp_path / "b.lgwbak"
+    state = _state(tmp_path, nodes=((0x2A, KEY, 100), (0x2B, None, 40)))
+    backup.backup(state, out)
+    # a state directory re-created after the backup: the same nodes, counters behind the backup's
+    (tmp_path / "t").mkdir()
+    behind = _state(tmp_path / "t", nodes=((0x2A, KEY, 3), (0x2B, None, 1)))
+    result = backup.restore(out, behind, keyed=frozenset({0x2B}))  # 0x2B's key is in the secrets file
+    assert _counters(result.database) == {0x2A: (0, 1), 0x2B: (0, 1)}
+    assert {n.how for n in result.nodes} == {"new_epoch"}

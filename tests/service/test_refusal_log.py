@@ -15,7 +15,7 @@ def test_a_flood_of_refusals_is_summarised_per_reason_per_interval(caplog):
     caplog.set_level(logging.DEBUG, logger="gateway.sinks.mqtt")
     now = [0.0]
     rl = RefusalLog(60.0, clock=lambda: now[0])
-    for retry in range(3):  # 200 refused frames, retried every 60 s, three times
+    for _retry in range(3):  # 200 refused frames, retried every 60 s, three times
         for fcnt in range(200):
             rl.refused(0x5101, fcnt, "Not authorized", 60.0)
         rl.refused(0x5102, 1, "Quota exceeded", 60.0)
