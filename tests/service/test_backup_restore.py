@@ -48,6 +48,9 @@ def _restore(archive: Path, state: Path, *extra: str) -> dict:
 
 def test_backup_while_running_restores_without_accepting_any_frame_twice(tmp_path, broker):
     config = write_config(tmp_path, broker.port, nodes=3)
+    snaps = tmp_path / "snapshots"
+    with config.open("a") as fh:  # periodic snapshots: the first is taken soon after the start
+        fh.write(f'[state]\nbackup_dir = "{snaps}"\nbackup_interval_h = 1\nbackup_keep = 2\n')
     state = tmp_path / "state"
     key_file = tmp_path / "k.key"
     key_file.write_text("000102030405060708090a0b0c0d0e0f\n")
@@ -82,7 +85,11 @@ def test_backup_while_running_restores_without_accepting_any_frame_twice(tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "credentials: none" in log.read_text()  # the startup line names the credentials source
+    text = log.read_text()
+    assert "credentials: none" in text  # the startup line names the credentials source
+    assert f"backups every 1 h to {snaps}" in text
+    taken = sorted(snaps.glob("lora-gw-gwt-*.lgwbak"))
+    assert len(taken) == 1 and stat.S_IMODE(taken[0].stat().st_mode) == 0o600
     assert sub.wait_for(lambda: True)
     published = _published(sub)
     sub.close()
@@ -101,6 +108,10 @@ def test_backup_while_running_restores_without_accepting_any_frame_twice(tmp_pat
     assert all(not _accepts(db, SECURED, key, f, 0) for f in published[SECURED])
     assert not _accepts(db, SECURED, key, max(published[SECURED]) + 1, 0)  # the old epoch is closed
     assert _accepts(db, SECURED, key, 0, 1)
+
+    # the periodic snapshot restores too (taken at the start: the secured node gets a new epoch)
+    doc = _restore(taken[0], tmp_path / "from-snapshot")
+    assert {int(n["node_id"], 16): n["counter"] for n in doc["nodes"]}[SECURED] == "new_epoch"
 
     # 2. with the consumer's last message ids as evidence: every node continues right after them
     seen = tmp_path / "seen.txt"

@@ -143,3 +143,34 @@ def test_airtime_takes_hz_too(capsys):
     assert json.loads(capsys.readouterr().out) == khz
     assert cli.main(["airtime", "--sf", "7", "--bw", "125000Hz", "--payload", "10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == khz
+
+
+def test_config_check_checks_the_paths_for_the_service_user(tmp_path, capsys):
+    state = tmp_path / "private"
+    state.mkdir(mode=0o700)
+    config = _config(tmp_path, state)
+    assert cli.main(["config", "check", str(config)]) == 0  # usable by this user
+    capsys.readouterr()
+    assert cli.main(["config", "check", str(config), "--user", "nobody"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lora-gw: gateway.state_dir: {state} is not writable by user nobody\n"
+
+
+def test_decode_with_config_uses_the_services_registry(tmp_path, capsys):
+    from gateway.frames.encoder import FrameEncoder
+
+    state = tmp_path / "service-state"
+    config = _config(tmp_path, state)
+    key = tmp_path / "k"
+    key.write_text("000102030405060708090a0b0c0d0e0f\n")
+    key.chmod(0o600)
+    assert (
+        cli.main(["nodes", "add", "0x2a", "--name", "a", "--key-file", str(key), "--config", str(config)])
+        == 0
+    )
+    frame = FrameEncoder(0x2A, bytes(range(16))).encode_lpp([(1, "temperature", 21.5)]).hex()
+    capsys.readouterr()
+    assert cli.main(["decode", frame, "--json", "--state-dir", str(tmp_path / "other")]) == 2  # unknown there
+    capsys.readouterr()
+    assert cli.main(["decode", frame, "--json", "--config", str(config)]) == 0
+    assert "21.5" in capsys.readouterr().out
