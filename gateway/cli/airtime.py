@@ -23,14 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=bandwidth_khz,
         metavar="KHZ",
         help="bandwidth in kHz (7.8 10.4 15.6 20.8 31.25 41.7 62.5 125 250 500), or with a unit: 125kHz,"
-        " 125000Hz",
+        " 125000Hz (required: --bw or --bw-hz)",
     )
     bw.add_argument(
         "--bw-hz",
         dest="bw",
         type=lambda text: bandwidth_khz(text, default_unit="hz"),
         metavar="HZ",
-        help="bandwidth in Hz, as radio.bw_hz in the config (e.g. 125000)",
+        help="bandwidth in Hz, as radio.bw_hz in the config, e.g. 125000 (required: --bw or --bw-hz)",
     )
     p.add_argument("--cr", default="4/5", help="coding rate 4/5..4/8 (default 4/5)")
     p.add_argument("--payload", type=int, required=True, help="payload length in bytes, 0..255 (required)")

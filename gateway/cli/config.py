@@ -35,7 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  sudo lora-gw config check /etc/lora-gw/gateway.toml --user lora-gw --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("path", metavar="PATH", help="the TOML file, e.g. /etc/lora-gw/gateway.toml")
+    c.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="the TOML file, e.g. /etc/lora-gw/gateway.toml (default: the --config option's)",
+    )
     c.add_argument(
         "--json",
         action="store_true",
@@ -98,6 +103,12 @@ def check(args: argparse.Namespace) -> int:
     from gateway.service.config import load_config, path_problems
     from gateway.sinks.mqtt import security_warnings, shown_url, uses_tls
 
+    if not args.path:
+        args.path = getattr(args, "config", None)
+    if not args.path:
+        raise ConfigError(
+            "config check: give the config file: lora-gw config check /etc/lora-gw/gateway.toml"
+        )
     cfg = load_config(args.path)
     user = _service_user(getattr(args, "user", None))
     problems = path_problems(cfg, user)

@@ -453,9 +453,16 @@ def register(dsub: argparse._SubParsersAction) -> None:
     )
     add_common(p)
     p.add_argument(
-        "--from", dest="from_mhz", type=float, required=True, metavar="MHZ", help="first channel (MHz)"
+        "--from",
+        dest="from_mhz",
+        type=float,
+        required=True,
+        metavar="MHZ",
+        help="first channel (MHz, required)",
     )
-    p.add_argument("--to", dest="to_mhz", type=float, required=True, metavar="MHZ", help="last channel (MHz)")
+    p.add_argument(
+        "--to", dest="to_mhz", type=float, required=True, metavar="MHZ", help="last channel (MHz, required)"
+    )
     p.add_argument(
         "--step", dest="step_khz", type=float, default=100.0, metavar="KHZ", help="step (kHz, default 100)"
     )
@@ -467,7 +474,7 @@ def register(dsub: argparse._SubParsersAction) -> None:
         metavar="MS",
         help=f"time per channel (default {radio_scan.DEFAULT_DWELL_MS:g} ms)",
     )
-    p.add_argument("--png", metavar="FILE", help="also write a bar chart as PNG")
+    p.add_argument("--png", metavar="FILE", help="also write a bar chart as PNG (default: none)")
     p.set_defaults(func=_scan)
 
     p = dsub.add_parser(
@@ -478,7 +485,9 @@ def register(dsub: argparse._SubParsersAction) -> None:
     )
     add_common(p)
     p.add_argument("--seconds", type=float, default=60.0, metavar="S", help="how long to listen (default 60)")
-    p.add_argument("--csv", metavar="FILE", help="also log to FILE-<UTC date>.csv (a new file every day)")
+    p.add_argument(
+        "--csv", metavar="FILE", help="also log to FILE-<UTC date>.csv, a new file every day (default: none)"
+    )
     p.set_defaults(func=_monitor)
 
     p = dsub.add_parser(

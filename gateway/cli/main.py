@@ -46,7 +46,10 @@ STATE_DIR_HELP = (
     "gateway state directory (default: gateway.state_dir of --config, else $LORA_GW_STATE_DIR,"
     " /var/lib/lora-gw as root, ~/.local/state/lora-gw otherwise)"
 )
-CONFIG_HELP = "the service's TOML config (e.g. /etc/lora-gw/gateway.toml): its gateway.state_dir is used"
+CONFIG_HELP = (
+    "the service's TOML config, e.g. /etc/lora-gw/gateway.toml; state commands then use its"
+    " gateway.state_dir (default: none)"
+)
 VERBOSE_HELP = "more log output: -v info, -vv debug (default: warnings only)"
 EPILOG = """examples:
   lora-gw config check /etc/lora-gw/gateway.toml

@@ -110,7 +110,8 @@ def _passphrase_options(p: argparse.ArgumentParser, encrypt_option: bool) -> Non
     p.add_argument(
         "--passphrase-file",
         metavar="PATH",
-        help="read the passphrase from the first line of PATH (chmod 600; implies encryption on backup)",
+        help="read the passphrase from the first line of PATH, chmod 600; implies encryption on backup"
+        f" (default: ${backup.PASSPHRASE_ENV}, else a prompt)",
     )
 
 

@@ -134,6 +134,27 @@ def test_every_option_has_help_with_and_every_command_an_example():
     assert not no_example, no_example
 
 
+NOT_OURS_DEFAULTS = {"model", "decode"}  # their option texts belong to the codec changes of issue 13
+
+
+def test_every_option_that_takes_a_value_says_its_default():
+    parser = cli.build_parser()
+    missing = []
+    for p in cli.all_parsers(parser):
+        if set(p.prog.split()) & NOT_OURS_DEFAULTS:
+            continue
+        for a in p._actions:
+            if (
+                not a.option_strings
+                or a.nargs == 0
+                or isinstance(a, argparse._HelpAction | argparse._VersionAction)
+            ):
+                continue  # flags say what they turn on; positionals are required
+            if "default" not in a.help and "required" not in a.help:
+                missing.append(f"{p.prog} {a.option_strings[0]}")
+    assert not missing, missing
+
+
 def test_airtime_takes_hz_too(capsys):
     assert cli.main(["airtime", "--sf", "7", "--bw", "125", "--payload", "10", "--json"]) == 0
     khz = json.loads(capsys.readouterr().out)
