@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
+import gzip  # noqa: F401 - loaded before a fork that may drop privileges (tarfile imports it lazily)
 import io
 import json
 import logging
@@ -45,6 +45,8 @@ from pathlib import Path
 
 from gateway import __version__, paths, statedb
 from gateway.errors import GatewayError
+from gateway.frames.crypto import MAX_EPOCH
+from gateway.frames.registry import key_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 15, 8, 1  # 32 MiB of memory: fine on a Rasp
 LOCK_NAME = "gateway.lock"
 PASSPHRASE_ENV = "LORA_GW_BACKUP_PASSPHRASE"
 SNAPSHOT_SUFFIX = ".lgwbak"
-MAX_EPOCH = 0xFFFF_FFFF
 
 
 class BackupError(GatewayError):
@@ -247,20 +248,9 @@ def _tables(con: sqlite3.Connection) -> set[str]:
     return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def backup(
-    state_dir: str | os.PathLike[str],
-    dest: str | os.PathLike[str],
-    config_files: Mapping[str, str | os.PathLike[str]] | None = None,
-    passphrase: bytes | None = None,
-    force: bool = False,
-    scrypt_log2_n: int = SCRYPT_LOG2_N,
-) -> BackupResult:
-    """Copy the state (and the config files named, ``{"gateway.toml": path, ...}``) into ``dest``."""
-    state = Path(state_dir)
+def _archive(state: Path, config: Mapping[str, bytes], running: bool) -> tuple[bytes, dict]:
+    """The gzipped tar of the state and its manifest (run as the state directory's owner)."""
     db = state / paths.DB_NAME
-    if not db.exists():
-        raise BackupError(f"backup: {db} does not exist: nothing to back up (wrong --state-dir or --config?)")
-    running = service_running(state)
     models = 0
     with tempfile.TemporaryDirectory(prefix=".lora-gw-backup-", dir=state) as tmp:
         copy = Path(tmp) / paths.DB_NAME
@@ -284,8 +274,8 @@ def backup(
                     if f.is_file() and not f.is_symlink():
                         tar.add(f, arcname=f"{paths.MODELS_DIR}/{f.relative_to(model_dir)}")
                         models += 1
-            for name, path in (config_files or {}).items():
-                _add_bytes(tar, f"config/{name}", Path(path).read_bytes())
+            for name, data in config.items():
+                _add_bytes(tar, f"config/{name}", data)
             manifest = {
                 "format": 1,
                 "lora_gw": __version__,
@@ -295,18 +285,74 @@ def backup(
                 "service_running": running,
                 "outbox_rows": rows,
                 "models": models,
-                "config": sorted(config_files or {}),
+                "config": sorted(config),
                 "nodes": counters,
             }
             _add_bytes(tar, "manifest.json", json.dumps(manifest, indent=2).encode())
-    data = buf.getvalue()
-    blob = seal(data, passphrase, scrypt_log2_n) if passphrase else PLAIN_MAGIC + data
+    return buf.getvalue(), manifest
+
+
+def _as_owner(state: Path, job: Callable[[], tuple[bytes, dict]]) -> tuple[bytes, dict]:
+    """Run ``job`` as the state directory's owner when root backs up a service user's state: SQLite may
+    create ``-wal``/``-shm`` files, and root's would lock the service out. A forked child takes on the
+    owner and hands the archive back through a pipe; root keeps writing the backup wherever it may."""
+    owner = state.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return job()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(owner.st_gid)
+            os.setuid(owner.st_uid)
+            data, manifest = job()
+            payload, status = b"\0" + json.dumps(manifest).encode() + b"\n" + data, 0
+        except GatewayError as exc:
+            payload = b"\1" + exc.message.encode()
+        except BaseException as exc:  # reported to the parent, which raises it as one line
+            payload = b"\1" + f"backup: {exc}".encode()
+        try:
+            with os.fdopen(w, "wb") as fh:
+                fh.write(payload)
+        finally:
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        out = fh.read()
+    os.waitpid(pid, 0)
+    if not out.startswith(b"\0"):
+        raise BackupError(out[1:].decode(errors="replace") or "backup: the copy failed", "backup")
+    head, _, data = out[1:].partition(b"\n")
+    return data, json.loads(head)
+
+
+def backup(
+    state_dir: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    config_files: Mapping[str, str | os.PathLike[str]] | None = None,
+    passphrase: bytes | None = None,
+    force: bool = False,
+    scrypt_log2_n: int = SCRYPT_LOG2_N,
+) -> BackupResult:
+    """Copy the state (and the config files named, ``{"gateway.toml": path, ...}``) into ``dest``."""
+    state = Path(state_dir)
+    db = state / paths.DB_NAME
+    if not db.exists():
+        raise BackupError(f"backup: {db} does not exist: nothing to back up (wrong --state-dir or --config?)")
     out = Path(dest)
+    if out.exists() and not force and not out.is_dir():  # before the copy, not after it
+        raise BackupError(f"backup: {out} exists; choose another name or add --force", "exists")
+    config = {name: Path(p).read_bytes() for name, p in (config_files or {}).items()}
+    running = service_running(state)
+    data, manifest = _as_owner(state, lambda: _archive(state, config, running))
+    blob = seal(data, passphrase, scrypt_log2_n) if passphrase else PLAIN_MAGIC + data
     _write_private(out, blob, force)
-    log.info(
-        "state backed up to %s (%d nodes, %d outbox rows, %d model files)", out, len(counters), rows, models
-    )
-    return BackupResult(out, len(counters), rows, models, passphrase is not None, running, len(blob))
+    nodes, rows, models = len(manifest["nodes"]), manifest["outbox_rows"], manifest["models"]
+    log.info("state backed up to %s (%d nodes, %d outbox rows, %d model files)", out, nodes, rows, models)
+    return BackupResult(out, nodes, rows, models, passphrase is not None, running, len(blob))
 
 
 # -- restore --------------------------------------------------------------------------------------------
@@ -437,8 +483,7 @@ def _read_target(db: Path) -> _TargetState:
 
 
 def _fingerprint(key_hex: str) -> str:
-    # the registry's fingerprint (gateway.frames.registry.key_fingerprint), without importing the frame layer
-    return hashlib.sha256(b"lora-gw key fingerprint\x00" + bytes.fromhex(key_hex)).hexdigest()[:16]
+    return key_fingerprint(bytes.fromhex(key_hex))  # as the registry keeps a removed node's key
 
 
 def _forward(

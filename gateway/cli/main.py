@@ -98,9 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     for name in OPTIONAL_MODULES:
+        if name in COMMAND_MODULES:
+            continue
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but something it imports does not: say so
+                raise
             continue
         module.register(sub)
     for child in _subparsers(parser):
@@ -161,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
-    if args.command is None:
+    if args.command is None:  # only global options: the overview, as lora-fw does
         parser.print_help()
-        return 2
+        return 0
     for name in ("state_dir", "config"):
         if not hasattr(args, name):
             setattr(args, name, None)
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in STATE_READERS:
             resolve_state(args)
             _check_state_dir(args.state_dir)
-        if args.command in STATE_COMMANDS:
+        if args.command in STATE_COMMANDS and getattr(args, "adopt_owner", True):
             uid = paths.adopt_state_owner(args.state_dir)
             if uid is not None:
                 logging.getLogger(__name__).info("state directory belongs to uid %d: continuing as it", uid)

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _passphrase_options(bk, encrypt_option=True)
     bk.add_argument("--force", action="store_true", help="overwrite FILE if it exists (default: refuse)")
     bk.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
-    bk.set_defaults(func=cmd_backup)
+    bk.set_defaults(func=cmd_backup, adopt_owner=False)  # root writes FILE; the copy runs as the owner
 
     rs = ssub.add_parser(
         "restore",

@@ -219,7 +219,7 @@ class Gateway:
             f"broker {shown_url(self.sink.settings)}"
         )
         log.info(
-            "gateway %s running: radio %s, broker %s (credentials: %s), state %s, backups %s",
+            "gateway %s running: radio %s, broker %s, credentials: %s, state %s, backups %s",
             self.cfg.gateway.id,
             r.backend,
             shown_url(self.sink.settings),

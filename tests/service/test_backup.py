@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +166,38 @@ def test_a_target_behind_the_backup_is_no_evidence_and_secrets_file_keys_count_a
     result = backup.restore(out, behind, keyed=frozenset({0x2B}))  # 0x2B's key is in the secrets file
     assert _counters(result.database) == {0x2A: (0, 1), 0x2B: (0, 1)}
     assert {n.how for n in result.nodes} == {"new_epoch"}
+
+
+def test_root_backs_up_a_service_users_state_without_leaving_root_owned_files(tmp_path):
+    """``sudo lora-gw state backup /root/x``: the copy runs as the state's owner (no root-owned -wal/-shm
+    that would lock the service out), the file is written by root where root may write."""
+    import pwd
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.fail("run the tests as root (CI does): this one checks what sudo does")
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        state = _state(base)
+        for p in [state, *state.iterdir()]:
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)
+        out = tmp_path / "root-only.lgwbak"  # under /tmp/pytest-of-root (0700): nobody cannot write here
+        r = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "state", "backup", str(out), f"--state-dir={state}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert r.returncode == 0, r.stderr
+        assert out.stat().st_uid == 0 and stat.S_IMODE(out.stat().st_mode) == 0o600
+        assert {p.name: p.stat().st_uid for p in state.iterdir() if p.stat().st_uid != nobody.pw_uid} == {}
+        restored = backup.restore(out, tmp_path / "r", new_epoch=False)
+        assert _counters(restored.database) == {0x2A: (100, 0)}
+    finally:
+        shutil.rmtree(base)
