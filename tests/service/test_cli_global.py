@@ -150,7 +150,7 @@ def test_every_option_that_takes_a_value_says_its_default():
                 or isinstance(a, argparse._HelpAction | argparse._VersionAction)
             ):
                 continue  # flags say what they turn on; positionals are required
-            if "default" not in a.help and "required" not in a.help:
+            if "default" not in (a.help or "") and "required" not in (a.help or ""):
                 missing.append(f"{p.prog} {a.option_strings[0]}")
     assert not missing, missing
 
