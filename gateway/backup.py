@@ -598,9 +598,15 @@ def restore(
     new_epoch: bool = True,
     config_dest: str | os.PathLike[str] | None = None,
     keyed: frozenset[int] = frozenset(),
+    owner: tuple[int, int] | None = None,
 ) -> RestoreResult:
-    """Replace the state in ``state_dir`` by the backup, counters only forward (module docstring)."""
+    """Replace the state in ``state_dir`` by the backup, counters only forward (module docstring).
+
+    Run by root, what it creates is given to ``owner`` (uid, gid; default: the state directory's owner
+    when it exists), so that the service user can open it."""
     state = Path(state_dir)
+    if owner is None and state.is_dir() and state.stat().st_uid != 0:
+        owner = (state.stat().st_uid, state.stat().st_gid)
     try:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
@@ -645,6 +651,8 @@ def restore(
             staged.unlink(missing_ok=True)
         statedb.connect(db).close()  # tightens the mode and writes the creation marker
         models = _install_models(work / paths.MODELS_DIR, state / paths.MODELS_DIR)
+    if owner is not None and os.geteuid() == 0:
+        _give(state, owner)
     log.info("state restored into %s from %s (backup of %s)", db, archive, manifest.get("created_utc"))
     return RestoreResult(
         db,
@@ -656,6 +664,19 @@ def restore(
         config_written,
         retired,
     )
+
+
+def _give(state: Path, owner: tuple[int, int]) -> None:
+    """Root restored the state: the directory, lock, database, marker and models go to the service user
+    (set-aside files keep the owner they had)."""
+    uid, gid = owner
+    found = [state, state / LOCK_NAME, state / paths.DB_NAME, statedb.marker_path(state / paths.DB_NAME)]
+    models = state / paths.MODELS_DIR
+    if models.is_dir():
+        found += [models, *models.rglob("*")]
+    for p in found:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(p, uid, gid, follow_symlinks=False)
 
 
 def _set_aside(files: list[Path], stamp: str) -> tuple[Path, ...]:

@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         " beside it; default: the config is not written)",
     )
     rs.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
-    rs.set_defaults(func=cmd_restore)
+    rs.set_defaults(func=cmd_restore, adopt_owner=False)  # root reads FILE; restored files go to the owner
 
 
 def _passphrase_options(p: argparse.ArgumentParser, encrypt_option: bool) -> None:
@@ -131,6 +131,27 @@ def _passphrase(args: argparse.Namespace, confirm: bool) -> bytes:
     if not first:
         raise GatewayError("state: an empty passphrase protects nothing", "passphrase")
     return first.encode()
+
+
+def _service_owner(state: Path) -> tuple[int, int] | None:
+    """Whom root restores a state directory for: its owner, else the installed service's ``User=``."""
+    if os.geteuid() != 0:
+        return None
+    if state.is_dir():
+        st = state.stat()
+        return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+    from gateway.cli.service_info import installed
+
+    svc = installed()
+    if svc is None or not svc.user:
+        return None
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(svc.user)
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -197,7 +218,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
         keyed = frozenset(load_config(args.config).node_keys)
     state = paths.state_dir(args.state_dir, create=False)
-    r = backup.restore(path, state, passphrase, seen, not args.keep_counters, args.config_dest, keyed)
+    r = backup.restore(
+        path, state, passphrase, seen, not args.keep_counters, args.config_dest, keyed, _service_owner(state)
+    )
     if args.json:
         print(
             json.dumps(

@@ -127,6 +127,14 @@ class Gateway:
         paths.check_private(self.state_dir)  # before anything is opened: the keys must not be readable
         # Held while the service runs: `lora-gw state restore` refuses to replace the database under it.
         self.lock = ServiceLock(self.state_dir, "lora-gw run").acquire()
+        try:
+            self._build(notifier)
+        except BaseException:
+            self.lock.release()  # a service that did not start holds nothing
+            raise
+
+    def _build(self, notifier: Notifier | None) -> None:
+        cfg = self.cfg
         s = cfg.state
         self.snapshotter = (
             Snapshotter(

@@ -199,5 +199,28 @@ def test_root_backs_up_a_service_users_state_without_leaving_root_owned_files(tm
         assert {p.name: p.stat().st_uid for p in state.iterdir() if p.stat().st_uid != nobody.pw_uid} == {}
         restored = backup.restore(out, tmp_path / "r", new_epoch=False)
         assert _counters(restored.database) == {0x2A: (100, 0)}
+        # root restores it in place from where only root can read: what it creates goes to the owner
+        r = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "state", "restore", str(out), f"--state-dir={state}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert r.returncode == 0, r.stderr
+        owners = {p.name: p.stat().st_uid for p in state.iterdir()}
+        assert {n for n, uid in owners.items() if uid != nobody.pw_uid} == set(), owners
+        assert {"gateway.db", "gateway.db.created", "gateway.lock"} <= set(owners)
     finally:
         shutil.rmtree(base)
+
+
+def test_a_second_service_on_the_same_state_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LORA_GW_UNIT_FILE", str(tmp_path / "no-unit"))
+    state = _state(tmp_path)
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway]\nstate_dir = "{state}"\n[radio]\nbackend = "emulator"\n')
+    with ServiceLock(state, "lora-gw run"):
+        assert cli.main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lora-gw: state: ") and "in use by lora-gw run" in err and err.count("\n") == 1
