@@ -447,7 +447,27 @@ def path_problems(cfg: Config, user: User | None = None) -> list[str]:
         out.append(dir_problem(cfg.state.backup_dir, "state.backup_dir", user))
     if cfg.logging.file and user.uid != os.geteuid():
         out.append(file_problem(cfg.logging.file, "logging.file", user))
+    if cfg.state.backup_passphrase_file:
+        out.append(_passphrase_file_problem(Path(cfg.state.backup_passphrase_file), user))
     return [p for p in out if p]
+
+
+def _passphrase_file_problem(p: Path, user: User) -> str | None:
+    key = "state.backup_passphrase_file"
+    try:
+        st = p.stat()
+        if not p.is_file():
+            return f"{key}: {p} is not a file"
+        if st.st_mode & 0o077:
+            mode = st.st_mode & 0o777
+            return f"{key}: {p} is readable by group or others (mode {mode:04o}); run chmod 600 {p}"
+        if not _may(p, user, os.R_OK):
+            return f"{key}: {p} is not readable by user {user.name}"
+    except FileNotFoundError:
+        return f"{key}: {p} does not exist"
+    except OSError as exc:
+        return f"{key}: {p} is not usable: {exc.strerror or exc}"
+    return None
 
 
 def _optional_pin(sec: _Section, k: str, default: int | None) -> int | None:
