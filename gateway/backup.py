@@ -397,7 +397,8 @@ def _extract(data: bytes, into: Path) -> dict:
                 target = into / name
                 target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 src = tar.extractfile(member)
-                assert src is not None
+                if src is None:
+                    raise BackupError(f"restore: unreadable entry {name!r} in the backup", "corrupt")
                 with open(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb") as fh:
                     shutil.copyfileobj(src, fh)
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -535,11 +536,18 @@ def _forward(
         ):  # rows a consumer already received: not published again
             con.execute("DELETE FROM outbox WHERE node_id = ? AND fcnt <= ?", (nid, seen[nid]))
         outcomes.append(NodeOutcome(nid, fcnt, epoch, how, before))
-    restored = {nid for nid, *_ in rows}
+    restored = {nid: key_hex for nid, key_hex, *_ in rows}
     retired = 0
-    for nid, t in target.nodes.items():  # added after the backup: never silently re-added at counter 0
-        if nid in restored or t.key_hex is None:
+    for nid, t in target.nodes.items():  # added or re-keyed after the backup: never re-added at counter 0
+        if t.key_hex is None or (nid in restored and restored[nid] == t.key_hex):
             continue
+        if nid in restored:
+            log.warning(
+                "restore: node %08x had another key here (re-keyed after the backup): the backup's key is"
+                " restored, the newer one is retired with its counter %d",
+                nid,
+                t.next_fcnt,
+            )
         con.execute(
             "INSERT OR REPLACE INTO retired_keys (fingerprint, node_id, next_fcnt, key_epoch, removed_utc)"
             " VALUES (?, ?, ?, ?, ?)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import sqlite3
 import stat
@@ -37,7 +38,10 @@ def test_encrypted_backup_is_private_and_needs_the_passphrase(tmp_path):
     out = tmp_path / "b.lgwbak"
     backup.backup(state, out, passphrase=b"correct horse", scrypt_log2_n=10)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and backup.is_encrypted(out)
-    assert b"000102030405060708090a0b0c0d0e0f" not in out.read_bytes()
+    blob = out.read_bytes()
+    inner = backup.unseal(blob, b"correct horse")  # the gzipped tar: it holds the key in the database
+    assert b"000102030405060708090a0b0c0d0e0f" in gzip.decompress(inner)
+    assert inner[:64] not in blob and b"000102030405060708090a0b0c0d0e0f" not in blob
     with pytest.raises(BackupError, match="wrong passphrase"):
         backup.restore(out, tmp_path / "r1", b"wrong")
     with pytest.raises(BackupError, match="is encrypted"):
@@ -224,3 +228,19 @@ def test_a_second_service_on_the_same_state_is_refused_in_one_line(tmp_path, cap
         assert cli.main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lora-gw: state: ") and "in use by lora-gw run" in err and err.count("\n") == 1
+
+
+def test_a_node_re_keyed_after_the_backup_leaves_its_newer_key_retired(tmp_path):
+    state = _state(tmp_path)
+    out = tmp_path / "b.lgwbak"
+    backup.backup(state, out)
+    newer = bytes(range(32, 48))
+    with NodeRegistry(state / "gateway.db") as reg:
+        reg.remove(0x2A)
+        reg.add(Node(node_id=0x2A, name="n42", key=newer))
+        reg.set_next_fcnt(0x2A, 9)
+    result = backup.restore(out, state)
+    assert result.retired_from_target == 1
+    with NodeRegistry(result.database) as reg:
+        assert reg.retired(newer).next_fcnt == 9
+        assert reg.retired(KEY) is None  # the restored node uses it again
