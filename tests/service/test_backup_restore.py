@@ -90,12 +90,13 @@ def test_backup_while_running_restores_without_accepting_any_frame_twice(tmp_pat
     assert f"backups every 1 h to {snaps}" in text
     taken = sorted(snaps.glob("lora-gw-gwt-*.lgwbak"))
     assert len(taken) == 1 and stat.S_IMODE(taken[0].stat().st_mode) == 0o600
-    assert sub.wait_for(lambda: True)
+    with sqlite3.connect(f"file:{state / 'gateway.db'}?mode=ro", uri=True) as c:
+        original = dict(c.execute("SELECT node_id, next_fcnt FROM nodes"))
+    # a clean stop published everything it accepted: the consumer's last ids are the gateway's counters
+    assert sub.wait_for(lambda: {n: max(f) + 1 for n, f in _published(sub).items()} == original), original
     published = _published(sub)
     sub.close()
     assert set(published) == {0x5101, 0x5102, 0x5103}
-    with sqlite3.connect(f"file:{state / 'gateway.db'}?mode=ro", uri=True) as c:
-        original = dict(c.execute("SELECT node_id, next_fcnt FROM nodes"))
 
     # 1. a fresh state directory (the SD card died), nothing newer known: the secured node gets a new key
     # epoch; none of its frames of the old epoch verify, its first frame of the new epoch does
@@ -118,6 +119,7 @@ def test_backup_while_running_restores_without_accepting_any_frame_twice(tmp_pat
     seen.write_text("".join(f"{n:08x}-{f}\n" for n, fs in published.items() for f in fs))
     evidenced = tmp_path / "evidenced"
     doc = _restore(archive, evidenced, "--seen", str(seen))
+    assert {int(n["node_id"], 16): n["next_fcnt"] for n in doc["nodes"]} == original  # exact, not behind
     db = evidenced / "gateway.db"
     for node_id, fcnts in published.items():
         k = key if node_id == SECURED else None
