@@ -33,8 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="bandwidth in Hz, as radio.bw_hz in the config, e.g. 125000 (required: --bw or --bw-hz)",
     )
     p.add_argument("--cr", default="4/5", help="coding rate 4/5..4/8 (default 4/5)")
-    p.add_argument("--payload", type=int, required=True, help="payload length in bytes, 0..255 (required)")
-    p.add_argument("--preamble", type=int, default=8, help="preamble length in symbols (default 8)")
+    p.add_argument(
+        "--payload",
+        type=int,
+        required=True,
+        metavar="BYTES",
+        help="payload length in bytes, 0..255 (required)",
+    )
+    p.add_argument(
+        "--preamble", type=int, default=8, metavar="SYMBOLS", help="preamble length in symbols (default 8)"
+    )
     p.add_argument("--implicit", action="store_true", help="implicit header mode (default: explicit header)")
     p.add_argument("--no-crc", action="store_true", help="payload CRC off (default: on)")
     p.add_argument(

@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any
 
+from gateway.cli.examples import ExamplesFormatter
+
 REDACTED = "<redacted>"
 
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check the gateway configuration",
         description="Configuration tools.",
         epilog="example:\n  lora-gw config check /etc/lora-gw/gateway.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExamplesFormatter,
     )
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  lora-gw config check /etc/lora-gw/gateway.toml\n"
         "  sudo lora-gw config check /etc/lora-gw/gateway.toml --user lora-gw --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExamplesFormatter,
     )
     c.add_argument(
         "path",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from gateway.cli.examples import ExamplesFormatter
 from gateway.errors import ConfigError
 
 
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  lora-gw run --config /etc/lora-gw/gateway.toml\n"
         "  lora-gw run --config config/gateway.toml --state-dir /tmp/gw-state -v   # a trial run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExamplesFormatter,
     )
     p.add_argument(
         "--config",

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gateway import backup, paths, statedb
+from gateway.cli.examples import ExamplesFormatter
 from gateway.errors import GatewayError
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  sudo lora-gw state backup /mnt/usb/gw.lgwbak --config /etc/lora-gw/gateway.toml\n"
         "  sudo lora-gw state restore /mnt/usb/gw.lgwbak --config /etc/lora-gw/gateway.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExamplesFormatter,
     )
     ssub = p.add_subparsers(dest="state_command", metavar="ACTION")
     ssub.required = True
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  sudo lora-gw state backup /mnt/usb/gw-$(date +%F).lgwbak --config /etc/lora-gw/gateway.toml\n"
         "  sudo lora-gw state backup gw.lgwbak --config /etc/lora-gw/gateway.toml "
         "--passphrase-file /root/backup.pass",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExamplesFormatter,
     )
     bk.add_argument("file", metavar="FILE", help="the backup file to write (refused if it exists)")
     _passphrase_options(bk, encrypt_option=True)
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  sudo systemctl stop lora-gw\n"
         "  sudo lora-gw state restore /mnt/usb/gw.lgwbak --config /etc/lora-gw/gateway.toml\n"
         "  sudo lora-gw state restore gw.lgwbak --config /etc/lora-gw/gateway.toml --seen last-ids.txt",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExamplesFormatter,
     )
     rs.add_argument("file", metavar="FILE", help="a backup written by `lora-gw state backup`")
     _passphrase_options(rs, encrypt_option=False)
