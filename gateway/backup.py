@@ -78,7 +78,14 @@ class ServiceLock:
         self._fd: int | None = None
 
     def acquire(self) -> ServiceLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            writable = True
+            if os.fstat(fd).st_uid == os.geteuid():
+                os.fchmod(fd, 0o644)  # readable by all (a pid, no secret): another user can still lock it
+        except PermissionError:  # another user's lock file (root ran the service once): flock needs no write
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            writable = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -89,8 +96,9 @@ class ServiceLock:
                 " (sudo systemctl stop lora-gw)",
                 "in_use",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{self.what} (pid {os.getpid()})\n".encode(), 0)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{self.what} (pid {os.getpid()})\n".encode(), 0)
         self._fd = fd
         return self
 
@@ -336,8 +344,12 @@ def backup(
     passphrase: bytes | None = None,
     force: bool = False,
     scrypt_log2_n: int = SCRYPT_LOG2_N,
+    as_owner: bool = True,
 ) -> BackupResult:
-    """Copy the state (and the config files named, ``{"gateway.toml": path, ...}``) into ``dest``."""
+    """Copy the state (and the config files named, ``{"gateway.toml": path, ...}``) into ``dest``.
+
+    ``as_owner``: run as root on another user's state, the copy is made as that user (``_as_owner``);
+    the service's own snapshots never fork (a process with threads)."""
     state = Path(state_dir)
     db = state / paths.DB_NAME
     if not db.exists():
@@ -347,7 +359,11 @@ def backup(
         raise BackupError(f"backup: {out} exists; choose another name or add --force", "exists")
     config = {name: Path(p).read_bytes() for name, p in (config_files or {}).items()}
     running = service_running(state)
-    data, manifest = _as_owner(state, lambda: _archive(state, config, running))
+
+    def job() -> tuple[bytes, dict]:
+        return _archive(state, config, running)
+
+    data, manifest = _as_owner(state, job) if as_owner else job()
     blob = seal(data, passphrase, scrypt_log2_n) if passphrase else PLAIN_MAGIC + data
     _write_private(out, blob, force)
     nodes, rows, models = len(manifest["nodes"]), manifest["outbox_rows"], manifest["models"]
@@ -792,7 +808,7 @@ class Snapshotter:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             passphrase = read_passphrase_file(self.passphrase_file) if self.passphrase_file else None
             dest = self.dir / snapshot_name(self.gateway_id, now)
-            backup(self.state_dir, dest, self.config_files, passphrase, force=True)
+            backup(self.state_dir, dest, self.config_files, passphrase, force=True, as_owner=False)
         except (GatewayError, OSError, sqlite3.Error) as exc:
             self.failed += 1
             message = exc.message if isinstance(exc, GatewayError) else str(exc)

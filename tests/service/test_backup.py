@@ -244,3 +244,46 @@ def test_a_node_re_keyed_after_the_backup_leaves_its_newer_key_retired(tmp_path)
     with NodeRegistry(result.database) as reg:
         assert reg.retired(newer).next_fcnt == 9
         assert reg.retired(KEY) is None  # the restored node uses it again
+
+
+def test_the_lock_of_another_user_still_locks(tmp_path):
+    """Root ran the service once and left a root-owned gateway.lock: the service user can still take it."""
+    import pwd
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.fail("run the tests as root (CI does)")
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        state = base / "state"
+        state.mkdir(mode=0o700)
+        ServiceLock(state, "root's run").acquire().release()  # root-owned
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        held_r, held_w = os.pipe()
+        done_r, done_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the service user's process
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                lock = ServiceLock(state, "lora-gw run").acquire()
+                os.write(held_w, b"1")
+                os.read(done_r, 1)
+                lock.release()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(held_w)
+        os.close(done_r)
+        assert os.read(held_r, 1) == b"1"
+        assert backup.service_running(state)  # held by the other user's process
+        os.write(done_w, b"x")
+        assert os.waitpid(pid, 0)[1] == 0
+        assert not backup.service_running(state)
+    finally:
+        shutil.rmtree(base)
