@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="URL",
         help="mqtt://[user@]host[:port] or mqtts://…; the user name and password are taken from"
-        " $LORA_GW_MQTT_USERNAME and $LORA_GW_MQTT_PASSWORD when set (as for lora-gw run)",
+        " $LORA_GW_MQTT_USERNAME and $LORA_GW_MQTT_PASSWORD when set, as for lora-gw run (default:"
+        " 127.0.0.1:1883, else a private Mosquitto)",
     )
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     p.set_defaults(func=run)

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway import paths
+from gateway.backup import ServiceLock, Snapshotter
 from gateway.codec import CodecStats, Model, ModelStore
+from gateway.errors import ConfigError
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.frames.registry import warn_unusable_names
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
-from gateway.service.config import Config, log_file_error
+from gateway.service.config import Config, config_files, dir_problem, log_file_error
 from gateway.service.core import Core, CoreSettings
 from gateway.service.notify import Notifier
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
@@ -116,8 +118,37 @@ class Gateway:
 
     def __init__(self, cfg: Config, state_dir: str | None = None, notifier: Notifier | None = None) -> None:
         self.cfg = cfg
-        self.state_dir = paths.state_dir(state_dir or cfg.gateway.state_dir)
+        chosen = state_dir or cfg.gateway.state_dir
+        if chosen:
+            problem = dir_problem(chosen, "--state-dir" if state_dir else "gateway.state_dir")
+            if problem:
+                raise ConfigError(problem)
+        self.state_dir = paths.state_dir(chosen)
         paths.check_private(self.state_dir)  # before anything is opened: the keys must not be readable
+        # Held while the service runs: `lora-gw state restore` refuses to replace the database under it.
+        self.lock = ServiceLock(self.state_dir, "lora-gw run").acquire()
+        try:
+            self._build(notifier)
+        except BaseException:
+            self.lock.release()  # a service that did not start holds nothing
+            raise
+
+    def _build(self, notifier: Notifier | None) -> None:
+        cfg = self.cfg
+        s = cfg.state
+        self.snapshotter = (
+            Snapshotter(
+                self.state_dir,
+                s.backup_dir,
+                cfg.gateway.id,
+                s.backup_interval_h,
+                s.backup_keep,
+                config_files(cfg),
+                s.backup_passphrase_file,
+            )
+            if s.backup_dir
+            else None
+        )
         db = self.state_dir / paths.DB_NAME
         # The outbox opens first: alone on the file it may switch it to small pages (fewer bytes per commit).
         self.outbox = Outbox(db, outbox_settings(cfg))
@@ -196,14 +227,23 @@ class Gateway:
             f"broker {shown_url(self.sink.settings)}"
         )
         log.info(
-            "gateway %s running: radio %s, broker %s, state %s",
+            "gateway %s running: radio %s, broker %s, credentials: %s, state %s, backups %s",
             self.cfg.gateway.id,
             r.backend,
             shown_url(self.sink.settings),
+            self.cfg.mqtt.credentials_source,
             self.state_dir,
+            f"every {self.cfg.state.backup_interval_h:g} h to {self.cfg.state.backup_dir}"
+            if self.snapshotter
+            else "off",
         )
+        if self.snapshotter is not None:
+            self.snapshotter.start()
         try:
             self.core.run(self.stop_event, before_shutdown=self.source.stop)
         finally:
+            if self.snapshotter is not None:
+                self.snapshotter.stop()
             self.registry.close()
             self.notifier.close()
+            self.lock.release()

@@ -37,7 +37,7 @@ from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import Renderer
 from gateway.radio.packet import RxPacket
 from gateway.service.notify import Notifier
-from gateway.sinks.mqtt import Delivery, MqttSink, Unpublishable
+from gateway.sinks.mqtt import Delivery, MqttSink, RefusalLog, Unpublishable
 from gateway.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ class Core:
         self.raw_published = 0
         self._disk_full = False  # last disk-full state reported (systemd status, stats topic)
         self.refused = 0
+        self.refusal_log = RefusalLog(self.settings.refused_retry_s, clock)  # 1 WARNING/reason/interval
         self.parked = 0  # poison messages parked by this run
         self.started_s = clock()
         now = clock()
@@ -300,12 +301,8 @@ class Core:
                     self.latencies_ms.append((now - t0) * 1000.0)
             elif d.status == "refused":
                 self.refused += 1
-                log.warning(
-                    "node %08x fcnt %d: broker refused the publish (%s); kept, retry in %.0f s",
-                    stored.frame.node_id,
-                    stored.frame.fcnt,
-                    d.reason,
-                    self.settings.refused_retry_s,
+                self.refusal_log.refused(
+                    stored.frame.node_id, stored.frame.fcnt, d.reason, self.settings.refused_retry_s
                 )
                 self._held.append((now + self.settings.refused_retry_s, stored))
             elif d.status == "poison":
@@ -343,6 +340,7 @@ class Core:
                 log.error("radio: no heartbeat for %.0f s; not feeding the systemd watchdog", s.radio_stall_s)
         if now >= self._next_stats:
             self._next_stats = now + s.stats_interval_s
+            self.refusal_log.flush(s.refused_retry_s)
             self.publish_stats()
         if now >= self._next_redecode:
             self._next_redecode = now + s.redecode_interval_s

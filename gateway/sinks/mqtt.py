@@ -631,3 +631,43 @@ class MqttSink:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+class RefusalLog:
+    """Broker refusals (an ACL, a quota) as one WARNING per reason per ``interval_s``, like the pipeline's
+    dropped packets: a refused node is retried every minute, and one line per frame and retry would bury
+    the log. The first refusal of a reason is logged at once; later ones are counted (a DEBUG line each)
+    and summarised with the latest node and counter once the interval has passed."""
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._pending: dict[str, tuple[int, int, int]] = {}  # reason → (count, latest node, latest fcnt)
+
+    def refused(self, node_id: int, fcnt: int, reason: str, retry_s: float) -> None:
+        log.debug("node %08x fcnt %d: broker refused the publish (%s)", node_id, fcnt, reason)
+        count = self._pending.get(reason, (0, 0, 0))[0] + 1
+        self._pending[reason] = (count, node_id, fcnt)
+        last = self._last.get(reason)
+        if last is None or self._clock() - last >= self.interval_s:
+            self._emit(reason, retry_s)
+
+    def flush(self, retry_s: float) -> None:
+        """Summarise what is due (the core calls it with its stats tick)."""
+        now = self._clock()
+        for reason in [r for r in self._pending if now - self._last.get(r, -1e18) >= self.interval_s]:
+            self._emit(reason, retry_s)
+
+    def _emit(self, reason: str, retry_s: float) -> None:
+        count, node_id, fcnt = self._pending.pop(reason)
+        self._last[reason] = self._clock()
+        log.warning(
+            "node %08x fcnt %d: broker refused %d publish(es) (%s) in %.0f s; kept, retried every %.0f s",
+            node_id,
+            fcnt,
+            count,
+            reason,
+            self.interval_s,
+            retry_s,
+        )
