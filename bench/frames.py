@@ -89,13 +89,27 @@ FUZZ_NODES = [
 ]
 
 
+# Installed learned models as the decoder sees them: model 3 in versions 9 and 1 (both 1 mod 8).
+FUZZ_FINGERPRINTS = {9: bytes.fromhex("0011223344556677"), 1: bytes.fromhex("8899aabbccddeeff")}
+
+
+def _fuzz_models(model_id: int, version_mod8: int) -> list[tuple[int, bytes]]:
+    if model_id != 3:
+        return []
+    return [(v, fp) for v, fp in sorted(FUZZ_FINGERPRINTS.items(), reverse=True) if v % 8 == version_mod8]
+
+
 def _seeds(rng: random.Random) -> list[bytes]:
     seeds: list[bytes] = []
     for node in FUZZ_NODES[:4]:
         enc = FrameEncoder(node.node_id, node.key)
         seeds.append(enc.encode_lpp(WEATHER))
         seeds.append(enc.encode(rng.randbytes(12)))
-        seeds.append(enc.encode(rng.randbytes(20), codec=PayloadCodec.MODEL, model_id=3, model_version=1))
+        for version, fp in FUZZ_FINGERPRINTS.items():
+            seeds.append(
+                enc.encode(rng.randbytes(20), codec=PayloadCodec.MODEL, model_id=3, model_version=version,
+                           fingerprint=fp)
+            )  # fmt: skip
         seeds.append(enc.encode(b"", ack_requested=True))
     seeds.append(lpp.encode(WEATHER))
     seeds.append(lpp.encode([(0, "gps", {"latitude": 52.1, "longitude": 4.3, "altitude": 12.5})]))
@@ -141,8 +155,8 @@ def _inputs(rng: random.Random, seeds: list[bytes], n: int):
 def fuzz(n: int, seed: int = 1, show: int = 3) -> dict:
     rng = random.Random(seed)
     seeds = _seeds(rng)
-    decoder = FrameDecoder(FUZZ_NODES)
-    hinted = FrameDecoder(FUZZ_NODES)
+    decoder = FrameDecoder(FUZZ_NODES, models=_fuzz_models)
+    hinted = FrameDecoder(FUZZ_NODES, models=_fuzz_models)
 
     def classify(data: bytes) -> None:
         frame = decoder.decode(data)
