@@ -41,15 +41,13 @@ def test_fingerprint_ignores_the_file_but_follows_the_bitstream(model):
     j = int(np.argmax(freq[0, 0]))
     freq[0, 0, j] -= 1  # one count moved between two symbols of one table
     freq[0, 0, (j + 1) % 64] += 1
+    finer = dataclasses.replace(model.schema.channels[0], step=0.05)
     variants = [
         Model(model.schema, model.params, model.samples_per_frame, model.model_id, model.version + 8),
         Model(model.schema, model.params, model.samples_per_frame + 1, model.model_id, model.version),
         Model(model.schema, dataclasses.replace(p, freq=freq), model.samples_per_frame, 0, model.version),
         Model(
-            dataclasses.replace(
-                model.schema,
-                channels=(dataclasses.replace(model.schema.channels[0], step=0.05), *model.schema.channels[1:]),
-            ),
+            dataclasses.replace(model.schema, channels=(finer, *model.schema.channels[1:])),
             model.params,
             model.samples_per_frame,
             model.model_id,
