@@ -234,7 +234,8 @@ def mutation_run(model, wrong: list, frames: np.ndarray, limit: int, seed: int =
         for i, w in enumerate(wrong):
             version = model.version + 8 * (i + 1)
             dec = FrameDecoder(nodes, models=lambda mid, v8, w=w, version=version: [(version, w.fingerprint)])
-            _judge(frame["wrong_model"], lambda dec=dec, w=w, v=version, d=data: through(dec, {v: w}, d), truth)
+            wrong_installed = {version: w}
+            _judge(frame["wrong_model"], lambda dec=dec, m=wrong_installed, d=data: through(dec, m, d), truth)
     return {"codec_level": codec, "frame_level": frame}
 
 
