@@ -70,7 +70,9 @@ def test_impossible_state_is_refused(model, demo):
     with pytest.raises(PayloadError, match="impossible"):
         model.decode(payload)
     assert isinstance(model.decode_each([payload])[0], PayloadError)
-    crashed = bytes.fromhex("ffffffff7d723501c3e8cbae1d1da139ff7bf0d1e7c9e3e92ff4b66d045efcf466853ac2b19f5a53cf13e4e0")
+    crashed = bytes.fromhex(
+        "ffffffff7d723501c3e8cbae1d1da139ff7bf0d1e7c9e3e92ff4b66d045efcf466853ac2b19f5a53cf13e4e0"
+    )
     with pytest.raises(PayloadError):
         demo.decode_many([crashed])
     with pytest.raises(PayloadError):
