@@ -1,0 +1,74 @@
+"""Exports compiled once per session: the demo model, a trained weather model, a residual-grid model
+(the codec tests' data sets), and the --lpp builder; each with the system gcc, plain and sanitized."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_tools.export_c import export_lpp, export_model
+from gateway.codec import Channel, Schema, demo_model, train
+from gateway.codec.csvio import read_csv
+from tests.codec.conftest import grid_series
+
+from . import cbuild
+
+CODEC_DATA = Path(__file__).parents[1] / "codec" / "data"
+
+
+@pytest.fixture(scope="session")
+def gcc_path() -> str:
+    path = cbuild.gcc()
+    if path is None:
+        pytest.skip("gcc is not installed: the C export cannot be compiled here")
+    return path
+
+
+def _weather():
+    schema = Schema.load(CODEC_DATA / "weather.toml")
+    q, _ = read_csv(CODEC_DATA / "weather-400.csv", schema)
+    return schema, q
+
+
+@pytest.fixture(scope="session")
+def datasets() -> dict[str, tuple]:
+    """name → (model, quantised series the frames are cut from)."""
+    schema, q = _weather()
+    demo = demo_model()
+    dq, _ = read_csv(CODEC_DATA / "weather-400.csv", demo.schema)
+    g = grid_series()
+    gschema = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
+    return {
+        "demo": (demo, dq),
+        "weather": (train(q, schema, 16, buckets=3, model_id=3, version=2), q),
+        "grid": (train(g[:400], gschema, 16, buckets=2, model_id=9, version=11), g[400:]),
+    }
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory, gcc_path, datasets) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for name, (model, _q) in datasets.items():
+        export_model(model, root / name)
+        out[name] = root / name
+    export_lpp(root / "lpp")
+    out["lpp"] = root / "lpp"
+    return out
+
+
+@pytest.fixture(scope="session")
+def harnesses(exports, tmp_path_factory) -> dict[tuple[str, bool], cbuild.Harness]:
+    """(export name, sanitized) → compiled harness."""
+    bins = tmp_path_factory.mktemp("bin")
+    return {
+        (name, san): cbuild.build(src, bins / f"{name}{'-san' if san else ''}", sanitize=san)
+        for name, src in exports.items()
+        for san in (False, True)
+    }
+
+
+def as_c_rows(samples: np.ndarray) -> str:
+    return " ".join(str(int(v)) for v in np.asarray(samples).ravel())
