@@ -114,7 +114,7 @@ class Provisioner:
             deadline = self.clock() + self.timeout_s
             retry = False
             while not retry and self.clock() < deadline:
-                for msg in self.reader.feed(self.port.read(256)):
+                for msg in self.reader.feed(self.port.read(max(1, getattr(self.port, "in_waiting", 0)))):
                     if msg is None:
                         crc_failures += 1
                         retry = True

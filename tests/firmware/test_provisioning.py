@@ -96,7 +96,9 @@ def test_nak_names_the_field_and_the_nodes_reason(connect):
 
 def test_a_value_the_node_refuses_is_a_nak_with_its_reason(connect):
     _node, prov = connect()
-    with pytest.raises(ProvisionError, match="NAK bad_value: SPREADING_FACTOR: spreading factor outside 6..12"):
+    with pytest.raises(
+        ProvisionError, match=r"NAK bad_value: SPREADING_FACTOR: spreading factor outside 6\.\.12"
+    ):
         prov.provision(NodeSettings(node_id=1, root_key=None, spreading_factor=13))
 
 
@@ -160,6 +162,7 @@ def test_permission_denied_names_the_dialout_group(line):
         os.chmod(device, 0)
         opener = None
     else:  # root opens anything: hand pyserial's own open failure (errno EACCES) to the same code
+
         def opener(*_a, **_k):
             raise serial.SerialException(errno.EACCES, f"could not open port {device}: Permission denied")
 
@@ -175,5 +178,6 @@ def test_frame_reader_resynchronises_after_garbage_and_damage():
     reader = FrameReader()
     out = reader.feed(b"\x00\xa5\xff" + bytes(bad) + good[:3])
     out += reader.feed(good[3:])
-    assert out[-1] is not None and (out[-1].type, out[-1].seq, out[-1].payload) == (MsgType.ACK, 9, b"\x01\x02")
+    last = out[-1]
+    assert last is not None and (last.type, last.seq, last.payload) == (MsgType.ACK, 9, b"\x01\x02")
     assert None in out and reader.crc_errors >= 1
