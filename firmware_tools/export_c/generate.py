@@ -221,4 +221,5 @@ def export_lpp(out_dir: str | Path) -> Exported:
 
 def export_provisioning(out_dir: str | Path) -> Exported:
     """The node side of the provisioning protocol (docs/provisioning.md) as C."""
-    return _write(Path(out_dir), {PROV_HEADER: _template(PROV_HEADER), PROV_SOURCE: _template(PROV_SOURCE)})
+    files = {PROV_HEADER: _template(PROV_HEADER), PROV_SOURCE: _template(PROV_SOURCE), AES: _template(AES)}
+    return _write(Path(out_dir), files)
