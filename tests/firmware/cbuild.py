@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HARNESS = Path(__file__).with_name("harness.c")
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1"]
+JOBS = 2  # the machine is shared: at most two compilers at a time
 LIBRARY = ("lgw_node.c", "lgw_aes_ref.c")
 
 
@@ -28,8 +30,16 @@ def compile_library(src: Path, flags: list[str], obj_dir: Path) -> list[Path]:
     return objs
 
 
-def build(src: Path, out: Path, sanitize: bool = False) -> Harness:
-    flags = STRICT + (SANITIZE if sanitize else [])
+def build_all(jobs: dict[str, tuple[Path, Path, bool]]) -> dict[str, Harness]:
+    """name → (export dir, binary, sanitized): the harnesses, built two at a time."""
+    with ThreadPoolExecutor(JOBS) as pool:
+        futures = {name: pool.submit(build, *spec) for name, spec in jobs.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def build(src: Path, out: Path, sanitize: bool = False, extra: list[str] | None = None) -> Harness:
+    extra = extra or []
+    flags = STRICT + (SANITIZE if sanitize else []) + extra
     objs = compile_library(src, flags, out.parent / (out.name + ".obj"))
     _run(
         [
@@ -38,6 +48,7 @@ def build(src: Path, out: Path, sanitize: bool = False) -> Harness:
             "-D_POSIX_C_SOURCE=200809L",
             "-O2",
             *(SANITIZE if sanitize else []),
+            *extra,
             f"-I{src}",
             str(HARNESS),
             *map(str, objs),
@@ -45,7 +56,7 @@ def build(src: Path, out: Path, sanitize: bool = False) -> Harness:
             str(out),
         ]
     )
-    return Harness(out)
+    return Harness(out, tuple(objs))
 
 
 def _run(cmd: list[str]) -> None:
@@ -57,6 +68,7 @@ def _run(cmd: list[str]) -> None:
 @dataclass(frozen=True)
 class Harness:
     binary: Path
+    objects: tuple[Path, ...] = field(default=())
 
     def run(self, lines: list[str]) -> list[str]:
         done = subprocess.run(

@@ -63,11 +63,13 @@ def exports(tmp_path_factory, gcc_path, datasets) -> dict[str, Path]:
 def harnesses(exports, tmp_path_factory) -> dict[tuple[str, bool], cbuild.Harness]:
     """(export name, sanitized) → compiled harness."""
     bins = tmp_path_factory.mktemp("bin")
-    return {
-        (name, san): cbuild.build(src, bins / f"{name}{'-san' if san else ''}", sanitize=san)
+    jobs = {
+        f"{name}{'-san' if san else ''}": (src, bins / f"{name}{'-san' if san else ''}", san)
         for name, src in exports.items()
         for san in (False, True)
     }
+    built = cbuild.build_all(jobs)
+    return {(name, san): built[f"{name}{'-san' if san else ''}"] for name in exports for san in (False, True)}
 
 
 def as_c_rows(samples: np.ndarray) -> str:
