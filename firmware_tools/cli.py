@@ -265,14 +265,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from firmware_tools.console import Console, port_lines
     from firmware_tools.provisioning import open_port
-    from gateway.codec import ModelStore
     from gateway.frames import FrameDecoder
     from gateway.frames.registry import NodeRegistry
     from gateway.paths import state_dir
+    from gateway.pipeline.models import InstalledModels
 
+    models = InstalledModels(state_dir(args.state_dir))
     with NodeRegistry.open(args.state_dir) as registry:
-        decoder = FrameDecoder(registry.nodes())
-    console = Console(decoder, ModelStore(state_dir(args.state_dir)))
+        decoder = FrameDecoder(registry.nodes(), models=models.candidates)
+    console = Console(decoder, models)
     port = open_port(args.port, args.baud)
     port.timeout = 0.2
     try:

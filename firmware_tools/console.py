@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from gateway.codec import ModelStore
 from gateway.errors import GatewayError
 from gateway.frames import FrameDecoder
 from gateway.frames.types import DecodedFrame, PayloadCodec
+from gateway.pipeline.models import InstalledModels
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def find_frame(line: str) -> bytes | None:
 class Console:
     """Annotates lines; keeps the counters of frames it decoded in memory only (nothing is stored)."""
 
-    def __init__(self, decoder: FrameDecoder, models: ModelStore | None = None) -> None:
+    def __init__(self, decoder: FrameDecoder, models: InstalledModels | None = None) -> None:
         self.decoder = decoder
         self.models = models
         self.frames = 0
@@ -76,9 +76,9 @@ class Console:
                 or "(no values)"
             )
         if frame.codec is PayloadCodec.MODEL and self.models is not None:
-            model = self.models.resolve(frame.model_id or 0, frame.model_version or 0)
+            model = self.models.model(frame.model_id or 0, frame.model_version or 0)
             if model is None:
-                missing = f"model {frame.model_id} v{frame.model_version} (mod 8) not installed"
+                missing = f"model {frame.model_id}@{frame.model_version} not installed"
                 return f"{missing}: {frame.payload.hex()}"
             try:
                 values = model.values(model.decode(frame.payload))

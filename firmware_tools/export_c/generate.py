@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.codec import tables
 from gateway.codec.model import GRID_ONE, Model
 from gateway.codec.schema import Q_LIMIT
 from gateway.errors import GatewayError
@@ -99,6 +100,7 @@ def _tables(model: Model) -> str:
         "A2": bool(np.any(p.a2)),
         "LEV": bool(np.any(p.lev)),
         "GRID": bool(grid_channels),
+        "WINDOW": bool(np.any(p.shift[:, 0] >= tables.WINDOW)),
     }
     out = [
         f"#define LGW_Q_LIMIT ((int64_t){Q_LIMIT})",

@@ -162,8 +162,9 @@ static int lgw_seal(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, u
 int lgw_build_frame_payload(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, uint8_t codec,
                             uint8_t flags, const uint8_t *payload, int len, uint8_t *out, int out_cap) {
     int head;
-    if (!node || !out || len < 0 || (len > 0 && !payload) || (codec > 0x01u && codec < 0x80u) ||
-        (flags & 0x30u) == 0x30u)
+    /* Raw (0x00) and LPP (0x01) only: a learned-model frame's check binds its model's fingerprint,
+       so those come from the model export's lgw_build_frame. */
+    if (!node || !out || len < 0 || (len > 0 && !payload) || codec > 0x01u || (flags & 0x30u) == 0x30u)
         return LGW_E_ARG;
     head = lgw_header_len(node->node_id);
     if (head + len + (node->secured ? 4 : 2) > out_cap || head + len + (node->secured ? 4 : 2) > LGW_MAX_FRAME)

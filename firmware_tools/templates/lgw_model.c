@@ -65,7 +65,7 @@ static void lgw_rc_raw(lgw_rc_t *rc, uint64_t value, int nbits) {
 
 static int lgw_rc_finish(lgw_rc_t *rc) {
     uint64_t low = rc->low, high = low + rc->range, v = 0;
-    int k, i;
+    int k, i, emitted;
     for (k = 0; k < 5; k++) {
         int s = 32 - 8 * k;
         v = ((low + ((uint64_t)1 << s) - 1) >> s) << s;
@@ -75,11 +75,14 @@ static int lgw_rc_finish(lgw_rc_t *rc) {
         lgw_rc_carry(rc);
         v &= 0xFFFFFFFFu;
     }
+    emitted = rc->len;
     for (i = 0; i < k; i++) {
         if (rc->len < rc->cap) rc->out[rc->len++] = (uint8_t)(v >> (24 - 8 * i));
         else rc->full = 1;
     }
-    while (rc->len > 0 && rc->out[rc->len - 1] == 0) rc->len--; /* the decoder reads zeros past the end */
+    /* Drop trailing zeros (the decoder reads zeros past the end), never below the bytes emitted
+       while coding: a decoder that consumed more than the payload holds knows it was cut short. */
+    while (rc->len > emitted && rc->out[rc->len - 1] == 0) rc->len--;
     return rc->full ? LGW_E_SPACE : rc->len;
 }
 
@@ -128,8 +131,41 @@ static void lgw_put_value(lgw_rc_t *rc, int tab, int k, int64_t v) {
     lgw_rc_raw(rc, raw, nraw);
 }
 
-/* The first sample of a frame (t = 0): prediction from the channel's base and the earlier channels'
-   offsets; table 0. The first-sample coding lives here and nowhere else. */
+/* ---- The first sample of a frame (t = 0): its prediction and its binning live here only. ---- */
+
+#if LGW_HAS_WINDOW
+/* Table 0 with shift 32 + s (docs/codec.md, "The first sample: windowed binning"): 62 bins of 2^s
+   values centred on the prediction (symbols 1..62, s raw bits), escapes 0 (below) and 63 (above)
+   followed by 5 raw bits e = floor(log2(a + 1)) and e raw bits a + 1 - 2^e. */
+static void lgw_put_first_windowed(lgw_rc_t *rc, int tab, int s, int64_t v) {
+    int64_t w = v + ((int64_t)31 << s), width = (int64_t)62 << s;
+    if (w >= 0 && w < width) {
+        lgw_rc_symbol(rc, tab, 1u + (unsigned)(w >> s));
+        lgw_rc_raw(rc, (uint64_t)w & (((uint64_t)1 << s) - 1u), s);
+    } else {
+        uint64_t a1 = (w < 0 ? (uint64_t)(-(w + 1)) : (uint64_t)(w - width)) + 1u; /* a + 1 */
+        int e = 0;
+        while ((a1 >> (e + 1)) != 0u) e++;
+        lgw_rc_symbol(rc, tab, w < 0 ? 0u : 63u);
+        lgw_rc_raw(rc, (uint64_t)e, 5);
+        lgw_rc_raw(rc, a1 - ((uint64_t)1 << e), e);
+    }
+}
+#endif
+
+/* The value table 0 codes for channel c: windowed or zigzag binning, as the model chose. */
+static void lgw_put_first(lgw_rc_t *rc, int c, int64_t v) {
+    int k = lgw_shift[c * LGW_T];
+#if LGW_HAS_WINDOW
+    if (k >= 32) {
+        lgw_put_first_windowed(rc, c * LGW_T, k - 32, v);
+        return;
+    }
+#endif
+    lgw_put_value(rc, c * LGW_T, k, v);
+}
+
+/* The first sample's prediction: the channel's base plus the earlier channels' offsets (table 0). */
 static int64_t lgw_first_pred(int c, const int32_t *x0) {
     int64_t acc = 0;
 #if LGW_HAS_A0
@@ -205,12 +241,14 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
                 int64_t g = lgw_grid[c];
                 int64_t m = lgw_floor_div(r * 256 + g / 2, g);
                 int64_t e = r - lgw_asr(m * g + 128, 8);
-                lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], m);
+                if (t == 0) lgw_put_first(&rc, c, m);
+                else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], m);
                 lgw_put_value(&rc, LGW_CHANNELS * LGW_T + c, 0, e);
                 continue;
             }
 #endif
-            lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], r);
+            if (t == 0) lgw_put_first(&rc, c, r);
+            else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], r);
         }
     }
     return lgw_rc_finish(&rc);

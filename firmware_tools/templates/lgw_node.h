@@ -33,7 +33,8 @@ typedef struct {
 #define LGW_CODEC_RAW 0x00u
 #define LGW_CODEC_LPP 0x01u
 
-/* A telemetry frame around an already made payload (raw bytes, Cayenne LPP, ...). payload may
+/* A frame around an already made raw (LGW_CODEC_RAW) or Cayenne LPP (LGW_CODEC_LPP) payload; other
+   codec bytes are LGW_E_ARG (learned-model frames come from lgw_build_frame). payload may
    point into out (at offset 4 + id length) or elsewhere. key_epoch: the node's key epoch (0 for a
    new node; see "After a node lost its counter" in docs/frame-format.md). Returns the frame length,
    or a negative LGW_E_* error. */

@@ -1,7 +1,7 @@
 
 /* The model this file was exported for. */
 #define LGW_MODEL_ID @MODEL_ID@
-#define LGW_MODEL_VERSION @MODEL_VERSION@
+#define LGW_MODEL_VERSION @MODEL_VERSION@u
 #define LGW_CODEC_MODEL @CODEC_BYTE@u /* the codec byte: 1mmmmvvv */
 #define LGW_CHANNELS @CHANNELS@            /* the model's channel count */
 #define LGW_SAMPLES_PER_FRAME @SPF@   /* the model's samples per frame */

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from firmware_tools.export_c import export_lpp, export_model
-from gateway.codec import Channel, Schema, demo_model, train
+from gateway.codec import Channel, Model, Schema, demo_model, train
 from gateway.codec.csvio import read_csv
 from tests.codec.conftest import grid_series
 
@@ -40,10 +41,19 @@ def datasets() -> dict[str, tuple]:
     dq, _ = read_csv(CODEC_DATA / "weather-400.csv", demo.schema)
     g = grid_series()
     gschema = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
+    weather = train(q, schema, 16, buckets=3, model_id=3, version=2)
+    # No trained model here pulls towards base (lev = 0): a variant with every predictor term set
+    # covers that path of the C encoder too.
+    p = weather.params
+    lev = np.array([-300, 0, 150, -4000, 77][: p.channels], dtype=np.int64)
+    a1 = p.a1.copy()
+    a1[0, 1] = 900
+    full = Model(schema, replace(p, lev=lev, a1=a1), 12, model_id=15, version=0xFFFF_FFFF)
     return {
         "demo": (demo, dq),
-        "weather": (train(q, schema, 16, buckets=3, model_id=3, version=2), q),
+        "weather": (weather, q),
         "grid": (train(g[:400], gschema, 16, buckets=2, model_id=9, version=11), g[400:]),
+        "full": (full, q),
     }
 
 

@@ -194,9 +194,7 @@ def test_console_decodes_frame_dumps_as_they_scroll_by(run, line, capsys):
     model = demo_model()
     q, _ = read_csv(CODEC_DATA / "weather-400.csv", model.schema)
     lpp_frame = FrameEncoder(5).encode(bytes.fromhex("03670110056700ff"), codec=PayloadCodec.LPP)
-    model_frame = FrameEncoder(0x2A, key).encode(
-        model.encode(q[:16]), codec=PayloadCodec.MODEL, model_id=model.model_id, model_version=model.version
-    )
+    model_frame = FrameEncoder(0x2A, key).encode_model(model, q[:16])
     bad = bytearray(lpp_frame)
     bad[-1] ^= 1
     spaced = " ".join(f"{b:02X}" for b in model_frame)
