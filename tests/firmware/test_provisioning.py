@@ -7,6 +7,7 @@ import errno
 import os
 import pty
 import tty
+from pathlib import Path
 
 import pytest
 import serial
@@ -181,3 +182,15 @@ def test_frame_reader_resynchronises_after_garbage_and_damage():
     last = out[-1]
     assert last is not None and (last.type, last.seq, last.payload) == (MsgType.ACK, 9, b"\x01\x02")
     assert None in out and reader.crc_errors >= 1
+
+
+def test_the_worked_example_in_the_docs_is_valid_frames():
+    doc = (Path(__file__).parents[2] / "docs" / "provisioning.md").read_text()
+    lines = [ln for ln in doc.splitlines() if ln.startswith(("host → node  a5", "node → host  a5"))]
+    assert len(lines) >= 10
+    for ln in lines:
+        hex_part = ln.split("  ")[1].split("   ")[0] if "   " in ln[13:] else ln[13:]
+        data = bytes.fromhex(hex_part.strip())
+        out = FrameReader().feed(data)
+        assert len(out) == 1 and out[0] is not None, ln
+        assert frame(out[0].type, out[0].seq, out[0].payload) == data, ln
