@@ -328,3 +328,17 @@ def test_32_bit_build_passes_the_vectors(exports, datasets, tmp_path):
     vectors = model_vectors(model, q)
     harness = cbuild.build(exports["grid"], tmp_path / "grid32", extra=["-m32"])
     assert harness.run([v[0] for v in vectors]) == [v[1] for v in vectors]
+
+
+def test_call_graph_has_no_recursion_and_a_bounded_stack(exports, tmp_path):
+    from bench.firmware import worst_stack
+
+    for name, entry in (("demo", "lgw_build_frame"), ("full", "lgw_build_frame"), ("lpp", "lgw_build_frame_payload")):
+        work = tmp_path / name
+        work.mkdir()
+        for src in ("lgw_node.c", "lgw_aes_ref.c"):
+            cmd = ["gcc", *cbuild.STRICT, "-fcallgraph-info=su", "-c", str(exports[name] / src)]
+            subprocess.run([*cmd, "-o", str(work / (src[:-2] + ".o"))], check=True, cwd=work)
+        stack, path, recursion = worst_stack(sorted(work.glob("*.ci")), entry)
+        assert not recursion, path
+        assert 0 < stack < 1024, (name, stack, path)  # x86-64 frames; bench/firmware.py measures the M0+
