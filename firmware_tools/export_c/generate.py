@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.codec import tables
-from gateway.codec.model import GRID_ONE, Model
+from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, Model
 from gateway.codec.schema import Q_LIMIT
 from gateway.errors import GatewayError
 from gateway.frames.types import PayloadCodec
@@ -72,14 +72,11 @@ def _byte_coded(freq: np.ndarray) -> list[int]:
     return out
 
 
-def _fingerprint(model: Model) -> bytes | None:
-    """The model's 8-byte fingerprint where this gateway version defines one (bound into CRC/MIC)."""
-    fp = getattr(model, "fingerprint", None)
-    if fp is None:
-        return None
-    fp = bytes(fp)
-    if len(fp) != 8:
-        raise ExportError(f"model {model.key}: fingerprint has {len(fp)} bytes, expected 8")
+def _fingerprint(model: Model) -> bytes:
+    """The model's 8-byte fingerprint, bound into learned-model frames' CRC/MIC (docs/codec.md)."""
+    fp = bytes(model.fingerprint)
+    if len(fp) != FINGERPRINT_LEN:
+        raise ExportError(f"model {model.key}: fingerprint has {len(fp)} bytes, expected {FINGERPRINT_LEN}")
     return fp
 
 
@@ -144,7 +141,8 @@ def _tables(model: Model) -> str:
 def _channel_doc(model: Model) -> str:
     lines = ["/* Channels (row order of `samples`), each in units of its step:"]
     for i, ch in enumerate(model.schema.channels):
-        unit = ch.unit.encode("ascii", "replace").decode()
+        unit = ch.unit.replace("°", "deg").replace("²", "^2").replace("³", "^3").replace("µ", "u")
+        unit = unit.encode("ascii", "replace").decode()
         lines.append(f"     {i}: {ch.name} [{unit}], step {ch.step:g}")
     lines[-1] += " */"
     return "\n".join(lines)
@@ -172,7 +170,6 @@ def render_model(model: Model, source: str = "") -> dict[str, str]:
         .replace("@CHANNELS@", str(model.params.channels))
         .replace("@SPF@", str(model.samples_per_frame))
         .replace("@CHANNEL_DOC@", _channel_doc(model))
-        .replace("@FP_BOUND@", "1" if fp is not None else "0")
     )
     src_note = f" from {source}" if source else ""
     header = (
@@ -181,8 +178,7 @@ def render_model(model: Model, source: str = "") -> dict[str, str]:
         .replace("@SOURCE@", src_note)
         .replace("@MODEL_DECLS@", decls)
     )
-    fp_bytes = fp if fp is not None else bytes(8)
-    fp_line = "const uint8_t LGW_MODEL_FP[8] = {" + ", ".join(f"0x{b:02x}" for b in fp_bytes) + "};\n"
+    fp_line = "const uint8_t LGW_MODEL_FP[8] = {" + ", ".join(f"0x{b:02x}" for b in fp) + "};\n"
     body = (
         _PROLOGUE.format(what=f"frame builder and the encoder of model {model.key}", source=src_note)
         + "\n"

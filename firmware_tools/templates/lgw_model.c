@@ -265,7 +265,7 @@ int lgw_build_frame_ex(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt
     len = lgw_encode_samples(samples, n_samples, out + head, cap);
     if (len < 0) return len;
     lgw_write_header(node, fcnt, LGW_CODEC_MODEL, flags, out);
-    return lgw_seal(node, key_epoch, fcnt, out, head, head + len, out_cap, LGW_FP_BOUND ? LGW_MODEL_FP : (const uint8_t *)0);
+    return lgw_seal(node, key_epoch, fcnt, out, head, head + len, out_cap, LGW_MODEL_FP);
 }
 
 int lgw_build_frame(const lgw_node_t *node, uint32_t fcnt, const int32_t *samples, int n_samples,

@@ -7,9 +7,8 @@
 #define LGW_SAMPLES_PER_FRAME @SPF@   /* the model's samples per frame */
 #define LGW_MAX_SAMPLES 64
 @CHANNEL_DOC@
-/* The model's fingerprint (8 bytes): covered by the CRC/MIC of learned-model frames when
-   LGW_FP_BOUND is 1, so that a frame made with other weights never verifies. */
-#define LGW_FP_BOUND @FP_BOUND@
+/* The model's fingerprint (docs/codec.md): covered by the CRC/MIC of every frame lgw_build_frame
+   makes, never sent, so that a frame checked under other weights fails instead of decoding wrongly. */
 extern const uint8_t LGW_MODEL_FP[8];
 
 /* samples: n_samples rows of LGW_CHANNELS integers, each in units of its channel's step (as the CSV

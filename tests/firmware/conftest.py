@@ -73,13 +73,11 @@ def exports(tmp_path_factory, gcc_path, datasets) -> dict[str, Path]:
 def harnesses(exports, tmp_path_factory) -> dict[tuple[str, bool], cbuild.Harness]:
     """(export name, sanitized) → compiled harness."""
     bins = tmp_path_factory.mktemp("bin")
-    jobs = {
-        f"{name}{'-san' if san else ''}": (src, bins / f"{name}{'-san' if san else ''}", san)
-        for name, src in exports.items()
-        for san in (False, True)
-    }
+    # Sanitized builds of every export but "weather", whose code paths "full" covers (and more).
+    variants = [(name, san) for name in exports for san in (False, True) if not (san and name == "weather")]
+    jobs = {f"{name}-{int(san)}": (exports[name], bins / f"{name}-{int(san)}", san) for name, san in variants}
     built = cbuild.build_all(jobs)
-    return {(name, san): built[f"{name}{'-san' if san else ''}"] for name in exports for san in (False, True)}
+    return {(name, san): built[f"{name}-{int(san)}"] for name, san in variants}
 
 
 def as_c_rows(samples: np.ndarray) -> str:
