@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.codec import tables
-from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, Model
+from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, JITTER_PHASES, Model
 from gateway.codec.schema import Q_LIMIT
 from gateway.errors import GatewayError
 from gateway.frames.types import PayloadCodec
@@ -127,10 +127,13 @@ def _tables(model: Model) -> str:
         for t in range(t_n):
             starts.append(len(stream))
             stream += _byte_coded(p.freq[c, t])
-    for c in range(c_n):  # jitter tables: index C * T + c (only grid channels carry data)
-        starts.append(len(stream))
-        if c in grid_channels:
-            stream += _byte_coded(p.jfreq[c])
+    for c in range(c_n):  # jitter tables: index C * T + 4c + phase (only grid channels carry data)
+        for ph in range(JITTER_PHASES):
+            if c in grid_channels and (ph == 0 or np.any(p.jfreq[c, ph] != p.jfreq[c, ph - 1])):
+                starts.append(len(stream))
+                stream += _byte_coded(p.jfreq[c, ph])
+            else:  # the same table as the phase before (or no data): share its bytes
+                starts.append(starts[-1] if ph else len(stream))
     if len(stream) > 0xFFFF:
         raise ExportError("frequency tables exceed 64 KB")
     out.append(_c_array("uint16_t", "lgw_tab_at", starts, 16))

@@ -243,7 +243,8 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
                 int64_t e = r - lgw_asr(m * g + 128, 8);
                 if (t == 0) lgw_put_first(&rc, c, m);
                 else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], m);
-                lgw_put_value(&rc, LGW_CHANNELS * LGW_T + c, 0, e);
+                /* Jitter table by the lattice phase of m: ((m * g) mod 256) >> 6 (docs/codec.md). */
+                lgw_put_value(&rc, LGW_CHANNELS * LGW_T + 4 * c + (int)(((uint64_t)(m * g) & 255u) >> 6), 0, e);
                 continue;
             }
 #endif

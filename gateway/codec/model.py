@@ -30,7 +30,10 @@ GRID_ONE = 1 << GRID_BITS
 GRID_MAX = 1 << 20
 # Fingerprint (docs/codec.md "Fingerprint"): names the bitstream revision, so frames of an older
 # revision fail their check instead of decoding to garbage.
-FINGERPRINT_TAG = b"lora-gw codec bitstream 2\x00"
+# Revision 3 added the jitter tables by lattice phase; a model whose phase tables are all equal codes
+# exactly revision 2's bitstream and keeps revision 2's fingerprint (old frames and nodes stay valid).
+FINGERPRINT_TAG = b"lora-gw codec bitstream 3\x00"
+FINGERPRINT_TAG_2 = b"lora-gw codec bitstream 2\x00"
 FINGERPRINT_LEN = 8
 _FP_ARRAYS = ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq")
 
@@ -44,6 +47,18 @@ def grid_split(r: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def grid_value(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """round(m * grid / 256) in integers: (m * grid + 128) >> 8."""
     return (m * grid + (GRID_ONE >> 1)) >> GRID_BITS
+
+
+# A sensor's lattice step is rarely a whole number of quantisation steps (≈10.1 mg): where m·grid/256
+# falls near a half, the reading lands on either neighbour, near a whole it lands on it. The jitter
+# is therefore coded with one of four tables chosen by that fractional part (quarters).
+JITTER_PHASES = 4
+_PHASE_SHIFT = GRID_BITS - 2
+
+
+def grid_phase(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Jitter table of grid index m: ((m * grid) mod 256) >> 6 (floor modulo, so 0..3 for any m)."""
+    return ((m * grid) & (GRID_ONE - 1)) >> _PHASE_SHIFT
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +78,8 @@ class Params:
     lo[C], hi[C]       plausible range (quantised) for generation and gap filling
     grid[C]            residual grid step in 1/256 units; 256 = none. With a grid, a residual r
                        is sent as m (context tables) and jitter e = r - round(m * grid / 256)
-    jfreq[C, 64]       jitter symbol frequencies (binning shift 0), used where grid != 256
+    jfreq[C, 4, 64]    jitter symbol frequencies (binning shift 0), used where grid != 256, one
+                       table per lattice phase of the grid index (grid_phase)
     """
 
     base: np.ndarray
@@ -101,7 +117,7 @@ class Params:
             "lo": (c,),
             "hi": (c,),
             "grid": (c,),
-            "jfreq": (c, tables.NSYM),
+            "jfreq": (c, JITTER_PHASES, tables.NSYM),
         }
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
@@ -128,15 +144,29 @@ class Params:
             raise CodecError("weights: activity thresholds must ascend")
 
 
+def phased_jitter(p: Params) -> bool:
+    """Whether any channel's jitter tables differ by phase (else the bitstream is revision 2's)."""
+    return bool(np.any(p.jfreq != p.jfreq[:, :1]))
+
+
 def fingerprint_message(model: Model) -> bytes:
-    """The canonical bytes the fingerprint hashes: tag, header, integer arrays, schema steps."""
+    """The canonical bytes the fingerprint hashes: tag, header, integer arrays, schema steps.
+
+    ``jfreq`` enters as C×4×64 under revision 3's tag; a model whose phase tables are equal codes
+    revision 2's bitstream and hashes as revision 2 did (tag 2, ``jfreq`` as C×64)."""
     p = model.params
     head = struct.pack(
         "<BIBBB", model.model_id, model.version, model.samples_per_frame, p.channels, p.buckets
     )
-    arrays = b"".join(np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in _FP_ARRAYS)
+    phased = phased_jitter(p)
+    arrays = b"".join(
+        np.ascontiguousarray(
+            p.jfreq[:, 0] if name == "jfreq" and not phased else getattr(p, name), dtype="<i4"
+        ).tobytes()
+        for name in _FP_ARRAYS
+    )
     steps = ",".join(repr(float(ch.step)) for ch in model.schema.channels).encode("ascii")
-    return FINGERPRINT_TAG + head + arrays + steps
+    return (FINGERPRINT_TAG if phased else FINGERPRINT_TAG_2) + head + arrays + steps
 
 
 def activity_bucket(prev_delta: np.ndarray, thr: np.ndarray) -> np.ndarray:
@@ -250,8 +280,9 @@ class Model:
         cum = self._cum[chan, table, sym]
         freq = self.params.freq[chan, table, sym]
         jsym, jraw, jnraw = tables.to_symbols(e, 0)
-        jcum = self._jcum[chan, jsym]
-        jfreq = np.where(grid != GRID_ONE, self.params.jfreq[chan, jsym], 0)  # 0: no jitter symbol
+        phase = grid_phase(m, grid)
+        jcum = self._jcum[chan, phase, jsym]
+        jfreq = np.where(grid != GRID_ONE, self.params.jfreq[chan, phase, jsym], 0)  # 0: no jitter
         count_sym = 0 if n == self.samples_per_frame else n
         out = []
         for i in range(f):
@@ -360,9 +391,9 @@ class Model:
                         nraw.ravel(),
                         np.arange(ntab) * PROB_TOTAL,
                         np.arange(ntab) * tables.NSYM,
-                        self._jlut[ch],
-                        self._jcum[ch][:-1],
-                        p.jfreq[ch],
+                        self._jlut[ch].ravel(),
+                        self._jcum[ch][:, :-1].ravel(),
+                        p.jfreq[ch].ravel(),
                         tables.symbol_base(0),
                         tables.raw_bits(np.arange(tables.NSYM), 0),
                     )
@@ -413,9 +444,11 @@ class Model:
                     resid = (z >> 1) ^ -(z & 1)
                 grid = int(p.grid[ch])
                 if grid != GRID_ONE:
+                    ph = grid_phase(resid, grid)
                     r, v = dd.target()
-                    js = jlut[v]
-                    dd.consume(r, jcum[js], jfreq[js])
+                    js = jlut[ph * PROB_TOTAL + v]
+                    jidx = ph * tables.NSYM + js
+                    dd.consume(r, jcum[jidx], jfreq[jidx])
                     nb = jnraw[js]
                     z = jz0[js] + (dd.raw(nb) if nb.any() else zeros)
                     resid = grid_value(resid, grid) + ((z >> 1) ^ -(z & 1))
@@ -479,7 +512,7 @@ class Model:
                     raw = int(rng.integers(0, 1 << nb)) if nb else 0
                     resid = tables.from_symbols(np.int64(sym), np.int64(raw), np.int64(k))
                 if p.grid[ch] != GRID_ONE:
-                    js = rng.choice(tables.NSYM, p=jprobs[ch])
+                    js = rng.choice(tables.NSYM, p=jprobs[ch, int(grid_phase(np.int64(resid), p.grid[ch]))])
                     jn = int(tables.raw_bits(np.int64(js), 0))
                     jr = int(rng.integers(0, 1 << jn)) if jn else 0
                     resid = grid_value(resid, p.grid[ch]) + tables.from_symbols(np.int64(js), np.int64(jr), 0)

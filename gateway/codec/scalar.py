@@ -40,9 +40,9 @@ class ScalarTables:
     cum: list[list[list[int]]]
     lut: list[list[bytes]]
     grid: list[int]
-    jfreq: list[list[int]]
-    jcum: list[list[int]]
-    jlut: list[bytes]
+    jfreq: list[list[list[int]]]
+    jcum: list[list[list[int]]]
+    jlut: list[list[bytes]]
     count_freq: list[int]
     count_cum: list[int]
 
@@ -75,7 +75,7 @@ def build(
         grid=params.grid.tolist(),
         jfreq=params.jfreq.tolist(),
         jcum=jcum.tolist(),
-        jlut=[bytes(t.astype("uint8")) for t in jlut],
+        jlut=[[bytes(t.astype("uint8")) for t in ch] for ch in jlut],
         count_freq=count_freq.tolist(),
         count_cum=count_cum.tolist(),
     )
@@ -222,8 +222,10 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 resid = read(t.freq[c][tab], t.cum[c][tab], t.lut[c][tab], k)
             else:
                 resid = read_first(t.freq[c][0], t.cum[c][0], t.lut[c][0], k - _WINDOW)
-            if t.grid[c] != 256:
-                resid = ((resid * t.grid[c] + 128) >> 8) + read(t.jfreq[c], t.jcum[c], t.jlut[c], 0)
+            g = t.grid[c]
+            if g != 256:  # jitter table by the lattice phase of the grid index (model.grid_phase)
+                ph = ((resid * g) & 255) >> 6
+                resid = ((resid * g + 128) >> 8) + read(t.jfreq[c][ph], t.jcum[c][ph], t.jlut[c][ph], 0)
             value = pred + resid
             if not -_LIMIT < value < _LIMIT:
                 raise PayloadError(f"payload does not decode under model {key}")

@@ -11,12 +11,14 @@ from gateway.codec.errors import DataError
 from gateway.codec.model import (
     GRID_MAX,
     GRID_ONE,
+    JITTER_PHASES,
     MAX_CONTEXTS,
     MAX_SAMPLES,
     SHIFT,
     Model,
     Params,
     activity_bucket,
+    grid_phase,
     grid_split,
 )
 from gateway.codec.schema import Schema
@@ -99,6 +101,29 @@ def _table_cost(r: np.ndarray, k: int | None = None) -> float:
     return tables.cost_bits(counts, tables.quantise_freqs(counts)) + float(nraw.sum())
 
 
+def jitter_tables(m: np.ndarray, e: np.ndarray, grid: int) -> tuple[np.ndarray, float]:
+    """Jitter tables (4 × 64, one per lattice phase of the grid index) and their cost in bits.
+
+    The four phases get their own tables only where that saves at least 1 % of the jitter's bits
+    (a lattice step that is not a whole number of steps); else all four are the same table, which
+    codes exactly as revision 2's single jitter table did."""
+    m, e = np.ravel(m), np.ravel(e)
+    sym, _, nraw = tables.to_symbols(e, 0)
+    counts = np.bincount(sym, minlength=tables.NSYM)
+    single = tables.quantise_freqs(counts)
+    single_bits = tables.cost_bits(counts, single) + float(nraw.sum())
+    ph = grid_phase(m, np.int64(grid))
+    phased = np.empty((JITTER_PHASES, tables.NSYM), dtype=np.int64)
+    phased_bits = float(nraw.sum())
+    for i in range(JITTER_PHASES):
+        ci = np.bincount(sym[ph == i], minlength=tables.NSYM)
+        phased[i] = tables.quantise_freqs(ci)
+        phased_bits += tables.cost_bits(ci, phased[i])
+    if phased_bits < 0.99 * single_bits:
+        return phased, phased_bits
+    return np.tile(single, (JITTER_PHASES, 1)), single_bits
+
+
 def choose_grid(r: np.ndarray, rng: np.random.Generator) -> int:
     """Residual grid (1/256 units) for one channel: 256 unless a coarser grid codes cheaper.
 
@@ -119,10 +144,15 @@ def choose_grid(r: np.ndarray, rng: np.random.Generator) -> int:
     coarse = sorted(range(384, min(GRID_MAX, 64 * GRID_ONE), 32), key=proxy)[:6]
     fine = {g + d for g in coarse for d in range(-16, 17, 2)}
     ranked = sorted(fine, key=proxy)[:8]
+    # A multiple of the sensor's lattice step ranks as well as the step itself under the proxy (the
+    # jitter then carries the lattice position); the step itself codes cheaper once the context
+    # tables see its index (and the jitter's phase tables its lattice position), so the divisors of
+    # each candidate compete too.
+    ranked += sorted({round(g / k) for g in ranked for k in range(2, 9) if g / k >= 384} - set(ranked))
     best, best_cost = GRID_ONE, plain
     for g in ranked:
         m, e = grid_split(r, np.int64(g))
-        cost = _table_cost(m) + _table_cost(e, 0)
+        cost = _table_cost(m) + jitter_tables(m, e, g)[1]
         if cost < best_cost * 0.98:
             best, best_cost = g, cost
     return best
@@ -207,7 +237,7 @@ def train(
         lo,
         hi,
         np.full(c, GRID_ONE, dtype=np.int64),
-        np.tile(flat, (c, 1)),
+        np.tile(flat, (c, JITTER_PHASES, 1)),
     )
     # Frames at every phase of the series, so the tables see each sample position evenly.
     n = samples_per_frame
@@ -220,15 +250,14 @@ def train(
     shift = np.zeros((c, ntab), dtype=np.int64)
     freq = np.zeros((c, ntab, tables.NSYM), dtype=np.int64)
     grid = np.full(c, GRID_ONE, dtype=np.int64)
-    jfreq = np.tile(flat, (c, 1))
+    jfreq = np.tile(flat, (c, JITTER_PHASES, 1))
     rng = np.random.default_rng(0)
     for ch in range(c):
         grid[ch] = choose_grid(resid[:, :, ch].ravel(), rng)
         if grid[ch] != GRID_ONE:
             m, e = grid_split(resid[:, :, ch], grid[ch])
             resid[:, :, ch] = m
-            sym, _, _ = tables.to_symbols(e.ravel(), 0)
-            jfreq[ch] = tables.quantise_freqs(np.bincount(sym, minlength=tables.NSYM))
+            jfreq[ch] = jitter_tables(m, e, int(grid[ch]))[0]
     for ch in range(c):
         act = np.abs(fd[:, 1:-1, ch]).ravel() if n > 2 else np.zeros(0, dtype=np.int64)
         if buckets > 1 and len(act):

@@ -23,10 +23,14 @@ import numpy as np
 
 from gateway.codec import tables
 from gateway.codec.errors import CodecError, SchemaError, WeightsError
-from gateway.codec.model import Model, Params
+from gateway.codec.model import JITTER_PHASES, Model, Params, phased_jitter
 from gateway.codec.schema import Q_LIMIT, Schema, printable
 
+#: Format 1 holds one jitter table per channel; format 2 (written only when a model's jitter tables
+#: differ by lattice phase, bitstream revision 3) holds the four. Both load.
 FORMAT = "lora-gw-codec/1"
+FORMAT_PHASED = "lora-gw-codec/2"
+FORMATS = {FORMAT: 1, FORMAT_PHASED: JITTER_PHASES}
 MAX_FILE_BYTES = 1 << 20
 #: Limit on the members' total uncompressed size (a 32-channel, 8-bucket model needs < 100 KB).
 MAX_UNPACKED_BYTES = 1 << 20
@@ -49,16 +53,21 @@ def _pack(p: Params) -> np.ndarray:
     return np.concatenate(parts).astype(np.int32)
 
 
-def _unpack(ints: np.ndarray, freq: np.ndarray, c: int, k: int) -> Params:
+def _unpack(ints: np.ndarray, freq: np.ndarray, c: int, k: int, phases: int = 1) -> Params:
+    """``phases`` jitter tables per channel follow the channel's ``k + 2`` tables in ``freq`` (1 in
+    format 1: that table then serves every phase, which codes exactly as before)."""
     sizes = [c, c * c, c * c, c * c, c, c * (k - 1), c * (k + 2), c, c, c]
-    if len(ints) != sum(sizes) or freq.size != c * (k + 3) * tables.NSYM:
+    if len(ints) != sum(sizes) or freq.size != c * (k + 2 + phases) * tables.NSYM:
         raise WeightsError("weights: array sizes do not match the channel and bucket counts")
     out, pos = [], 0
     for n in sizes:
         out.append(ints[pos : pos + n].astype(np.int64))
         pos += n
     base, a0, a1, a2, lev, thr, shift, lo, hi, grid = out
-    freq = freq.astype(np.int64).reshape(c, k + 3, tables.NSYM)
+    freq = freq.astype(np.int64).reshape(c, k + 2 + phases, tables.NSYM)
+    jfreq = freq[:, k + 2 :]
+    if phases == 1:
+        jfreq = np.repeat(jfreq, JITTER_PHASES, axis=1)
     return Params(
         base,
         a0.reshape(c, c),
@@ -71,7 +80,7 @@ def _unpack(ints: np.ndarray, freq: np.ndarray, c: int, k: int) -> Params:
         lo,
         hi,
         grid,
-        freq[:, k + 2],
+        jfreq,
     )
 
 
@@ -88,9 +97,11 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
     """Serialise a model; fills in creation time and SHA-256 in ``model.meta``."""
     ints = _pack(model.params)
     p = model.params
-    freq = np.concatenate([p.freq, p.jfreq[:, None, :]], axis=1).astype(np.uint16)
+    phased = phased_jitter(p)
+    jit = p.jfreq if phased else p.jfreq[:, :1]
+    freq = np.concatenate([p.freq, jit], axis=1).astype(np.uint16)
     meta: dict[str, Any] = {
-        "format": FORMAT,
+        "format": FORMAT_PHASED if phased else FORMAT,
         "name": model.meta.get("name", f"model-{model.model_id}"),
         "model_id": model.model_id,
         "version": model.version,
@@ -284,7 +295,7 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
         meta = json.loads(raw_meta.tobytes().decode())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise WeightsError(f"{source}: metadata is not UTF-8 JSON ({exc.__class__.__name__})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         raise WeightsError(
             f"{source}: unknown weight format {meta.get('format') if isinstance(meta, dict) else None!r}"
         )
@@ -294,7 +305,7 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
     try:
         schema = Schema.from_list(meta["schema"], source)
         c, k = meta["channels"], meta["buckets"]
-        params = _unpack(ints.ravel(), freq.ravel(), c, k)
+        params = _unpack(ints.ravel(), freq.ravel(), c, k, FORMATS[meta["format"]])
         bad = np.flatnonzero(params.lo > params.hi) if len(params.lo) == len(schema) else []
         if len(bad):
             ch = int(bad[0])

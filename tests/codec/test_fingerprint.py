@@ -18,11 +18,15 @@ DEMO_FINGERPRINT = "9541f1e03fd6d1fe"
 def _from_doc(model: Model) -> bytes:
     """The canonical encoding, written out from docs/codec.md without the codec's own helper."""
     p = model.params
-    msg = b"lora-gw codec bitstream 2\x00"
+    # Revision 3 when some channel's four jitter tables differ; else revision 2's bytes exactly.
+    jf = p.jfreq.tolist()
+    phased = any(jf[c][i] != jf[c][0] for c in range(p.channels) for i in (1, 2, 3))
+    msg = b"lora-gw codec bitstream 3\x00" if phased else b"lora-gw codec bitstream 2\x00"
     msg += struct.pack("<B", model.model_id) + struct.pack("<I", model.version)
     msg += bytes((model.samples_per_frame, p.channels, p.thr.shape[1] + 1))
     for name in ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq"):
-        for v in np.asarray(getattr(p, name)).ravel().tolist():
+        arr = p.jfreq[:, 0] if name == "jfreq" and not phased else getattr(p, name)
+        for v in np.asarray(arr).ravel().tolist():
             msg += struct.pack("<i", v)
     msg += ",".join(repr(float(c.step)) for c in model.schema.channels).encode("ascii")
     return hashlib.sha256(msg).digest()[:8]
@@ -57,3 +61,25 @@ def test_fingerprint_ignores_the_file_but_follows_the_bitstream(model):
     prints = {v.fingerprint for v in variants}
     assert len(prints) == len(variants) and model.fingerprint not in prints
     assert all(len(v.fingerprint) == 8 for v in variants)
+
+
+def test_phased_jitter_tables_hash_as_revision_3():
+    """A model whose jitter tables differ by lattice phase codes revision 3's bitstream: its
+    fingerprint follows the document, and each phase table is covered."""
+    from gateway.codec import Channel, Schema, train
+    from gateway.codec.model import fingerprint_message
+
+    from .conftest import grid_series
+
+    schema = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
+    gm = train(grid_series(), schema, 16, buckets=2)
+    assert np.any(gm.params.jfreq != gm.params.jfreq[:, :1])
+    assert fingerprint_message(gm).startswith(b"lora-gw codec bitstream 3\x00")
+    assert _from_doc(gm) == gm.fingerprint
+    c = int(np.flatnonzero(gm.params.grid != 256)[0])
+    jfreq = gm.params.jfreq.copy()
+    j = int(np.argmax(jfreq[c, 3]))
+    jfreq[c, 3, j] -= 1
+    jfreq[c, 3, (j + 1) % 64] += 1
+    other = Model(schema, dataclasses.replace(gm.params, jfreq=jfreq), 16, gm.model_id, gm.version)
+    assert other.fingerprint != gm.fingerprint == from_bytes(to_bytes(gm), "copy").fingerprint

@@ -111,7 +111,8 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
             k = shift[c][tab]
             r = unbin(dec, freq[c][tab], k) if k < 32 else unbin_first(dec, freq[c][0], k - 32)
             if grid[c] != 256:
-                r = ((r * grid[c] + 128) >> 8) + unbin(dec, jfreq[c], 0)
+                phase = (r * grid[c]) % 256 // 64  # the grid index's lattice phase picks the table
+                r = ((r * grid[c] + 128) >> 8) + unbin(dec, jfreq[c][phase], 0)
             x[t][c] = pred + r
             if t:
                 d[t][c] = x[t][c] - x[t - 1][c]

@@ -104,6 +104,8 @@ def model_vectors(model, q) -> list[tuple[str, str, tuple]]:
 @pytest.mark.parametrize("name", ["demo", "weather", "grid", "full"])
 def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name, datasets, harnesses):
     model, q = datasets[name]
+    if name == "grid":  # the export's jitter tables by lattice phase (bitstream revision 3) are in use
+        assert np.any(model.params.jfreq != model.params.jfreq[:, :1])
     vectors = model_vectors(model, q)
     got = harnesses[(name, False)].run([v[0] for v in vectors])
     expected = [v[1] for v in vectors]
