@@ -151,3 +151,99 @@ def test_any_frame_round_trips_on_both_decode_paths(model, n, seed, scale):
     payload = model.encode(frame)
     assert np.array_equal(model.decode(payload), frame)
     assert np.array_equal(model.decode_many([payload, payload])[1], frame)
+
+
+# -- bitstream revision 3: jitter tables by the lattice phase of the grid index ---------------------
+
+
+def _lattice_series() -> np.ndarray:
+    """Scaled ADC counts (a ~10.1 lattice) with a little analogue noise before rounding, like
+    Daphnet: whether a reading lands on one integer or two depends on the lattice point's phase."""
+    rng = np.random.default_rng(11)
+    counts = np.cumsum(rng.integers(-6, 7, size=(900, 3)), axis=0)
+    return np.rint(counts * 10.1 + rng.normal(0, 0.3, size=(900, 3))).astype(np.int64)
+
+
+def _lattice_model():
+    x = _lattice_series()
+    schema = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
+    return train(x[:600], schema, 16, buckets=2), x[600:], schema
+
+
+def test_grid_phase_is_a_floor_modulo_for_negative_indices():
+    from gateway.codec.model import grid_phase
+
+    m = np.arange(-700, 700, dtype=np.int64)
+    for g in (300, 2585, 1 << 20):
+        assert grid_phase(m, np.int64(g)).tolist() == [(v * g) % 256 // 64 for v in m.tolist()]
+
+
+def test_phase_tables_save_bits_on_held_out_lattice_data():
+    """The four jitter tables code held-out lattice data in fewer bytes than one shared table, and
+    all three decoders agree (the shared table is exactly revision 2's bitstream)."""
+    import dataclasses
+
+    gm, test, schema = _lattice_model()
+    p = gm.params
+    assert np.any(p.jfreq != p.jfreq[:, :1])
+    # One table per channel learned from the same training data, used for every phase.
+    x = _lattice_series()[:600]
+    frames = np.concatenate([frames_of(x[s:], 16) for s in range(0, 16, 4)])
+    from gateway.codec.model import grid_split
+    from gateway.codec.tables import quantise_freqs, to_symbols
+
+    jf = p.jfreq.copy()
+    res = gm.residuals(frames)
+    for c in np.flatnonzero(p.grid != GRID_ONE):
+        _, e = grid_split(res[:, :, c].ravel(), p.grid[c])
+        jf[c] = quantise_freqs(np.bincount(to_symbols(e, 0)[0], minlength=64))
+    single = Model(schema, dataclasses.replace(p, jfreq=jf), 16)
+    held = frames_of(test, 16)
+    phased_bytes = sum(map(len, gm.encode_many(held)))
+    single_bytes = sum(map(len, single.encode_many(held)))
+    assert phased_bytes < 0.97 * single_bytes, (phased_bytes, single_bytes)
+    for m in (gm, single):
+        payloads = m.encode_many(held)
+        assert all(np.array_equal(a, b) for a, b in zip(m.decode_many(payloads), held, strict=True))
+        assert all(np.array_equal(m.decode(pl), f) for pl, f in zip(payloads, held, strict=True))
+
+
+def test_weight_formats_one_and_two_load(demo):
+    """A model with phase tables is written as format 2 (four jitter tables per channel); one
+    without keeps format 1 (the shipped demo), whose single table serves every phase."""
+    from gateway.codec.weights import from_bytes, to_bytes
+
+    gm, test, _ = _lattice_model()
+    back = from_bytes(to_bytes(gm), "phased.npz")
+    assert back.meta["format"] == "lora-gw-codec/2"
+    assert np.array_equal(back.params.jfreq, gm.params.jfreq) and back.fingerprint == gm.fingerprint
+    frame = test[:16]
+    assert back.encode(frame) == gm.encode(frame)
+    assert demo.meta["format"] == "lora-gw-codec/1"
+    assert demo.params.jfreq.shape == (5, 4, 64) and np.all(demo.params.jfreq == demo.params.jfreq[:, :1])
+    assert from_bytes(to_bytes(demo), "demo.npz").meta["format"] == "lora-gw-codec/1"
+
+
+def test_format_two_file_with_format_one_tables_is_refused(demo):
+    """Format 2 promises four jitter tables per channel: a file that holds one is refused clearly."""
+    import io
+    import json
+
+    from gateway.codec.errors import WeightsError
+    from gateway.codec.weights import _digest, from_bytes, to_bytes
+
+    with np.load(io.BytesIO(to_bytes(demo))) as npz:
+        ints, freq, raw = npz["ints"], npz["freq"], npz["meta"]
+    meta = json.loads(raw.tobytes().decode())
+    meta["format"] = "lora-gw-codec/2"
+    meta["sha256"] = _digest(ints, freq, meta)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, ints=ints, freq=freq, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(WeightsError, match="array sizes do not match"):
+        from_bytes(buf.getvalue(), "odd.npz")
+    meta["format"] = "lora-gw-codec/9"
+    meta["sha256"] = _digest(ints, freq, meta)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, ints=ints, freq=freq, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(WeightsError, match="unknown weight format"):
+        from_bytes(buf.getvalue(), "future.npz")
