@@ -115,7 +115,10 @@ def _edit(path, change):
             ),
             "frame 5 decodes to 16 samples, the file says 15",
         ),
-        (lambda ls: ls.__setitem__(2, re.sub('"payload": "[0-9a-f]*"', '"payload": "zz"', ls[2])), "hex string"),
+        (
+            lambda ls: ls.__setitem__(2, re.sub('"payload": "[0-9a-f]*"', '"payload": "zz"', ls[2])),
+            "hex string",
+        ),
         (
             lambda ls: ls.__setitem__(0, ls[0].replace('"sha256": "', '"sha256": "00')),
             "was encoded with model 0@1",
