@@ -26,6 +26,7 @@ from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config, log_file_error
 from gateway.service.core import Core, CoreSettings
 from gateway.service.notify import Notifier
+from gateway.service.operations import Operations, OperationsSettings, start_web
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
 
@@ -136,6 +137,7 @@ class Gateway:
             gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
+        self.operations = operations(cfg, self.registry, self.source, db)
         self.core = Core(
             self.pipeline,
             self.outbox,
@@ -144,10 +146,13 @@ class Gateway:
             CoreSettings(
                 stats_interval_s=cfg.gateway.stats_interval_s,
                 redecode_interval_s=cfg.outbox.redecode_interval_s,
+                retain_telemetry=cfg.mqtt.retain_telemetry,
             ),
             notifier=self.notifier,
             radio_heartbeat=self.source.heartbeat,
+            observer=self.operations,
         )
+        self.operations.attach(self.core)
         self.stop_event = threading.Event()
 
     def _radio(self) -> Any:
@@ -188,6 +193,8 @@ class Gateway:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> None:
+        http = self.cfg.http
+        web = start_web(self.operations, http.listen, http.token) if http.listen else None
         self.sink.start()
         self.source.start(self.core.submit)
         r = self.cfg.radio
@@ -205,5 +212,25 @@ class Gateway:
         try:
             self.core.run(self.stop_event, before_shutdown=self.source.stop)
         finally:
+            if web is not None:
+                web.stop()
             self.registry.close()
             self.notifier.close()
+
+
+def operations(cfg: Config, registry: NodeRegistry, source: Any, db: Path) -> Operations:
+    """Availability, Home Assistant discovery and the status page's figures (gateway.service.operations)."""
+    return Operations(
+        cfg.gateway.id,
+        f"{cfg.mqtt.topic_prefix}/{cfg.gateway.id}",
+        OperationsSettings(
+            default_interval_s=cfg.nodes.report_interval_s,
+            homeassistant=cfg.homeassistant.enabled,
+            discovery_prefix=cfg.homeassistant.discovery_prefix,
+            stats_interval_s=cfg.gateway.stats_interval_s,
+        ),
+        NodeCache(registry.get),
+        registry.nodes,
+        getattr(source, "stats", None),
+        db,
+    )
