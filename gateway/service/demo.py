@@ -271,7 +271,9 @@ def demo_operations(registry: NodeRegistry, net: SimNetwork, db: Path, interval_
     return Operations(
         DEMO_GATEWAY_ID,
         f"lora/{DEMO_GATEWAY_ID}",
-        OperationsSettings(default_interval_s=interval_s, homeassistant=True, stats_interval_s=30),
+        OperationsSettings(
+            default_interval_s=interval_s, homeassistant=True, stats_interval_s=30, snapshot_interval_s=1.0
+        ),
         lambda node_id: None,  # the demo's nodes report every interval_s of simulated time
         registry.nodes,
         net.stats,

@@ -39,7 +39,7 @@ class OperationsSettings:
     stats_interval_s: float = 60.0
     link_interval_s: float = 30.0
     registry_check_s: float = 30.0
-    snapshot_interval_s: float = 5.0
+    snapshot_interval_s: float = 2.0  # how fresh /api/status and /metrics are
 
 
 class Operations:
