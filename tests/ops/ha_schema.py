@@ -17,17 +17,52 @@ from typing import Any
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 SENSOR_KEYS = {
-    "name", "unique_id", "object_id", "default_entity_id", "state_topic", "value_template", "device_class",
-    "unit_of_measurement", "state_class", "availability", "availability_mode", "availability_topic",
-    "availability_template", "payload_available", "payload_not_available", "expire_after", "device", "origin",
-    "entity_category", "force_update", "icon", "json_attributes_topic", "json_attributes_template", "qos",
-    "enabled_by_default", "suggested_display_precision", "last_reset_value_template", "encoding", "platform",
-    "entity_picture", "options",
-}  # fmt: skip
+    "name",
+    "unique_id",
+    "object_id",
+    "default_entity_id",
+    "state_topic",
+    "value_template",
+    "device_class",
+    "unit_of_measurement",
+    "state_class",
+    "availability",
+    "availability_mode",
+    "availability_topic",
+    "availability_template",
+    "payload_available",
+    "payload_not_available",
+    "expire_after",
+    "device",
+    "origin",
+    "entity_category",
+    "force_update",
+    "icon",
+    "json_attributes_topic",
+    "json_attributes_template",
+    "qos",
+    "enabled_by_default",
+    "suggested_display_precision",
+    "last_reset_value_template",
+    "encoding",
+    "platform",
+    "entity_picture",
+    "options",
+}
 DEVICE_KEYS = {
-    "identifiers", "connections", "name", "model", "model_id", "manufacturer", "sw_version", "hw_version",
-    "serial_number", "via_device", "suggested_area", "configuration_url",
-}  # fmt: skip
+    "identifiers",
+    "connections",
+    "name",
+    "model",
+    "model_id",
+    "manufacturer",
+    "sw_version",
+    "hw_version",
+    "serial_number",
+    "via_device",
+    "suggested_area",
+    "configuration_url",
+}
 ORIGIN_KEYS = {"name", "sw_version", "support_url"}
 AVAILABILITY_KEYS = {"topic", "payload_available", "payload_not_available", "value_template"}
 STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}

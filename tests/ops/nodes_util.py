@@ -20,8 +20,10 @@ from tests.service.frames_util import accepted
 LPP_READINGS: list[tuple[int, str, Any]] = []
 for _i, _t in enumerate(lpp.TYPES):
     if _t.fields:
-        _v: Any = {f: 1.5 if _t.code != 0x88 else {"latitude": 52.5, "longitude": 13.4, "altitude": 34.0}[f]
-                   for f in _t.fields}  # fmt: skip
+        _v: Any = {
+            f: 1.5 if _t.code != 0x88 else {"latitude": 52.5, "longitude": 13.4, "altitude": 34.0}[f]
+            for f in _t.fields
+        }
     elif _t.divisor == 1 and _t.size == 1:
         _v = 1
     else:
@@ -32,9 +34,13 @@ LPP_READINGS.append((40, "temperature", 21.5))
 MODEL_NODE = Node(node_id=0x5101, name="weather-1", interval_s=300.0)
 LPP_NODE = Node(node_id=0x0A0B0C0D, name="lpp-every-type", format=NodeFormat.LPP, interval_s=120.0)
 RH_NODE = Node(
-    node_id=0x0000002A, name="rh-node", format=NodeFormat.RADIOHEAD, payload=PayloadCodec.LPP, interval_s=60.0,
+    node_id=0x0000002A,
+    name="rh-node",
+    format=NodeFormat.RADIOHEAD,
+    payload=PayloadCodec.LPP,
+    interval_s=60.0,
     radiohead_address=0x2A,
-)  # fmt: skip
+)
 NODES = {n.node_id: n for n in (MODEL_NODE, LPP_NODE, RH_NODE)}
 
 
@@ -51,7 +57,9 @@ def telemetry_of_every_kind(utc_ms: int = 1_700_000_000_000) -> dict[str, tuple[
     payload = model.encode(samples)
     frames = {
         "model": replace(
-            accepted(MODEL_NODE.node_id, 7, payload, codec="model", model=(model.model_id, model.version % 8)),
+            accepted(
+                MODEL_NODE.node_id, 7, payload, codec="model", model=(model.model_id, model.version % 8)
+            ),
             radio=replace(accepted(1, 1).radio, utc_ms=utc_ms),
         ),
         "lpp": replace(accepted(LPP_NODE.node_id, 3, lpp.encode(LPP_READINGS)), format="lpp"),

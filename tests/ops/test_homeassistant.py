@@ -19,7 +19,11 @@ from tests.ops.nodes_util import telemetry_of_every_kind
 def _configs(kind: str):
     node, msg = telemetry_of_every_kind()[kind]
     d = Discovery("gw1", "lora/gw1")
-    return d, msg, d.node_configs(node.node_id, msg["node_name"], sensors_of(msg["values"]), node.interval_s, kind)
+    return (
+        d,
+        msg,
+        d.node_configs(node.node_id, msg["node_name"], sensors_of(msg["values"]), node.interval_s, kind),
+    )
 
 
 @pytest.mark.parametrize("kind", ["model", "lpp", "radiohead"])

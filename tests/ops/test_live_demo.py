@@ -43,8 +43,10 @@ def live(tmp_path_factory) -> Iterator[dict[str, Any]]:
     t.start()
     try:
         ok = col.wait_for(
-            lambda: len({m["node_name"] for m in col.json_on("/telemetry")}) == NODES
-            and len(col.json_on("/link")) >= NODES,
+            lambda: (
+                len({m["node_name"] for m in col.json_on("/telemetry")}) == NODES
+                and len(col.json_on("/link")) >= NODES
+            ),
             20,
         )
         assert ok, "the demo's nodes did not all report"
@@ -57,7 +59,9 @@ def live(tmp_path_factory) -> Iterator[dict[str, Any]]:
         }
         n_configs = len([1 for t_, p, _ in col.messages if t_.endswith("/config") and p])
         col.client.publish("homeassistant/status", b"online", qos=1)
-        col.wait_for(lambda: len([1 for t_, p, _ in col.messages if t_.endswith("/config") and p]) > n_configs, 10)
+        col.wait_for(
+            lambda: len([1 for t_, p, _ in col.messages if t_.endswith("/config") and p]) > n_configs, 10
+        )
         out["configs_before_birth"] = n_configs
         yield out
     finally:
@@ -137,14 +141,28 @@ def test_json_endpoints_show_nodes_packets_and_health(live) -> None:
 def test_metrics_use_conventional_names_and_match_the_stats(live) -> None:
     families = {f.name: f for f in text_string_to_metric_families(live["metrics"])}
     assert all(name.startswith("lora_gw_") for name in families)
-    for name in ("packets_received", "frames_accepted", "packets_dropped", "radio_crc_failures",
-                 "messages_published", "mqtt_reconnects", "mqtt_loop_restarts", "radio_recoveries",
-                 "node_counter_gaps"):  # fmt: skip
+    for name in (
+        "packets_received",
+        "frames_accepted",
+        "packets_dropped",
+        "radio_crc_failures",
+        "messages_published",
+        "mqtt_reconnects",
+        "mqtt_loop_restarts",
+        "radio_recoveries",
+        "node_counter_gaps",
+    ):
         fam = families[f"lora_gw_{name}"]
         assert fam.type == "counter"
         assert all(s.name.endswith("_total") for s in fam.samples), name
-    for name in ("outbox_depth_frames", "outbox_oldest_age_seconds", "outbox_size_bytes", "node_rssi_dbm",
-                 "node_snr_db", "model_bytes_per_sample"):  # fmt: skip
+    for name in (
+        "outbox_depth_frames",
+        "outbox_oldest_age_seconds",
+        "outbox_size_bytes",
+        "node_rssi_dbm",
+        "node_snr_db",
+        "model_bytes_per_sample",
+    ):
         assert families[f"lora_gw_{name}"].type == "gauge", name
     rssi = {s.labels["node"]: s.value for s in families["lora_gw_node_rssi_dbm"].samples}
     assert set(rssi) == {f"sim-{i + 1}" for i in range(NODES)}

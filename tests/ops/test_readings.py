@@ -1,8 +1,9 @@
-"""Telemetry for home-automation tools: a flat ``readings`` object beside ``values``, and a time per sample."""
+"""Telemetry for home automation: a flat ``readings`` object beside ``values``, a time per sample."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from gateway.pipeline.render import flat_readings, stamp_samples
 from tests.ops.nodes_util import LPP_READINGS, telemetry_of_every_kind
@@ -32,7 +33,9 @@ def test_lpp_keys_are_unique_and_multi_field_readings_are_flattened() -> None:
 
 
 def test_a_key_colliding_with_a_dict_method_is_still_a_plain_key() -> None:
-    out = flat_readings([{"channel": 0, "name": "values", "value": 1.0}, {"channel": 1, "name": "items", "value": 2}])
+    out = flat_readings(
+        [{"channel": 0, "name": "values", "value": 1.0}, {"channel": 1, "name": "items", "value": 2}]
+    )
     assert out == {"values": 1.0, "items": 2}
 
 
@@ -43,7 +46,7 @@ def test_samples_are_timed_back_from_the_receive_time() -> None:
     times = [_t(s["time"]) for s in samples]
     assert times[-1] == _t(msg["received"])  # the last sample was taken when the frame was received
     step = timedelta(seconds=300.0 / len(samples))  # the node's reporting interval over its samples
-    assert all(abs((b - a) - step) < timedelta(milliseconds=2) for a, b in zip(times, times[1:], strict=False))
+    assert all(abs((b - a) - step) < timedelta(milliseconds=2) for a, b in pairwise(times))
 
 
 def test_the_models_sampling_interval_wins_and_no_interval_means_no_time() -> None:
