@@ -80,7 +80,7 @@ def test_a_port_in_use_is_a_one_line_error() -> None:
     first = WebServer(("127.0.0.1", free_port()), sources)
     first.start()
     try:
-        with pytest.raises(ConfigError, match="http.listen: cannot listen on 127.0.0.1"):
+        with pytest.raises(ConfigError, match=r"http\.listen: cannot listen on 127\.0\.0\.1"):
             WebServer(("127.0.0.1", first.port), sources).start()
     finally:
         first.stop()
