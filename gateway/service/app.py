@@ -147,6 +147,7 @@ class Gateway:
                 stats_interval_s=cfg.gateway.stats_interval_s,
                 redecode_interval_s=cfg.outbox.redecode_interval_s,
                 retain_telemetry=cfg.mqtt.retain_telemetry,
+                radio_stall_s=radio_stall_s(self.notifier),
             ),
             notifier=self.notifier,
             radio_heartbeat=self.source.heartbeat,
@@ -234,3 +235,11 @@ def operations(cfg: Config, registry: NodeRegistry, source: Any, db: Path) -> Op
         getattr(source, "stats", None),
         db,
     )
+
+
+def radio_stall_s(notifier: Notifier) -> float:
+    """How long the radio thread may go without a heartbeat (it beats every receive timeout, 0.25 s) before
+    the watchdog is starved: two ping intervals, so a hung SPI read trips systemd's WatchdogSec= within about
+    one WatchdogSec; never under 2 s, never over 30 s."""
+    wd = notifier.watchdog_interval_s
+    return 30.0 if wd is None else min(30.0, max(2.0, 2 * wd))
