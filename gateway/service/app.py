@@ -25,6 +25,7 @@ from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config, log_file_error
 from gateway.service.core import Core, CoreSettings
+from gateway.service.journal import use_journal_format
 from gateway.service.notify import Notifier
 from gateway.service.operations import Operations, OperationsSettings, start_web
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
@@ -101,6 +102,7 @@ def codec_stats() -> CodecStats:
 
 def configure_logging(cfg: Config, verbose: int = 0) -> None:
     root = logging.getLogger()
+    use_journal_format(root)  # under systemd: <N> priorities, no second timestamp
     if verbose == 0:
         root.setLevel(cfg.logging.level.upper())
     if cfg.logging.file:
