@@ -11,11 +11,20 @@ transaction, as public Python drivers do; it always uses its DIO0 callback). The
 OUR driver's; ``baseline`` holds the same figures for the naive driver and ``ratios`` is baseline ÷
 ours. Per-packet figures divide by the packets each driver read out of the FIFO (any CRC state).
 The baseline keeps payload, SNR and RSSI only; ours also builds an RxPacket (FEI, counters, times).
-Both drivers' emulated SPI time is subtracted from their CPU time; SPI costs no virtual time here,
-so neither driver loses packets to slowness: on a Pi every transaction costs bus and syscall time.
-With ``--speed`` the baseline's DIO0 callback runs inside the emulator's timer thread (like an
-interrupt) while our driver reads from its own thread, which must win the GIL in time: at a few
-times real speed ours then shows overruns the baseline cannot have; compare at ``--speed 1``.
+
+Driver CPU per packet is thread CPU time (``time.thread_time``, so other threads and processes on
+a loaded host do not count) of each driver's packet path: our reader thread's ``_service`` and the
+baseline's DIO0 callback (which runs on the GPIO callback thread, as with RPi.GPIO). During the
+run every SPI answer on those paths is recorded; afterwards each path is replayed on the recorded
+answers (fastest of 21), so neither the emulator nor per-frame clock readings are inside the figure.
+``live_thread_cpu_us_per_packet_emulator_included`` is the same threads' CPU time measured live,
+the emulated chip's work inside it. SPI costs no virtual time here, so neither driver loses
+packets to slowness; ``modelled_pi`` adds what the bus would cost on a Raspberry Pi (see
+``SPI_MODEL``) to each driver's measured CPU.
+
+After the receive run the gateway transmits ``--tx`` packets (receiving again after each):
+``tx_spi_transactions_per_packet`` counts every transaction from ``transmit()`` to receive mode,
+``tx_decision_to_mode_us`` the wall time from the ``transmit()`` call to the TX mode write.
 
     .venv/bin/python bench/radio.py --json
 """
@@ -23,11 +32,14 @@ times real speed ours then shows overruns the baseline cannot have; compare at `
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,6 +50,24 @@ from gateway.radio.packet import RxPacket
 from gateway.radio.sim import RadioSim
 from gateway.radio.sx1276 import LoRaConfig
 
+# Modelled Raspberry Pi SPI cost (added to each driver's measured CPU per packet):
+# - per transaction: 15 µs, the mean of the 10.7 µs and 19.3 µs chip-select-high gaps measured on a
+#   Pi between back-to-back spidev transfers from C (raspberrypi/linux issue #4567); Python's
+#   spidev call comes on top, so this is a floor (it favours the baseline, which makes 7x more calls);
+# - per byte: 8 bits at the driver's configured SCK (ours 8 MHz: 1.0 µs; the baseline 5 MHz: 1.6 µs).
+#   spi-bcm2835 busy-polls transfers shorter than 30 µs (its polling mode, kernel patch "spi: bcm2835:
+#   fallback to interrupt for polling timeouts exceeding 2 jiffies"), so the byte time is CPU time.
+SPI_MODEL = {
+    "per_transaction_us": 15.0,
+    "per_transaction_source": "raspberrypi/linux#4567: CS-high gap 10.7/19.3 us between back-to-back "
+    "spidev transfers on a Pi (mean 15 us); a floor, Python's call overhead excluded",
+    "per_byte_us": "8 / SCK in MHz (ours 8 MHz: 1.0 us, baseline 5 MHz: 1.6 us)",
+    "per_byte_source": "spi-bcm2835 polls transfers under 30 us, so the bus time is CPU time",
+}
+PER_TRANSACTION_US = 15.0
+OUR_SCK_HZ = 8_000_000
+BASELINE_SCK_HZ = 5_000_000
+
 DELIVERED = ("delivered", "delivered_crc_error", "delivered_corrupt")
 LOST = (
     "lost_collision",
@@ -47,6 +77,57 @@ LOST = (
     "lost_aborted",
     "header_error",
 )
+
+
+class Replay:
+    """An ``SpiDev`` stand-in that answers each frame with the MISO bytes recorded in the run."""
+
+    def __init__(self) -> None:
+        self.answers: Iterator[list[int]] = iter(())
+
+    def xfer2(self, data: list[int], *args: int) -> list[int]:
+        return next(self.answers)
+
+    xfer = xfer2
+
+
+def recorder(dev: Any, calls: list[tuple[Any, list[list[int]]]], active: list[bool]) -> None:
+    """Record, on ``dev`` (a fake SpiDev), the answer to every frame while ``active[0]`` is set."""
+    for name in ("xfer", "xfer2"):
+        inner = getattr(dev, name)
+
+        def recorded(data: list[int], *args: int, _inner: Any = inner) -> list[int]:
+            out = _inner(data, *args)
+            if active[0]:
+                calls[-1][1].append(list(out))
+            return out
+
+        setattr(dev, name, recorded)
+
+
+def replay_cpu_s(
+    calls: list[tuple[Any, list[list[int]]]], setup: Any, run_one: Any, repeats: int = 21
+) -> float:
+    """Thread CPU time of replaying every recorded packet-path call, less the loop's own cost
+    (the same loop with a no-op packet path): the fastest of ``repeats`` runs of each, since
+    noise on a shared host only ever adds time."""
+    stub = Replay()
+
+    def once(fn: Any) -> float:
+        t0 = time.thread_time()
+        for state, answers in calls:
+            stub.answers = iter(answers)
+            setup(stub, state)
+            fn()
+        return time.thread_time() - t0
+
+    busy = min(once(run_one) for _ in range(repeats))
+    idle = min(once(lambda: None) for _ in range(repeats))
+    return max(busy - idle, 0.0)
+
+
+def modelled_pi_us(cpu_us: float, transactions: float, spi_bytes: float, sck_hz: int) -> float:
+    return round(cpu_us + transactions * PER_TRANSACTION_US + spi_bytes * 8e6 / sck_hz, 1)
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -66,27 +147,39 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         naive = NaiveDriver(dio0=22, frequency_hz=config.frequency_hz, sf=config.sf, bw_hz=config.bw_hz)
     naive.start()
     naive_handler = naive.on_rx_done
-    naive_spent = {"service_s": 0.0, "emulator_s": 0.0}
+    naive_calls: list[tuple[Any, list[list[int]]]] = []
+    naive_active = [False]
+    recorder(naive.spi, naive_calls, naive_active)
+    naive_spent = {"emulator_s": 0.0, "thread_s": 0.0}
 
-    def timed_naive() -> None:
+    def timed_naive() -> None:  # on the GPIO callback thread
         emu0 = naive_chip.emulation_s
-        t0 = time.perf_counter()
+        naive_calls.append((None, []))
+        naive_active[0] = True
+        t0 = time.thread_time()
         naive_handler()
-        naive_spent["service_s"] += time.perf_counter() - t0
+        naive_spent["thread_s"] += time.thread_time() - t0
+        naive_active[0] = False
         naive_spent["emulator_s"] += naive_chip.emulation_s - emu0
 
     naive.on_rx_done = timed_naive  # type: ignore[method-assign]
 
-    # instrument the driver's packet path: wall time inside it, minus the emulator's share
+    # instrument the driver's packet path: record what the bus answered, for the CPU replay below
     gw, chip = sim.gateway, sim.gateway_chip
     service = gw._service
-    spent = {"service_s": 0.0, "emulator_s": 0.0, "spi_tx": 0, "spi_bytes": 0}
+    our_calls: list[tuple[Any, list[list[int]]]] = []
+    our_active = [False]
+    recorder(gw.spi._dev, our_calls, our_active)
+    spent = {"emulator_s": 0.0, "spi_tx": 0, "spi_bytes": 0, "thread_s": 0.0}
 
     def timed_service() -> None:
         emu0, tx0, by0 = chip.emulation_s, gw.spi.transactions, gw.spi.bytes
-        t0 = time.perf_counter()
+        our_calls.append(((gw._edge_time, gw._last_header_cnt, gw._status), []))
+        our_active[0] = True
+        t0 = time.thread_time()
         service()
-        spent["service_s"] += time.perf_counter() - t0
+        spent["thread_s"] += time.thread_time() - t0
+        our_active[0] = False
         spent["emulator_s"] += chip.emulation_s - emu0
         spent["spi_tx"] += gw.spi.transactions - tx0
         spent["spi_bytes"] += gw.spi.bytes - by0
@@ -145,14 +238,41 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     lost_in_air = {k: fates[k] for k in LOST if fates[k]}
     sent = sim.air.stats["sent"]
     per = max(received, 1)
+    stats = copy.deepcopy(gw.stats)
+    live_dev, live_counts = gw.spi._dev, (gw.spi.transactions, gw.spi.bytes)
+
+    def our_setup(stub: Replay, state: tuple[Any, int, Any]) -> None:
+        gw.spi._dev = stub
+        gw._edge_time, gw._last_header_cnt, gw._status = state
+
+    ours_cpu_s = replay_cpu_s(our_calls, our_setup, service)
+    gw.spi._dev, gw.stats = live_dev, stats
+    gw._ready.clear()
+    gw.spi.transactions, gw.spi.bytes = live_counts
+    ours_tx = (gw.spi.transactions - tx0) / per
+    ours_bytes = (gw.spi.bytes - bytes0) / per
+    ours_cpu_us = round(ours_cpu_s / per * 1e6, 1)
     ours = {
-        "spi_transactions_per_packet": round((gw.spi.transactions - tx0) / per, 3),
-        "spi_bytes_per_packet": round((gw.spi.bytes - bytes0) / per, 1),
-        "driver_us_per_packet": round((spent["service_s"] - spent["emulator_s"]) / per * 1e6, 1),
+        "spi_transactions_per_packet": round(ours_tx, 3),
+        "spi_bytes_per_packet": round(ours_bytes, 1),
+        "driver_us_per_packet": ours_cpu_us,
+        "modelled_pi_us_per_packet": modelled_pi_us(ours_cpu_us, ours_tx, ours_bytes, OUR_SCK_HZ),
     }
     naive_fates = sim.air.rx_stats[naive_chip.name]
     naive_heard = sum(naive_fates[k] for k in DELIVERED)
     naive_per = max(naive.rx_done, 1)
+    live_spi = naive.spi
+    naive_received, naive_crc, naive_done = list(naive.received), naive.crc_errors, naive.rx_done
+
+    def naive_setup(stub: Replay, state: object) -> None:
+        naive.spi = stub
+
+    naive_cpu_s = replay_cpu_s(naive_calls, naive_setup, naive_handler)
+    naive.spi = live_spi
+    naive.received, naive.crc_errors, naive.rx_done = naive_received, naive_crc, naive_done
+    naive_tx = (naive_chip.spi_transactions - naive_tx0) / naive_per
+    naive_bytes = (naive_chip.spi_bytes - naive_bytes0) / naive_per
+    naive_cpu_us = round(naive_cpu_s / naive_per * 1e6, 1)
     baseline = {
         "driver": "public-style: one SPI transaction per register, FIFO one byte per transaction",
         "packets_received": naive.rx_done,
@@ -162,17 +282,24 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "heard_by_chip": naive_heard,
         "lost_by_driver": naive_heard - naive.rx_done,
         "lost_in_air": {k: naive_fates[k] for k in LOST if naive_fates[k]},
-        "spi_transactions_per_packet": round((naive_chip.spi_transactions - naive_tx0) / naive_per, 3),
-        "spi_bytes_per_packet": round((naive_chip.spi_bytes - naive_bytes0) / naive_per, 1),
-        "driver_us_per_packet": round(
-            (naive_spent["service_s"] - naive_spent["emulator_s"]) / naive_per * 1e6, 1
-        ),
+        "spi_transactions_per_packet": round(naive_tx, 3),
+        "spi_bytes_per_packet": round(naive_bytes, 1),
+        "driver_us_per_packet": naive_cpu_us,
+        "modelled_pi_us_per_packet": modelled_pi_us(naive_cpu_us, naive_tx, naive_bytes, BASELINE_SCK_HZ),
         "emulated_spi_us_per_packet": round(naive_spent["emulator_s"] / naive_per * 1e6, 1),
+        "live_thread_cpu_us_per_packet_emulator_included": round(
+            naive_spent["thread_s"] / naive_per * 1e6, 1
+        ),
     }
     ratios = {
         key: round(baseline[key] / ours[key], 2) if ours[key] else None  # type: ignore[operator]
         for key in ours
     }
+    ours_over_baseline = {
+        key: round(ours[key] / baseline[key], 2) if baseline[key] else None  # type: ignore[operator]
+        for key in ("driver_us_per_packet", "modelled_pi_us_per_packet")
+    }
+    tx = transmit_figures(sim, args)
     return {
         "scenario": f"{args.rate:g} packets/s offered, Poisson, {args.nodes} nodes, one channel",
         "sf": args.sf,
@@ -199,11 +326,44 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         **ours,
         "spi_transactions_in_packet_path": round(spent["spi_tx"] / per, 3),
         "emulated_spi_us_per_packet": round(spent["emulator_s"] / per * 1e6, 1),
+        "live_thread_cpu_us_per_packet_emulator_included": round(spent["thread_s"] / per * 1e6, 1),
         "driver_recoveries": gw.stats.recoveries,
         "wall_s": round(wall, 3),
         "virtual_s_per_wall_s": round((end + 1.0 - start) / wall, 2),
+        **tx,
+        "cpu_clock": "time.thread_time of each driver's packet path, replayed on the SPI answers "
+        "recorded in this run (fastest of 21; the emulator and the clock readings are not inside it)",
+        "spi_model": SPI_MODEL,
         "baseline": baseline,
-        "ratios": {"baseline_over_ours": ratios},
+        "ratios": {"baseline_over_ours": ratios, "ours_over_baseline": ours_over_baseline},
+    }
+
+
+def transmit_figures(sim: RadioSim, args: argparse.Namespace) -> dict[str, object]:
+    """The gateway transmits ``args.tx`` packets from receive, returning to receive after each."""
+    gw = sim.gateway
+    counts, times = [], []
+    for i in range(args.tx):
+        tx0 = gw.spi.transactions
+        gw.transmit(i.to_bytes(4, "big") + bytes(max(args.payload - 4, 0)))
+        counts.append(gw.spi.transactions - tx0)
+        decided = getattr(gw, "last_tx_decision_to_mode_s", None)  # absent in older drivers
+        if decided is not None:
+            times.append(decided)
+    if not counts:
+        return {}
+    times.sort()
+    if not times:
+        times = [float("nan")]
+    return {
+        "tx_packets": len(counts),
+        "tx_spi_transactions_per_packet": round(sum(counts) / len(counts), 3),
+        "tx_decision_to_mode_us": {
+            "median": round(times[len(times) // 2] * 1e6, 1),
+            "max": round(times[-1] * 1e6, 1),
+            "note": "wall time on this host, emulated SPI included; 6 SPI transactions up to the mode "
+            "write from standby, 7 from receive",
+        },
     }
 
 
@@ -221,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--speed", type=float, default=None, help="run the driver in a thread at speed × real time"
     )
+    p.add_argument("--tx", type=int, default=50, help="packets the gateway transmits after (default 50)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.payload < 4:

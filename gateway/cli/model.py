@@ -1,9 +1,16 @@
-"""``lora-gw model``: train, evaluate and run codec models; manage the installed weight files."""
+"""``lora-gw model``: train, evaluate and run codec models; manage the installed weight files.
+
+A model is named the same way everywhere: ``ID`` (its active installed version) or ``ID@VERSION``
+(an installed version, see ``model list``), or the path of a weight file (``./4`` for a file whose
+name looks like a reference). ``-`` as a CSV or frames path means standard input or output.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -12,12 +19,18 @@ import numpy as np
 
 from gateway.codec import ModelStore, Schema, load_weights
 from gateway.codec.baselines import lpp_bytes_per_sample, sprintz_frame_bytes
-from gateway.codec.csvio import read_csv, write_csv
+from gateway.codec.csvio import CsvData, load_csv, write_csv
 from gateway.codec.errors import DataError, PayloadError, StoreError
+from gateway.codec.framesfile import FrameRecord, FramesFile, read_frames, write_frames
 from gateway.codec.model import MAX_SAMPLES, Model
+from gateway.codec.schema import printable
 from gateway.codec.store import parse_ref
 from gateway.codec.train import measure, train_to_size
 from gateway.paths import state_dir
+
+STDIO = "-"
+_REF = re.compile(r"\s*\d+\s*(@\s*\d+\s*)?")
+MAX_NAME = 64
 
 
 def _frames(q: np.ndarray, n: int) -> list[np.ndarray]:
@@ -29,9 +42,91 @@ def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _note(msg: str) -> None:
+    print(f"lora-gw: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- shared helpers
+def is_model_ref(text: str) -> bool:
+    """True when ``text`` names an installed model (``ID`` or ``ID@VERSION``) rather than a file."""
+    return _REF.fullmatch(text) is not None
+
+
+def load_model(ref: str, args: argparse.Namespace) -> Model:
+    """``--model``: an installed ``ID[@VERSION]`` (``ID`` alone: its active version) or a weight file."""
+    if not is_model_ref(ref):
+        return load_weights(ref)
+    mid, version = parse_ref(ref)
+    store = _store(args)
+    if version is None:
+        model = store.active(mid)
+        if model is None:
+            raise StoreError(f"model {mid} is not installed (see lora-gw model list)")
+        return model
+    return store.load(mid, version)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).absolute() == Path(b).absolute()
+
+
+def check_output(
+    out: str,
+    inputs: dict[str, str | None],
+    *,
+    suffix: str | None = None,
+    force: bool = False,
+    stdout_ok: bool = True,
+) -> None:
+    """Refuse an output path before any work is done: an input file (never, not even with --force),
+    a directory that does not exist, or (without ``force``) a name not ending in ``suffix``."""
+    if out == STDIO:
+        if not stdout_ok:
+            raise DataError("--out - (standard output) is not supported for this file; name a file")
+        return
+    for option, path in inputs.items():
+        if path and path != STDIO and not is_model_ref(path) and _same_file(out, path):
+            raise DataError(f"--out {out} is the input file of {option}; refusing to overwrite it")
+    parent = Path(out).absolute().parent
+    if not parent.is_dir():
+        raise DataError(f"cannot write {out}: directory {parent} does not exist")
+    if Path(out).is_dir():
+        raise DataError(f"cannot write {out}: it is a directory")
+    if suffix and not force and not out.endswith(suffix):
+        raise DataError(f"--out {out} does not end in {suffix}; use --force to write it there anyway")
+
+
+def _read_data(args: argparse.Namespace, schema: Schema) -> CsvData:
+    data = load_csv(args.data, schema, clip=args.clip, round_=args.round)
+    where = "standard input" if args.data == STDIO else args.data
+    if data.clipped:
+        _note(f"{where}: clipped {data.clipped} value(s) to the schema's range (--clip)")
+    if data.rounded:
+        _note(f"{where}: rounded {data.rounded} value(s) to the channel's step (--round)")
+    return data
+
+
+# ---------------------------------------------------------------------- train, eval, encode, decode
 def _train(args: argparse.Namespace) -> int:
     schema = Schema.load(args.schema)
-    q, _ = read_csv(args.data, schema)
+    check_output(
+        args.out,
+        {"--data": args.data, "--schema": args.schema},
+        suffix=".npz",
+        force=args.force,
+        stdout_ok=False,
+    )
+    name = args.name or Path(args.out).stem
+    if not printable(name) or len(name) > MAX_NAME:
+        raise DataError(
+            f"model name {name!r} must be at most {MAX_NAME} characters without control characters"
+        )
+    if args.version < 1:
+        raise DataError("--version must be at least 1")
+    q = _read_data(args, schema).q
     _progress(f"read {len(q)} samples × {len(schema)} channels from {args.data}")
     model, _data = train_to_size(
         q,
@@ -40,10 +135,10 @@ def _train(args: argparse.Namespace) -> int:
         max_bytes=args.max_bytes,
         model_id=args.model_id,
         version=args.version,
-        name=args.name or Path(args.out).stem,
+        name=name,
         progress=_progress,
     )
-    model.meta["training"]["source"] = Path(args.data).name
+    model.meta["training"]["source"] = Path(args.data).name if args.data != STDIO else "stdin"
     from gateway.codec.weights import save
 
     size = save(model, args.out)
@@ -56,7 +151,9 @@ def evaluate(model: Model, q: np.ndarray) -> dict[str, object]:
     frames = _frames(q, model.samples_per_frame)
     payloads = [model.encode(f) for f in frames]
     decoded = model.decode_many(payloads)
-    lossless = all(np.array_equal(a, b) for a, b in zip(frames, decoded, strict=True))
+    lossless = len(decoded) == len(frames) and all(
+        np.array_equal(a, b) for a, b in zip(frames, decoded, strict=True)
+    )
     n = len(q)
     return {
         "model": model.key,
@@ -72,8 +169,8 @@ def evaluate(model: Model, q: np.ndarray) -> dict[str, object]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    model = load_weights(args.model)
-    q, _ = read_csv(args.data, model.schema)
+    model = load_model(args.model, args)
+    q = _read_data(args, model.schema).q
     result = evaluate(model, q)
     if args.json:
         print(json.dumps(result))
@@ -84,32 +181,46 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    model = load_weights(args.model)
-    q, _ = read_csv(args.data, model.schema)
-    try:
-        with open(args.out, "w", encoding="ascii") as fh:
-            for frame in _frames(q, model.samples_per_frame):
-                fh.write(model.encode(frame).hex() + "\n")
-    except OSError as exc:
-        raise DataError(f"cannot write {args.out}: {exc.strerror}") from None
+    check_output(args.out, {"--data": args.data, "--model": args.model})
+    model = load_model(args.model, args)
+    data = _read_data(args, model.schema)
+    spf = model.samples_per_frame
+    frames = _frames(data.q, spf)
+    records = []
+    for i, frame in enumerate(frames):
+        times = None if data.times is None else data.times[i * spf : i * spf + len(frame)]
+        records.append(FrameRecord(len(frame), model.encode(frame), times))
+    write_frames(args.out, FramesFile(model.key, model.meta["sha256"], records, data.times is not None))
+    size = sum(len(r.payload) for r in records)
+    empty = sum(not r.payload for r in records)
+    _note(
+        f"encoded {len(data.q)} samples in {len(records)} frames with model {model.key}: {size} payload bytes"
+        + (f", {empty} frame(s) with an empty payload (every sample at the model's base)" if empty else "")
+    )
     return 0
 
 
 def _decode(args: argparse.Namespace) -> int:
-    model = load_weights(args.model)
-    try:
-        lines = Path(args.frames).read_text(encoding="ascii").split()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {args.frames}: {exc}") from None
-    payloads = []
-    for i, line in enumerate(lines, start=1):
-        try:
-            payloads.append(bytes.fromhex(line))
-        except ValueError:
-            raise PayloadError(f"{args.frames}: line {i} is not hex") from None
-    rows = model.decode_many(payloads)
+    check_output(args.out, {"--frames": args.frames, "--model": args.model})
+    model = load_model(args.model, args)
+    ff = read_frames(args.frames)
+    where = "standard input" if args.frames == STDIO else args.frames
+    if ff.sha256 != model.meta.get("sha256"):
+        raise PayloadError(
+            f"{where} was encoded with model {ff.model} (sha256 {ff.sha256[:12]}), not with "
+            f"model {model.key} (sha256 {str(model.meta.get('sha256'))[:12]})"
+        )
+    rows = model.decode_many([r.payload for r in ff.frames])
+    if len(rows) != len(ff.frames):
+        raise PayloadError(f"{where}: {len(ff.frames)} frames decoded to {len(rows)}")
+    for i, (rec, got) in enumerate(zip(ff.frames, rows, strict=True)):
+        if len(got) != rec.samples:
+            raise PayloadError(
+                f"{where}: frame {i} decodes to {len(got)} samples, the file says {rec.samples}"
+            )
     q = np.concatenate(rows) if rows else np.zeros((0, len(model.schema)), dtype=np.int64)
-    write_csv(args.out, model.schema, q)
+    times = [t for r in ff.frames for t in (r.times or [])] if ff.has_time else None
+    write_csv(args.out, model.schema, q, times)
     return 0
 
 
@@ -173,7 +284,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    if args.target and Path(args.target).is_file():
+    if args.target and not is_model_ref(args.target):
         model = load_weights(args.target)
         print(f"{args.target}: ok, model {model.key}, sha256 {model.meta['sha256']}")
         return 0
@@ -183,7 +294,7 @@ def _verify(args: argparse.Namespace) -> int:
         raise StoreError("no installed model matches" if args.target else "no models installed")
     bad = 0
     for item, err in results:
-        print(f"{item.model_id}@{item.version}: {'ok' if err is None else 'FAILED ' + err}")
+        print(f"model {item.model_id}@{item.version}: {'ok' if err is None else 'FAILED ' + err}")
         bad += err is not None
     return 1 if bad else 0
 
@@ -205,7 +316,7 @@ def _rollback(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     mid, version = parse_ref(args.ref)
     removed = _store(args).remove(mid, version)
-    print(f"removed model {mid} version(s) {', '.join(map(str, removed))}")
+    print(f"removed model {', '.join(f'{mid}@{v}' for v in removed)}")
     return 0
 
 
@@ -219,38 +330,140 @@ def _spf(text: str) -> int:
     return n
 
 
+def _add_csv_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--clip",
+        action="store_true",
+        help="clip values outside a channel's min..max to the range and count them "
+        "(default: refuse the file, naming the row)",
+    )
+    s.add_argument(
+        "--round",
+        action="store_true",
+        help="round values off a channel's step grid to the nearest step and count them "
+        "(default: refuse the file, naming the row)",
+    )
+
+
+def _sub(
+    sub: argparse._SubParsersAction, name: str, help_text: str, examples: str, more: str = ""
+) -> argparse.ArgumentParser:
+    """A sub-command whose --help ends with its examples (``more``: text after the description)."""
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text[0].upper() + help_text[1:] + "." + ("\n\n" + more if more else ""),
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+MODEL_HELP = "the model: a weight file, or an installed ID (its active version) or ID@VERSION"
+FRAMES_FORMAT = """\
+frames file (JSON lines, UTF-8, one line per frame, none ever left out):
+  line 1:  {"format": "lora-gw-frames/1", "model": "4@3", "sha256": "<model's>",
+            "frames": F, "samples": N, "time": true|false}
+  then:    {"frame": i, "samples": n, "payload": "<hex>", "time": [n cells]}
+A frame whose samples all sit at the model's base has the empty payload "".
+`model decode` refuses a file whose frame numbers, frame count or sample counts
+do not add up, or that another model encoded.
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("model", help="train, evaluate and manage telemetry codec models")
+    p = subparsers.add_parser(
+        "model",
+        help="train, evaluate and manage telemetry codec models",
+        description="Train, evaluate and run codec models; manage the installed weight files.\n\n"
+        "MODEL is named the same way by every action: ID (its active installed version), ID@VERSION\n"
+        "(an installed version, as `model list` prints it) or the path of a weight file (./4 for a\n"
+        "file whose name looks like ID). A CSV or frames path of - means standard input or output.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="model_command", metavar="ACTION")
     sub.required = True
 
-    s = sub.add_parser("train", help="train a model on a CSV series")
-    s.add_argument("--data", required=True, help="CSV with a header naming the schema's channels")
-    s.add_argument("--schema", required=True, help="channel schema TOML")
-    s.add_argument("--samples-per-frame", type=_spf, required=True, help="samples per frame (1..64)")
-    s.add_argument("--out", required=True, help="weight file to write (.npz)")
-    s.add_argument("--model-id", type=int, choices=range(16), default=0, metavar="0..15")
-    s.add_argument("--version", type=int, default=1, help="model version (≥ 1)")
-    s.add_argument("--name", help="a name for the model (default: the output file's stem)")
-    s.add_argument("--max-bytes", type=int, default=4096, help="weight file size limit (default 4096)")
+    s = _sub(
+        sub,
+        "train",
+        "train a model on a CSV series",
+        "  lora-gw model train --data weather.csv --schema weather.toml --samples-per-frame 16 \\\n"
+        "      --out weather.npz --model-id 4 --version 1\n"
+        "  lora-gw model train --data weather.csv --schema weather.toml --samples-per-frame 8 \\\n"
+        "      --out small.npz --max-bytes 2048 --round\n",
+    )
+    s.add_argument(
+        "--data", required=True, help="CSV with a header naming the schema's channels (- for standard input)"
+    )
+    s.add_argument("--schema", required=True, help="channel schema TOML (see docs/codec.md)")
+    s.add_argument(
+        "--samples-per-frame",
+        type=_spf,
+        required=True,
+        help=f"samples per frame a node sends (1..{MAX_SAMPLES}; no default)",
+    )
+    s.add_argument("--out", required=True, help="weight file to write; must end in .npz unless --force")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="write --out even when its name does not end in .npz (default: off)",
+    )
+    s.add_argument(
+        "--model-id", type=int, choices=range(16), default=0, metavar="0..15", help="model id (default 0)"
+    )
+    s.add_argument("--version", type=int, default=1, help="model version, an integer ≥ 1 (default 1)")
+    s.add_argument(
+        "--name", help=f"a name for the model, ≤ {MAX_NAME} characters (default: the output file's stem)"
+    )
+    s.add_argument(
+        "--max-bytes", type=int, default=4096, help="weight file size limit in bytes (default 4096)"
+    )
+    _add_csv_options(s)
     s.set_defaults(func=_train)
 
-    s = sub.add_parser("eval", help="bytes per sample and a lossless check, beside LPP and Sprintz-style")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s = _sub(
+        sub,
+        "eval",
+        "bytes per sample and a lossless check, beside LPP and Sprintz-style",
+        "  lora-gw model eval --model weather.npz --data weather.csv\n"
+        "  lora-gw model eval --model 4@1 --data - --json < today.csv\n",
+    )
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument("--data", required=True, help="CSV with the model's channels (- for standard input)")
+    s.add_argument("--json", action="store_true", help="print one JSON object (default: a table)")
+    _add_csv_options(s)
     s.set_defaults(func=_eval)
 
-    s = sub.add_parser("encode", help="write one codec payload per line in hex")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
+    s = _sub(
+        sub,
+        "encode",
+        "encode a CSV into a frames file, one codec payload per frame",
+        "  lora-gw model encode --model weather.npz --data weather.csv --out weather.frames\n"
+        "  lora-gw model encode --model 4 --data weather.csv --out - | head -3\n",
+        FRAMES_FORMAT,
+    )
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument(
+        "--data",
+        required=True,
+        help="CSV with the model's channels and an optional time column (- for standard input)",
+    )
+    s.add_argument("--out", required=True, help="frames file to write (- for standard output); format above")
+    _add_csv_options(s)
     s.set_defaults(func=_encode)
 
-    s = sub.add_parser("decode", help="decode hex payloads back to CSV")
-    s.add_argument("--model", required=True)
-    s.add_argument("--frames", required=True)
-    s.add_argument("--out", required=True)
+    s = _sub(
+        sub,
+        "decode",
+        "decode a frames file back to CSV at the schema's resolution",
+        "  lora-gw model decode --model weather.npz --frames weather.frames --out back.csv\n"
+        "  lora-gw model decode --model 4@1 --frames - --out - < weather.frames\n",
+    )
+    s.add_argument("--model", required=True, help=MODEL_HELP + "; must be the one that encoded the frames")
+    s.add_argument(
+        "--frames", required=True, help="frames file written by `model encode` (- for standard input)"
+    )
+    s.add_argument("--out", required=True, help="CSV to write, \\n line endings (- for standard output)")
     s.set_defaults(func=_decode)
 
     s = sub.add_parser("generate", help="sample synthetic telemetry from a model")
@@ -260,26 +473,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     s.set_defaults(func=_generate)
 
-    s = sub.add_parser("install", help="verify a weight file and install it as the active version")
-    s.add_argument("file")
+    s = _sub(
+        sub,
+        "install",
+        "verify a weight file and install it as the active version",
+        "  lora-gw model install weather.npz\n  sudo lora-gw model install /tmp/weather-v2.npz\n",
+    )
+    s.add_argument("file", metavar="FILE", help="weight file (.npz) written by `model train`")
     s.set_defaults(func=_install)
 
-    s = sub.add_parser("list", help="installed models")
-    s.add_argument("--json", action="store_true")
+    s = _sub(sub, "list", "installed models", "  lora-gw model list\n  lora-gw model list --json\n")
+    s.add_argument("--json", action="store_true", help="print a JSON array (default: a table)")
     s.set_defaults(func=_list)
 
-    s = sub.add_parser("verify", help="check SHA-256 of installed models (or of a file)")
-    s.add_argument("target", nargs="?", help="FILE, ID or ID@VERSION (default: all installed)")
+    s = _sub(
+        sub,
+        "verify",
+        "check SHA-256 of installed models (or of a file)",
+        "  lora-gw model verify\n  lora-gw model verify 4@1\n  lora-gw model verify weather.npz\n",
+    )
+    s.add_argument(
+        "target", nargs="?", metavar="MODEL", help="ID, ID@VERSION or a weight file (default: all installed)"
+    )
     s.set_defaults(func=_verify)
 
-    s = sub.add_parser("activate", help="make an installed version active")
-    s.add_argument("ref", metavar="ID[@VERSION]")
+    s = _sub(
+        sub,
+        "activate",
+        "make an installed version active",
+        "  lora-gw model activate 4@1\n  lora-gw model activate 4\n",
+    )
+    s.add_argument("ref", metavar="ID[@VERSION]", help="installed model; ID alone: its newest version")
     s.set_defaults(func=_activate)
 
-    s = sub.add_parser("rollback", help="return to the backup version")
-    s.add_argument("id", metavar="ID")
+    s = _sub(sub, "rollback", "return to the backup version", "  lora-gw model rollback 4\n")
+    s.add_argument("id", metavar="ID", help="model id 0..15")
     s.set_defaults(func=_rollback)
 
-    s = sub.add_parser("remove", help="remove an installed version (or all versions of an id)")
-    s.add_argument("ref", metavar="ID[@VERSION]")
+    s = _sub(
+        sub,
+        "remove",
+        "remove an installed version (or all versions of an id)",
+        "  lora-gw model remove 4@1\n  lora-gw model remove 4\n",
+    )
+    s.add_argument("ref", metavar="ID[@VERSION]", help="installed model; ID alone: every version of it")
     s.set_defaults(func=_remove)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +22,12 @@ from gateway.codec.errors import SchemaError
 MAX_CHANNELS = 32
 #: Quantised values must stay within ±2**30 so that residuals fit a signed 32-bit range.
 Q_LIMIT = 1 << 30
+
+
+def printable(text: str) -> bool:
+    """True when ``text`` has no control, format or line/paragraph separator characters (names and
+    units end up in CSV headers, log lines and MQTT JSON, where those would forge or break lines)."""
+    return not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +121,10 @@ class Schema:
             if unknown:
                 raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
             name = item.get("name")
-            if not isinstance(name, str) or not name or name == "time" or "," in name:
+            if not isinstance(name, str) or not name or name == "time" or "," in name or not printable(name):
                 raise SchemaError(
-                    f"{where}: 'name' must be a non-empty string other than 'time', without commas"
+                    f"{where}: 'name' must be a non-empty string other than 'time', "
+                    "without commas or control characters"
                 )
             if name in seen:
                 raise SchemaError(f"{where}: duplicate channel name {name!r}")
@@ -130,8 +138,8 @@ class Schema:
             ):
                 raise SchemaError(f"{where} ({name}): 'step' must be a positive number")
             unit = item.get("unit", "")
-            if not isinstance(unit, str):
-                raise SchemaError(f"{where} ({name}): 'unit' must be a string")
+            if not isinstance(unit, str) or not printable(unit):
+                raise SchemaError(f"{where} ({name}): 'unit' must be a string without control characters")
             bounds = []
             for key in ("min", "max"):
                 v = item.get(key)
@@ -143,8 +151,10 @@ class Schema:
             if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
                 raise SchemaError(f"{where} ({name}): 'min' is above 'max'")
             dc = item.get("device_class")
-            if dc is not None and not isinstance(dc, str):
-                raise SchemaError(f"{where} ({name}): 'device_class' must be a string")
+            if dc is not None and (not isinstance(dc, str) or not printable(dc)):
+                raise SchemaError(
+                    f"{where} ({name}): 'device_class' must be a string without control characters"
+                )
             channels.append(Channel(name, unit, float(step), bounds[0], bounds[1], dc))
         return cls(tuple(channels))
 

@@ -91,10 +91,7 @@ class ModelStore:
     # ------------------------------------------------------------------ lifecycle
     def install(self, source: str | os.PathLike[str]) -> Model:
         """Verify a weight file and install it as the active version of its model id."""
-        try:
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise StoreError(f"cannot read {source}: {exc.strerror}") from None
+        data = weights.read_file(source, StoreError)
         model = weights.from_bytes(data, str(source))
         with self._lock:
             dest = self.path(model.model_id, model.version)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,13 @@ import numpy as np
 from gateway.codec import tables
 from gateway.codec.errors import CodecError, SchemaError, WeightsError
 from gateway.codec.model import Model, Params
-from gateway.codec.schema import Schema
+from gateway.codec.schema import Q_LIMIT, Schema, printable
 
 FORMAT = "lora-gw-codec/1"
 MAX_FILE_BYTES = 1 << 20
+#: Limit on the members' total uncompressed size (a 32-channel, 8-bucket model needs < 100 KB).
+MAX_UNPACKED_BYTES = 1 << 20
+MEMBERS = ("ints.npy", "freq.npy", "meta.npy")
 
 
 def _pack(p: Params) -> np.ndarray:
@@ -109,7 +114,10 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
 
 def write_atomic(path: Path, data: bytes, error: type[CodecError] = WeightsError) -> None:
     """Temp file + fsync + rename in the same directory, so a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise error(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -128,44 +136,194 @@ def save(model: Model, path: str | os.PathLike[str]) -> int:
     return len(data)
 
 
+def _read_members(data: bytes, source: str) -> dict[str, np.ndarray]:
+    """The three arrays of a weight file, read without trusting any size the file declares.
+
+    The zip directory's uncompressed sizes are checked before anything is inflated, each member is
+    read with a hard cap, and the ``.npy`` header's shape must match the bytes actually present, so a
+    small file that claims (or inflates to) gigabytes fails at once instead of allocating them.
+    """
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except Exception as exc:  # zipfile fails in many ways on a damaged directory; all mean the same
+        raise WeightsError(f"{source}: not a codec weight file ({exc.__class__.__name__})") from None
+    names = [i.filename for i in infos]
+    extra = sorted(set(names) - set(MEMBERS))
+    if extra:
+        raise WeightsError(
+            f"{source}: unexpected member(s) {', '.join(map(repr, extra))}; not a codec weight file"
+        )
+    missing = [m for m in MEMBERS if m not in names]
+    if missing or len(names) != len(MEMBERS):
+        what = f"lacks member(s) {', '.join(missing)}" if missing else "has duplicate members"
+        raise WeightsError(f"{source}: {what}; not a codec weight file")
+    odd = [i.filename for i in infos if i.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)]
+    if odd:  # bzip2/lzma members inflate a whole chunk at once: no cap could bound their memory
+        raise WeightsError(f"{source}: member {odd[0]} uses a compression other than deflate")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_UNPACKED_BYTES:
+        raise WeightsError(
+            f"{source}: members unpack to {total} bytes, more than the limit of {MAX_UNPACKED_BYTES}"
+        )
+    out: dict[str, np.ndarray] = {}
+    for info in infos:
+        try:
+            with zf.open(info) as fh:
+                body = fh.read(info.file_size + 1)
+        except Exception as exc:  # zlib/zipfile errors on a damaged member
+            raise WeightsError(f"{source}: not a codec weight file ({exc.__class__.__name__})") from None
+        if len(body) != info.file_size:
+            raise WeightsError(f"{source}: member {info.filename} is not the size its directory says")
+        out[info.filename[: -len(".npy")]] = _npy(body, info.filename, source)
+    return out
+
+
+def _npy(body: bytes, member: str, source: str) -> np.ndarray:
+    """Parse one ``.npy`` image; refuses object arrays (pickles) and a shape the bytes do not fill."""
+    fh = io.BytesIO(body)
+    try:
+        major, _minor = np.lib.format.read_magic(fh)
+        if major == 1:
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif major in (2, 3):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"npy version {major}")
+    except Exception as exc:  # numpy reports a damaged header in several ways; all mean the same here
+        raise WeightsError(
+            f"{source}: not a codec weight file ({member}: {exc.__class__.__name__})"
+        ) from None
+    if dtype.hasobject:
+        raise WeightsError(f"{source}: {member} holds Python objects; refused")
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(body) - fh.tell():
+        raise WeightsError(
+            f"{source}: {member} declares shape {shape} but holds {len(body) - fh.tell()} bytes"
+        )
+    arr = np.frombuffer(body, dtype=dtype, count=count, offset=fh.tell())
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: Keys of the ``generation`` block; a key outside this set is refused (extend it with the format).
+GENERATION_KEYS = frozenset({"mean", "reversion"})
+
+
+def validate_generation_meta(meta: dict[str, Any]) -> None:
+    """Refuse a malformed ``generation`` block of a weight file's metadata with one clear message.
+
+    Checked at load (so at ``install``), so ``model generate`` never meets a block it cannot use:
+    ``mean`` (the level the synthesis reverts to, quantised) and ``reversion`` (pull per moving step,
+    0..1) are optional lists of one finite number per channel.
+    """
+    gen = meta.get("generation", {})
+    if not isinstance(gen, dict):
+        raise WeightsError("generation metadata must be a JSON object")
+    unknown = sorted(set(gen) - GENERATION_KEYS)
+    if unknown:
+        raise WeightsError(f"generation metadata has unknown key(s) {', '.join(unknown)}")
+    channels = meta.get("channels")
+    for key, lo, hi in (("mean", -float(Q_LIMIT), float(Q_LIMIT)), ("reversion", 0.0, 1.0)):
+        if key not in gen:
+            continue
+        v = gen[key]
+        if not isinstance(v, list) or len(v) != channels:
+            raise WeightsError(f"generation metadata: {key!r} must be a list of {channels} numbers")
+        for i, x in enumerate(v):
+            if (
+                isinstance(x, bool)
+                or not isinstance(x, int | float)
+                or not math.isfinite(x)
+                or not lo <= x <= hi
+            ):
+                raise WeightsError(
+                    f"generation metadata: {key!r}[{i}] = {x!r} is not a number in {lo:g}..{hi:g}"
+                )
+
+
+def _check_meta(meta: dict[str, Any], source: str) -> None:
+    """Types and ranges of the metadata fields a model is built from; each defect named."""
+    for key in ("model_id", "version", "samples_per_frame", "channels", "buckets"):
+        if key not in meta:
+            raise WeightsError(f"{source}: incomplete metadata (no {key!r})")
+        if not _is_int(meta[key]):
+            raise WeightsError(f"{source}: {key!r} must be an integer, got {meta[key]!r}")
+    if not 0 <= meta["model_id"] <= 15:
+        raise WeightsError(f"{source}: model id {meta['model_id']} is out of range 0..15")
+    if meta["version"] < 1:
+        raise WeightsError(f"{source}: version {meta['version']} must be at least 1")
+    name = meta.get("name", "")
+    if not isinstance(name, str) or not printable(name) or len(name) > 64:
+        raise WeightsError(
+            f"{source}: model name {name!r} must be text of at most 64 characters without control characters"
+        )
+    for key in ("training", "metrics"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise WeightsError(f"{source}: {key!r} metadata must be a JSON object")
+    if not isinstance(meta.get("created", ""), str):
+        raise WeightsError(f"{source}: 'created' must be a string")
+    try:
+        validate_generation_meta(meta)
+    except WeightsError as exc:
+        raise WeightsError(f"{source}: {exc.message}") from None
+
+
 def from_bytes(data: bytes, source: str = "weights") -> Model:
     """Parse and verify a weight file; any defect raises WeightsError naming the source."""
     if len(data) > MAX_FILE_BYTES:
         raise WeightsError(f"{source}: larger than {MAX_FILE_BYTES} bytes")
+    arrays = _read_members(data, source)
+    ints, freq, raw_meta = arrays["ints"], arrays["freq"], arrays["meta"]
+    if ints.dtype != np.int32 or freq.dtype != np.uint16 or raw_meta.dtype != np.uint8:
+        raise WeightsError(f"{source}: unexpected array types")
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            ints, freq, raw_meta = npz["ints"], npz["freq"], npz["meta"]
-        meta = json.loads(raw_meta.astype(np.uint8).tobytes().decode())
-    except Exception as exc:  # zipfile/zlib/numpy fail in many ways on a damaged file; all mean the same
-        raise WeightsError(f"{source}: not a codec weight file ({exc.__class__.__name__})") from None
+        meta = json.loads(raw_meta.tobytes().decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WeightsError(f"{source}: metadata is not UTF-8 JSON ({exc.__class__.__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise WeightsError(
             f"{source}: unknown weight format {meta.get('format') if isinstance(meta, dict) else None!r}"
         )
-    if ints.dtype != np.int32 or freq.dtype != np.uint16:
-        raise WeightsError(f"{source}: unexpected array types")
     if _digest(ints, freq, meta) != meta.get("sha256"):
         raise WeightsError(f"{source}: SHA-256 mismatch, the file is corrupt or was altered")
+    _check_meta(meta, source)
     try:
         schema = Schema.from_list(meta["schema"], source)
-        c, k = int(meta["channels"]), int(meta["buckets"])
+        c, k = meta["channels"], meta["buckets"]
         params = _unpack(ints.ravel(), freq.ravel(), c, k)
-        model = Model(
-            schema, params, int(meta["samples_per_frame"]), int(meta["model_id"]), int(meta["version"])
-        )
+        bad = np.flatnonzero(params.lo > params.hi) if len(params.lo) == len(schema) else []
+        if len(bad):
+            ch = int(bad[0])
+            raise WeightsError(
+                f"{source}: channel {schema.names[ch]!r} has lo {int(params.lo[ch])} "
+                f"above hi {int(params.hi[ch])}"
+            )
+        model = Model(schema, params, meta["samples_per_frame"], meta["model_id"], meta["version"])
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{source}: incomplete metadata ({exc})") from None
     except SchemaError as exc:
         raise WeightsError(exc.message) from None
+    except WeightsError:
+        raise
     except CodecError as exc:
         raise WeightsError(f"{source}: {exc.message}") from None
     model.meta.update(meta)
     return model
 
 
-def load(path: str | os.PathLike[str]) -> Model:
+def read_file(path: str | os.PathLike[str], error: type[CodecError] = WeightsError) -> bytes:
+    """A weight file's bytes, reading at most one byte past the size limit (a huge file is refused
+    by ``from_bytes`` without being read whole)."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise WeightsError(f"cannot read {path}: {exc.strerror}") from None
-    return from_bytes(data, str(path))
+        raise error(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load(path: str | os.PathLike[str]) -> Model:
+    return from_bytes(read_file(path), str(path))

@@ -5,6 +5,12 @@ run faster than real time.
 callbacks with ``call_at`` and time moves only through ``sleep``/``advance`` (manual mode), or
 follows the real clock scaled by ``speed`` (for threaded simulations). Callbacks run in time order
 with ``monotonic()`` reporting their scheduled time, so a timestamp taken inside one is exact.
+
+In scaled mode a loaded host may run the timer thread late; virtual time then never passes an event
+that has not fired (``monotonic()`` stops at it, and any thread that sleeps or waits fires what is
+due), so a chip event is never late relative to virtual time, only virtual time relative to real.
+In manual mode, work handed to another thread at a virtual instant (a GPIO callback thread, as
+RPi.GPIO's) is announced with ``hold``/``release``: time does not move on until it has finished.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
+
+QUIESCE_TIMEOUT_S = 0.5
 
 
 @runtime_checkable
@@ -85,6 +93,9 @@ class VirtualClock:
         self._ticker: threading.Thread | None = None
         self._wake = threading.Event()
         self._closed = False
+        self._seen = float(start_s)  # the latest time monotonic() reported (scaled mode)
+        self._held = 0  # work running on other threads at the current instant (manual mode)
+        self._idle = threading.Condition(threading.Lock())
 
     @property
     def speed(self) -> float | None:
@@ -97,14 +108,51 @@ class VirtualClock:
         ``sleep``, ``advance`` and ``wait_event`` do.
         """
         with self._lock:
-            if self._speed is not None and not self._firing:
-                return self._scaled_now()
-            return self._now
+            if self._speed is None or self._firing:
+                return self._now
+            now = self._scaled_now()
+            self._drop_cancelled()
+            if self._queue and self._queue[0][0] < now:
+                now = self._queue[0][0]  # not past an event the (late) timer thread has not fired yet
+            if now > self._seen:
+                self._seen = now
+            return self._seen
+
+    def hold(self) -> None:
+        """Another thread took on work at this instant; manual time waits for ``release``."""
+        with self._idle:
+            self._held += 1
+
+    def release(self) -> None:
+        with self._idle:
+            self._held -= 1
+            if self._held <= 0:
+                self._held = 0
+                self._idle.notify_all()
+
+    def _quiesce(self) -> None:
+        """Manual mode: let held work on other threads finish before time moves on.
+
+        The simulation lock is released meanwhile (however deeply this thread holds it), since that
+        work usually needs it (a driver's SPI from its GPIO callback). Bounded, so a callback stuck on
+        a lock of the waiting thread cannot hang the simulation.
+        """
+        if self._speed is not None or not self._held:
+            return
+        lock: Any = self._lock
+        saved = lock._release_save() if lock._is_owned() else None
+        try:
+            with self._idle:
+                if not self._idle.wait_for(lambda: self._held == 0, QUIESCE_TIMEOUT_S):
+                    log.warning("virtual clock: a GPIO callback did not finish in %.1f s", QUIESCE_TIMEOUT_S)
+        finally:
+            if saved is not None:
+                lock._acquire_restore(saved)
 
     def call_at(self, when_s: float, fn: Callable[[], None]) -> int:
         with self._lock:
             seq = next(self._seq)
-            heapq.heappush(self._queue, (max(when_s, self._now), seq, fn))
+            heapq.heappush(self._queue, (max(when_s, self._now, self._seen), seq, fn))
             if self._speed is not None:
                 if self._ticker is None and not self._closed:
                     self._ticker = threading.Thread(target=self._tick, name="virtual-clock", daemon=True)
@@ -136,12 +184,14 @@ class VirtualClock:
         """Move time forward by ``seconds``, running every callback that falls due, in order."""
         if seconds < 0:
             raise ValueError("time does not run backwards")
+        self._quiesce()
         with self._lock:
             if self._speed is None:
                 self._run_until(self._now + seconds)
             else:
                 self._offset += seconds
                 self._run_until(self._scaled_now())
+        self._quiesce()
 
     def sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -154,10 +204,18 @@ class VirtualClock:
                 self._run_until(self._scaled_now())
 
     def wait_event(self, event: threading.Event, timeout_s: float | None) -> bool:
-        """Wait on ``event`` in virtual time: jumps straight to the next due callback (manual mode)."""
+        """Wait on ``event`` in virtual time: jumps straight to the next due callback (manual mode).
+
+        A zero timeout is a poll: it never moves time, so a clock callback may use it.
+        """
+        if timeout_s is not None and timeout_s <= 0:
+            if not self._firing:
+                self._quiesce()
+            return event.is_set()
         with self._lock:
             deadline = None if timeout_s is None else self.monotonic() + timeout_s
         while True:
+            self._quiesce()
             if event.is_set():
                 return True
             with self._lock:
@@ -213,6 +271,8 @@ class VirtualClock:
                 when, _, fn = heapq.heappop(self._queue)
                 self._now = max(self._now, when)
                 fn()
+                if self._held and self._speed is None:
+                    self._quiesce()  # callbacks it started on other threads run at this instant
             self._now = max(self._now, target)
         finally:
             self._firing = False

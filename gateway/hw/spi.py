@@ -15,7 +15,7 @@ from gateway.errors import HardwareError
 
 log = logging.getLogger(__name__)
 
-TRACE = 5  # log level for SPI hex dumps (below DEBUG)
+TRACE = 5  # log level for SPI hex dumps (below DEBUG); looked at when the port opens
 DEFAULT_SPEED_HZ = 8_000_000
 MAX_SPEED_HZ = 10_000_000  # SX1276 SPI clock limit
 
@@ -54,6 +54,7 @@ class SpidevPort:
         self._dev: Any = None
         self.transactions = 0
         self.bytes = 0
+        self._trace = False
 
     def open(self) -> None:
         if self._dev is not None:
@@ -81,6 +82,7 @@ class SpidevPort:
         dev.bits_per_word = 8
         dev.max_speed_hz = self.speed_hz
         self._dev = dev
+        self._trace = log.isEnabledFor(TRACE)  # once, not per transaction (the packet path's cost)
         log.debug("SPI bus %d CS %d open at %d Hz", self.bus, self.cs, self.speed_hz)
 
     def close(self) -> None:
@@ -89,11 +91,12 @@ class SpidevPort:
             self._dev = None
 
     def transfer(self, data: Sequence[int]) -> list[int]:
-        if self._dev is None:
+        dev = self._dev
+        if dev is None:
             raise HardwareError("SPI port used before open()", "spi_closed")
         self.transactions += 1
         self.bytes += len(data)
-        out = list(self._dev.xfer2(list(data)))
-        if log.isEnabledFor(TRACE):
+        out = dev.xfer2(data)  # spidev takes any sequence and returns a new list
+        if self._trace:
             log.log(TRACE, "spi%d.%d > %s < %s", self.bus, self.cs, bytes(data).hex(" "), bytes(out).hex(" "))
         return out

@@ -1,9 +1,14 @@
 """An SX1276 at the register level, plus fake GPIO libraries to wire it to.
 
-``EmulatedSX1276`` is a drop-in for ``spidev.SpiDev`` (open, close, xfer, xfer2, xfer3, readbytes,
-writebytes and the usual attributes), so any driver written for spidev runs against it, not only
-ours. ``FakeGPIO`` offers RPi.GPIO's module surface and ``FakeGpiod`` the libgpiod v2 surface our
-backend uses; the chip drives its DIO lines into them and watches its RESET pin.
+``EmulatedSX1276`` has the ``spidev.SpiDev`` surface itself (open, close, xfer, xfer2, xfer3,
+readbytes, writebytes and the usual attributes) for direct use; ``SpiBoard`` wires chips at
+(bus, chip select) and its ``SpiDev`` gives independent handles as the real module does, so any
+driver written for spidev runs against it, not only ours. ``FakeGPIO`` offers RPi.GPIO's module
+surface and ``FakeGpiod`` the libgpiod v2 surface our backend uses; the chip drives its DIO lines
+into them and watches its RESET pin. The fakes are as strict as the real libraries where a lenient
+fake would hide a bug: SPI mode 0 only, reads corrupted above 10 MHz, a missing /dev/spidevB.D,
+GPIO callbacks on their own thread, bouncetime, conflicting edge detection, the FIFO writable in
+standby only.
 
 What is modelled (datasheet section 4 and 6): reset values, read-only registers, burst access with
 auto-increment except at the FIFO (where FifoAddrPtr advances), MISO returning the previous value
@@ -22,11 +27,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import queue
 import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +55,10 @@ RX_LORA_MODES = (Mode.RXCONTINUOUS, Mode.RXSINGLE)
 #   spi-marginal    above SPI_MARGINAL_HZ the chip latches bit 0 of written data wrongly (long wires)
 FAULTS = ("none", "chip-absent", "chip-unpowered", "no-dio0", "reset-stuck", "spi-marginal")
 SPI_MARGINAL_HZ = 5_000_000
+SPI_MAX_HZ = 10_000_000  # datasheet table 8 (SPI timing): fSCK max 10 MHz
+# spidev reads the device's own maximum at open(): the device tree's spi-max-frequency, 125 MHz for
+# the spidev nodes of the Raspberry Pi overlays (unconfirmed against every kernel); far above 10 MHz
+SPIDEV_DEFAULT_HZ = 125_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,7 @@ class EmulatedSX1276:
         self.spi_bytes = 0
         self.emulation_s = 0.0
         self.resets = 0
+        self.fifo_writes_ignored = 0
         # wiring
         self._dio_sinks: dict[int, Callable[[bool], None]] = {}
         self._dio_levels = [False] * 6
@@ -147,26 +158,26 @@ class EmulatedSX1276:
     def xfer(
         self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
     ) -> list[int]:
-        return self._transaction(data)
+        return self.spi_frame(data, self.mode, speed_hz or self.max_speed_hz)
 
     def xfer2(
         self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
     ) -> list[int]:
-        return self._transaction(data)
+        return self.spi_frame(data, self.mode, speed_hz or self.max_speed_hz)
 
     def xfer3(
         self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
     ) -> list[int]:
-        return self._transaction(data)
+        return self.spi_frame(data, self.mode, speed_hz or self.max_speed_hz)
 
     def readbytes(self, n: int) -> list[int]:
-        return self._transaction([0] * n)
+        return self.spi_frame([0] * n, self.mode, self.max_speed_hz)
 
     def writebytes(self, data: Sequence[int]) -> None:
-        self._transaction(data)
+        self.spi_frame(data, self.mode, self.max_speed_hz)
 
     def writebytes2(self, data: Sequence[int]) -> None:
-        self._transaction(data)
+        self.spi_frame(data, self.mode, self.max_speed_hz)
 
     def fileno(self) -> int:
         return -1
@@ -198,6 +209,8 @@ class EmulatedSX1276:
 
     def wire(self, gpio: FakeGPIO, reset_pin: int | None, dio_pins: dict[int, int]) -> None:
         """Connect to a fake GPIO bank: RESET to ``reset_pin``, DIO n to ``dio_pins[n]``."""
+        if gpio.clock is None:
+            gpio.clock = self.clock  # the board's callbacks and bouncetime follow the chip's time
         if reset_pin is not None:
             gpio.attach_output_listener(reset_pin, self.set_reset_pin)
         for index, pin in dio_pins.items():
@@ -366,32 +379,51 @@ class EmulatedSX1276:
             self._lora[Reg.MODEM_STAT] = (self._lora[Reg.MODEM_STAT] & 0xE0) | regs.MODEM_CLEAR
 
     # ------------------------------------------------------------------ SPI protocol
-    def _transaction(self, data: Sequence[int]) -> list[int]:
+    def spi_frame(self, data: Sequence[int], mode: int = 0, speed_hz: int = 0) -> list[int]:
+        """One chip-select frame as the chip sees it, clocked in SPI ``mode`` at ``speed_hz``.
+
+        The chip answers in mode 0 only (datasheet: CPOL = 0, CPHA = 0): in another mode it latches
+        nothing and the master samples MISO on the wrong edge (every bit one place late). Above
+        ``SPI_MAX_HZ`` the chip's MISO lags the clock: reads come back shifted by one bit, so a link
+        test on the version register catches a wrong clock. ``emulation_s`` adds the wall time spent
+        here (``perf_counter``: a per-frame CPU clock reading is a syscall that would slow the caller).
+        """
         started = time.perf_counter()
         with self._lock:
             self.spi_transactions += 1
             self.spi_bytes += len(data)
-            out = [0] * len(data)
-            if self._fault in ("chip-absent", "chip-unpowered"):
-                # nothing answers: MISO held low, or floating high; the chip never sees the writes
-                self.emulation_s += time.perf_counter() - started
-                return [0xFF if self._fault == "chip-unpowered" else 0x00] * len(data)
-            if not data or self._held_in_reset:
-                self.emulation_s += time.perf_counter() - started
-                return out
-            first = data[0] & 0xFF
-            write = bool(first & regs.WRITE)
-            addr = first & regs.ADDRESS_MASK
-            garble = 0x01 if self._fault == "spi-marginal" and self.max_speed_hz > SPI_MARGINAL_HZ else 0
-            for i in range(1, len(data)):
-                if write:
-                    out[i] = self._read_plain(addr)  # MISO shifts out the previous value
-                    self._write(addr, (data[i] ^ garble) & 0xFF)
-                else:
-                    out[i] = self._read(addr)
-                if addr != Reg.FIFO:
-                    addr = (addr + 1) & regs.ADDRESS_MASK
+            if mode != 0:
+                out = _shift_late(self._decode(data, latch=False))
+            elif speed_hz > SPI_MAX_HZ:
+                out = _shift_lag(self._decode(data, latch=True, speed_hz=speed_hz))
+            else:
+                out = self._decode(data, latch=True, speed_hz=speed_hz)
         self.emulation_s += time.perf_counter() - started
+        return out
+
+    def _transaction(self, data: Sequence[int]) -> list[int]:
+        return self.spi_frame(data, self.mode, self.max_speed_hz)
+
+    def _decode(self, data: Sequence[int], latch: bool, speed_hz: int = 0) -> list[int]:
+        out = [0] * len(data)
+        if self._fault in ("chip-absent", "chip-unpowered"):
+            # nothing answers: MISO held low, or floating high; the chip never sees the writes
+            return [0xFF if self._fault == "chip-unpowered" else 0x00] * len(data)
+        if not data or self._held_in_reset:
+            return out
+        first = data[0] & 0xFF
+        write = bool(first & regs.WRITE)
+        addr = first & regs.ADDRESS_MASK
+        garble = 0x01 if self._fault == "spi-marginal" and speed_hz > SPI_MARGINAL_HZ else 0
+        for i in range(1, len(data)):
+            if write:
+                out[i] = self._read_plain(addr)  # MISO shifts out the previous value
+                if latch:
+                    self._write(addr, (data[i] ^ garble) & 0xFF)
+            else:
+                out[i] = self._read(addr) if latch else self._read_plain(addr)
+            if addr != Reg.FIFO:
+                addr = (addr + 1) & regs.ADDRESS_MASK
         return out
 
     def _page(self, addr: int) -> bytearray:
@@ -429,7 +461,8 @@ class EmulatedSX1276:
 
     def _write(self, addr: int, value: int) -> None:
         if addr == Reg.FIFO:
-            if self.op_mode == Mode.SLEEP:
+            if self.op_mode == Mode.SLEEP or (self.lora_mode and self.op_mode != Mode.STDBY):
+                self.fifo_writes_ignored += 1  # "the LoRa FIFO can only be filled in Stand-by mode"
                 return
             ptr = self._lora[Reg.FIFO_ADDR_PTR]
             self.fifo[ptr] = value
@@ -619,11 +652,18 @@ def noise_floor_dbm(bw_hz: float, noise_figure_db: float = 6.0) -> float:
 
 
 # ====================================================================== fake GPIO libraries
+_Dispatch = tuple[int, list[Callable[[int], None]], VirtualClock | None]
+
+
 class FakeGPIO:
     """RPi.GPIO's module surface on a bank of emulated pins (use the instance as the module).
 
     Inputs are driven by emulated chips (``drive_input``); outputs notify listeners (a chip's RESET).
-    Edge callbacks run synchronously on the thread that changes the level, like an interrupt.
+    As in the real library, edge callbacks run on one callback thread of their own, never on the
+    thread that changed the level (which holds the simulation lock); ``bouncetime`` drops edges
+    that follow an accepted one too closely; a second ``add_event_detect`` on a channel raises
+    RuntimeError; ``cleanup`` releases detection (callbacks still queued for it are dropped). On a
+    manual virtual clock the callback runs at the edge's instant: time waits for it (``clock.hold``).
     """
 
     BCM = 11
@@ -642,19 +682,25 @@ class FakeGPIO:
     RPI_INFO: dict[str, Any] = {"P1_REVISION": 3, "TYPE": "emulated"}  # noqa: RUF012
 
     def __init__(self, clock: VirtualClock | None = None) -> None:
-        self.clock = clock  # needed only for wait_for_edge
+        self.clock = clock  # virtual time for bouncetime, wait_for_edge and callback timing
         self._lock = threading.RLock()
         self._mode: int | None = None
         self._levels: dict[int, bool] = {}
         self._directions: dict[int, int] = {}
         self._detect: dict[int, int] = {}
         self._detected: dict[int, bool] = {}
+        self._bounce_s: dict[int, float] = {}
+        self._last_edge_s: dict[int, float] = {}
         self._callbacks: dict[int, list[Callable[[int], None]]] = {}
         self._listeners: dict[int, list[Callable[[bool], None]]] = {}
         self.warnings = True
         self._edge_watchers: list[Callable[[int, bool], None]] = []
         self.drop_edges: dict[int, int] = {}  # pin -> number of rising edges to lose (fault injection)
         self.edges_dropped = 0
+        self.edges_debounced = 0
+        self._queue: queue.SimpleQueue[_Dispatch | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.callback_errors = 0
 
     # RPi.GPIO functions
     def setwarnings(self, flag: bool) -> None:
@@ -707,11 +753,15 @@ class FakeGPIO:
             raise RuntimeError("You must setup() the GPIO channel as an input first")
         if edge not in (self.RISING, self.FALLING, self.BOTH):
             raise ValueError("The edge must be set to RISING, FALLING or BOTH")
+        if bouncetime is not None and bouncetime <= 0:
+            raise ValueError("Bouncetime must be greater than 0")
         with self._lock:
             if channel in self._detect:
                 raise RuntimeError("Conflicting edge detection already enabled for this GPIO channel")
             self._detect[channel] = edge
             self._detected[channel] = False
+            self._bounce_s[channel] = (bouncetime or 0) / 1000.0
+            self._last_edge_s.pop(channel, None)
             self._callbacks[channel] = [callback] if callback is not None else []
 
     def add_event_callback(self, channel: int, callback: Callable[[int], None]) -> None:
@@ -724,6 +774,7 @@ class FakeGPIO:
             self._detect.pop(channel, None)
             self._callbacks.pop(channel, None)
             self._detected.pop(channel, None)
+            self._bounce_s.pop(channel, None)
 
     def event_detected(self, channel: int) -> bool:
         with self._lock:
@@ -740,6 +791,11 @@ class FakeGPIO:
                 self._directions.pop(ch, None)
             if channel is None:
                 self._mode = None
+            stop = not self._detect and self._thread is not None
+            if stop:
+                self._thread = None
+        if stop:
+            self._queue.put(None)  # the callback thread ends once nothing is detected any more
 
     def wait_for_edge(
         self, channel: int, edge: int, bouncetime: int | None = None, timeout: int | None = None
@@ -747,6 +803,8 @@ class FakeGPIO:
         """Block until the edge (``timeout`` in ms, as RPi.GPIO); returns the channel or None."""
         if self.clock is None:
             raise RuntimeError("FakeGPIO(clock=...) is needed for wait_for_edge")
+        if channel in self._detect:
+            raise RuntimeError("Conflicting edge detection events already exist for this GPIO channel")
         hit = threading.Event()
 
         def watcher(pin: int, level: bool) -> None:
@@ -769,7 +827,6 @@ class FakeGPIO:
 
     def drive_input(self, pin: int, level: bool) -> None:
         """An external device (the chip's DIO) sets the level of ``pin``; fires edge detection."""
-        callbacks: list[Callable[[int], None]] = []
         with self._lock:
             old = self._levels.get(pin, False)
             self._levels[pin] = level
@@ -781,12 +838,46 @@ class FakeGPIO:
                 return
             edge = self._detect.get(pin)
             if edge is not None and (edge == self.BOTH or edge == (self.RISING if level else self.FALLING)):
-                self._detected[pin] = True
-                callbacks = list(self._callbacks.get(pin, []))
-        for cb in callbacks:
-            cb(pin)
+                now = self.clock.monotonic() if self.clock is not None else time.monotonic()
+                last = self._last_edge_s.get(pin)
+                if last is not None and now - last < self._bounce_s.get(pin, 0.0):
+                    self.edges_debounced += 1  # within bouncetime of the last accepted edge: dropped
+                else:
+                    self._last_edge_s[pin] = now
+                    self._detected[pin] = True
+                    callbacks = self._callbacks.get(pin)
+                    if callbacks:
+                        self._dispatch(pin, list(callbacks))
         for watcher in list(self._edge_watchers):
             watcher(pin, level)
+
+    def _dispatch(self, pin: int, callbacks: list[Callable[[int], None]]) -> None:
+        """Queue the callbacks for the callback thread (started on first use, as RPi.GPIO's)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run_callbacks, name="gpio-callbacks", daemon=True)
+            self._thread.start()
+        if self.clock is not None:
+            self.clock.hold()
+        self._queue.put((pin, callbacks, self.clock))
+
+    def _run_callbacks(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            pin, callbacks, clock = item
+            try:
+                for cb in callbacks:
+                    if pin not in self._detect:
+                        break  # detection removed (cleanup) before the callback ran
+                    try:
+                        cb(pin)
+                    except Exception:  # RPi.GPIO prints the traceback and keeps its thread
+                        self.callback_errors += 1
+                        log.exception("GPIO callback for channel %d failed", pin)
+            finally:
+                if clock is not None:
+                    clock.release()
 
     def level(self, pin: int) -> bool:
         return self._levels.get(pin, False)
@@ -814,16 +905,118 @@ def _channels(channel: int | Sequence[int]) -> list[int]:
     return [channel] if isinstance(channel, int) else list(channel)
 
 
+def _shift_late(out: list[int]) -> list[int]:
+    """MISO sampled one bit late (wrong clock phase): each byte takes the next byte's first bit."""
+    return [((b << 1) & 0xFF) | ((out[i + 1] >> 7) if i + 1 < len(out) else 0) for i, b in enumerate(out)]
+
+
+def _shift_lag(out: list[int]) -> list[int]:
+    """MISO too slow for the clock: every bit arrives one clock late (a byte keeps the last bit of
+    the byte before it)."""
+    return [(b >> 1) | (((out[i - 1] & 1) << 7) if i else 0) for i, b in enumerate(out)]
+
+
+class FakeSpiDev:
+    """One ``spidev.SpiDev()`` handle on a ``SpiBoard``: independent of other handles, as the real one.
+
+    ``open(bus, device)`` selects the chip wired at that bus and chip select, or raises the
+    FileNotFoundError of a missing ``/dev/spidevB.D``. ``mode`` and ``max_speed_hz`` are this
+    handle's and reach the chip with every frame (default speed: the Pi's device-tree maximum,
+    far above the SX1276's 10 MHz, so a driver must set it).
+    """
+
+    def __init__(self, board: SpiBoard) -> None:
+        self._board = board
+        self._chip: EmulatedSX1276 | None = None
+        self.bus: int | None = None
+        self.device: int | None = None
+        self.mode = 0
+        self.bits_per_word = 8
+        self.max_speed_hz = SPIDEV_DEFAULT_HZ
+        self.lsbfirst = False
+        self.cshigh = False
+        self.threewire = False
+        self.loop = False
+        self.no_cs = False
+
+    def open(self, bus: int, device: int) -> None:
+        chip = self._board.chips.get((bus, device))
+        if chip is None:
+            raise FileNotFoundError(2, "No such file or directory")
+        self._chip, self.bus, self.device = chip, bus, device
+        chip.bus, chip.device = bus, device
+
+    def close(self) -> None:
+        self._chip = None
+
+    def _frame(self, data: Sequence[int], speed_hz: int = 0) -> list[int]:
+        if self._chip is None:
+            raise OSError(9, "Bad file descriptor")
+        return self._chip.spi_frame(list(data), self.mode, speed_hz or self.max_speed_hz)
+
+    def xfer(
+        self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
+    ) -> list[int]:
+        return self._frame(data, speed_hz)
+
+    def xfer2(
+        self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
+    ) -> list[int]:
+        return self._frame(data, speed_hz)
+
+    def xfer3(
+        self, data: Sequence[int], speed_hz: int = 0, delay_usecs: int = 0, bits_per_word: int = 0
+    ) -> list[int]:
+        return self._frame(data, speed_hz)
+
+    def readbytes(self, n: int) -> list[int]:
+        return self._frame([0] * n)
+
+    def writebytes(self, data: Sequence[int]) -> None:
+        self._frame(data)
+
+    def writebytes2(self, data: Sequence[int]) -> None:
+        self._frame(data)
+
+    def fileno(self) -> int:
+        return -1 if self._chip is None else 3
+
+    def __enter__(self) -> FakeSpiDev:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SpiBoard:
+    """The SPI buses of one emulated board: which chip sits at which (bus, chip select).
+
+    ``SpiDev`` is the ``spidev.SpiDev`` class of that board (a board may carry two radios).
+    """
+
+    def __init__(self, chips: Mapping[tuple[int, int], EmulatedSX1276] | EmulatedSX1276) -> None:
+        self.chips = dict(chips) if isinstance(chips, Mapping) else {(0, 0): chips}
+
+    def SpiDev(self, *args: int) -> FakeSpiDev:
+        dev = FakeSpiDev(self)
+        if len(args) == 2:
+            dev.open(*args)
+        return dev
+
+
 @contextlib.contextmanager
 def installed_as_modules(
-    chip: EmulatedSX1276, gpio: FakeGPIO, gpiod: FakeGpiod | None = None
+    chips: EmulatedSX1276 | Mapping[tuple[int, int], EmulatedSX1276],
+    gpio: FakeGPIO,
+    gpiod: FakeGpiod | None = None,
 ) -> Iterator[None]:
     """Within the block, ``import spidev`` / ``import RPi.GPIO`` (/ ``import gpiod``) give the emulator.
 
-    So a third-party driver that imports those libraries itself runs unchanged against ``chip``.
+    ``chips`` maps (bus, chip select) to the chip wired there; a single chip sits at (0, 0), CE0.
+    So a third-party driver that imports those libraries itself runs unchanged against the chips.
     """
     spidev = types.ModuleType("spidev")
-    spidev.SpiDev = lambda *args: chip  # type: ignore[attr-defined]
+    spidev.SpiDev = SpiBoard(chips).SpiDev  # type: ignore[attr-defined]
     rpi = types.ModuleType("RPi")
     rpi.GPIO = gpio  # type: ignore[attr-defined]
     fakes: dict[str, Any] = {"spidev": spidev, "RPi": rpi, "RPi.GPIO": gpio}

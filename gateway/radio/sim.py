@@ -37,7 +37,7 @@ from gateway.hw.clock import VirtualClock
 from gateway.hw.gpio import GpiodGpio, RPiGpio
 from gateway.hw.spi import SpidevPort
 from gateway.radio.air import Interferer, Link, VirtualAir
-from gateway.radio.emulator import EmulatedSX1276, FakeGPIO, FakeGpiod
+from gateway.radio.emulator import EmulatedSX1276, FakeGPIO, FakeGpiod, SpiBoard
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 
@@ -94,7 +94,7 @@ def make_radio(
         backend = GpiodGpio(module=FakeGpiod(board, air.clock), candidates=["/dev/gpiochip0"])
     else:
         backend = RPiGpio(air.clock, module=board)
-    spi = SpidevPort(device_factory=lambda: chip, speed_hz=spi_speed_hz)
+    spi = SpidevPort(0, 0, speed_hz=spi_speed_hz, device_factory=SpiBoard({(0, 0): chip}).SpiDev)
     driver = SX1276(spi, backend, pins, config, clock=air.clock, name=name)
     return chip, board, driver
 

@@ -5,7 +5,8 @@ unit-bearing settings (``LoRaConfig``); receive / transmit / CAD / RSSI on top.
 
 Receiving follows the datasheet and avoids the usual driver mistakes: RXCONTINUOUS woken by DIO0
 (or polling when DIO0 is not wired); each packet read in three SPI transactions (a status burst
-0x0E..0x2A, a burst write from 0x0D that sets FifoAddrPtr and clears the IRQ flags, a FIFO burst);
+0x10..0x2A, a burst write from 0x0D that sets FifoAddrPtr and clears the IRQ flags, a FIFO burst),
+with everything that depends only on the configuration worked out once when it is applied;
 the CRC state from CrcOnPayload (absent / failed / ok, never dropped here); signed SNR; RSSI with the
 HF/LF offset and the SNR < 0 correction; flags cleared before the radio can raise the next RxDone.
 A health check on idle notices a chip that reset, lost its mode, hung after a header, or whose DIO0
@@ -19,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 
 from gateway.errors import ConfigError, HardwareError
@@ -36,8 +38,33 @@ from gateway.radio.regs import Irq, Mode, Reg
 
 log = logging.getLogger(__name__)
 
-STATUS_FIRST = Reg.FIFO_TX_BASE_ADDR  # status burst 0x0E..0x2A: bases, IRQs, counters, SNR/RSSI, FEI
+STATUS_FIRST = Reg.FIFO_RX_CURRENT_ADDR  # status burst 0x10..0x2A: IRQs, counters, SNR/RSSI, FEI
 STATUS_LAST = Reg.FEI_LSB
+# Offsets of registers in a raw status frame (MISO byte 0 is the address phase).
+_S_CURRENT = Reg.FIFO_RX_CURRENT_ADDR - STATUS_FIRST + 1
+_S_FLAGS = Reg.IRQ_FLAGS - STATUS_FIRST + 1
+_S_NB_BYTES = Reg.RX_NB_BYTES - STATUS_FIRST + 1
+_S_HEADER_CNT = Reg.RX_HEADER_CNT_MSB - STATUS_FIRST + 1
+_S_PACKET_CNT = Reg.RX_PACKET_CNT_MSB - STATUS_FIRST + 1
+_S_MODEM_STAT = Reg.MODEM_STAT - STATUS_FIRST + 1
+_S_SNR = Reg.PKT_SNR_VALUE - STATUS_FIRST + 1
+_S_RSSI = Reg.PKT_RSSI_VALUE - STATUS_FIRST + 1
+_S_HOP = Reg.HOP_CHANNEL - STATUS_FIRST + 1
+_S_FEI = Reg.FEI_MSB - STATUS_FIRST + 1
+_STATUS_FRAME = (int(Reg.FIFO_RX_CURRENT_ADDR), *([0] * (STATUS_LAST - STATUS_FIRST + 1)))
+# The FIFO/IRQ burst write from 0x0D: FifoAddrPtr, TxBase, RxBase, (0x10 read-only), mask, IrqFlags,
+# then 0x13..0x15 read-only (their MISO bytes are RxNbBytes and the valid-header counter).
+_W_CURRENT = Reg.FIFO_RX_CURRENT_ADDR - Reg.FIFO_ADDR_PTR + 1
+FIFO_TX_BASE = 0x00
+FIFO_RX_BASE = 0x00
+IRQ_MASK = 0x00  # every IRQ visible
+_RX_CR_SHIFT, _RX_CR_MAX = regs.RX_CODING_RATE.shift, regs.RX_CODING_RATE.max
+_CRC_ON_PAYLOAD_BIT = regs.CRC_ON_PAYLOAD.mask
+# plain ints for the hot path (enum attribute lookups and IntEnum operators cost there)
+_RX_DONE, _CRC_ERROR = int(Irq.RX_DONE), int(Irq.PAYLOAD_CRC_ERROR)
+_W_FIFO_ADDR_PTR = regs.WRITE | int(Reg.FIFO_ADDR_PTR)
+_FIFO_READ = tuple(tuple([int(Reg.FIFO)] + [0] * n) for n in range(256))  # FIFO burst frames by length
+_CRC_OK, _CRC_FAILED, _CRC_ABSENT = CrcState.OK, CrcState.FAILED, CrcState.ABSENT
 RESET_PULSE_S = 0.001  # datasheet 7.2.2: > 100 µs low
 RESET_WAIT_S = 0.010  # then 5-10 ms before the chip answers
 IMAGE_CAL_TIMEOUT_S = 0.050
@@ -235,10 +262,17 @@ class SX1276:
         self._status: list[int] | None = None
         self._edge_time: float | None = None
         self._gpio_ready = False
-        if utc_now is None and clock is not SYSTEM_CLOCK:
-            utc0, mono0 = datetime.now(UTC), clock.monotonic()
-            utc_now = lambda: utc0 + timedelta(seconds=clock.monotonic() - mono0)  # noqa: E731
-        self._utc_now = utc_now or (lambda: datetime.now(UTC))
+        self.last_tx_decision_to_mode_s: float | None = None  # transmit() call to the TX mode write
+        self._prepare(config)
+        # UTC of a packet: the wall clock now, or (a virtual clock) the UTC of its RxDone time
+        self._utc_at: Callable[[float], datetime]
+        if utc_now is not None:
+            self._utc_at = lambda when: utc_now()
+        elif clock is not SYSTEM_CLOCK:
+            epoch = datetime.now(UTC).timestamp() - clock.monotonic()  # UTC of virtual time 0
+            self._utc_at = lambda when: datetime.fromtimestamp(epoch + when, UTC)
+        else:
+            self._utc_at = lambda when: datetime.now(UTC)
 
     # ------------------------------------------------------------------ SPI primitives
     def _read(self, reg: int) -> int:
@@ -247,6 +281,18 @@ class SX1276:
     def _write(self, reg: int, value: int) -> int:
         """Write one register; returns the previous value (MISO during the data byte)."""
         return self.spi.transfer([regs.WRITE | reg, value & 0xFF])[1]
+
+    def _prepare(self, cfg: LoRaConfig) -> None:
+        """Work out once, per configuration, what every packet would otherwise recompute."""
+        self._rssi_offset = float(regs.rssi_offset_db(cfg.frequency_hz))
+        self._fei_hz_per_step = regs.fei_to_hz(1, exact_bandwidth_hz(cfg.bw_hz))
+        self._crc_from_header = not cfg.implicit_header
+        self._crc_configured = cfg.crc
+        self._freq_hz, self._sf, self._bw_hz, self._cr = cfg.frequency_hz, cfg.sf, cfg.bw_hz, cfg.cr
+        self._op_stdby = 0x80 | self._lf_bit_for(cfg) | Mode.STDBY
+        self._op_tx = 0x80 | self._lf_bit_for(cfg) | Mode.TX
+        self._op_rx = 0x80 | self._lf_bit_for(cfg) | Mode.RXCONTINUOUS
+        self._shifted_rx = self._rx_frequency_hz(cfg) != cfg.frequency_hz
 
     def _burst_read(self, reg: int, count: int) -> list[int]:
         return self.spi.transfer([reg & regs.ADDRESS_MASK] + [0] * count)[1:]
@@ -338,7 +384,11 @@ class SX1276:
                 self._start_rx()
 
     def _lf_bit(self) -> int:
-        return 0 if self.config.high_frequency else 0x08
+        return self._lf_bit_for(self.config)
+
+    @staticmethod
+    def _lf_bit_for(cfg: LoRaConfig) -> int:
+        return 0 if cfg.high_frequency else 0x08
 
     def _image_calibration(self) -> None:
         """Image and RSSI calibration at the operating frequency, in FSK standby (datasheet 2.1.3.8)."""
@@ -371,6 +421,7 @@ class SX1276:
         with self._lock:
             was_receiving = self._receiving
             self.config = config
+            self._prepare(config)
             self._set_mode(Mode.STDBY)
             self._receiving = False
             self._apply_config(config)
@@ -420,8 +471,8 @@ class SX1276:
         self._write(Reg.INVERT_IQ2, regs.INVERT_IQ2_INVERTED if cfg.invert_iq_rx else regs.INVERT_IQ2_NORMAL)
         self._apply_errata(cfg, code)
         # FIFO halves, IRQs, DIO0 = RxDone, DIO1 = RxTimeout
-        self._burst_write(Reg.FIFO_TX_BASE_ADDR, [0x00, 0x00])
-        self._write(Reg.IRQ_FLAGS_MASK, 0x00)
+        self._burst_write(Reg.FIFO_TX_BASE_ADDR, [FIFO_TX_BASE, FIFO_RX_BASE])
+        self._write(Reg.IRQ_FLAGS_MASK, IRQ_MASK)
         self._write(Reg.DIO_MAPPING1, 0x00)
         readback = self._burst_read(Reg.MODEM_CONFIG1, 2)
         expected1 = (code << 4) | (regs.cr_code(cfg.cr) << 1) | int(cfg.implicit_header)
@@ -463,9 +514,13 @@ class SX1276:
     # ------------------------------------------------------------------ receive
     def _start_rx(self) -> None:
         """Clear the IRQ flags, point the FIFO at the RX base, enter RXCONTINUOUS."""
-        self._burst_write(Reg.FIFO_ADDR_PTR, [0x00])
-        self._write(Reg.IRQ_FLAGS, 0xFF)
-        self._set_mode(Mode.RXCONTINUOUS)
+        self._burst_write(Reg.FIFO_ADDR_PTR, [FIFO_RX_BASE, FIFO_TX_BASE, FIFO_RX_BASE, 0, IRQ_MASK, 0xFF])
+        self._enter_rx()
+
+    def _enter_rx(self) -> None:
+        """RXCONTINUOUS (flags already cleared), then note the valid-header counter."""
+        self._write(Reg.OP_MODE, self._op_rx)
+        self._expected_op_mode = self._op_rx
         # The datasheet says both "since the last transition into RX" and "reset in SLEEP" for the
         # header counter: take it as it stands now, so either behaviour is right.
         msb, lsb = self._burst_read(Reg.RX_HEADER_CNT_MSB, 2)
@@ -524,7 +579,7 @@ class SX1276:
         while True:
             with self._lock:
                 status = self._read_status()
-            if status[Reg.IRQ_FLAGS - STATUS_FIRST] & Irq.RX_DONE:
+            if status[_S_FLAGS] & Irq.RX_DONE:
                 self._status = status  # the poll's status read is transaction 1 of the packet
                 return True
             if self.clock.monotonic() >= deadline:
@@ -532,112 +587,96 @@ class SX1276:
             self.clock.sleep(min(self.poll_interval_s, max(deadline - self.clock.monotonic(), 0.0)))
 
     def _read_status(self) -> list[int]:
-        return self._burst_read(STATUS_FIRST, STATUS_LAST - STATUS_FIRST + 1)
+        """The raw status frame 0x10..0x2A (index with the ``_S_*`` offsets)."""
+        return self.spi.transfer(_STATUS_FRAME)
 
     def _service(self) -> None:
         """Read every packet the chip holds: three SPI transactions each."""
         with self._lock:
             status, self._status = self._status, None
-            previous: list[int] | None = None
-            for _ in range(4):  # a packet landing mid-read is served in the next round
-                previous = self._read_packet(status, previous)
-                if previous is None:
-                    return
-                status = None
+            previous = self._read_packet(status, None)
+            if previous is not None:  # a packet landed mid-read: read it too (three rounds at most)
+                for _ in range(3):
+                    previous = self._read_packet(None, previous)
+                    if previous is None:
+                        break
 
     def _read_packet(self, status: list[int] | None, previous: list[int] | None) -> list[int] | None:
         """Read one packet; returns its status when another packet finished during the read.
 
         ``previous`` is the status of the packet read just before, when this one's RxDone was cleared
         together with it: then RxPacketCntValue (valid packets only) tells whether its CRC was good.
+        The hot path of the gateway: constants come from ``_prepare``, nothing is logged per packet.
         """
-        when, self._edge_time = self._edge_time or self.clock.monotonic(), None  # RxDone time
-        st = status if status is not None else self._read_status()  # transaction 1
-        s = lambda reg: st[reg - STATUS_FIRST]  # noqa: E731
-        flags = s(Reg.IRQ_FLAGS)
+        when = self._edge_time
+        self._edge_time = None
+        transfer = self.spi.transfer
+        st = status if status is not None else transfer(_STATUS_FRAME)  # transaction 1
+        flags = st[_S_FLAGS]
         seen = flags
-        if previous is not None and not flags & Irq.RX_DONE:
-            valid = _counter(st, Reg.RX_PACKET_CNT_MSB) != _counter(previous, Reg.RX_PACKET_CNT_MSB)
-            seen = flags | Irq.RX_DONE | (0 if valid else Irq.PAYLOAD_CRC_ERROR)
-        elif not flags & Irq.RX_DONE:
-            self.stats.spurious_irqs += 1
-            if flags:
-                self._write(Reg.IRQ_FLAGS, flags)
-            return None
-        start, length = s(Reg.FIFO_RX_CURRENT_ADDR), s(Reg.RX_NB_BYTES)
-        # transaction 2: FifoAddrPtr = start; rewrite the bases and mask as read; 0x10 is read-only;
+        if not flags & _RX_DONE:
+            if previous is None:
+                self.stats.spurious_irqs += 1
+                if flags:
+                    self._write(Reg.IRQ_FLAGS, flags)
+                return None
+            valid = st[_S_PACKET_CNT : _S_PACKET_CNT + 2] != previous[_S_PACKET_CNT : _S_PACKET_CNT + 2]
+            seen = flags | _RX_DONE | (0 if valid else _CRC_ERROR)
+        start = st[_S_CURRENT]
+        # transaction 2: FifoAddrPtr = start; the bases and mask as configured; 0x10 is read-only;
         # clear exactly the flags seen. MISO returns the previous values: a changed FifoRxCurrentAddr
         # means another packet finished in between (its RxDone is cleared with ours).
-        miso = self._burst_write(
-            Reg.FIFO_ADDR_PTR,
-            [start, s(Reg.FIFO_TX_BASE_ADDR), s(Reg.FIFO_RX_BASE_ADDR), start, s(Reg.IRQ_FLAGS_MASK), flags],
-        )
-        payload = bytes(self._burst_read(Reg.FIFO, length)) if length else b""  # transaction 3
-        self._last_activity = self.clock.monotonic()
-        header_cnt = _counter(st, Reg.RX_HEADER_CNT_MSB)
-        if not self.config.implicit_header:
+        miso = transfer((_W_FIFO_ADDR_PTR, start, FIFO_TX_BASE, FIFO_RX_BASE, start, IRQ_MASK, flags))
+        payload = bytes(transfer(_FIFO_READ[st[_S_NB_BYTES]])[1:])  # transaction 3
+        if when is None:
+            when = self.clock.monotonic()  # polling: no edge time
+        self._last_activity = when
+        stats = self.stats
+        stats.packets += 1
+        if self._crc_from_header:
+            header_cnt = (st[_S_HEADER_CNT] << 8) | st[_S_HEADER_CNT + 1]
             gap = (header_cnt - self._last_header_cnt) & 0xFFFF
+            self._last_header_cnt = header_cnt
             if gap > 1:
-                self.stats.missed += gap - 1
+                stats.missed += gap - 1
                 log.warning(
                     "%s: %d packet(s) lost before the driver could read them (overrun)", self.name, gap - 1
                 )
-            self._last_header_cnt = header_cnt
-        packet = self._packet(st, payload, seen, when)
-        self._count(packet)
-        self._ready.append(packet)
-        if miso[Reg.FIFO_RX_CURRENT_ADDR - Reg.FIFO_ADDR_PTR] != start:
-            log.info("%s: a packet finished while the previous one was read; reading it too", self.name)
-            return st
-        return None
-
-    def _packet(self, st: list[int], payload: bytes, flags: int, when: float) -> RxPacket:
-        s = lambda reg: st[reg - STATUS_FIRST]  # noqa: E731
-        cfg = self.config
-        snr_raw = s(Reg.PKT_SNR_VALUE)
-        snr = (snr_raw - 256 if snr_raw & 0x80 else snr_raw) / 4.0
-        rssi = regs.rssi_offset_db(cfg.frequency_hz) + s(Reg.PKT_RSSI_VALUE) + (snr if snr < 0 else 0.0)
-        fei_raw = ((s(Reg.FEI_MSB) & 0x0F) << 16) | (s(Reg.FEI_MID) << 8) | s(Reg.FEI_LSB)
-        if cfg.implicit_header:
-            crc_on, cr = cfg.crc, cfg.cr
+            cr_code = (st[_S_MODEM_STAT] >> _RX_CR_SHIFT) & _RX_CR_MAX
+            cr = CODING_RATE_BY_CODE[cr_code] or self._cr
+            crc_on = st[_S_HOP] & _CRC_ON_PAYLOAD_BIT
         else:
-            crc_on = bool(regs.CRC_ON_PAYLOAD.get(s(Reg.HOP_CHANNEL)))
-            cr_code = regs.RX_CODING_RATE.get(s(Reg.MODEM_STAT))
-            cr = regs.CODING_RATES[cr_code - 1] if 1 <= cr_code <= 4 else cfg.cr
+            crc_on, cr = self._crc_configured, self._cr
         if not crc_on:
-            crc = CrcState.ABSENT
-        elif flags & Irq.PAYLOAD_CRC_ERROR:
-            crc = CrcState.FAILED
+            crc = _CRC_ABSENT
+            stats.crc_absent += 1
+        elif seen & _CRC_ERROR:
+            crc = _CRC_FAILED
+            stats.crc_failed += 1
         else:
-            crc = CrcState.OK
-        return RxPacket(
-            payload=payload,
-            rssi_dbm=float(rssi),
-            snr_db=snr,
-            freq_hz=cfg.frequency_hz,
-            freq_error_hz=regs.fei_to_hz(fei_raw, exact_bandwidth_hz(cfg.bw_hz)),
-            sf=cfg.sf,
-            bw_hz=cfg.bw_hz,
-            cr=cr,
-            crc=crc,
-            monotonic_s=when,
-            utc=self._utc_now(),
-        )
-
-    def _count(self, packet: RxPacket) -> None:
-        self.stats.packets += 1
-        if packet.crc is CrcState.OK:
-            self.stats.crc_ok += 1
-        elif packet.crc is CrcState.FAILED:
-            self.stats.crc_failed += 1
-            log.info(
-                "%s: packet with payload CRC error (%d bytes, RSSI %.0f dBm)",
-                self.name,
-                len(packet.payload),
-                packet.rssi_dbm,
+            crc = _CRC_OK
+            stats.crc_ok += 1
+        snr = st[_S_SNR]
+        snr = (snr - 256 if snr & 0x80 else snr) / 4.0
+        fei = ((st[_S_FEI] & 0x0F) << 16) | (st[_S_FEI + 1] << 8) | st[_S_FEI + 2]
+        self._ready.append(
+            RxPacket(
+                payload,
+                self._rssi_offset + st[_S_RSSI] + (snr if snr < 0 else 0.0),
+                snr,
+                self._freq_hz,
+                (fei - 0x100000 if fei & 0x80000 else fei) * self._fei_hz_per_step,
+                self._sf,
+                self._bw_hz,
+                cr,
+                crc,
+                when,  # RxDone time: the DIO0 edge when there was one
+                self._utc_at(when),
             )
-        else:
-            self.stats.crc_absent += 1
+        )
+        if miso[_W_CURRENT] != start:
+            return st  # a packet finished while this one was read: read it too
+        return None
 
     # ------------------------------------------------------------------ self-healing
     def check_health(self) -> bool:
@@ -657,15 +696,15 @@ class SX1276:
                 )
                 return False
             status = self._read_status()
-            flags = status[Reg.IRQ_FLAGS - STATUS_FIRST]
+            flags = status[_S_FLAGS]
             if flags & Irq.RX_DONE:
                 # DIO0 is high and stays high until RxDone is cleared: the edge was missed.
                 self._note_recovery("dio0_missed", "RxDone pending without a DIO0 edge")
                 self._status = status
                 self._service()
                 return False
-            header_cnt = _counter(status, Reg.RX_HEADER_CNT_MSB)
-            modem_stat = status[Reg.MODEM_STAT - STATUS_FIRST]
+            header_cnt = (status[_S_HEADER_CNT] << 8) | status[_S_HEADER_CNT + 1]
+            modem_stat = status[_S_MODEM_STAT]
             if (
                 not self.config.implicit_header
                 and header_cnt != self._last_header_cnt
@@ -689,7 +728,10 @@ class SX1276:
         """Send ``payload``; with ``wait`` block until TxDone. Returns the time on air in seconds.
 
         Receiving resumes after TxDone (when waiting). Raises HardwareError if TxDone never comes.
+        Six SPI transactions up to the TX mode write (plus one status read when a packet might be
+        pending in receive); ``last_tx_decision_to_mode_s`` is the time this call took to get there.
         """
+        decided = time.perf_counter()
         if not 1 <= len(payload) <= 255:
             raise ConfigError(
                 f"{self.name}: payload of {len(payload)} bytes outside 1..255", "payload_length"
@@ -697,26 +739,54 @@ class SX1276:
         toa = self.config.time_on_air_s(len(payload))
         with self._lock:
             self._keep_pending_packet()
-            self._set_mode(Mode.STDBY)
+            self._write(Reg.OP_MODE, self._op_stdby)  # the FIFO can only be filled in standby
             self._receiving = False
-            if self._rx_frequency_hz(self.config) != self.config.frequency_hz:
+            if self._shifted_rx:
                 self._write_frf(self.config.frequency_hz)
-            self._write(Reg.FIFO_ADDR_PTR, 0x00)
-            self._burst_write(Reg.FIFO, list(payload))
+            # FifoAddrPtr = TX base, bases and mask as configured, every IRQ flag cleared
+            self._burst_write(
+                Reg.FIFO_ADDR_PTR, [FIFO_TX_BASE, FIFO_TX_BASE, FIFO_RX_BASE, 0, IRQ_MASK, 0xFF]
+            )
+            self.spi.transfer([regs.WRITE | Reg.FIFO, *payload])
             self._write(Reg.PAYLOAD_LENGTH, len(payload))
             self._write(Reg.DIO_MAPPING1, regs.DIO0_TX_DONE << 6)
-            self._write(Reg.IRQ_FLAGS, 0xFF)
-            self._set_mode(Mode.TX)
+            if self._use_dio0:
+                assert self.gpio is not None
+                self.gpio.wait_rising(0)  # an RxDone edge already served must not pass for TxDone
+            self.last_tx_decision_to_mode_s = time.perf_counter() - decided  # as the mode write starts
+            before = self._write(Reg.OP_MODE, self._op_tx)  # MISO: the mode it replaced
+            if before != self._op_stdby:
+                self._restore_rx()
+                raise HardwareError(
+                    f"{self.name}: standby write ignored before TX (OpMode read 0x{before:02X}, expected "
+                    f"0x{self._op_stdby:02X}); check the SPI wiring",
+                    "mode_write",
+                )
+            self._expected_op_mode = self._op_tx
         if wait:
             self.wait_tx_done(timeout_s if timeout_s is not None else toa * 1.5 + 0.1)
         return toa
 
     def wait_tx_done(self, timeout_s: float) -> None:
-        if not self._wait_flag(Irq.TX_DONE, timeout_s):
-            self._restore_rx()
+        """Wait for TxDone (the DIO0 edge, or polling), then go back to receive in three transactions."""
+        deadline = self.clock.monotonic() + timeout_s
+        while True:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                break
+            if self._use_dio0:
+                assert self.gpio is not None and self.pins.dio0 is not None
+                if self.pins.dio0 in self.gpio.wait_rising(remaining):
+                    break  # DIO0 is mapped to TxDone; the flag itself is checked below
+            else:
+                with self._lock:
+                    if self._read(Reg.IRQ_FLAGS) & Irq.TX_DONE:
+                        break
+                self.clock.sleep(min(self.poll_interval_s, remaining))
+        flags = self._restore_rx()
+        if not flags & Irq.TX_DONE:
             raise HardwareError(f"{self.name}: TxDone not raised within {timeout_s:.3f} s", "tx_timeout")
         self.stats.tx_packets += 1
-        self._restore_rx()
 
     def cad(self, timeout_s: float = 0.5) -> bool:
         """Channel activity detection: True when a LoRa preamble of this channel is on the air."""
@@ -727,20 +797,18 @@ class SX1276:
             self._write(Reg.DIO_MAPPING1, (regs.DIO0_CAD_DONE << 6) | (regs.DIO1_CAD_DETECTED << 4))
             self._write(Reg.IRQ_FLAGS, 0xFF)
             self._set_mode(Mode.CAD)
-        if not self._wait_flag(Irq.CAD_DONE, timeout_s):
-            self._restore_rx()
+        done = self._wait_flag(Irq.CAD_DONE, timeout_s)
+        flags = self._restore_rx()
+        if not done and not flags & Irq.CAD_DONE:
             raise HardwareError(f"{self.name}: CadDone not raised within {timeout_s:.3f} s", "cad_timeout")
-        with self._lock:
-            detected = bool(self._read(Reg.IRQ_FLAGS) & Irq.CAD_DETECTED)
-        self._restore_rx()
-        return detected
+        return bool(flags & Irq.CAD_DETECTED)
 
     def _keep_pending_packet(self) -> None:
         """Before leaving RX (and clearing the flags), read a packet whose RxDone is still pending."""
         if not self._receiving:
             return
         status = self._read_status()
-        if status[Reg.IRQ_FLAGS - STATUS_FIRST] & Irq.RX_DONE:
+        if status[_S_FLAGS] & Irq.RX_DONE:
             self._status = status
             self._service()
 
@@ -773,23 +841,29 @@ class SX1276:
             else:
                 self.clock.sleep(min(self.poll_interval_s, remaining))
 
-    def _restore_rx(self) -> None:
+    def _restore_rx(self) -> int:
+        """After TX or CAD: clear the flags, DIO0 back to RxDone, receive again. Returns the IRQ flags
+        as they were (the MISO of the clearing write), so the caller needs no read of its own."""
         with self._lock:
-            self._write(Reg.IRQ_FLAGS, 0xFF)
+            miso = self._burst_write(
+                Reg.FIFO_ADDR_PTR, [FIFO_RX_BASE, FIFO_TX_BASE, FIFO_RX_BASE, 0, IRQ_MASK, 0xFF]
+            )
             self._write(Reg.DIO_MAPPING1, 0x00)
-            self._set_mode(Mode.STDBY)
-            if self._rx_frequency_hz(self.config) != self.config.frequency_hz:
+            if self._shifted_rx:
+                self._write(Reg.OP_MODE, self._op_stdby)  # Frf is applied on entering RX
                 self._write_frf(self._rx_frequency_hz(self.config))
             if self._use_dio0:
                 assert self.gpio is not None
                 self.gpio.wait_rising(0)  # drop the TxDone/CadDone edge: DIO0 means RxDone again
             if self._rx_enabled:
-                self._start_rx()
+                self._enter_rx()
+            else:
+                self._write(Reg.OP_MODE, self._op_stdby)
+                self._expected_op_mode = self._op_stdby
+            return miso[Reg.IRQ_FLAGS - Reg.FIFO_ADDR_PTR]
 
 
-def _counter(status: list[int], msb_reg: int) -> int:
-    """A 16-bit counter (MSB first) out of a status burst."""
-    return (status[msb_reg - STATUS_FIRST] << 8) | status[msb_reg + 1 - STATUS_FIRST]
+CODING_RATE_BY_CODE: tuple[str | None, ...] = (None, *regs.CODING_RATES, None, None, None)
 
 
 def _ocp_trim(ocp_ma: int) -> int:

@@ -75,15 +75,17 @@ def test_encode_decode_round_trip_at_schema_resolution(trained, tmp_path, capsys
     assert (
         run(capsys, "model", "encode", "--model", str(trained), "--data", CSV, "--out", str(frames))[0] == 0
     )
-    lines = frames.read_text().split()
-    assert len(lines) == 25 and all(bytes.fromhex(x) for x in lines)
+    head, *lines = [json.loads(x) for x in frames.read_text().splitlines()]
+    assert (head["frames"], head["samples"], head["model"]) == (25, 400, "4@3")
+    assert len(lines) == 25 and all(x["samples"] == 16 and bytes.fromhex(x["payload"]) for x in lines)
     assert (
         run(capsys, "model", "decode", "--model", str(trained), "--frames", str(frames), "--out", str(back))[
             0
         ]
         == 0
     )
-    assert back.read_text() == (DATA / "weather-400.csv").read_text()
+    assert back.read_text() == (DATA / "weather-400.csv").read_text()  # the test data has CRLF endings
+    assert b"\r" not in back.read_bytes()
 
 
 def test_generate_writes_a_csv_the_schema_reads(trained, tmp_path, capsys):

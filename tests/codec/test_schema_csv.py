@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from gateway.codec import Schema
-from gateway.codec.csvio import read_csv, write_csv
+from gateway.codec.csvio import load_csv, read_csv, write_csv
 from gateway.codec.errors import DataError, SchemaError
 
 TOML = """
@@ -62,12 +62,12 @@ def test_csv_round_trip_keeps_resolution_and_time(tmp_path):
     s = Schema.from_toml(TOML)
     src = tmp_path / "in.csv"
     src.write_text("time,count,temperature,extra\nt0,3,21.34,x\nt1,4,-0.05,y\n")
-    q, times = read_csv(src, s)
-    assert q.tolist() == [[213, 3], [0, 4]]
-    assert times == ["t0", "t1"]
+    data = load_csv(src, s, round_=True)
+    assert data.q.tolist() == [[213, 3], [0, 4]] and data.rounded == 2
+    assert data.times == ["t0", "t1"]
     out = tmp_path / "out.csv"
-    write_csv(out, s, q, times)
-    assert out.read_text().splitlines() == ["time,temperature,count", "t0,21.3,3", "t1,0.0,4"]
+    write_csv(out, s, data.q, data.times)
+    assert out.read_bytes() == b"time,temperature,count\nt0,21.3,3\nt1,0.0,4\n"
 
 
 @pytest.mark.parametrize(
@@ -78,6 +78,10 @@ def test_csv_round_trip_keeps_resolution_and_time(tmp_path):
         ("temperature,count\n1.0,2\nabc,3\n", "row 3"),
         ("temperature,count\n", "no data rows"),
         ("temperature,count\n1e300,1\n", "exceeds"),
+        ("temperature,count\n1.0,2\n1.0,2,7\n", "row 3 has 3 cells, the header names 2 columns"),
+        ("temperature,count,temperature\n1,2,3\n", "more than once"),
+        ("temperature,count\n1.0,2\n21.34,3\n", "row 3, temperature: 21.34 is not a multiple of the step"),
+        ("temperature,count\n60.1,2\n", "row 2, temperature: 60.1 is outside the schema's range -40..60"),
     ],
 )
 def test_bad_csv_names_the_row(tmp_path, body, fragment):
@@ -86,3 +90,14 @@ def test_bad_csv_names_the_row(tmp_path, body, fragment):
     with pytest.raises(DataError) as err:
         read_csv(p, Schema.from_toml(TOML))
     assert fragment in err.value.message
+
+
+def test_schema_refuses_control_characters_in_names_and_units():
+    bad_keys = (
+        'name = "temp\\u001b[2J"',
+        'name = "t"\nunit = "°C\\n"',
+        'name = "t"\ndevice_class = "x\\u2028y"',
+    )
+    for bad in bad_keys:
+        with pytest.raises(SchemaError, match="control characters"):
+            Schema.from_toml(f"[[channel]]\n{bad}\nstep = 1\n")

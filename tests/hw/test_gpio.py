@@ -41,7 +41,8 @@ def _exercise(gpio: Gpio, pins: FakeGPIO, clock: VirtualClock) -> None:
 
 
 def test_rpi_gpio_backend() -> None:
-    clock, pins = VirtualClock(), FakeGPIO()
+    clock = VirtualClock()
+    pins = FakeGPIO(clock)  # callbacks on their own thread, at the virtual instant of the edge
     _exercise(RPiGpio(clock, module=pins), pins, clock)
 
 

@@ -50,7 +50,7 @@ def test_missing_device_gets_an_actionable_message() -> None:
 def test_trace_level_dumps_the_bytes(caplog: pytest.LogCaptureFixture) -> None:
     chip = EmulatedSX1276()
     port = SpidevPort(device_factory=lambda: chip)
-    port.open()
-    with caplog.at_level(5, logger="gateway.hw.spi"):
+    with caplog.at_level(5, logger="gateway.hw.spi"):  # the level is looked at when the port opens
+        port.open()
         port.transfer([0x42, 0x00])
     assert "spi0.0 > 42 00 < 00 12" in caplog.text

@@ -51,7 +51,7 @@ def test_the_hardware_path_with_the_fakes_installed_as_the_real_libraries() -> N
     chip = air.add_radio("gateway")
     board = FakeGPIO()
     chip.wire(board, 17, {0: 4})
-    with installed_as_modules(chip, board):
+    with installed_as_modules({(0, 1): chip}, board):  # wired at CE1
         radio = open_radio(LoRaConfig(), Pins(reset=17, dio0=4), bus=0, cs=1)
         radio.begin()
     _, _, node = make_radio(air, "node", LoRaConfig())
@@ -61,4 +61,61 @@ def test_the_hardware_path_with_the_fakes_installed_as_the_real_libraries() -> N
     assert packet is not None and packet.payload == b"on the real code path"
     assert chip.resets >= 2 and (chip.bus, chip.device) == (0, 1)  # RESET pulsed; opened as spidev0.1
     radio.close()
+    air.clock.close()
+
+
+def test_lorarf_unmodified_from_pypi_over_the_strict_fakes() -> None:
+    """LoRaRF 1.4.0 imports spidev and RPi.GPIO itself, opens /dev/spidev0.0, uses DIO0 callbacks
+    with bouncetime and busy-waits in real time: the chips run in real time (speed 1)."""
+    import sys
+
+    from gateway.hw.clock import VirtualClock
+    from gateway.radio.air import VirtualAir
+    from gateway.radio.packet import CrcState
+    from gateway.radio.sim import make_radio
+    from gateway.radio.sx1276 import LoRaConfig
+
+    air = VirtualAir(VirtualClock(speed=1.0))
+    chip = air.add_radio("lorarf")
+    board = FakeGPIO()
+    chip.wire(board, 22, {0: 23})
+    for name in [m for m in sys.modules if m == "LoRaRF" or m.startswith("LoRaRF.")]:
+        del sys.modules[name]  # its module-level SpiDev() must be made on this board
+    with installed_as_modules({(0, 0): chip}, board):
+        from LoRaRF import SX127x  # type: ignore[import-untyped]
+
+        lora = SX127x()
+        assert lora.begin(0, 0, 22, 23, -1, -1)
+        lora.setFrequency(868_100_000)
+        lora.setLoRaModulation(7, 125_000, 5)
+        lora.setLoRaPacket(lora.HEADER_EXPLICIT, 8, 15, True)
+        lora.setSyncWord(0x12)
+        _, _, ours = make_radio(air, "ours", LoRaConfig())
+        ours.begin(receive=True)
+
+        lora.request(lora.RX_CONTINUOUS)  # it receives from our driver
+        _, _, node = make_radio(air, "node", LoRaConfig())
+        node.begin(receive=False)
+        tx0 = chip.spi_transactions
+        node.transmit(b"from our driver")
+        assert lora.wait(2)
+        assert lora.status() == lora.STATUS_RX_DONE
+        payload = bytes(lora.read() for _ in range(lora.available()))
+        assert payload == b"from our driver"
+        assert chip.spi_transactions - tx0 == 5 + len(payload)  # a byte per transaction; ours: 3
+        assert -160 < lora.packetRssi() < 0 and -30 < lora.snr() <= 32
+        ours_packet = ours.receive(0.5)  # our gateway heard the node too
+        assert ours_packet is not None and ours_packet.payload == b"from our driver"
+
+        lora.standby()  # and transmits to ours, from standby as the datasheet asks
+        lora.beginPacket()
+        lora.write(list(b"from LoRaRF"))
+        lora.endPacket()
+        assert lora.wait(2) and lora.status() == lora.STATUS_TX_DONE
+        packet = ours.receive(1.0)
+        assert packet is not None and packet.payload == b"from LoRaRF" and packet.crc is CrcState.OK
+        assert chip.fifo_writes_ignored == 0
+        lora.end()
+    ours.close()
+    node.close()
     air.clock.close()

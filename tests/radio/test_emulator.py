@@ -281,7 +281,8 @@ def test_rx_single_times_out_and_cad() -> None:
 
 
 def test_fake_rpi_gpio_surface() -> None:
-    gpio = FakeGPIO()
+    clock = VirtualClock()
+    gpio = FakeGPIO(clock)
     with pytest.raises(RuntimeError):
         gpio.setup(17, gpio.OUT)  # no numbering mode yet
     gpio.setwarnings(False)
@@ -294,6 +295,7 @@ def test_fake_rpi_gpio_surface() -> None:
         gpio.add_event_detect(4, gpio.RISING)
     gpio.drive_input(4, True)
     gpio.drive_input(4, False)
+    clock.advance(0)  # the callback runs on the callback thread; time waits for it
     assert seen == [4] and gpio.event_detected(4) and not gpio.event_detected(4)
     gpio.output(17, gpio.LOW)
     assert gpio.input(17) == 0
