@@ -262,7 +262,7 @@ class Core:
             if self._on_published is not None:
                 self._on_published(msg.topic, msg.payload)
             if self.observer is not None:
-                self.observer.published(msg.topic, msg.payload)
+                self.observer.published(msg.topic, msg.payload, stored)
             for extra in self.renderer.take_extras():
                 self._publish_untracked(extra.topic, extra.payload)
 

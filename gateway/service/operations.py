@@ -39,6 +39,7 @@ class OperationsSettings:
     stats_interval_s: float = 60.0
     link_interval_s: float = 30.0
     registry_check_s: float = 30.0
+    values_interval_s: float = 1.0  # a node's values are parsed at most this often (see ``published``)
     snapshot_interval_s: float = 2.0  # how fresh /api/status and /metrics are
 
 
@@ -78,6 +79,7 @@ class Operations:
         self._next_check = self._started
         self._silent: set[int] = set()  # registered, never heard this run, announced offline
         self._oldest_age_s: float | None = None
+        self._parse_due: dict[int, float] = {}
 
     def attach(self, core: Any) -> None:
         self.core = core
@@ -92,38 +94,53 @@ class Operations:
         else:
             reason, node, _message = self.core.pipeline.last_drop
             result = reason or "dropped"
-        self.monitor.packet(
-            {
-                "time": utc_iso(int(packet.utc.timestamp() * 1000)),
-                "node": None if node is None else f"{node:08x}",
-                "rssi": packet.rssi_dbm,
-                "snr": packet.snr_db,
-                "size": len(packet.payload),
-                "result": result,
-            }
-        )
+        utc_ms = accepted.radio.utc_ms if accepted is not None else int(packet.utc.timestamp() * 1000)
+        self.monitor.packet(utc_ms, node, packet.rssi_dbm, packet.snr_db, len(packet.payload), result)
 
-    def published(self, topic: str, payload: bytes) -> None:
+    def published(self, topic: str, payload: bytes, stored: Any = None) -> None:
+        """A stored frame's message was published. Its JSON is parsed (for the values, the page and
+        discovery) at most every ``values_interval_s`` per node: a node reports every few seconds at most,
+        so in the field that is every message, while a burst costs no parsing."""
         if not topic.endswith("/telemetry"):
             return
-        msg = json.loads(payload)
-        if msg.get("estimated"):
-            return
-        node = self._lookup(int(msg["node_id"]))
+        now = self._clock()
+        if stored is not None:
+            f = stored.frame
+            nid = f.node_id
+            due = now >= self._parse_due.get(nid, 0.0)
+            msg = json.loads(payload) if due else None
+            name = topic[len(self.base) + 7 : -10]  # <base>/nodes/<name>/telemetry
+            fcnt, received, rssi, snr = f.fcnt, utc_iso(f.radio.utc_ms), f.radio.rssi_dbm, f.radio.snr_db
+        else:
+            msg = json.loads(payload)
+            if msg.get("estimated"):
+                return
+            nid, name, fcnt, received = (
+                int(msg["node_id"]),
+                str(msg["node_name"]),
+                msg["fcnt"],
+                msg["received"],
+            )
+            radio = msg.get("radio") or {}
+            rssi, snr, due = radio.get("rssi"), radio.get("snr"), True
+        if due:
+            self._parse_due[nid] = now + self.settings.values_interval_s
+        node = self._lookup(nid)
         interval = self._interval(node)
-        st = self.monitor.telemetry(msg, interval)
-        self._silent.discard(st.node_id)
+        values = list(msg.get("values") or []) if msg is not None else None
+        st = self.monitor.telemetry(nid, name, fcnt, received, rssi, snr, values, interval)
+        self._silent.discard(nid)
         if st.online is not True:
             st.online = True
             self._send(f"{self._node_topic(st)}/status", b"online")
-        if st.node_id not in self._link_due:
-            self._link_due[st.node_id] = self._clock()  # the first link figures at the next tick
-        if self.settings.homeassistant:
+        if nid not in self._link_due:
+            self._link_due[nid] = now  # the first link figures at the next tick
+        if self.settings.homeassistant and msg is not None:
             kind = getattr(getattr(node, "format", None), "value", None) or str(msg.get("format", "frame"))
             if "model_id" in msg:
                 kind = f"{kind}+model {msg['model_id']}"
-            self._sensors[st.node_id] = (st.name, sensors_of(st.values), interval, kind)
-            self._announce(st.node_id)
+            self._sensors[nid] = (st.name, sensors_of(st.values), interval, kind)
+            self._announce(nid)
 
     def tick(self, now: float) -> None:
         core = self.core

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.pipeline.render import utc_iso
+
 HISTORY_POINTS = 240  # RSSI/SNR points kept per node for the chart
 PACKETS_KEPT = 100
 RATE_WINDOW_S = 60.0
@@ -67,37 +69,53 @@ class Monitor:
         self._clock = clock
         self._lock = threading.Lock()
         self._nodes: dict[int, NodeState] = {}
-        self._packets: deque[dict[str, Any]] = deque(maxlen=PACKETS_KEPT)
-        self._rx: deque[float] = deque()
+        self._packets: deque[tuple] = deque(maxlen=PACKETS_KEPT)
+        self._rx: deque[list[int]] = deque()  # [second, packets received in it], the last minute
 
     # -- the core thread --------------------------------------------------------------------------------
 
-    def packet(self, entry: dict[str, Any]) -> None:
-        """One packet's fate: ``{"time", "node", "rssi", "snr", "size", "result"}`` (result "accepted" or
-        the drop reason)."""
-        now = self._clock()
+    def packet(
+        self, utc_ms: int, node_id: int | None, rssi: float, snr: float, size: int, result: str
+    ) -> None:
+        """One packet's fate (``result``: "accepted" or the drop reason); kept as a tuple, formatted only
+        when read, so that a burst costs an append per packet."""
+        sec = int(self._clock())
         with self._lock:
-            self._packets.append(entry)
-            self._rx.append(now)
-            while self._rx and now - self._rx[0] > RATE_WINDOW_S:
-                self._rx.popleft()
+            self._packets.append((utc_ms, node_id, rssi, snr, size, result))
+            rx = self._rx
+            if rx and rx[-1][0] == sec:
+                rx[-1][1] += 1
+            else:
+                rx.append([sec, 1])
+                while rx and sec - rx[0][0] >= RATE_WINDOW_S:
+                    rx.popleft()
 
-    def telemetry(self, msg: dict[str, Any], interval_s: float) -> NodeState:
-        """A telemetry message the gateway published (estimates are not observations: skip them)."""
+    def telemetry(
+        self,
+        node_id: int,
+        name: str,
+        fcnt: int,
+        received: str,
+        rssi: float | None,
+        snr: float | None,
+        values: list[dict[str, Any]] | None,
+        interval_s: float,
+    ) -> NodeState:
+        """A telemetry frame the gateway published (estimates are not observations: never pass them);
+        ``values`` None keeps the last ones."""
         now = self._clock()
-        nid = int(msg["node_id"])
-        radio = msg.get("radio") or {}
-        fcnt = int(msg.get("fcnt", 0))
+        nid = node_id
         with self._lock:
             st = self._nodes.get(nid)
             if st is None:
-                st = self._nodes[nid] = NodeState(nid, str(msg.get("node_name")), interval_s)
-            st.name = str(msg.get("node_name") or st.name)
+                st = self._nodes[nid] = NodeState(nid, name, interval_s)
+            st.name = name
             st.interval_s = interval_s
-            st.values = list(msg.get("values") or [])
-            st.last_seen = str(msg.get("received", ""))
+            if values is not None:
+                st.values = values
+            st.last_seen = received
             st.last_seen_s = now
-            st.rssi, st.snr = radio.get("rssi"), radio.get("snr")
+            st.rssi, st.snr = rssi, snr
             st.frames += 1
             if st.last_fcnt is not None and fcnt > st.last_fcnt + 1:
                 st.lost += fcnt - st.last_fcnt - 1
@@ -119,9 +137,9 @@ class Monitor:
     # -- readers (any thread) -----------------------------------------------------------------------------
 
     def rx_per_min(self) -> float:
-        now = self._clock()
+        sec = int(self._clock())
         with self._lock:
-            n = sum(1 for t in self._rx if now - t <= RATE_WINDOW_S)
+            n = sum(c for t, c in self._rx if sec - t < RATE_WINDOW_S)
         return round(n * 60.0 / RATE_WINDOW_S, 1)
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -135,4 +153,15 @@ class Monitor:
     def packets(self) -> list[dict[str, Any]]:
         """The last packets, newest first."""
         with self._lock:
-            return list(reversed(self._packets))
+            rows = list(reversed(self._packets))
+        return [
+            {
+                "time": utc_iso(t),
+                "node": None if n is None else f"{n:08x}",
+                "rssi": r,
+                "snr": q,
+                "size": z,
+                "result": res,
+            }
+            for t, n, r, q, z, res in rows
+        ]
