@@ -135,7 +135,7 @@ class WebServer:
             raise ConfigError(f"http.listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         server.sources, server.token, server.page = self.sources, self.token, page()
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.5,), name="http", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="http", daemon=True)
         self._thread.start()
         log.info("http: status page and /metrics on http://%s:%d/", host, self.port)
 

@@ -72,5 +72,19 @@ def test_lora_gw_run_under_journald(broker, tmp_path: Path) -> None:
     )
     assert all(re.match(r"^<[0-7]>[\w.]+: \S", x) for x in lines), lines
     assert not any(re.search(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d", x.split(": ", 1)[0]) for x in lines)
-    plain = _run_service(broker, tmp_path, journal=False)
-    assert any(x.startswith("INFO gateway.service.app: gateway j running") for x in plain), plain
+
+
+def test_elsewhere_the_stderr_format_is_left_alone() -> None:
+    from gateway.service.journal import use_journal_format
+
+    root = logging.getLogger("ops-journal-test")
+    handler = logging.StreamHandler()
+    plain = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(plain)
+    root.addHandler(handler)
+    try:
+        assert not use_journal_format(root, {})  # no JOURNAL_STREAM: a terminal, a pipe, cron
+        assert not use_journal_format(root, {"JOURNAL_STREAM": "1:2"})  # it names another stream
+        assert handler.formatter is plain
+    finally:
+        root.removeHandler(handler)
