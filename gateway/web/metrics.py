@@ -57,6 +57,26 @@ class StatsCollector(Collector):
         pub.add_metric(["raw"], float(s.get("raw_published", 0)))
         yield pub
         yield from counter("messages_refused", "Publishes the broker refused.", s.get("refused"))
+        yield from counter("frames_passed", "Frames that passed every check.", s.get("passed"))
+        yield from counter(
+            "frames_dropped_disk_full", "Frames not stored: disk full.", s.get("dropped_disk_full")
+        )
+        yield from counter("frames_estimated", "Gap estimates published.", s.get("estimated"))
+        yield from counter("model_failures", "Frames a model failed to decode.", s.get("model_failures"))
+        yield from counter("frames_parked", "Messages parked as unpublishable by this run.", s.get("parked"))
+        yield from gauge(
+            "outbox_pending_commit_frames", "Frames waiting for the group commit.", s.get("pending_commit")
+        )
+        storage = s.get("storage") or {}
+        free = _num(storage.get("free_mb"))
+        yield from gauge(
+            "storage_free_bytes",
+            "Free space for the state directory.",
+            None if free is None else free * 1048576,
+        )
+        yield from gauge(
+            "storage_disk_full", "1 while new frames cannot be stored.", 1 if storage.get("disk_full") else 0
+        )
         yield from gauge("outbox_depth_frames", "Stored frames not yet published.", s.get("backlog"))
         yield from gauge(
             "outbox_oldest_age_seconds", "Age of the oldest unpublished frame.", s.get("outbox_oldest_age_s")
