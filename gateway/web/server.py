@@ -44,6 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "lora-gw"
     sys_version = ""
+    timeout = 10  # an idle or slow client loses its connection (and its thread) after 10 s
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s: " + format, self.address_string(), *args)
