@@ -249,12 +249,15 @@ class Core:
             if msg is None:  # waiting for a model that is still missing
                 self._waiting_queued.discard(stored.row_id)
                 continue
+            # Gap estimates go out before the frame that revealed the gap: the last message on the topic is
+            # then the newest one, which is what a consumer that keeps a state (Home Assistant) shows.
+            for extra in self.renderer.take_extras():
+                self._publish_untracked(extra.topic, extra.payload)
             try:
                 retain = self.settings.retain_telemetry and msg.kind == "telemetry"
                 accepted = sink.publish(msg.topic, msg.payload, (stored, msg.kind), retain=retain)
             except Unpublishable as exc:
                 self._poison(stored, exc.message)
-                self.renderer.take_extras()  # estimates on the same topic could not go out either
                 continue
             if not accepted:
                 self._ready.appendleft(stored)
@@ -263,8 +266,6 @@ class Core:
                 self._on_published(msg.topic, msg.payload)
             if self.observer is not None:
                 self.observer.published(msg.topic, msg.payload, stored)
-            for extra in self.renderer.take_extras():
-                self._publish_untracked(extra.topic, extra.payload)
 
     def publish_extra(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Publish a message that is not a stored frame (discovery, availability): False if the broker is
