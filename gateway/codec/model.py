@@ -54,6 +54,7 @@ def grid_value(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
 # is therefore coded with one of four tables chosen by that fractional part (quarters).
 JITTER_PHASES = 4
 _PHASE_SHIFT = GRID_BITS - 2
+assert 1 << _PHASE_SHIFT == 64, "the batch decoder's phase mask 0xC0 assumes 64-symbol tables"
 
 
 def grid_phase(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -444,10 +445,11 @@ class Model:
                     resid = (z >> 1) ^ -(z & 1)
                 grid = int(p.grid[ch])
                 if grid != GRID_ONE:
-                    ph = grid_phase(resid, grid)
+                    # (m·g) & 0xC0 is grid_phase · 64, the phase's row in the flattened jitter tables.
+                    ph64 = (resid * grid) & 0xC0
                     r, v = dd.target()
-                    js = jlut[ph * PROB_TOTAL + v]
-                    jidx = ph * tables.NSYM + js
+                    js = jlut[ph64 * (PROB_TOTAL // tables.NSYM) + v]
+                    jidx = ph64 + js
                     dd.consume(r, jcum[jidx], jfreq[jidx])
                     nb = jnraw[js]
                     z = jz0[js] + (dd.raw(nb) if nb.any() else zeros)
