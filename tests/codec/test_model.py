@@ -247,3 +247,18 @@ def test_format_two_file_with_format_one_tables_is_refused(demo):
     np.savez_compressed(buf, ints=ints, freq=freq, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
     with pytest.raises(WeightsError, match="unknown weight format"):
         from_bytes(buf.getvalue(), "future.npz")
+
+
+def test_breakdown_accounts_for_the_payload_bits(model, series):
+    """bench/codec_breakdown.py's per-symbol accounting (tables, raw bits, phase-chosen jitter) is
+    what the coder spends: each frame's payload is within the range coder's termination of it."""
+    from bench.codec_breakdown import coded_bits
+    from gateway.codec.rangecoder import PROB_TOTAL
+
+    gm, test, _ = _lattice_model()
+    for m, frames in ((gm, frames_of(test, 16)), (model, frames_of(series, 16))):
+        bits = coded_bits(m, frames)
+        per_frame = sum(v.sum(axis=(1, 2)) for v in bits.values()) - np.log2((PROB_TOTAL - 64) / PROB_TOTAL)
+        sizes = np.array([8 * len(p) for p in m.encode_many(frames)])
+        gap = sizes - per_frame  # termination: up to 2 bytes; dropped trailing zeros can save a few bits
+        assert gap.min() >= -8 and gap.max() <= 17 and 0 <= gap.mean() <= 12, (gap.min(), gap.mean())
