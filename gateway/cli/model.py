@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     if args.version < 1:
         raise DataError("--version must be at least 1")
-    q = _read_data(args, schema).q
+    data = _read_data(args, schema)
+    q, times = data.q, data.times
     _progress(f"read {len(q)} samples × {len(schema)} channels from {args.data}")
     model, _data = train_to_size(
         q,
@@ -137,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
         version=args.version,
         name=name,
         progress=_progress,
+        times=times,
     )
     model.meta["training"]["source"] = Path(args.data).name if args.data != STDIO else "stdin"
     from gateway.codec.weights import save
@@ -225,11 +228,39 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    model = load_weights(args.model)
+    from gateway.codec import generate
+
     if args.samples < 1:
         raise DataError("--samples must be at least 1")
-    q = model.generate(args.samples, np.random.default_rng(args.seed))
-    write_csv(args.out, model.schema, q)
+    start = None
+    if args.start is not None:
+        try:
+            start = datetime.fromisoformat(args.start)
+        except ValueError:
+            raise DataError(f"--start {args.start!r} is not an ISO 8601 time") from None
+    check_output(args.out, {"--model": args.model})
+    model = load_model(args.model, args)
+    rng = np.random.default_rng(args.seed)
+    if generate.time_model(model) is None:  # an older weight file: no interval to stamp rows with
+        if start is not None:
+            raise DataError(f"model {model.key} was trained without a time column: --start cannot be used")
+        q, times = model.generate(args.samples, rng), None
+    else:
+        q, times = generate.generate(model, args.samples, rng, start)
+    write_csv(args.out, model.schema, q, times)
+    return 0
+
+
+def _fill(args: argparse.Namespace) -> int:
+    from gateway.codec import fill
+
+    check_output(args.out, {"--model": args.model, "--data": args.data})
+    model = load_model(args.model, args)
+    table = fill.read_gappy_csv(args.data, model.schema)
+    q, estimated, times = fill.fill_table(model, table, "standard input" if args.data == STDIO else args.data)
+    fill.write_filled_csv(args.out, model.schema, q, estimated, times)
+    inserted = len(q) - table.rows_read
+    _note(f"wrote {args.out}: {len(q)} rows, {int(estimated.sum())} estimated ({inserted} inserted)")
     return 0
 
 
@@ -466,12 +497,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="CSV to write, \\n line endings (- for standard output)")
     s.set_defaults(func=_decode)
 
-    s = sub.add_parser("generate", help="sample synthetic telemetry from a model")
-    s.add_argument("--model", required=True)
-    s.add_argument("--samples", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
+    s = _sub(
+        sub,
+        "generate",
+        "sample synthetic telemetry from a model, with a time column",
+        "  lora-gw model generate --model weather.npz --samples 8760 --out year.csv\n"
+        "  lora-gw model generate --model 4@2 --samples 96 --start 2026-06-01T00:00:00Z --seed 5 --out -\n",
+        "Rows follow the sampling interval, daily cycle and cross-channel dynamics that\n"
+        "`model train` learned from its CSV's time column. A model trained without one writes\n"
+        "no time column (and refuses --start).",
+    )
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument("--samples", type=int, required=True, help="number of rows to write (≥ 1)")
+    s.add_argument("--out", required=True, help="CSV to write, \\n line endings (- for standard output)")
+    s.add_argument(
+        "--start",
+        metavar="ISO",
+        help="time of the first row, ISO 8601 (default: the first time in the training data)",
+    )
+    s.add_argument("--seed", type=int, default=None, help="random seed, an integer (default: fresh each run)")
     s.set_defaults(func=_generate)
+
+    s = _sub(
+        sub,
+        "fill",
+        "fill missing rows and cells of a CSV, marking them in an `estimated` column",
+        "  lora-gw model fill --model weather.npz --data station.csv --out station-filled.csv\n"
+        "  lora-gw model fill --model 4 --data - --out - < gappy.csv > filled.csv\n",
+        "Blank or NaN cells, and the rows a regular time column lacks, get the model's most\n"
+        "likely values given the known samples on both sides and in the other channels (the\n"
+        "gateway's gap filling uses the same code). Every row of the output has estimated = 1\n"
+        "(a cell of it was filled) or 0 (as measured). Models trained without a time column\n"
+        "fill blank cells only; weight files from before generation metadata interpolate.",
+    )
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument(
+        "--data", required=True, help="CSV with the model's channels; blank cells are missing (- for stdin)"
+    )
+    s.add_argument(
+        "--out", required=True, help="CSV to write, with an `estimated` column (- for standard output)"
+    )
+    s.set_defaults(func=_fill)
 
     s = _sub(
         sub,

@@ -287,9 +287,12 @@ def train_to_size(
     version: int = 1,
     name: str | None = None,
     progress: Progress | None = None,
+    times: list[str] | None = None,
 ) -> tuple[Model, bytes]:
-    """Train with the most activity buckets (6 down to 1) whose weight file fits ``max_bytes``."""
-    from gateway.codec import weights  # local: weights depends on model only, keep train importable alone
+    """Train with the most activity buckets (6 down to 1) whose weight file fits ``max_bytes``.
+
+    ``times`` (the CSV's ``time`` cells) let the generation metadata learn the daily cycle."""
+    from gateway.codec import generate, weights  # local: keep train importable alone
 
     say = progress or (lambda _msg: None)
     for buckets in range(6, 0, -1):
@@ -307,6 +310,10 @@ def train_to_size(
             model.meta["name"] = name
         data = weights.to_bytes(model)
         if len(data) <= max_bytes:
-            return model, data
+            full = generate.attach(model, q, times, max_bytes)  # + the learned time structure
+            if full is not None or buckets == 1:
+                return model, full or data
+            say("no room left for the generation metadata, trying fewer buckets")
+            continue
         say(f"weight file {len(data)} bytes exceeds {max_bytes}, trying fewer buckets")
     raise DataError(f"even the smallest model exceeds {max_bytes} bytes; use fewer channels")
