@@ -32,7 +32,7 @@ MAX_PERIOD = 1440  # the daily lag is used for intervals down to one minute
 COPULA = True
 YEAR_DAYS = 365.25
 ANNUAL_SPAN_DAYS = 300  # an annual cycle is fitted only from data spanning most of a year
-IMPULSE_STEPS = 3000  # impulse-response terms summed for the stationary moments
+IMPULSE_STEPS = 4000  # impulse-response terms summed for the stationary moments
 TUNED_LAG = 24  # its autocorrelation is matched to the data's (one day back in hourly data)
 DAILY_R2 = 0.05  # share of variance the hour-of-day profile must explain to count as a cycle
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], TimeModel]] = weakref.WeakKeyDictionary()
@@ -398,23 +398,31 @@ def _companion_radius(a1: np.ndarray, ad: np.ndarray, lags: list[int]) -> float:
 
 def _acf(
     a1: np.ndarray, ad: np.ndarray, lags: list[int], cov: np.ndarray, at: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Stationary variance and lag-``at`` autocorrelation of each channel, from the impulse
-    response (MA(∞) weights, truncated where a stable model has forgotten the shock)."""
+    response (MA(∞) weights, truncated where a stable model has forgotten the shock), and
+    whether it did forget it (False: unstable or too close to it)."""
     c = a1.shape[0]
     k = IMPULSE_STEPS
     psi = np.zeros((k + at + 1, c, c))
     psi[0] = np.eye(c)
     own = [(lag, ad[j][:, None]) for j, lag in enumerate(lags[1:])]
+    m = max(lags)
+    stable = False
     for t in range(1, len(psi)):
         v = a1 @ psi[t - 1]
         for lag, w in own:
             if t >= lag:
                 v = v + w * psi[t - lag]
         psi[t] = v
+        if t > at + m and t % 64 == 0 and np.abs(psi[t - m : t + 1]).max() < 1e-4:
+            psi = psi[: t + 1]  # the shock is forgotten: the rest adds nothing
+            k = t - at
+            stable = True
+            break
     var = np.einsum("kij,jl,kil->i", psi[: k + 1], cov, psi[: k + 1])
     lagged = np.einsum("kij,jl,kil->i", psi[at : k + at + 1], cov, psi[: k + 1])
-    return var, lagged / np.maximum(var, 1e-12)
+    return var, lagged / np.maximum(var, 1e-12), stable
 
 
 def _empirical_acf(z: np.ndarray, lag: int) -> np.ndarray:
@@ -440,11 +448,12 @@ def _tune_lag(
         for _ in range(7):  # bisection: the autocorrelation rises with the weight
             mid = 0.5 * (lo_w + hi_w)
             ad[j, ch] = mid
-            if _companion_radius(a1, ad, lags) >= 0.998:
+            _, acf, stable = _acf(a1, ad, lags, cov, lag)
+            if not stable:
                 hi_w = mid
                 continue
             best = mid
-            r = _acf(a1, ad, lags, cov, lag)[1][ch]
+            r = acf[ch]
             if abs(r - target[ch]) < 0.01:
                 break
             lo_w, hi_w = (mid, hi_w) if r < target[ch] else (lo_w, mid)

@@ -92,7 +92,7 @@ def test_cli_fill_inserts_missing_rows_and_marks_estimated(real_model, split, tm
     src, out = tmp_path / "gappy.csv", tmp_path / "filled.csv"
     _write(src, header, data)
     assert main(["model", "fill", "--model", str(model_path), "--data", str(src), "--out", str(out)]) == 0
-    assert "120 rows, 12 estimated (10 inserted)" in capsys.readouterr().out
+    assert "120 rows, 12 estimated (10 inserted)" in capsys.readouterr().err
     with open(out, newline="", encoding="utf-8") as fh:
         back = list(csv.reader(fh))
     assert back[0] == [*header, "estimated"]
