@@ -10,6 +10,8 @@ the first test time, seed 1. Statistics are compared per channel; autocorrelatio
 pairs within one block. Filling: gaps of 6–16 whole rows (at least 48 known rows apart) cut
 out of the test blocks, filled by the model and by linear interpolation; mean absolute error
 normalised by each channel's standard deviation, averaged over channels.
+``reference_real_train_blocks`` holds the same statistics of the real training blocks against
+the held-out ones: how far apart the two halves of the real data already are.
 
     python bench/generate.py [--json] [--datasets greensboro,glucose,daphnet] [--seed 1]
 """
@@ -103,13 +105,17 @@ def _gaps(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
         pos += length + 48 + int(rng.integers(0, 48))
 
 
-def run_one(name: str, schema: Schema, q: np.ndarray, times: list[str], seed: int) -> dict[str, object]:
+def run_one(
+    name: str, schema: Schema, q: np.ndarray, times: list[str], seed: int, max_bytes: int = 4096
+) -> dict[str, object]:
     c = len(schema)
     edges = np.linspace(0, len(q), BLOCKS + 1).astype(int)
     train_idx = np.concatenate([np.arange(edges[i], edges[i + 1]) for i in range(0, BLOCKS, 2)])
     test_blocks = [(edges[i], edges[i + 1]) for i in range(1, BLOCKS, 2)]
     t0 = time.perf_counter()
-    model, data = train_to_size(q[train_idx], schema, 16, times=[times[i] for i in train_idx])
+    model, data = train_to_size(
+        q[train_idx], schema, 16, times=[times[i] for i in train_idx], max_bytes=max_bytes
+    )
     train_s = time.perf_counter() - t0
     tm = time_model(model)
     secs, first = parse_times(times, name)
@@ -118,10 +124,14 @@ def run_one(name: str, schema: Schema, q: np.ndarray, times: list[str], seed: in
     real_hours = np.concatenate([hours_of(first, secs[a:b]) for a, b in test_blocks])
     n = GEN_FACTOR * len(real_all)
     start = datetime.fromisoformat(times[test_blocks[0][0]])
-    gen, gen_times = generate(model, n, np.random.default_rng(seed), start=start)
+    if tm is not None:
+        gen, gen_times = generate(model, n, np.random.default_rng(seed), start=start)
+        assert gen_times is not None
+        gsecs, gfirst = parse_times(gen_times, "generated")
+    else:  # no room for the time structure: the older generator, stamped at the data's interval
+        gen = model.generate(n, np.random.default_rng(seed))
+        gsecs, gfirst = np.arange(n) * float(np.median(np.diff(secs))), start
     gen = gen.astype(np.float64)
-    assert gen_times is not None
-    gsecs, gfirst = parse_times(gen_times, "generated")
     gen_hours = hours_of(gfirst, gsecs)
     rm, rs = real_all.mean(axis=0), real_all.std(axis=0)
     gm, gs = gen.mean(axis=0), gen.std(axis=0)
@@ -143,6 +153,18 @@ def run_one(name: str, schema: Schema, q: np.ndarray, times: list[str], seed: in
     prof_corr = [
         float(np.corrcoef(rprof[:, ch], gprof[:, ch])[0, 1]) if daily[ch] else None for ch in range(c)
     ]
+    # Reference: the same comparison for the real training blocks against the held-out ones —
+    # how far the test data lie from anything learned from the training data.
+    train_blocks = [q[edges[i] : edges[i + 1]].astype(np.float64) for i in range(0, BLOCKS, 2)]
+    tr_all = np.concatenate(train_blocks)
+    tm_, ts_ = tr_all.mean(axis=0), tr_all.std(axis=0)
+    ref = {
+        "mean_dev_sd": np.abs(tm_ - rm) / safe,
+        "sd_ratio": ts_ / safe,
+        "lag1_autocorr": _autocorr(train_blocks, 1, tm_, np.where(ts_ > 0, ts_, 1.0)),
+        "lag24_autocorr": _autocorr(train_blocks, 24, tm_, np.where(ts_ > 0, ts_, 1.0)),
+    }
+    ref_cross = float(np.nanmax(np.abs(rcorr - np.corrcoef(tr_all.T))[off])) if c > 1 else 0.0
     lo, hi = model.params.lo, model.params.hi
     at_real = ((real_all <= lo) | (real_all >= hi)).mean(axis=0)
     at_gen = ((gen <= lo) | (gen >= hi)).mean(axis=0)
@@ -173,7 +195,7 @@ def run_one(name: str, schema: Schema, q: np.ndarray, times: list[str], seed: in
     fill_ratio = float(mae_model.mean() / mae_lin.mean())
 
     def year() -> None:
-        generate(model, 8760, np.random.default_rng(0))
+        model.generate(8760, np.random.default_rng(0))
 
     year()
     reps = [time.perf_counter()]
@@ -195,6 +217,8 @@ def run_one(name: str, schema: Schema, q: np.ndarray, times: list[str], seed: in
         "lags": None if tm is None else list(tm.lags),
         "weight_file_bytes": len(data),
         "generation_metadata": tm is not None,
+        "activity_buckets": model.params.buckets,
+        "cross_channel_lags": None if tm is None else int(sum(np.any(a - np.diag(np.diag(a))) for a in tm.ar)),
         "train_s": round(train_s, 2),
         "mean_dev_sd": r(mean_dev),
         "sd_ratio": r(sd_ratio),
@@ -213,6 +237,10 @@ def run_one(name: str, schema: Schema, q: np.ndarray, times: list[str], seed: in
         "fill_mae_sd_linear": r(mae_lin),
         "fill_ratio_vs_linear": round(fill_ratio, 3),
         "generate_8760_s": round(float(year_s), 4),
+        "reference_real_train_blocks": {
+            **{k: r(v) for k, v in ref.items()},
+            "cross_corr_max_dev": round(ref_cross, 3),
+        },
     }
     checks = {
         "mean_within_0.25_sd": bool(np.all(mean_dev <= 0.25)),
@@ -235,12 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--datasets", default=",".join(LOADERS), help="comma-separated (default: all)")
     ap.add_argument("--seed", type=int, default=1, help="generation seed (default 1)")
+    ap.add_argument(
+        "--max-bytes", type=int, default=4096, help="weight file limit for training (default 4096)"
+    )
     args = ap.parse_args(argv)
     results = []
     for name in args.datasets.split(","):
         _say(f"loading {name}")
         schema, q, times = LOADERS[name]()
-        results.append(run_one(name, schema, q, times, args.seed))
+        results.append(run_one(name, schema, q, times, args.seed, args.max_bytes))
     targets = {
         key: all(r["targets_met"][key] for r in results)  # type: ignore[index]
         for key in results[0]["targets_met"]  # type: ignore[union-attr]

@@ -51,8 +51,8 @@ def _solve_cluster(tm: TimeModel, z: np.ndarray, rows: np.ndarray) -> None:
     blocks = []
     rhs = []
     own = np.zeros(nu, dtype=bool)
-    # innovation at row t: z_t - a1 z_{t-1} - sum_j ad_j * z_{t-lag_j}
-    terms = [(0, -np.eye(c)), (1, tm.a1)] + [(lag, np.diag(tm.ad[j])) for j, lag in enumerate(lags[1:])]
+    # innovation at row t: z_t - sum_j ar_j z_{t-lag_j}
+    terms = [(0, -np.eye(c))] + [(lag, tm.ar[j]) for j, lag in enumerate(lags)]
     for t in eq_rows:
         if t - m < 0:
             continue

@@ -33,6 +33,8 @@ COPULA = True
 YEAR_DAYS = 365.25
 ANNUAL_SPAN_DAYS = 300  # an annual cycle is fitted only from data spanning most of a year
 IMPULSE_STEPS = 4000  # impulse-response terms summed for the stationary moments
+MAX_COMPRESSION_COST = 0.01  # bytes/sample the trainer may give up to fit the time structure in
+TUNE_ROUNDS = 2
 TUNED_LAG = 24  # its autocorrelation is matched to the data's (one day back in hourly data)
 DAILY_R2 = 0.05  # share of variance the hour-of-day profile must explain to count as a cycle
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], TimeModel]] = weakref.WeakKeyDictionary()
@@ -129,8 +131,8 @@ class TimeModel:
     mean[C, S], scale[C, S]   hour-of-day profile of level and spread (S = 1: no daily cycle)
     marg[C, Q]                anomaly quantiles at the normal scores Z_GRID (ascending)
     lags                      AR lags; lags[0] = 1
-    a1[C, C]                  lag-1 weights across channels
-    ad[L-1, C]                per-channel weights at lags[1:]
+    ar[L, C, C]               AR weights at each lag (across channels up to the fitted order, own
+                              channel only at the day lags)
     chol[C, C]                lower Cholesky factor of the innovation covariance
     interval                  sampling interval in seconds (None: unknown)
     start                     first training time, ISO 8601 (None: unknown)
@@ -142,8 +144,7 @@ class TimeModel:
     scale: np.ndarray
     marg: np.ndarray
     lags: tuple[int, ...]
-    a1: np.ndarray
-    ad: np.ndarray
+    ar: np.ndarray
     chol: np.ndarray
     interval: float | None
     start: str | None
@@ -201,8 +202,7 @@ class TimeModel:
             "scale": r(self.scale),
             "marginal": r(self.marg),
             "lags": list(self.lags),
-            "ar1": r(self.a1),
-            "ar_own": r(self.ad),
+            "ar": r(self.ar),
             "chol": r(self.chol),
             "annual": r(self.annual if self.annual is not None else np.zeros((self.channels, 2))),
             "z_scale": r(self.zscale if self.zscale is not None else np.ones(self.channels)),
@@ -274,8 +274,7 @@ def validate(meta: Any, channels: int) -> TimeModel:
         scale=_arr(meta, "scale", (c, s)),
         marg=_arr(meta, "marginal", (c, len(Z_GRID))),
         lags=tuple(lags),
-        a1=_arr(meta, "ar1", (c, c)),
-        ad=_arr(meta, "ar_own", (len(lags) - 1, c)),
+        ar=_arr(meta, "ar", (len(lags), c, c)),
         chol=_arr(meta, "chol", (c, c)),
         interval=None if interval is None else float(interval),
         start=start,
@@ -290,7 +289,7 @@ def validate(meta: Any, channels: int) -> TimeModel:
         raise WeightsError("generation metadata: marginal quantiles must ascend")
     if np.any(np.triu(tm.chol, 1) != 0) or np.any(np.diag(tm.chol) < 0):
         raise WeightsError("generation metadata: chol must be lower triangular with a diagonal ≥ 0")
-    if np.abs(tm.a1).max(initial=0) > 10 or np.abs(tm.ad).max(initial=0) > 10:
+    if np.abs(tm.ar).max(initial=0) > 10:
         raise WeightsError("generation metadata: AR weight out of range")
     return tm
 
@@ -359,61 +358,61 @@ def _lagged(z: np.ndarray, lag: int) -> np.ndarray:
     return out
 
 
-def _fit_ar(z: np.ndarray, lags: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Least squares: full lag-1 matrix, own weights at the other lags → a1, ad, residual cov, rows."""
+def _fit_ar(z: np.ndarray, lags: list[int], full: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares per channel: every channel at the first ``full`` lags (at least lag 1), the
+    channel itself at the others → ar (L × C × C), residual covariance, rows used."""
     c = z.shape[1]
     feats = [_lagged(z, lag) for lag in lags]
     ok = np.isfinite(z).all(axis=1)
     for f in feats:
         ok &= np.isfinite(f).all(axis=1)
-    a1 = np.zeros((c, c))
-    ad = np.zeros((len(lags) - 1, c))
+    ar = np.zeros((len(lags), c, c))
     resid = np.zeros((int(ok.sum()), c))
+    nfull = max(1, full)
     for ch in range(c):
-        design = np.concatenate([feats[0][ok]] + [f[ok][:, ch : ch + 1] for f in feats[1:]], axis=1)
+        cols = [f[ok] for f in feats[:nfull]] + [f[ok][:, ch : ch + 1] for f in feats[nfull:]]
+        design = np.concatenate(cols, axis=1)
         y = z[ok, ch]
         reg = 1e-7 * len(y) * np.eye(design.shape[1])  # tiny: smooth series need exact differences
         w = np.linalg.solve(design.T @ design + reg, design.T @ y)
-        a1[ch] = w[:c]
-        ad[:, ch] = w[c:]
+        ar[:nfull, ch, :] = w[: nfull * c].reshape(nfull, c)
+        ar[nfull:, ch, ch] = w[nfull * c :]
         resid[:, ch] = y - design @ w
     cov = resid.T @ resid / max(len(resid), 1)
-    return a1, ad, cov, float(len(resid))
+    return ar, cov, float(len(resid))
 
 
-def _companion(a1: np.ndarray, ad: np.ndarray, lags: list[int]) -> np.ndarray:
-    c = a1.shape[0]
+def _companion(ar: np.ndarray, lags: tuple[int, ...] | list[int]) -> np.ndarray:
+    c = ar.shape[1]
     m = max(lags)
     comp = np.zeros((m * c, m * c))
-    comp[:c, :c] = a1
-    for j, lag in enumerate(lags[1:]):
-        comp[np.arange(c), (lag - 1) * c + np.arange(c)] += ad[j]
+    for j, lag in enumerate(lags):
+        comp[:c, (lag - 1) * c : lag * c] += ar[j]
     comp[c:, :-c] = np.eye((m - 1) * c)
     return comp
 
 
-def _companion_radius(a1: np.ndarray, ad: np.ndarray, lags: list[int]) -> float:
-    return float(np.abs(np.linalg.eigvals(_companion(a1, ad, lags))).max())
+def _companion_radius(ar: np.ndarray, lags: tuple[int, ...] | list[int]) -> float:
+    return float(np.abs(np.linalg.eigvals(_companion(ar, lags))).max())
 
 
 def _acf(
-    a1: np.ndarray, ad: np.ndarray, lags: list[int], cov: np.ndarray, at: int
+    ar: np.ndarray, lags: tuple[int, ...] | list[int], cov: np.ndarray, at: int
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Stationary variance and lag-``at`` autocorrelation of each channel, from the impulse
     response (MA(∞) weights, truncated where a stable model has forgotten the shock), and
     whether it did forget it (False: unstable or too close to it)."""
-    c = a1.shape[0]
+    c = ar.shape[1]
     k = IMPULSE_STEPS
     psi = np.zeros((k + at + 1, c, c))
     psi[0] = np.eye(c)
-    own = [(lag, ad[j][:, None]) for j, lag in enumerate(lags[1:])]
     m = max(lags)
     stable = False
     for t in range(1, len(psi)):
-        v = a1 @ psi[t - 1]
-        for lag, w in own:
+        v = np.zeros((c, c))
+        for j, lag in enumerate(lags):
             if t >= lag:
-                v = v + w * psi[t - lag]
+                v += ar[j] @ psi[t - lag]
         psi[t] = v
         if t > at + m and t % 64 == 0 and np.abs(psi[t - m : t + 1]).max() < 1e-4:
             psi = psi[: t + 1]  # the shock is forgotten: the rest adds nothing
@@ -435,36 +434,36 @@ def _empirical_acf(z: np.ndarray, lag: int) -> np.ndarray:
     return out
 
 
-def _tune_lag(
-    a1: np.ndarray, ad: np.ndarray, lags: list[int], cov: np.ndarray, j: int, target: np.ndarray
-) -> np.ndarray:
-    """Adjust the own weights at lags[j + 1] so each channel's autocorrelation there matches the
+def _tune_lag(ar: np.ndarray, lags: list[int], cov: np.ndarray, j: int, target: np.ndarray) -> np.ndarray:
+    """Adjust each channel's own weight at lags[j] so its autocorrelation there matches the
     data's: one-step least squares under-states the multi-day persistence of weather."""
-    lag = lags[j + 1]
-    ad = ad.copy()
-    for ch in range(a1.shape[0]):
-        lo_w, hi_w = max(ad[j, ch] - 0.5, -0.95), min(ad[j, ch] + 0.5, 0.95)
-        best = ad[j, ch]
-        for _ in range(7):  # bisection: the autocorrelation rises with the weight
-            mid = 0.5 * (lo_w + hi_w)
-            ad[j, ch] = mid
-            _, acf, stable = _acf(a1, ad, lags, cov, lag)
-            if not stable:
-                hi_w = mid
-                continue
-            best = mid
-            r = acf[ch]
-            if abs(r - target[ch]) < 0.01:
-                break
-            lo_w, hi_w = (mid, hi_w) if r < target[ch] else (lo_w, mid)
-        ad[j, ch] = best
-    return ad
+    ar = ar.copy()
+    for rnd in range(TUNE_ROUNDS):  # channels are coupled: a second round settles what the first moved
+        width = 0.5 if rnd == 0 else 0.15
+        for ch in range(ar.shape[1]):
+            lo_w, hi_w = max(ar[j, ch, ch] - width, -0.95), min(ar[j, ch, ch] + width, 0.95)
+            best = ar[j, ch, ch]
+            for _ in range(7):  # bisection: the autocorrelation rises with the weight
+                mid = 0.5 * (lo_w + hi_w)
+                ar[j, ch, ch] = mid
+                _, acf, stable = _acf(ar, lags, cov, lags[j])
+                if not stable:
+                    hi_w = mid
+                    continue
+                best = mid
+                r = acf[ch]
+                if abs(r - target[ch]) < 0.01:
+                    break
+                lo_w, hi_w = (mid, hi_w) if r < target[ch] else (lo_w, mid)
+            ar[j, ch, ch] = best
+    return ar
 
 
 def learn(
-    q: np.ndarray, times: list[str] | None = None, *, lo: np.ndarray | None = None, source: str = "data"
+    q: np.ndarray, times: list[str] | None = None, *, full: bool = True, source: str = "data"
 ) -> TimeModel:
-    """Fit a TimeModel to quantised training rows (and their ``time`` cells, if any)."""
+    """Fit a TimeModel to quantised training rows (and their ``time`` cells, if any). ``full``:
+    cross-channel weights at every lag up to the order (else at lag 1 only: a smaller file)."""
     q = np.asarray(q, dtype=np.int64)
     secs = t0 = interval = None
     if times is not None:
@@ -484,24 +483,25 @@ def learn(
     mean, scale = _profiles(x, hours)
     if clock is not None and span_days >= ANNUAL_SPAN_DAYS:
         # the level's annual cycle, fitted to what the hour profile leaves, then the profile again
-        tm0 = TimeModel(
-            mean, scale, np.zeros((c, 1)), (1,), np.zeros((c, c)), np.zeros((0, c)), np.eye(c), interval, None
-        )
+        tm0 = TimeModel(mean, scale, np.zeros((c, 1)), (1,), np.zeros((1, c, c)), np.eye(c), interval, None)
         mu0, sd0 = tm0.profile(clock)
         rel = tm0._relative(sd0)
         ok = np.isfinite(x[:, 0])
         basis = _annual_basis(clock[ok, 1])
         for ch in range(c):
             design = basis * rel[ok, ch : ch + 1]
-            annual[ch] = np.linalg.lstsq(design, x[ok, ch] - mu0[ok, ch], rcond=None)[0]
+            resid = x[ok, ch] - mu0[ok, ch]
+            w = np.linalg.lstsq(design, resid, rcond=None)[0]
+            # only a cycle that explains something: a noisy fit would tie unrelated channels together
+            if np.var(design @ w) >= DAILY_R2 * max(np.var(x[ok, ch]), 1e-12):
+                annual[ch] = w
         mean, scale = _profiles(x - _annual_basis(clock[:, 1]) @ annual.T * rel, hours)
     tmp = TimeModel(
         mean,
         scale,
         np.zeros((c, len(Z_GRID))),
         (1,),
-        np.zeros((c, c)),
-        np.zeros((0, c)),
+        np.zeros((1, c, c)),
         np.eye(c),
         interval,
         None,
@@ -517,7 +517,7 @@ def learn(
         qs = np.quantile(col, probs) if len(col) and COPULA else Z_GRID.copy()
         # strictly ascending so that the map to normal scores is one to one
         marg[ch] = np.maximum.accumulate(qs + 1e-6 * np.arange(len(qs)))
-    tmp = TimeModel(mean, scale, marg, (1,), np.zeros((c, c)), np.zeros((0, c)), np.eye(c), interval, None)
+    tmp = TimeModel(mean, scale, marg, (1,), np.zeros((1, c, c)), np.eye(c), interval, None)
     z = tmp.to_z(np.nan_to_num(u))
     z[~np.isfinite(u) | (sd <= 1e-9)] = np.nan  # night irradiance says nothing about its dynamics
     period = None
@@ -529,34 +529,34 @@ def learn(
     extra = sorted({TUNED_LAG, *([period] if period else [])})
     for order in range(1, MAX_ORDER + 1):
         lags = list(range(1, order + 1)) + [v for v in extra if v > order]
-        a1, ad, cov, n = _fit_ar(z, lags)
-        if n < 10 * (c + len(lags)):
+        nfull = order if full else 1
+        ar, cov, n = _fit_ar(z, lags, nfull)
+        params = c * c * nfull + c * (len(lags) - nfull)
+        if n < 10 * params:
             break
         _sign, logdet = np.linalg.slogdet(cov + 1e-9 * np.eye(c))
-        bic = logdet + math.log(n) * (c * c + c * (len(lags) - 1)) / n  # per row: n shrinks with the lags
+        bic = logdet + math.log(n) * params / n  # per row: n shrinks with the lags
         if best is None or bic < best[0]:
-            best = (bic, lags, a1, ad, cov)
+            best = (bic, lags, ar, cov)
     if best is None:
-        a1, ad, cov, lags = np.zeros((c, c)), np.zeros((0, c)), np.eye(c), [1]
+        ar, cov, lags = np.zeros((1, c, c)), np.eye(c), [1]
     else:
-        _, lags, a1, ad, cov = best
-    radius = _companion_radius(a1, ad, lags)
+        _, lags, ar, cov = best
+    radius = _companion_radius(ar, lags)
     if radius >= 0.999:  # keep generation stationary
-        f = 0.995 / radius
-        a1, ad = a1 * f, ad * f
+        ar = ar * (0.995 / radius)
     if TUNED_LAG in lags and max(lags) * c <= 600:
-        ad = _tune_lag(a1, ad, lags, cov, lags.index(TUNED_LAG) - 1, _empirical_acf(z, TUNED_LAG))
+        ar = _tune_lag(ar, lags, cov, lags.index(TUNED_LAG), _empirical_acf(z, TUNED_LAG))
     chol = np.linalg.cholesky(cov + 1e-9 * np.eye(c))
     start = None
     if t0 is not None:
         start = t0.isoformat()
-    tm = TimeModel(mean, scale, marg, tuple(lags), a1, ad, chol, interval, start, annual)
+    tm = TimeModel(mean, scale, marg, tuple(lags), ar, chol, interval, start, annual)
     # A fitted AR rarely has exactly unit stationary spread (near-unit roots, the stability
     # shrink, the tuned lag): divide the stationary spread out when generating.
-    if max(lags) * c <= 600:
-        zs = np.sqrt(_acf(a1, ad, lags, cov, 1)[0])
-    else:
-        zs = simulate_z(tm, 40_000, np.random.default_rng(0)).std(axis=0)
+    # (a model too slow to forget a shock for the sum is measured on a long fixed-seed run instead)
+    var, _, stable = _acf(ar, lags, cov, 1) if max(lags) * c <= 600 else (None, None, False)
+    zs = np.sqrt(var) if stable else simulate_z(tm, 40_000, np.random.default_rng(0)).std(axis=0)
     return replace(tm, zscale=np.maximum(zs, 1e-6))
 
 
@@ -568,12 +568,11 @@ def simulate_z(tm: TimeModel, n: int, rng: np.random.Generator) -> np.ndarray:
     burn = 3 * m + 64
     eps = rng.standard_normal((n + burn, c)) @ tm.chol.T
     z = np.zeros((n + burn + m, c))
-    a1 = tm.a1
-    own = [(lag, tm.ad[j]) for j, lag in enumerate(tm.lags[1:])]
+    terms = [(lag, tm.ar[j]) for j, lag in enumerate(tm.lags)]
     for t in range(m, n + burn + m):
-        v = a1 @ z[t - 1] + eps[t - m]
-        for lag, w in own:
-            v += w * z[t - lag]
+        v = eps[t - m].copy()
+        for lag, w in terms:
+            v += w @ z[t - lag]
         z[t] = v
     return z[m + burn :]
 
@@ -605,17 +604,41 @@ def generate(
 
 
 # ---------------------------------------------------------------------------------------- training hook
-def attach(model: Model, q: np.ndarray, times: list[str] | None, max_bytes: int) -> bytes | None:
-    """Learn the time structure into ``model.meta['generation']`` at the finest precision whose
-    weight file still fits ``max_bytes``; returns the file, or None (metadata left as it was)."""
+def attach(
+    model: Model,
+    q: np.ndarray,
+    times: list[str] | None,
+    max_bytes: int,
+    cache: dict[bool, Any] | None = None,
+) -> bytes | None:
+    """Learn the time structure into ``model.meta['generation']``: the richest form (cross-channel
+    weights at every lag, then at lag 1 only) and finest precision whose weight file still fits
+    ``max_bytes``; returns the file, or None (metadata left as it was). ``cache`` keeps what was
+    learned for the next call on the same data."""
     from gateway.codec import weights
 
-    tm = learn(q, times, source=str(model.meta.get("training", {}).get("source", "data")))
+    source = str(model.meta.get("training", {}).get("source", "data"))
     old = model.meta.get("generation")
-    for digits in (4, 3, 2):
-        model.meta["generation"] = tm.to_meta(digits)
-        data = weights.to_bytes(model)
-        if len(data) <= max_bytes:
-            return data
+    for full in (True, False):
+        cache = {} if cache is None else cache
+        if full not in cache:
+            cache[full] = learn(q, times, full=full, source=source)
+        tm = cache[full]
+        for digits in (4, 3):
+            model.meta["generation"] = tm.to_meta(digits)
+            data = weights.to_bytes(model)
+            if len(data) <= max_bytes:
+                return data
+        if len(tm.lags) == 1 or tm.ar.shape[0] == 1:
+            break  # nothing smaller to try
     model.meta["generation"] = old
+    weights.to_bytes(model)  # metadata (sha256) back in step with the file the caller keeps
     return None
+
+
+def costs_too_much(model: Model, best: Model) -> bool:
+    """Whether ``model`` (fewer activity buckets, to make room for the time structure) codes more
+    than MAX_COMPRESSION_COST worse than ``best`` on the training data."""
+    bps = model.meta.get("metrics", {}).get("bytes_per_sample")
+    ref = best.meta.get("metrics", {}).get("bytes_per_sample")
+    return bps is not None and ref is not None and bps > ref * (1 + MAX_COMPRESSION_COST)
