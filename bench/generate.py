@@ -218,7 +218,9 @@ def run_one(
         "weight_file_bytes": len(data),
         "generation_metadata": tm is not None,
         "activity_buckets": model.params.buckets,
-        "cross_channel_lags": None if tm is None else int(sum(np.any(a - np.diag(np.diag(a))) for a in tm.ar)),
+        "cross_channel_lags": None
+        if tm is None
+        else sum(bool(np.any(a - np.diag(np.diag(a)))) for a in tm.ar),
         "train_s": round(train_s, 2),
         "mean_dev_sd": r(mean_dev),
         "sd_ratio": r(sd_ratio),
