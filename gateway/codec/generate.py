@@ -11,6 +11,7 @@ as floats in the weight file's ``generation`` metadata, and generation is determ
 
 from __future__ import annotations
 
+import logging
 import math
 import weakref
 from dataclasses import dataclass, replace
@@ -24,12 +25,15 @@ from gateway.codec.errors import DataError, WeightsError
 if TYPE_CHECKING:
     from gateway.codec.model import Model
 
+log = logging.getLogger(__name__)
+
 GEN_FORMAT = "lora-gw-gen/2"
 SLOTS = 24  # hour-of-day bins of the daily profile, centred on whole hours
 Z_GRID = np.linspace(-3.0, 3.0, 13)  # normal scores at which the anomaly quantiles are stored
 MAX_ORDER = 8  # lags 1..p (p chosen by BIC), plus one day back for a daily cycle
 MAX_PERIOD = 1440  # the daily lag is used for intervals down to one minute
 COPULA = True
+COPULA_ACF_GAP = 0.1  # lag-1 autocorrelation the quantile map may move before a linear map is used
 YEAR_DAYS = 365.25
 ANNUAL_SPAN_DAYS = 300  # an annual cycle is fitted only from data spanning most of a year
 IMPULSE_STEPS = 4000  # impulse-response terms summed for the stationary moments
@@ -517,6 +521,16 @@ def learn(
         qs = np.quantile(col, probs) if len(col) and COPULA else Z_GRID.copy()
         # strictly ascending so that the map to normal scores is one to one
         marg[ch] = np.maximum.accumulate(qs + 1e-6 * np.arange(len(qs)))
+    # The quantile map gives back the data's skew and point masses, but where it changes the
+    # step-to-step correlation (isolated spikes: accelerometers) a plain linear map is kept, so
+    # generated series keep the data's own autocorrelation.
+    for ch in range(c):
+        col = u[:, ch]
+        lin = (np.nanmean(col) + np.nanstd(col) * Z_GRID) if np.isfinite(col).any() else Z_GRID
+        zq = _interp(np.nan_to_num(col), marg[ch], Z_GRID)
+        zq[~np.isfinite(col)] = np.nan
+        if abs(_empirical_acf(zq[:, None], 1)[0] - _empirical_acf(col[:, None], 1)[0]) > COPULA_ACF_GAP:
+            marg[ch] = np.maximum.accumulate(lin + 1e-6 * np.arange(len(lin)))
     tmp = TimeModel(mean, scale, marg, (1,), np.zeros((1, c, c)), np.eye(c), interval, None)
     z = tmp.to_z(np.nan_to_num(u))
     z[~np.isfinite(u) | (sd <= 1e-9)] = np.nan  # night irradiance says nothing about its dynamics
@@ -622,7 +636,11 @@ def attach(
     for full in (True, False):
         cache = {} if cache is None else cache
         if full not in cache:
-            cache[full] = learn(q, times, full=full, source=source)
+            try:
+                cache[full] = learn(q, times, full=full, source=source)
+            except DataError as exc:  # a defective time column costs the daily cycle, not the model
+                log.warning("%s: time structure learned without the time column: %s", source, exc.message)
+                cache[full] = learn(q, None, full=full, source=source)
         tm = cache[full]
         for digits in (4, 3):
             model.meta["generation"] = tm.to_meta(digits)

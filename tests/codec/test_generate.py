@@ -1,18 +1,21 @@
-"""Generation with learned time structure, on held-out real weather (Greensboro TMY3, April–June)."""
+"""Generation with learned time structure, on held-out real weather (the Greensboro TMY3 year)."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import itertools
 import json
+import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gateway.cli.main import main
+from gateway.codec import Schema, load_weights, save_weights, train_to_size
 from gateway.codec import generate as gen
-from gateway.codec import load_weights, save_weights, train_to_size
 from gateway.codec.csvio import read_csv
 from gateway.codec.errors import DataError, WeightsError
 
@@ -22,22 +25,29 @@ REAL = DATA / "greensboro-tmy3.csv.gz"  # the TMY3 year, hourly, local standard 
 BLOCKS = 24
 
 
-@pytest.fixture(scope="module")
-def split(schema, tmp_path_factory):
-    """24 blocks of about 15 days: train on the even ones, hold out the odd ones (same climate)."""
-    path = tmp_path_factory.mktemp("real") / "greensboro.csv"
-    path.write_bytes(gzip.decompress(REAL.read_bytes()))
-    q, times = read_csv(path, schema)
+@functools.cache
+def _held_out() -> tuple:
+    """24 blocks of about 15 days: train on the even ones, hold out the odd ones (same climate).
+    Cached: test_fill.py uses the same split and model, trained once per run."""
+    schema = Schema.load(DATA / "weather.toml")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "greensboro.csv"
+        path.write_bytes(gzip.decompress(REAL.read_bytes()))
+        q, times = read_csv(path, schema)
     block = np.arange(len(q)) * BLOCKS // len(q)
     tr, te = np.flatnonzero(block % 2 == 0), np.flatnonzero(block % 2 == 1)
-    return q, times, tr, te, block
-
-
-@pytest.fixture(scope="module")
-def real_model(schema, split):
-    q, times, tr, *_ = split
     model, _ = train_to_size(q[tr], schema, 16, times=[times[i] for i in tr], model_id=5)
-    return model
+    return (q, times, tr, te, block), model
+
+
+@pytest.fixture
+def split():
+    return _held_out()[0]
+
+
+@pytest.fixture
+def real_model():
+    return _held_out()[1]
 
 
 def _hours(times: list[str]) -> np.ndarray:
@@ -219,3 +229,13 @@ def test_time_column_parsing():
         gen.parse_times(["2026-01-01T00:00:00", "2026-01-01T01:00:00", "noon"])
     with pytest.raises(DataError, match="mixes times"):
         gen.parse_times(["2026-01-01T00:00:00", "2026-01-01T01:00:00Z"])
+
+
+def test_a_defective_time_column_costs_the_daily_cycle_not_the_model(schema, split, caplog):
+    q, times, tr, *_ = split
+    rows = tr[:600]
+    shuffled = [times[i] for i in rows[::-1]]  # descending: no sampling interval can be read
+    model, _ = train_to_size(q[rows], schema, 16, times=shuffled)
+    tm = gen.time_model(model)
+    assert tm is not None and tm.interval is None and tm.mean.shape[1] == 1
+    assert "not in ascending order" in caplog.text
