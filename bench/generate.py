@@ -4,12 +4,13 @@ and does gap filling beat linear interpolation?
 Data: the codec bench's data sets (``bench`` extra), with their time stamps. Each series is cut
 into 8 equal blocks; the model is trained (``train_to_size``, 16 samples per frame, with the
 time column) on blocks 0, 2, 4, 6 and measured on blocks 1, 3, 5, 7, so train and test see the
-same seasons but never the same samples. Generation: four times as many samples as the test
-blocks hold (so the figures describe the generator, not one short draw of slow weather), from
-the first test time, seed 1. Statistics are compared per channel; autocorrelations use
-pairs within one block. Filling: gaps of 6–16 whole rows (at least 48 known rows apart) cut
-out of the test blocks, filled by the model and by linear interpolation; mean absolute error
-normalised by each channel's standard deviation, averaged over channels.
+same seasons but never the same samples. Generation: four runs per held-out block, each from the
+block's first time and as long as it (the same times of day and year as the real samples; four,
+so the figures describe the generator rather than one short draw of slow weather), seed 1.
+Statistics are compared per channel; autocorrelations use pairs within one block. Filling: gaps
+of 6–16 whole rows (at least 48 known rows apart) cut out of the test blocks, filled by the
+model and by linear interpolation; mean absolute error normalised by each channel's standard
+deviation, averaged over channels.
 ``reference_real_train_blocks`` holds the same statistics of the real training blocks against
 the held-out ones: how far apart the two halves of the real data already are.
 
@@ -122,17 +123,25 @@ def run_one(
     real = [q[a:b].astype(np.float64) for a, b in test_blocks]
     real_all = np.concatenate(real)
     real_hours = np.concatenate([hours_of(first, secs[a:b]) for a, b in test_blocks])
-    n = GEN_FACTOR * len(real_all)
-    start = datetime.fromisoformat(times[test_blocks[0][0]])
-    if tm is not None:
-        gen, gen_times = generate(model, n, np.random.default_rng(seed), start=start)
-        assert gen_times is not None
-        gsecs, gfirst = parse_times(gen_times, "generated")
-    else:  # no room for the time structure: the older generator, stamped at the data's interval
-        gen = model.generate(n, np.random.default_rng(seed))
-        gsecs, gfirst = np.arange(n) * float(np.median(np.diff(secs))), start
-    gen = gen.astype(np.float64)
-    gen_hours = hours_of(gfirst, gsecs)
+    # GEN_FACTOR generated runs per held-out block, each from the block's first time and as long
+    # as it: the same times of day and of year as the real data they are compared with
+    rng = np.random.default_rng(seed)
+    gen_blocks, gen_hours_l = [], []
+    for a, b in test_blocks:
+        start = datetime.fromisoformat(times[a])
+        for _ in range(GEN_FACTOR):
+            if tm is not None:
+                x, gen_times = generate(model, b - a, rng, start=start)
+                assert gen_times is not None
+                gsecs, gfirst = parse_times(gen_times, "generated")
+            else:  # no room for the time structure: the older generator, stamped at the data's interval
+                x = model.generate(b - a, rng)
+                gsecs, gfirst = secs[a:b] - secs[a], start
+            gen_blocks.append(x.astype(np.float64))
+            gen_hours_l.append(hours_of(gfirst, gsecs))
+    gen = np.concatenate(gen_blocks)
+    gen_hours = np.concatenate(gen_hours_l)
+    n = len(gen)
     rm, rs = real_all.mean(axis=0), real_all.std(axis=0)
     gm, gs = gen.mean(axis=0), gen.std(axis=0)
     safe = np.where(rs > 0, rs, 1.0)
@@ -141,7 +150,7 @@ def run_one(
     ac = {}
     for lag in (1, 24):
         r_ac = _autocorr(real, lag, rm, safe)
-        g_ac = _autocorr([gen], lag, gm, np.where(gs > 0, gs, 1.0))
+        g_ac = _autocorr(gen_blocks, lag, gm, np.where(gs > 0, gs, 1.0))
         ac[lag] = (r_ac, g_ac)
     rcorr = np.corrcoef(real_all.T) if c > 1 else np.ones((1, 1))
     gcorr = np.corrcoef(gen.T) if c > 1 else np.ones((1, 1))

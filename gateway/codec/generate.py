@@ -607,6 +607,7 @@ def generate(
     z = simulate_z(tm, n, rng)
     if tm.zscale is not None:
         z = z / tm.zscale
+    z = np.clip(z, Z_GRID[0], Z_GRID[-1])  # no extrapolation past the data's extreme quantiles
     clock = None
     if t0 is not None and tm.interval is not None:
         clock = clock_of(t0, np.arange(n) * tm.interval)
