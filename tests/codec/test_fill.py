@@ -191,3 +191,30 @@ def test_service_gap_filling_uses_the_same_bridge(real_model, split):  # noqa: F
     truth = np.concatenate(frames[1:3]).astype(float)
     lin = np.linspace(frames[0][-1], frames[3][0], 2 * n + 2)[1:-1]
     assert np.abs(expected - truth).mean() < np.abs(lin - truth).mean()
+
+
+def test_cli_fill_refuses_an_irregular_time_column_in_one_line(real_model, split, tmp_path, capsys):  # noqa: F811
+    q, times, _, te, _ = split
+    model_path = tmp_path / "m.npz"
+    save_weights(real_model, model_path)
+    rows = [[times[i], *real_model.schema.format_row(q[i])] for i in te[:5]]
+    rows[2][0] = rows[1][0]  # the same time twice
+    src = tmp_path / "dup.csv"
+    _write(src, ["time", *real_model.schema.names], rows)
+    code = main(
+        ["model", "fill", "--model", str(model_path), "--data", str(src), "--out", str(tmp_path / "o.csv")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "time column must strictly ascend" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.csv").exists()  # nothing half-written
+
+
+def test_cli_generate_refuses_a_bad_start_in_one_line(real_model, tmp_path, capsys):  # noqa: F811
+    model_path = tmp_path / "m.npz"
+    save_weights(real_model, model_path)
+    out = tmp_path / "g.csv"
+    argv = ["model", "generate", "--model", str(model_path), "--samples", "3", "--start", "tomorrow"]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--start 'tomorrow' is not an ISO 8601 time" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
