@@ -140,7 +140,7 @@ class TimeModel:
     chol[C, C]                lower Cholesky factor of the innovation covariance
     interval                  sampling interval in seconds (None: unknown)
     start                     first training time, ISO 8601 (None: unknown)
-    annual[C, 4]              cos/sin weights of the annual and half-year cycle of the level
+    annual[C, 2]              cos/sin weights of the annual cycle of the level (zeros: none)
     zscale[C]                 stationary spread of the AR scores, divided out when generating
     """
 
@@ -209,7 +209,7 @@ class TimeModel:
             "lags": list(self.lags),
             "ar": r(self.ar),
             "chol": r(self.chol),
-            "annual": r(self.annual if self.annual is not None else np.zeros((self.channels, 4))),
+            "annual": r(self.annual if self.annual is not None else np.zeros((self.channels, 2))),
             "z_scale": r(self.zscale if self.zscale is not None else np.ones(self.channels)),
         }
 
@@ -223,8 +223,8 @@ def _interp(v: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     return np.where(v > xp[-1], fp[-1] + (v - xp[-1]) * hi_slope, out)
 
 
-def _annual_basis(days: np.ndarray, harmonics: int = 2) -> np.ndarray:
-    """cos/sin of the day of year: the annual and the half-year harmonic (winter's late low)."""
+def _annual_basis(days: np.ndarray, harmonics: int = 1) -> np.ndarray:
+    """cos/sin of the day of year (one harmonic: a second one fitted the blocks of one year no better)."""
     w = 2 * np.pi * np.asarray(days, dtype=np.float64) / YEAR_DAYS
     return np.stack([f(k * w) for k in range(1, harmonics + 1) for f in (np.cos, np.sin)], axis=1)
 
@@ -284,7 +284,7 @@ def validate(meta: Any, channels: int) -> TimeModel:
         chol=_arr(meta, "chol", (c, c)),
         interval=None if interval is None else float(interval),
         start=start,
-        annual=_arr(meta, "annual", (c, 4)) if "annual" in meta else None,
+        annual=_arr(meta, "annual", (c, 2)) if "annual" in meta else None,
         zscale=_arr(meta, "z_scale", (c,)) if "z_scale" in meta else None,
     )
     if tm.zscale is not None and np.any(tm.zscale <= 0):
@@ -485,7 +485,7 @@ def learn(
         clock = clock_of(t0, grid_secs)
         if interval <= 7200 and span_days >= 3:
             hours = clock[:, 0]
-    annual = np.zeros((c, 4))
+    annual = np.zeros((c, 2))
     mean, scale = _profiles(x, hours)
     if clock is not None and span_days >= ANNUAL_SPAN_DAYS:
         # the level's annual cycle, fitted to what the hour profile leaves, then the profile again
