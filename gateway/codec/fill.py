@@ -36,7 +36,6 @@ def _solve_cluster(tm: TimeModel, z: np.ndarray, rows: np.ndarray) -> None:
     """Fill NaN cells of z in ``rows`` (ascending, contiguous-ish) in place."""
     c = tm.channels
     lags = tm.lags
-    m = max(lags)
     n_rows = len(z)
     sub = z[rows]
     miss = np.isnan(sub)
@@ -53,15 +52,14 @@ def _solve_cluster(tm: TimeModel, z: np.ndarray, rows: np.ndarray) -> None:
     own = np.zeros(nu, dtype=bool)
     # innovation at row t: z_t - sum_j ar_j z_{t-lag_j}
     terms = [(0, -np.eye(c))] + [(lag, tm.ar[j]) for j, lag in enumerate(lags)]
+    zero = np.zeros(c)
     for t in eq_rows:
-        if t - m < 0:
-            continue
         coef = np.zeros((c, nu))
         const = np.zeros(c)
         usable = True
         for lag, w in terms:
             r = t - lag
-            vals = z[r]
+            vals = z[r] if r >= 0 else zero  # before the series: the mean score (keeps the short lags)
             if r in pos:
                 unk = idx[pos[r]]
                 known = unk < 0

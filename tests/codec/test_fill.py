@@ -218,3 +218,21 @@ def test_cli_generate_refuses_a_bad_start_in_one_line(real_model, tmp_path, caps
     err = capsys.readouterr().err
     assert "--start 'tomorrow' is not an ISO 8601 time" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_gap_within_a_day_of_the_series_start_still_uses_its_neighbours(real_model, split):  # noqa: F811
+    # regression: rows within the longest lag (24) of the start had no AR equation, so such a gap
+    # fell back to the hour profile and ignored the samples around it
+    q, times, _, te, _ = split
+    secs, t0 = parse_times(times)
+    rows = te[:30]
+    truth = q[rows].astype(float)
+    x = truth.copy()
+    x[4:10] = np.nan
+    filled, _ = fill.fill_series(real_model, x, clock_of(t0, secs[rows]))
+    t = np.arange(30)
+    known = ~np.isnan(x[:, 0])
+    lin = np.stack([np.interp(t, t[known], x[known, c]) for c in range(5)], axis=1)
+    sd = q[te].std(axis=0)
+    err = (np.abs(filled - truth)[4:10] / sd).mean()
+    assert err <= 1.2 * (np.abs(lin - truth)[4:10] / sd).mean(), err
