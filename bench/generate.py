@@ -14,7 +14,7 @@ deviation, averaged over channels.
 ``reference_real_train_blocks`` holds the same statistics of the real training blocks against
 the held-out ones: how far apart the two halves of the real data already are.
 
-    python bench/generate.py [--json] [--datasets greensboro,glucose,daphnet] [--seed 1]
+    python bench/generate.py [--json] [--datasets greensboro,glucose,daphnet,isig] [--seed 1] [--max-bytes N]
 """
 
 from __future__ import annotations
@@ -69,10 +69,18 @@ def daphnet() -> tuple[Schema, np.ndarray, list[str]]:
     return schema, q, [t.replace(" ", "T") for t in df["timestamp"].astype(str)]
 
 
+def isig() -> tuple[Schema, np.ndarray, list[str]]:
+    from bokeh_sampledata.glucose import data
+
+    schema, q = CODEC_DATASETS["isig"]()
+    return schema, q, [t.isoformat() for t in data.index]
+
+
 LOADERS: dict[str, Callable[[], tuple[Schema, np.ndarray, list[str]]]] = {
     "greensboro": greensboro,
     "glucose": glucose,
     "daphnet": daphnet,
+    "isig": isig,
 }
 assert set(LOADERS) == set(CODEC_DATASETS), "keep in step with bench/codec.py's data sets"
 
