@@ -32,13 +32,12 @@ SLOTS = 24  # hour-of-day bins of the daily profile, centred on whole hours
 Z_GRID = np.linspace(-3.0, 3.0, 13)  # normal scores at which the anomaly quantiles are stored
 MAX_ORDER = 8  # lags 1..p (p chosen by BIC), plus one day back for a daily cycle
 MAX_PERIOD = 1440  # the daily lag is used for intervals down to one minute
-COPULA = True
 COPULA_ACF_GAP = 0.1  # lag-1 autocorrelation the quantile map may move before a linear map is used
 YEAR_DAYS = 365.25
 ANNUAL_SPAN_DAYS = 300  # an annual cycle is fitted only from data spanning most of a year
 IMPULSE_STEPS = 4000  # impulse-response terms summed for the stationary moments
 MAX_COMPRESSION_COST = 0.01  # bytes/sample the trainer may give up to fit the time structure in
-TUNE_ROUNDS = 2
+TUNE_ROUNDS = 2  # passes over the channels when tuning the day lag (they are coupled)
 TUNED_LAG = 24  # its autocorrelation is matched to the data's (one day back in hourly data)
 DAILY_R2 = 0.05  # share of variance the hour-of-day profile must explain to count as a cycle
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], TimeModel]] = weakref.WeakKeyDictionary()
@@ -520,7 +519,7 @@ def learn(
     marg = np.zeros((q.shape[1], len(Z_GRID)))
     for ch in range(q.shape[1]):
         col = u[np.isfinite(u[:, ch]) & (sd[:, ch] > 1e-9), ch]
-        qs = np.quantile(col, probs) if len(col) and COPULA else Z_GRID.copy()
+        qs = np.quantile(col, probs) if len(col) else Z_GRID.copy()
         # strictly ascending so that the map to normal scores is one to one
         marg[ch] = np.maximum.accumulate(qs + 1e-6 * np.arange(len(qs)))
     # The quantile map gives back the data's skew and point masses, but where it changes the
