@@ -27,6 +27,7 @@ from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config, config_files, dir_problem, log_file_error
 from gateway.service.core import Core, CoreSettings
 from gateway.service.notify import Notifier
+from gateway.sinks.history import HistorySettings
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
 
@@ -74,6 +75,12 @@ def outbox_settings(cfg: Config) -> OutboxSettings:
         min_free_mb=o.min_free_mb,
         max_db_mb=o.max_db_mb,
     )
+
+
+def history_settings(cfg: Config) -> HistorySettings:
+    """[history]: the model frames kept for retraining (also tracks which version each node uses)."""
+    h = cfg.history
+    return HistorySettings(enabled=h.enabled, retention_days=h.retention_days, max_mb=h.max_mb)
 
 
 def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> InstalledModels:
@@ -139,7 +146,7 @@ class Gateway:
         )
         db = self.state_dir / paths.DB_NAME
         # The outbox opens first: alone on the file it may switch it to small pages (fewer bytes per commit).
-        self.outbox = Outbox(db, outbox_settings(cfg))
+        self.outbox = Outbox(db, outbox_settings(cfg), history=history_settings(cfg))
         self.registry = KeyedRegistry(db, dict(cfg.node_keys)) if cfg.node_keys else NodeRegistry(db)
         self.source = self._radio()
         warn_unusable_names(self.registry.nodes())

@@ -193,6 +193,8 @@ class Config:
     node_keys: Mapping[int, bytes] = field(default_factory=dict, repr=False)
     source: str | None = None
     state: StateSection = field(default_factory=StateSection)
+    history: HistorySection = field(default_factory=lambda: HistorySection())
+    models: ModelsSection = field(default_factory=lambda: ModelsSection())
 
 
 class _Section:
@@ -755,8 +757,9 @@ def parse_config(
     )
     nd.finish()
     state = _parse_state(root.sub("state"))
+    history, models = _parse_history(root.sub("history")), _parse_models(root.sub("models"))
     root.finish()
-    return Config(gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source, state)
+    return Config(gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source, state, history, models)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -779,3 +782,50 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     if problems:
         raise ConfigError(problems[0])
     return cfg
+
+
+# -- [history] and [models] (issue 18) ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class HistorySection:
+    """The telemetry history (gateway.sinks.history): model frames kept for retraining, bounded."""
+
+    enabled: bool = True
+    retention_days: float = 90.0
+    max_mb: float = 64.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsSection:
+    """Model upkeep: drift reporting and automatic retraining (gateway.codec.drift, gateway.codec.adapt)."""
+
+    drift_threshold_pct: float = 10.0  # live bytes/sample this much above the evaluation figure ...
+    drift_window_h: float = 24.0  # ... sustained over this much traffic time is drift
+    in_use_days: float = 30.0  # `model remove` refuses a version a node sent within this many days
+    auto_retrain: str = "off"  # "off" | "daily" | "weekly": stage candidates as inactive versions
+    auto_activate: bool = False  # activate a staged candidate (else the operator decides)
+    min_gain_pct: float = 3.0  # a candidate must be this much smaller to be installed
+
+
+def _parse_history(sec: _Section) -> HistorySection:
+    d = HistorySection()
+    out = HistorySection(
+        enabled=sec.bool("enabled", d.enabled),
+        retention_days=sec.float("retention_days", d.retention_days, 0.01, 36500.0),
+        max_mb=sec.float("max_mb", d.max_mb, 0.1, 1e6),
+    )
+    sec.finish()
+    return out
+
+
+def _parse_models(sec: _Section) -> ModelsSection:
+    d = ModelsSection()
+    out = ModelsSection(
+        drift_threshold_pct=sec.float("drift_threshold_pct", d.drift_threshold_pct, 0.1, 1000.0),
+        drift_window_h=sec.float("drift_window_h", d.drift_window_h, 0.01, 8760.0),
+        in_use_days=sec.float("in_use_days", d.in_use_days, 0.0, 36500.0),
+        auto_retrain=sec.str("auto_retrain", d.auto_retrain, ("off", "daily", "weekly")),
+        auto_activate=sec.bool("auto_activate", d.auto_activate),
+        min_gain_pct=sec.float("min_gain_pct", d.min_gain_pct, 0.0, 100.0),
+    )
+    sec.finish()
+    return out
