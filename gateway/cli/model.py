@@ -127,6 +127,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.version is not None and args.version < 1:
         raise DataError("--version must be at least 1")
     init = load_model(args.init, args) if args.init else None
+    if init is not None:
+        from gateway.cli.model_retrain import check_init
+
+        check_init(args, schema, init)
     q = _read_data(args, schema).q
     _progress(f"read {len(q)} samples × {len(schema)} channels from {args.data}")
     if init is not None:  # incremental: gateway.codec.adapt (issue 18)

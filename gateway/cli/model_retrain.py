@@ -39,8 +39,8 @@ IN_USE_DAYS = 30.0  # [models] in_use_days; the outbox keeps undelivered frames 
 class Progress:
     """Progress lines on standard error; with a terminal, one line redrawn with the elapsed time."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.t0 = time.monotonic()
 
@@ -74,8 +74,8 @@ def in_use(args: argparse.Namespace, model_id: int | None = None) -> dict[tuple[
 
 
 # ---------------------------------------------------------------------- train --init
-def train_init(args: argparse.Namespace, q: np.ndarray, schema: Schema, init: Model, name: str) -> Model:
-    """``model train --init MODEL``: the same schema and frame size, adapted to ``q``."""
+def check_init(args: argparse.Namespace, schema: Schema, init: Model) -> None:
+    """Refuse an --init model another schema, frame size or id would not fit (before reading data)."""
     if args.model_id is not None and args.model_id != init.model_id:
         raise DataError(f"--model-id {args.model_id} differs from --init model {init.key}; leave it out")
     if init.schema.names != schema.names or not np.array_equal(init.schema.steps, schema.steps):
@@ -84,6 +84,13 @@ def train_init(args: argparse.Namespace, q: np.ndarray, schema: Schema, init: Mo
             f" {', '.join(f'{s:g}' for s in init.schema.steps)}); --schema differs: incremental training"
             " keeps the schema"
         )
+    if args.samples_per_frame != init.samples_per_frame:
+        check_compatible(init, np.zeros((0, len(schema)), dtype=np.int64), args.samples_per_frame)
+
+
+def train_init(args: argparse.Namespace, q: np.ndarray, schema: Schema, init: Model, name: str) -> Model:
+    """``model train --init MODEL``: the same schema and frame size, adapted to ``q``."""
+    check_init(args, schema, init)
     check_compatible(init, q, args.samples_per_frame)
     progress = Progress()
     model = adapt(init, q, version=args.version, progress=progress)
@@ -159,7 +166,7 @@ def retrain(args: argparse.Namespace) -> int:
         "dry_run": bool(args.dry_run),
     }
     if ok and not args.dry_run:
-        candidate.meta["evaluation"] = {
+        candidate.meta["metrics"]["evaluation"] = {  # what drift is judged against (gateway.codec.drift)
             "bytes_per_sample": c,
             "samples": after["samples"],
             "against": init.key,
