@@ -26,13 +26,14 @@ from gateway.codec.errors import DataError, StoreError
 from gateway.codec.model import Model
 from gateway.codec.schema import Schema
 from gateway.codec.store import parse_ref
-from gateway.codec.weights import save
+from gateway.codec.weights import save, to_bytes
 from gateway.sinks.history import HistoryReader, NodeModel, versions_in_use
 from gateway.sinks.history_export import Export, export
 
 DEFAULT_DAYS = 60.0
 DEFAULT_MIN_GAIN = 3.0
 DEFAULT_HOLDOUT = 20.0
+MAX_WEIGHT_BYTES = 4096  # what a node's firmware holds (model train's --max-bytes default)
 IN_USE_DAYS = 30.0  # [models] in_use_days; the outbox keeps undelivered frames 30 days by default
 
 
@@ -149,7 +150,8 @@ def retrain(args: argparse.Namespace) -> int:
     progress.done()
     a, c = float(before["bytes_per_sample"]), float(after["bytes_per_sample"])  # type: ignore[arg-type]
     gain = (a - c) / a * 100 if a else 0.0
-    ok = bool(after["lossless"]) and gain >= args.min_gain
+    size = len(to_bytes(candidate))
+    ok = bool(after["lossless"]) and gain >= args.min_gain and size <= MAX_WEIGHT_BYTES
     result = {
         "model": init.key,
         "candidate": candidate.key,
@@ -161,6 +163,7 @@ def retrain(args: argparse.Namespace) -> int:
         "before": before,
         "after": after,
         "gain_pct": round(gain, 2),
+        "weight_file_bytes": size,
         "min_gain_pct": args.min_gain,
         "installed": False,
         "dry_run": bool(args.dry_run),
