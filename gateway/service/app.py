@@ -18,6 +18,7 @@ from typing import Any
 from gateway import paths
 from gateway.backup import ServiceLock, Snapshotter
 from gateway.codec import CodecStats
+from gateway.codec.drift import DriftingStats, DriftMonitor, DriftSettings
 from gateway.errors import ConfigError
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.frames.registry import warn_unusable_names
@@ -90,9 +91,11 @@ def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> InstalledModels:
     return InstalledModels(state_dir, ttl_s)
 
 
-def codec_stats() -> CodecStats:
-    """Live bytes per sample and prediction error per model, for the stats topic."""
-    return CodecStats()
+def codec_stats(cfg: Config | None = None) -> CodecStats:
+    """Live bytes per sample and prediction error per model, and drift ([models]), for the stats topic."""
+    m = cfg.models if cfg is not None else None
+    settings = DriftSettings() if m is None else DriftSettings(m.drift_threshold_pct, m.drift_window_h * 3600)
+    return DriftingStats(DriftMonitor(settings))
 
 
 def configure_logging(cfg: Config, verbose: int = 0) -> None:
@@ -159,7 +162,7 @@ class Gateway:
             cfg.mqtt.topic_prefix,
             NodeCache(self.registry.get),
             self.models.model,
-            codec_stats(),
+            codec_stats(cfg),
             gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
