@@ -13,27 +13,23 @@ import argparse
 import html
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from gateway import paths
-from gateway.codec import ModelStore
-from gateway.codec.adapt import adapt, check_compatible, score
-from gateway.codec.errors import DataError, StoreError
+from gateway.codec.adapt import adapt, check_compatible
+from gateway.codec.errors import DataError
 from gateway.codec.model import Model
 from gateway.codec.schema import Schema
 from gateway.codec.store import parse_ref
-from gateway.codec.weights import save, to_bytes
 from gateway.sinks.history import HistoryReader, NodeModel, versions_in_use
-from gateway.sinks.history_export import Export, export
+from gateway.sinks.retrain import retrain_model
 
 DEFAULT_DAYS = 60.0
 DEFAULT_MIN_GAIN = 3.0
 DEFAULT_HOLDOUT = 20.0
-MAX_WEIGHT_BYTES = 4096  # what a node's firmware holds (model train's --max-bytes default)
 IN_USE_DAYS = 30.0  # [models] in_use_days; the outbox keeps undelivered frames 30 days by default
 
 
@@ -101,86 +97,26 @@ def train_init(args: argparse.Namespace, q: np.ndarray, schema: Schema, init: Mo
 
 
 # ---------------------------------------------------------------------- retrain
-def split_recent(exp: Export, holdout_pct: float) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Each node's series: the oldest (100 − holdout) % to train on, the newest held back to judge."""
-    spf = exp.model.samples_per_frame
-    train, test = [], []
-    for s in exp.series:
-        keep = round(len(s.q) * (1 - holdout_pct / 100) / spf) * spf
-        if keep:
-            train.append(s.q[:keep])
-        if len(s.q) - keep >= 1:
-            test.append(s.q[keep:])
-    q = np.concatenate(train) if train else np.zeros((0, len(exp.model.schema)), dtype=np.int64)
-    return q, test
-
-
 def retrain(args: argparse.Namespace) -> int:
     mid, version = parse_ref(args.id)
-    if not 0 < args.holdout < 100:
-        raise DataError("--holdout must be between 0 and 100 (percent)")
-    if args.days <= 0:
-        raise DataError("--days must be positive")
-    store = ModelStore(paths.state_dir(args.state_dir))
-    init = store.active(mid) if version is None else store.load(mid, version)
-    if init is None:
-        raise StoreError(f"model {mid} is not installed (see lora-gw model list)")
-    since = int((time.time() - args.days * 86400) * 1000)
-    db = paths.db_path(args.state_dir)
-    if not db.exists():
-        raise DataError(f"no state database at {db}: the gateway has kept no history yet")
     progress = Progress()
-    progress(f"exporting the last {args.days:g} days of model {mid}'s history")
-    with HistoryReader(db) as reader:
-        exp = export(reader, store, mid, since_ms=since, reference=init)
-    q, test = split_recent(exp, args.holdout)
-    need = max(2 * init.samples_per_frame, 16)
-    if len(q) < need or sum(len(t) for t in test) < init.samples_per_frame:
-        progress.done()
-        raise DataError(
-            f"only {exp.samples} samples of model {mid} in the last {args.days:g} days of history;"
-            f" need at least {need + init.samples_per_frame} to train and judge a new version"
+    try:
+        out = retrain_model(
+            paths.state_dir(args.state_dir),
+            mid,
+            version,
+            days=args.days,
+            min_gain_pct=args.min_gain,
+            holdout_pct=args.holdout,
+            dry_run=args.dry_run,
+            activate=not args.stage,
+            progress=progress,
         )
-    next_version = max(store.versions(mid)) + 1
-    t0 = time.perf_counter()
-    candidate = adapt(init, q, version=next_version, progress=progress)
-    train_s = time.perf_counter() - t0
-    progress("scoring the candidate and the active version on the held-back data")
-    before, after = score(init, test), score(candidate, test)
-    progress.done()
-    a, c = float(before["bytes_per_sample"]), float(after["bytes_per_sample"])  # type: ignore[arg-type]
-    gain = (a - c) / a * 100 if a else 0.0
-    size = len(to_bytes(candidate))
-    ok = bool(after["lossless"]) and gain >= args.min_gain and size <= MAX_WEIGHT_BYTES
-    result = {
-        "model": init.key,
-        "candidate": candidate.key,
-        "train_samples": len(q),
-        "test_samples": after["samples"],
-        "nodes": len(exp.series),
-        "skipped": exp.skipped,
-        "train_s": round(train_s, 3),
-        "before": before,
-        "after": after,
-        "gain_pct": round(gain, 2),
-        "weight_file_bytes": size,
-        "min_gain_pct": args.min_gain,
-        "installed": False,
-        "dry_run": bool(args.dry_run),
-    }
-    if ok and not args.dry_run:
-        candidate.meta["metrics"]["evaluation"] = {  # what drift is judged against (gateway.codec.drift)
-            "bytes_per_sample": c,
-            "samples": after["samples"],
-            "against": init.key,
-            "against_bytes_per_sample": a,
-        }
-        candidate.meta["training"]["source"] = f"history, {args.days:g} days"
-        _install(store, candidate, activate=not args.stage)
-        result["installed"] = True
-        result["active"] = not args.stage
+    finally:
+        progress.done()
+    result, init, candidate = out.result, out.init, out.candidate
     if args.report:
-        write_report(args.report, init, candidate, before, after)
+        write_report(args.report, init, candidate, result["before"], result["after"])  # type: ignore[arg-type]
     if args.json:
         print(json.dumps(result))
     else:
@@ -191,21 +127,11 @@ def retrain(args: argparse.Namespace) -> int:
                 f"installed model {candidate.key} ({state}); {init.key} is kept for the nodes that use it."
                 f" Nodes switch explicitly: reprovision each with {candidate.key} (lora-fw) when ready."
             )
-        elif ok:
+        elif result["better"]:
             print(f"dry run: model {candidate.key} would be installed")
         else:
-            why = (
-                "it is not lossless" if not after["lossless"] else f"gain {gain:.2f} % < {args.min_gain:g} %"
-            )
-            print(f"not installed: {why}")
-    return 0 if ok else 1
-
-
-def _install(store: ModelStore, model: Model, activate: bool) -> None:
-    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-        path = Path(tmp) / f"m{model.model_id}-v{model.version}.npz"
-        save(model, path)
-        store.install(path, activate=activate)
+            print(f"not installed: {result['refused']}")
+    return 0 if result["better"] else 1
 
 
 def print_table(result: dict, init: Model, candidate: Model) -> None:

@@ -28,6 +28,7 @@ from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config, config_files, dir_problem, log_file_error
 from gateway.service.core import Core, CoreSettings
 from gateway.service.notify import Notifier
+from gateway.service.upkeep import ModelUpkeep
 from gateway.sinks.history import HistorySettings
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
@@ -179,6 +180,14 @@ class Gateway:
             radio_heartbeat=self.source.heartbeat,
         )
         self.stop_event = threading.Event()
+        m = cfg.models
+        self.upkeep = (
+            ModelUpkeep(
+                self.state_dir, m.auto_retrain, auto_activate=m.auto_activate, min_gain_pct=m.min_gain_pct
+            )
+            if m.auto_retrain != "off"
+            else None
+        )
 
     def _radio(self) -> Any:
         from gateway.service.radio import (
@@ -238,11 +247,15 @@ class Gateway:
         )
         if self.snapshotter is not None:
             self.snapshotter.start()
+        if self.upkeep is not None:
+            self.upkeep.start()
         try:
             self.core.run(self.stop_event, before_shutdown=self.source.stop)
         finally:
             if self.snapshotter is not None:
                 self.snapshotter.stop()
+            if self.upkeep is not None:
+                self.upkeep.stop()
             self.registry.close()
             self.notifier.close()
             self.lock.release()
