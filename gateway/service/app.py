@@ -27,7 +27,9 @@ from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config, config_files, dir_problem, log_file_error
 from gateway.service.core import Core, CoreSettings
+from gateway.service.journal import use_journal_format
 from gateway.service.notify import Notifier
+from gateway.service.operations import Operations, OperationsSettings, start_web
 from gateway.service.upkeep import ModelUpkeep
 from gateway.sinks.history import HistorySettings
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
@@ -101,6 +103,7 @@ def codec_stats(cfg: Config | None = None) -> CodecStats:
 
 def configure_logging(cfg: Config, verbose: int = 0) -> None:
     root = logging.getLogger()
+    use_journal_format(root)  # under systemd: <N> priorities, no second timestamp
     if verbose == 0:
         root.setLevel(cfg.logging.level.upper())
     if cfg.logging.file:
@@ -167,6 +170,7 @@ class Gateway:
             gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
+        self.operations = operations(cfg, self.registry, self.source, db)
         self.core = Core(
             self.pipeline,
             self.outbox,
@@ -175,10 +179,14 @@ class Gateway:
             CoreSettings(
                 stats_interval_s=cfg.gateway.stats_interval_s,
                 redecode_interval_s=cfg.outbox.redecode_interval_s,
+                retain_telemetry=cfg.mqtt.retain_telemetry,
+                radio_stall_s=radio_stall_s(self.notifier),
             ),
             notifier=self.notifier,
             radio_heartbeat=self.source.heartbeat,
+            observer=self.operations,
         )
+        self.operations.attach(self.core)
         self.stop_event = threading.Event()
         m = cfg.models
         self.upkeep = (
@@ -227,6 +235,8 @@ class Gateway:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> None:
+        http = self.cfg.http
+        web = start_web(self.operations, http.listen, http.token) if http.listen else None
         self.sink.start()
         self.source.start(self.core.submit)
         r = self.cfg.radio
@@ -252,6 +262,8 @@ class Gateway:
         try:
             self.core.run(self.stop_event, before_shutdown=self.source.stop)
         finally:
+            if web is not None:
+                web.stop()
             if self.snapshotter is not None:
                 self.snapshotter.stop()
             if self.upkeep is not None:
@@ -259,3 +271,29 @@ class Gateway:
             self.registry.close()
             self.notifier.close()
             self.lock.release()
+
+
+def operations(cfg: Config, registry: NodeRegistry, source: Any, db: Path) -> Operations:
+    """Availability, Home Assistant discovery and the status page's figures (gateway.service.operations)."""
+    return Operations(
+        cfg.gateway.id,
+        f"{cfg.mqtt.topic_prefix}/{cfg.gateway.id}",
+        OperationsSettings(
+            default_interval_s=cfg.nodes.report_interval_s,
+            homeassistant=cfg.homeassistant.enabled,
+            discovery_prefix=cfg.homeassistant.discovery_prefix,
+            stats_interval_s=cfg.gateway.stats_interval_s,
+        ),
+        NodeCache(registry.get),
+        registry.nodes,
+        getattr(source, "stats", None),
+        db,
+    )
+
+
+def radio_stall_s(notifier: Notifier) -> float:
+    """How long the radio thread may go without a heartbeat (it beats every receive timeout, 0.25 s) before
+    the watchdog is starved: two ping intervals, so a hung SPI read trips systemd's WatchdogSec= within about
+    one WatchdogSec; never under 2 s, never over 30 s."""
+    wd = notifier.watchdog_interval_s
+    return 30.0 if wd is None else min(30.0, max(2.0, 2 * wd))

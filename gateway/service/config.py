@@ -127,6 +127,7 @@ class MqttSection:
     max_inflight: int = 200
     ack_timeout_s: float = 30.0
     connect_timeout_s: float = 2.0
+    retain_telemetry: bool = False
     credential_origins: tuple[tuple[str, str], ...] = ()  # (username|password, where it came from)
 
     @property
@@ -193,6 +194,8 @@ class Config:
     node_keys: Mapping[int, bytes] = field(default_factory=dict, repr=False)
     source: str | None = None
     state: StateSection = field(default_factory=StateSection)
+    homeassistant: HomeAssistantSection = field(default_factory=lambda: HomeAssistantSection())
+    http: HttpSection = field(default_factory=lambda: HttpSection())
     history: HistorySection = field(default_factory=lambda: HistorySection())
     models: ModelsSection = field(default_factory=lambda: ModelsSection())
 
@@ -600,6 +603,7 @@ def _parse_mqtt(sec: _Section, origin: Mapping[str, str] | None = None) -> MqttS
         ack_timeout_s=sec.float("ack_timeout_s", d.ack_timeout_s, 1.0, 3600.0),
         connect_timeout_s=sec.float("connect_timeout_s", d.connect_timeout_s, 0.1, 60.0),
         credential_origins=tuple(sources.items()),
+        retain_telemetry=sec.bool("retain_telemetry", d.retain_telemetry),
     )
 
 
@@ -757,9 +761,13 @@ def parse_config(
     )
     nd.finish()
     state = _parse_state(root.sub("state"))
+    ha, http = _parse_homeassistant(root.sub("homeassistant")), _parse_http(root.sub("http"))
     history, models = _parse_history(root.sub("history")), _parse_models(root.sub("models"))
     root.finish()
-    return Config(gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source, state, history, models)
+    return Config(
+        gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source,
+        state=state, homeassistant=ha, http=http, history=history, models=models,
+    )
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -782,6 +790,59 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     if problems:
         raise ConfigError(problems[0])
     return cfg
+
+
+# -- [homeassistant] and [http] (issue 16) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantSection:
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSection:
+    """The optional status page and ``/metrics`` listener; off when ``listen`` is None."""
+
+    listen: tuple[str, int] | None = None
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def loopback(self) -> bool:
+        return self.listen is None or self.listen[0] in ("127.0.0.1", "::1", "localhost")
+
+
+def parse_listen(text: str, what: str) -> tuple[str, int]:
+    """``"host:port"`` (``[v6]:port``) → (host, port), or a one-line ConfigError."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{what}: {_shown(text)} is not host:port (e.g. 127.0.0.1:9108)")
+    return host, int(port)
+
+
+def _parse_homeassistant(sec: _Section) -> HomeAssistantSection:
+    d = HomeAssistantSection()
+    prefix = sec.str("discovery_prefix", d.discovery_prefix)
+    if not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/"):
+        raise ConfigError(f"homeassistant.discovery_prefix: {_shown(prefix)} is not a topic prefix")
+    out = HomeAssistantSection(enabled=sec.bool("enabled", d.enabled), discovery_prefix=prefix)
+    sec.finish()
+    return out
+
+
+def _parse_http(sec: _Section) -> HttpSection:
+    listen = sec.str("listen", None)
+    out = HttpSection(
+        listen=parse_listen(listen, "http.listen") if listen else None, token=sec.str("token", None) or None
+    )
+    if not out.loopback and not out.token:
+        raise ConfigError(
+            f"http.listen: {listen} is reachable from other machines: set http.token (the page asks for it)"
+        )
+    sec.finish()
+    return out
 
 
 # -- [history] and [models] (issue 18) ----------------------------------------------------------------

@@ -274,6 +274,8 @@ class MqttSink:
         self._deaths = 0  # consecutive short connections that died with messages in flight
         self._isolate_pending: str | None = None  # why the next ``wait`` must rebuild the client
         self._isolating = 0  # > 0: one message at a time, for this many more deliveries
+        self._subscriptions: list[str] = []  # (re)subscribed on every connection
+        self._messages: list[tuple[str, bytes]] = []  # received, until ``take_messages``
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -317,6 +319,7 @@ class MqttSink:
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc, p)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
         client.on_publish = lambda c, u, mid, rc, p: self._on_puback(gen, mid, rc)
+        client.on_message = lambda c, u, m: self._on_message(gen, m)
         # Stores host, port and keepalive only; the (blocking, bounded) connect is ``_connect``.
         client.connect_async(s.broker.host, s.broker.port, keepalive=s.keepalive_s)
         return client
@@ -344,6 +347,21 @@ class MqttSink:
         self._close(client)
         self._connected = False
 
+    def subscribe(self, topic: str) -> None:
+        """Receive ``topic`` (QoS 1) on this and every later connection; see ``take_messages``."""
+        self._subscriptions.append(topic)
+        if self._connected and self._client is not None:
+            self._client.subscribe(topic, qos=1)
+
+    def take_messages(self) -> list[tuple[str, bytes]]:
+        """Messages received on subscribed topics since the last call, oldest first."""
+        out, self._messages = self._messages, []
+        return out
+
+    def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
+        if gen == self._generation and len(self._messages) < 1000:
+            self._messages.append((msg.topic, bytes(msg.payload)))
+
     # -- callbacks (run in the owner thread, inside paho calls made by this class) -------------------------
 
     def _on_connect(self, gen: int, client: mqtt.Client, rc: mqtt.ReasonCode, props: object = None) -> None:
@@ -355,6 +373,8 @@ class MqttSink:
         self._max_packet = getattr(props, "MaximumPacketSize", None)
         self._connected_at = self._clock()
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
         self._connected = True
         self._delay = 0.0
         self._next_connect = None

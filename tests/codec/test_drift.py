@@ -86,3 +86,32 @@ def test_no_drift_before_a_whole_window_of_traffic_or_within_the_threshold():
         steady.observe(model, round(16 * ref * 1.05), 16)
         t[0] += 3600
     assert steady.drifting() == [] and steady.snapshot()["0@1"]["degradation_pct"] < 10
+
+
+def test_drift_shows_as_a_prometheus_gauge_and_a_home_assistant_diagnostic():
+    import json
+
+    from gateway.sinks.homeassistant import Discovery
+    from gateway.web.metrics import render
+    from tests.ops import ha_schema
+
+    model = demo_model()
+    ref = model.meta["metrics"]["bytes_per_sample"]
+    t = [0.0]
+    stats = DriftingStats(DriftMonitor(DriftSettings(min_samples=16), clock=lambda: t[0]))
+    for _ in range(26):  # a day of frames 30 % larger than the model's evaluation figure
+        stats.drift.observe(model, round(16 * ref * 1.3), 16)
+        t[0] += 3600
+    snap = {"models": stats.snapshot()}
+    assert snap["models"]["0@1"]["drift"]["drift"] is True
+    text = render(lambda: snap).decode()
+    assert 'lora_gw_model_drift{model="0@1"} 1.0' in text
+    assert 'lora_gw_model_drift_degradation_pct{model="0@1"}' in text
+    [cfg] = [
+        json.loads(body)
+        for topic, body in Discovery("gw1", "lora/gw1").gateway_configs(60)
+        if "/models_drifting/" in topic
+    ]
+    assert ha_schema.validate("homeassistant/sensor/lora_gw_gw1/models_drifting/config", cfg) == []
+    assert ha_schema.render(cfg, json.dumps(snap).encode()) == "1"
+    assert ha_schema.render(cfg, json.dumps({"models": {"0@1": {"frames": 3}}}).encode()) == "0"
