@@ -555,12 +555,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "remove",
         "remove an installed version (or all versions of an id)",
         "  lora-gw model remove 4@1\n  lora-gw model remove 4\n  lora-gw model remove 4@1 --force\n",
-        "A version a node sent within the last 30 days, or the last one a node used, is refused:\n"
+        "A version a node sent within --in-use-days, or the last one a node used, is refused:\n"
         "its frames (arriving, in the outbox, in the history) decode only with exactly that version.",
     )
     s.add_argument("ref", metavar="ID[@VERSION]", help="installed model; ID alone: every version of it")
     s.add_argument(
         "--force", action="store_true", help="remove it even when nodes use it (default: refuse)"
+    )
+    s.add_argument(
+        "--in-use-days",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="a version a node sent within this many days is in use (default 30, the outbox's max_age_days)",
     )
     s.set_defaults(func=_remove)
     from gateway.cli.model_retrain import register_retrain

@@ -30,7 +30,7 @@ from gateway.sinks.retrain import retrain_model
 DEFAULT_DAYS = 60.0
 DEFAULT_MIN_GAIN = 3.0
 DEFAULT_HOLDOUT = 20.0
-IN_USE_DAYS = 30.0  # [models] in_use_days; the outbox keeps undelivered frames 30 days by default
+IN_USE_DAYS = 30.0  # model remove --in-use-days: the outbox keeps undelivered frames 30 days by default
 
 
 class Progress:

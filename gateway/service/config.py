@@ -861,7 +861,6 @@ class ModelsSection:
 
     drift_threshold_pct: float = 10.0  # live bytes/sample this much above the evaluation figure ...
     drift_window_h: float = 24.0  # ... sustained over this much traffic time is drift
-    in_use_days: float = 30.0  # `model remove` refuses a version a node sent within this many days
     auto_retrain: str = "off"  # "off" | "daily" | "weekly": stage candidates as inactive versions
     auto_activate: bool = False  # activate a staged candidate (else the operator decides)
     min_gain_pct: float = 3.0  # a candidate must be this much smaller to be installed
@@ -883,7 +882,6 @@ def _parse_models(sec: _Section) -> ModelsSection:
     out = ModelsSection(
         drift_threshold_pct=sec.float("drift_threshold_pct", d.drift_threshold_pct, 0.1, 1000.0),
         drift_window_h=sec.float("drift_window_h", d.drift_window_h, 0.01, 8760.0),
-        in_use_days=sec.float("in_use_days", d.in_use_days, 0.0, 36500.0),
         auto_retrain=sec.str("auto_retrain", d.auto_retrain, ("off", "daily", "weekly")),
         auto_activate=sec.bool("auto_activate", d.auto_activate),
         min_gain_pct=sec.float("min_gain_pct", d.min_gain_pct, 0.0, 100.0),
