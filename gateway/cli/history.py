@@ -119,7 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--since", metavar="ISO", help="from this UTC time on, inclusive (default: the oldest row)"
     )
     s.add_argument("--until", metavar="ISO", help="up to this UTC time, exclusive (default: the newest row)")
-    s.add_argument("--out", required=True, metavar="CSV", help="CSV to write (- for standard output)")
+    s.add_argument(
+        "--out", required=True, metavar="CSV", help="CSV to write, required (- for standard output)"
+    )
     s.set_defaults(func=cmd_export)
     s = sub.add_parser(
         "stats",
