@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--web",
         default=None,
         metavar="HOST:PORT",
-        help="serve the status page, /api/* and /metrics there (e.g. 127.0.0.1:9108)",
+        help="serve the status page, /api/* and /metrics there, loopback (default: off; e.g. 127.0.0.1:9108)",
     )
     p.set_defaults(func=run)
 
