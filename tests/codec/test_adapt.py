@@ -19,6 +19,7 @@ from gateway.codec import ModelStore, demo_model
 from gateway.codec.adapt import adapt, score
 from gateway.codec.csvio import read_csv, write_csv
 from gateway.codec.errors import DataError
+from gateway.pipeline.render import NodeCache, Renderer
 from gateway.sinks.history import HistoryReader
 from gateway.sinks.history_export import export
 from tests.history.util import HOUR_MS, T0_MS, Site, install_demo
@@ -111,6 +112,13 @@ def test_retrain_from_streamed_history_installs_a_version_the_gateway_decodes(tm
             exp = export(r, store, 0)
             uses = {(u.model_version, u.frames) for u in r.node_models(0)}
         assert np.array_equal(exp.series[0].q, sandpoint[:1792]) and not exp.skipped
+        # and the renderer publishes the 0@2 frames as telemetry, decoded with exactly that version
+        renderer = Renderer("gw", "lora", NodeCache(site.registry.get), site.models.model)
+        rendered = [renderer.render(f) for f in site.outbox.load(0, 10_000)]
+        assert all(r is not None and not r.topic.endswith("/raw") for r in rendered)
+        bodies = [json.loads(r.payload) for r in rendered]
+        assert len(bodies) == 112 and [b["model_version"] for b in bodies].count(2) == 11
+        assert all("undecoded" not in b and b["readings"] for b in bodies)
         assert uses == {(1, 101), (2, 11)}
         # not better enough: refused, nothing installed
         assert main([*state, "model", "retrain", "0", "--days", days_since_t0(), "--min-gain", "90"]) == 1
