@@ -241,7 +241,11 @@ def register_retrain(sub: argparse._SubParsersAction, make) -> None:
         "--stage", action="store_true", help="install the candidate inactive (default: it becomes active)"
     )
     s.add_argument(
-        "--report", metavar="FILE", help="write bytes/sample per channel, before and after (.png or .html)"
+        "--report",
+        metavar="FILE",
+        help="write bytes/sample per channel, before and after: .html (a table with bars) or .png (bar pairs"
+        " in schema order, blue the active version, red the candidate, axis in 1/100 bytes/sample)"
+        " (default: none)",
     )
     s.add_argument("--json", action="store_true", help="print one JSON object (default: a table)")
     s.set_defaults(func=_retrain_cmd)
