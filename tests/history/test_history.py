@@ -148,3 +148,38 @@ def test_history_off_keeps_no_rows_but_still_tracks_versions(tmp_path, sandpoint
         assert r.stats()["rows"] == 0
         uses = r.node_models()
     assert [(u.node_id, u.model_id, u.model_version, u.frames) for u in uses] == [(A, 0, 1, 4)]
+
+
+def test_a_commit_that_fails_for_space_keeps_history_and_its_counters_in_step(tmp_path, sandpoint):
+    """SQLite refuses a group commit (disk full) after the history rows were added: the outbox drops
+    the frames it was adding (counted), their history rows go with them, and the history's counters
+    (rows, bytes, stored) do not count them."""
+    import sqlite3
+
+    model = install_demo(tmp_path)
+    s = Site(tmp_path, [A])
+    writer = s.outbox.history
+    real_write, failures = writer.write, [2]
+
+    def full_after_writing(db, frames):
+        real_write(db, frames)
+        if failures[0]:
+            failures[0] -= 1
+            err = sqlite3.OperationalError("database or disk is full")
+            err.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise err
+
+    writer.write = full_after_writing
+    try:
+        s.stream(A, model, sandpoint[:160], T0_MS)  # one commit: refused
+        s.stream(A, model, sandpoint[160:320], T0_MS + 160 * HOUR_MS)  # refused too
+        s.stream(A, model, sandpoint[320:480], T0_MS + 320 * HOUR_MS)  # stored
+        assert s.outbox.stats.dropped_disk_full == 20 and s.outbox.stats.stored == 10
+        st = writer.stats
+        with HistoryReader(s.db) as r:
+            stats = r.stats()
+            exp = export(r, ModelStore(tmp_path), 0)
+        assert stats["rows"] == st.rows == st.stored == 10 and stats["size_bytes"] == st.bytes
+        assert np.array_equal(exp.series[0].q, sandpoint[320:480])
+    finally:
+        s.close()
