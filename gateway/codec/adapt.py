@@ -25,7 +25,17 @@ import numpy as np
 
 from gateway.codec import tables
 from gateway.codec.errors import DataError
-from gateway.codec.model import GRID_ONE, MAX_SAMPLES, SHIFT, Model, Params, activity_bucket, grid_split
+from gateway.codec.model import (
+    GRID_ONE,
+    JITTER_PHASES,
+    MAX_SAMPLES,
+    SHIFT,
+    Model,
+    Params,
+    activity_bucket,
+    grid_phase,
+    grid_split,
+)
 from gateway.codec.train import (
     Progress,
     _best_first_table,
@@ -192,8 +202,10 @@ def adapt(
             m, e = grid_split(resid[:, :, ch], grid[ch])
             resid[:, :, ch] = m
             sym, _, _ = tables.to_symbols(e.ravel(), 0)
-            counts = np.bincount(sym, minlength=tables.NSYM) + _prior_counts(old.jfreq[ch], prior_samples)
-            jfreq[ch] = tables.quantise_freqs(counts)
+            ph = grid_phase(m.ravel(), grid[ch])
+            for i in range(JITTER_PHASES):  # one jitter table per lattice phase (bitstream revision 3)
+                prior = _prior_counts(old.jfreq[ch, i], prior_samples)
+                jfreq[ch, i] = tables.quantise_freqs(np.bincount(sym[ph == i], minlength=tables.NSYM) + prior)
         act = np.abs(fd[:, 1:-1, ch]).ravel() if n > 2 else np.zeros(0, dtype=np.int64)
         if buckets > 1 and len(act):
             qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
@@ -280,7 +292,8 @@ def channel_bits(model: Model, frames: np.ndarray) -> np.ndarray:
         if p.grid[ch] != GRID_ONE:
             r, e = grid_split(r, p.grid[ch])
             sym, _, _ = tables.to_symbols(e.ravel(), 0)
-            out[ch] += float(-np.log2(p.jfreq[ch][sym] / 4096.0).sum())
+            ph = grid_phase(r.ravel(), p.grid[ch])
+            out[ch] += float(-np.log2(p.jfreq[ch, ph, sym] / 4096.0).sum())
         t = table[:, :, ch]
         for ti in range(p.shift.shape[1]):
             sel = r[t == ti]

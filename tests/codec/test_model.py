@@ -262,3 +262,19 @@ def test_breakdown_accounts_for_the_payload_bits(model, series):
         sizes = np.array([8 * len(p) for p in m.encode_many(frames)])
         gap = sizes - per_frame  # termination: up to 2 bytes; dropped trailing zeros can save a few bits
         assert gap.min() >= -8 and gap.max() <= 17 and 0 <= gap.mean() <= 12, (gap.min(), gap.mean())
+
+
+def test_adapting_a_phased_lattice_model_keeps_per_phase_jitter_tables():
+    """Incremental training (gateway.codec.adapt) updates each phase's jitter table; the adapted
+    model stays lossless and the per-channel bit split accounts for the phase-chosen tables."""
+    from gateway.codec.adapt import adapt, channel_bits
+
+    gm, test, _ = _lattice_model()
+    new = adapt(gm, test)
+    assert new.params.jfreq.shape == gm.params.jfreq.shape
+    assert np.any(new.params.jfreq != new.params.jfreq[:, :1])
+    frames = frames_of(test, 16)
+    payloads = new.encode_many(frames)
+    assert all(np.array_equal(a, b) for a, b in zip(new.decode_many(payloads), frames, strict=True))
+    spent = 8 * sum(map(len, payloads))
+    assert 0 <= spent - channel_bits(new, frames).sum() <= 17 * len(frames)
