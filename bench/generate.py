@@ -115,7 +115,8 @@ def _gaps(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
 
 
 def run_one(
-    name: str, schema: Schema, q: np.ndarray, times: list[str], seed: int, max_bytes: int = 4096
+    name: str, schema: Schema, q: np.ndarray, times: list[str], seed: int, max_bytes: int = 4096,
+    max_gen_bytes: int = 16384,
 ) -> dict[str, object]:
     c = len(schema)
     edges = np.linspace(0, len(q), BLOCKS + 1).astype(int)
@@ -123,7 +124,8 @@ def run_one(
     test_blocks = [(edges[i], edges[i + 1]) for i in range(1, BLOCKS, 2)]
     t0 = time.perf_counter()
     model, data = train_to_size(
-        q[train_idx], schema, 16, times=[times[i] for i in train_idx], max_bytes=max_bytes
+        q[train_idx], schema, 16, times=[times[i] for i in train_idx], max_bytes=max_bytes,
+        max_gen_bytes=max_gen_bytes,
     )
     train_s = time.perf_counter() - t0
     tm = time_model(model)
@@ -285,12 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-bytes", type=int, default=4096, help="weight file limit for training (default 4096)"
     )
+    ap.add_argument(
+        "--max-gen-bytes", type=int, default=16384, help="time structure budget in bytes (default 16384)"
+    )
     args = ap.parse_args(argv)
     results = []
     for name in args.datasets.split(","):
         _say(f"loading {name}")
         schema, q, times = LOADERS[name]()
-        results.append(run_one(name, schema, q, times, args.seed, args.max_bytes))
+        results.append(run_one(name, schema, q, times, args.seed, args.max_bytes, args.max_gen_bytes))
     targets = {
         key: all(r["targets_met"][key] for r in results)  # type: ignore[index]
         for key in results[0]["targets_met"]  # type: ignore[union-attr]

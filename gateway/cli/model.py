@@ -127,6 +127,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     if args.version < 1:
         raise DataError("--version must be at least 1")
+    if args.max_gen_bytes < 0:
+        raise DataError("--max-gen-bytes must be at least 0")
     data = _read_data(args, schema)
     q, times = data.q, data.times
     _progress(f"read {len(q)} samples × {len(schema)} channels from {args.data}")
@@ -135,6 +137,7 @@ def _train(args: argparse.Namespace) -> int:
         schema,
         args.samples_per_frame,
         max_bytes=args.max_bytes,
+        max_gen_bytes=args.max_gen_bytes,
         model_id=args.model_id,
         version=args.version,
         name=name,
@@ -447,7 +450,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--name", help=f"a name for the model, ≤ {MAX_NAME} characters (default: the output file's stem)"
     )
     s.add_argument(
-        "--max-bytes", type=int, default=4096, help="weight file size limit in bytes (default 4096)"
+        "--max-bytes",
+        type=int,
+        default=4096,
+        help="weight file size limit in bytes, without the time structure (default 4096)",
+    )
+    s.add_argument(
+        "--max-gen-bytes",
+        type=int,
+        default=16384,
+        help="bytes the learned time structure may add to the weight file (default 16384)",
     )
     _add_csv_options(s)
     s.set_defaults(func=_train)

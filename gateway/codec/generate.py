@@ -36,7 +36,6 @@ COPULA_ACF_GAP = 0.1  # lag-1 autocorrelation the quantile map may move before a
 YEAR_DAYS = 365.25
 ANNUAL_SPAN_DAYS = 300  # an annual cycle is fitted only from data spanning most of a year
 IMPULSE_STEPS = 4000  # impulse-response terms summed for the stationary moments
-MAX_COMPRESSION_COST = 0.01  # bytes/sample the trainer may give up to fit the time structure in
 TUNE_ROUNDS = 2  # passes over the channels when tuning the day lag (they are coupled)
 TUNED_LAG = 24  # its autocorrelation is matched to the data's (one day back in hourly data)
 DAILY_R2 = 0.05  # share of variance the hour-of-day profile must explain to count as a cycle
@@ -629,7 +628,8 @@ def attach(
 ) -> bytes | None:
     """Learn the time structure into ``model.meta['generation']``: the richest form (cross-channel
     weights at every lag, then at lag 1 only) and finest precision whose weight file still fits
-    ``max_bytes``; returns the file, or None (metadata left as it was). ``cache`` keeps what was
+    ``max_bytes`` (the trainer passes the bitstream file's size plus the time structure's own
+    budget); returns the file, or None (metadata left as it was). ``cache`` keeps what was
     learned for the next call on the same data."""
     from gateway.codec import weights
 
@@ -655,10 +655,3 @@ def attach(
     weights.to_bytes(model)  # metadata (sha256) back in step with the file the caller keeps
     return None
 
-
-def costs_too_much(model: Model, best: Model) -> bool:
-    """Whether ``model`` (fewer activity buckets, to make room for the time structure) codes more
-    than MAX_COMPRESSION_COST worse than ``best`` on the training data."""
-    bps = model.meta.get("metrics", {}).get("bytes_per_sample")
-    ref = best.meta.get("metrics", {}).get("bytes_per_sample")
-    return bps is not None and ref is not None and bps > ref * (1 + MAX_COMPRESSION_COST)
