@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import itertools
@@ -18,6 +19,7 @@ from gateway.codec import Schema, load_weights, save_weights, train_to_size
 from gateway.codec import generate as gen
 from gateway.codec.csvio import read_csv
 from gateway.codec.errors import DataError, WeightsError
+from gateway.codec.weights import to_bytes
 
 from .conftest import DATA
 
@@ -122,7 +124,7 @@ def test_generation_is_deterministic_for_a_seed(real_model):
 
 def test_generation_metadata_survives_the_weight_file(real_model, tmp_path):
     path = tmp_path / "m.npz"
-    assert save_weights(real_model, path) <= 4096
+    assert save_weights(real_model, path) <= 4096 + 16384
     back = load_weights(path)
     a, ta = gen.generate(back, 100, np.random.default_rng(7))
     b, tb = gen.generate(real_model, 100, np.random.default_rng(7))
@@ -239,3 +241,27 @@ def test_a_defective_time_column_costs_the_daily_cycle_not_the_model(schema, spl
     tm = gen.time_model(model)
     assert tm is not None and tm.interval is None and tm.mean.shape[1] == 1
     assert "not in ascending order" in caplog.text
+
+
+def test_the_node_budget_caps_the_bitstream_and_the_time_structure_has_its_own(real_model, split):
+    # the node's 4 KB applies to the file without the time structure (which never reaches the MCU)
+    bare = copy.deepcopy(real_model)
+    bare.meta["generation"] = {}
+    assert len(to_bytes(bare)) <= 4096 < len(to_bytes(copy.deepcopy(real_model)))
+    q, times, tr, _, _ = split
+    rows = tr[:2000]
+    stamps = [times[i] for i in rows]
+    none, data = train_to_size(q[rows], real_model.schema, 16, times=stamps, max_gen_bytes=0)
+    assert gen.time_model(none) is None and len(data) <= 4096  # no room: the bitstream model alone
+
+
+def test_humidity_is_not_pinned_at_100_percent_beyond_the_real_share(real_model, split):
+    # one anomaly distribution for all hours put humidity at its limit 3 points more often than the
+    # real held-out data; per-hour quantile maps give each hour its own share at the limit
+    q, times, _, te, _ = split
+    ch = real_model.schema.names.index("humidity")
+    hi = real_model.params.hi[ch]
+    start = datetime.fromisoformat(times[te[0]])
+    x, _ = gen.generate(real_model, 4 * len(te), np.random.default_rng(3), start)
+    real_share = np.mean(q[te, ch] >= hi)
+    assert np.mean(x[:, ch] >= hi) <= real_share + 0.01, (np.mean(x[:, ch] >= hi), real_share)
