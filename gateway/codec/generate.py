@@ -38,6 +38,7 @@ ANNUAL_SPAN_DAYS = 300  # an annual cycle is fitted only from data spanning most
 IMPULSE_STEPS = 4000  # impulse-response terms summed for the stationary moments
 TUNE_ROUNDS = 2  # passes over the channels when tuning the day lag (they are coupled)
 TUNED_LAG = 24  # its autocorrelation is matched to the data's (one day back in hourly data)
+CENSORED_SHARE = 0.005  # training share at a range limit that makes it a saturation, not an extreme
 HOUR_MARG_ROWS = 60  # rows an hour bin's own quantile map needs (else the all-hours one)
 DAILY_R2 = 0.05  # share of variance the hour-of-day profile must explain to count as a cycle
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], TimeModel]] = weakref.WeakKeyDictionary()
@@ -143,6 +144,9 @@ class TimeModel:
     start                     first training time, ISO 8601 (None: unknown)
     annual[C, 2]              cos/sin weights of the annual cycle of the level (zeros: none)
     zscale[C]                 stationary spread of the AR scores, divided out when generating
+    censored[C, 2]            1 where the training data pile up at the low / high range limit
+                              (saturation: a value past it is held there); 0 where the limit is
+                              only the extreme seen (a value past it is folded back inside)
     """
 
     mean: np.ndarray
@@ -155,6 +159,7 @@ class TimeModel:
     start: str | None
     annual: np.ndarray | None = None
     zscale: np.ndarray | None = None
+    censored: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -231,6 +236,7 @@ class TimeModel:
             "chol": r(self.chol),
             "annual": r(self.annual if self.annual is not None else np.zeros((self.channels, 2))),
             "z_scale": r(self.zscale if self.zscale is not None else np.ones(self.channels)),
+            **({} if self.censored is None else {"censored": r(self.censored)}),
         }
 
 
@@ -330,9 +336,12 @@ def validate(meta: Any, channels: int) -> TimeModel:
         start=start,
         annual=_arr(meta, "annual", (c, 2)) if "annual" in meta else None,
         zscale=_arr(meta, "z_scale", (c,)) if "z_scale" in meta else None,
+        censored=_arr(meta, "censored", (c, 2)) if "censored" in meta else None,
     )
     if tm.zscale is not None and np.any(tm.zscale <= 0):
         raise WeightsError("generation metadata: z_scale must be > 0")
+    if tm.censored is not None and not np.all((tm.censored == 0) | (tm.censored == 1)):
+        raise WeightsError("generation metadata: censored must be 0 or 1")
     if np.any(tm.scale < 0):
         raise WeightsError("generation metadata: scale must be ≥ 0")
     if np.any(np.diff(tm.marg, axis=-1) < 0):
@@ -681,12 +690,23 @@ def generate(
         clock = clock_of(t0, np.arange(n) * tm.interval)
     mu, sd = tm.profile(clock, n)
     x = np.rint(mu + sd * tm.from_z(z, clock))
+    if tm.censored is not None:  # fold overshoots back where the limit is not a saturation
+        x = np.where((x < p.lo) & (tm.censored[:, 0] == 0), 2 * p.lo - x, x)
+        x = np.where((x > p.hi) & (tm.censored[:, 1] == 0), 2 * p.hi - x, x)
     x = np.clip(x, p.lo, p.hi).astype(np.int64)
     times = format_times(t0, tm.interval, n) if t0 is not None and tm.interval is not None else None
     return x, times
 
 
 # ---------------------------------------------------------------------------------------- training hook
+def censoring(model: Model, q: np.ndarray) -> np.ndarray:
+    """Per channel and side (low, high): whether at least CENSORED_SHARE of the training samples
+    sit at the range limit — a saturating sensor (humidity 100 %, irradiance 0 at night)."""
+    q = np.asarray(q)
+    p = model.params
+    return np.stack([(q <= p.lo).mean(axis=0), (q >= p.hi).mean(axis=0)], axis=1) >= CENSORED_SHARE
+
+
 def attach(
     model: Model,
     q: np.ndarray,
@@ -711,7 +731,7 @@ def attach(
             except DataError as exc:  # a defective time column costs the daily cycle, not the model
                 log.warning("%s: time structure learned without the time column: %s", source, exc.message)
                 cache[full] = learn(q, None, full=full, source=source)
-        tm = cache[full]
+        tm = replace(cache[full], censored=censoring(model, q))
         for digits in (4, 3):
             model.meta["generation"] = tm.to_meta(digits)
             data = weights.to_bytes(model)

@@ -243,25 +243,42 @@ def test_a_defective_time_column_costs_the_daily_cycle_not_the_model(schema, spl
     assert "not in ascending order" in caplog.text
 
 
-def test_the_node_budget_caps_the_bitstream_and_the_time_structure_has_its_own(real_model, split):
+def test_the_node_budget_caps_the_bitstream_and_the_time_structure_has_its_own(real_model):
     # the node's 4 KB applies to the file without the time structure (which never reaches the MCU)
     bare = copy.deepcopy(real_model)
     bare.meta["generation"] = {}
     assert len(to_bytes(bare)) <= 4096 < len(to_bytes(copy.deepcopy(real_model)))
-    q, times, tr, _, _ = split
-    rows = tr[:2000]
-    stamps = [times[i] for i in rows]
-    none, data = train_to_size(q[rows], real_model.schema, 16, times=stamps, max_gen_bytes=0)
-    assert gen.time_model(none) is None and len(data) <= 4096  # no room: the bitstream model alone
+    assert real_model.params.buckets == 6  # the time structure no longer squeezes the tables
 
 
-def test_humidity_is_not_pinned_at_100_percent_beyond_the_real_share(real_model, split):
-    # one anomaly distribution for all hours put humidity at its limit 3 points more often than the
-    # real held-out data; per-hour quantile maps give each hour its own share at the limit
-    q, times, _, te, _ = split
-    ch = real_model.schema.names.index("humidity")
-    hi = real_model.params.hi[ch]
+@functools.cache
+def _eighths() -> tuple:
+    """The eight-block split (train on blocks 0, 2, 4, 6): its training half holds humidity at
+    100 % more often than its held-out half, which the all-hours anomaly map exaggerated."""
+    (q, times, _, _, _), _ = _held_out()
+    block = np.arange(len(q)) * 8 // len(q)
+    tr, te = np.flatnonzero(block % 2 == 0), np.flatnonzero(block % 2 == 1)
+    model, _ = train_to_size(q[tr], Schema.load(DATA / "weather.toml"), 16, times=[times[i] for i in tr])
+    return q, times, te, model
+
+
+def test_humidity_is_not_pinned_at_100_percent_beyond_the_real_share():
+    # One anomaly distribution for all hours put humidity at its limit 2.9 points more often than the
+    # held-out data (a night's point mass spread over every hour); per-hour quantile maps keep it
+    # within the target (real held-out share + 1 point).
+    q, times, te, model = _eighths()
+    ch = model.schema.names.index("humidity")
+    hi = model.params.hi[ch]
     start = datetime.fromisoformat(times[te[0]])
-    x, _ = gen.generate(real_model, 4 * len(te), np.random.default_rng(3), start)
+    x, _ = gen.generate(model, 4 * len(te), np.random.default_rng(3), start)
     real_share = np.mean(q[te, ch] >= hi)
     assert np.mean(x[:, ch] >= hi) <= real_share + 0.01, (np.mean(x[:, ch] >= hi), real_share)
+
+
+def test_saturating_limits_hold_and_other_limits_fold_back(real_model):
+    # humidity saturates at 100 % and irradiance sits at 0 all night: values past those limits are
+    # held there; temperature's limits are far outside its data, so an overshoot would fold back
+    tm = gen.time_model(real_model)
+    flags = dict(zip(real_model.schema.names, tm.censored.tolist(), strict=True))
+    assert flags["humidity"][1] == 1 and flags["irradiance"][0] == 1
+    assert flags["temperature"] == [0, 0]
