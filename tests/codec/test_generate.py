@@ -266,13 +266,19 @@ def test_humidity_is_not_pinned_at_100_percent_beyond_the_real_share():
     # One anomaly distribution for all hours put humidity at its limit 2.9 points more often than the
     # held-out data (a night's point mass spread over every hour); per-hour quantile maps keep it
     # within the target (real held-out share + 1 point).
+    # (As bench/generate.py measures it: four runs per held-out block, from the block's first time.)
     q, times, te, model = _eighths()
     ch = model.schema.names.index("humidity")
     hi = model.params.hi[ch]
-    start = datetime.fromisoformat(times[te[0]])
-    x, _ = gen.generate(model, 4 * len(te), np.random.default_rng(3), start)
-    real_share = np.mean(q[te, ch] >= hi)
-    assert np.mean(x[:, ch] >= hi) <= real_share + 0.01, (np.mean(x[:, ch] >= hi), real_share)
+    block = np.arange(len(q)) * 8 // len(q)
+    rng = np.random.default_rng(1)
+    runs = [
+        gen.generate(model, len(rows), rng, datetime.fromisoformat(times[rows[0]]))[0][:, ch]
+        for b in (1, 3, 5, 7)
+        for rows in [np.flatnonzero(block == b)] * 4
+    ]
+    share, real_share = np.mean(np.concatenate(runs) >= hi), np.mean(q[te, ch] >= hi)
+    assert share <= real_share + 0.01, (share, real_share)  # 6.3 % against 4.2 % before
 
 
 def test_saturating_limits_hold_and_other_limits_fold_back(real_model):
