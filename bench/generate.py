@@ -11,10 +11,13 @@ Statistics are compared per channel; autocorrelations use pairs within one block
 of 6–16 whole rows (at least 48 known rows apart) cut out of the test blocks, filled by the
 model and by linear interpolation; mean absolute error normalised by each channel's standard
 deviation, averaged over channels.
+"Pinned": per channel, the share of samples at or past the model's range limit (``lo``/``hi``: the
+schema's min/max, else the training extremes), generated minus real held-out, in points.
 ``reference_real_train_blocks`` holds the same statistics of the real training blocks against
 the held-out ones: how far apart the two halves of the real data already are.
 
     python bench/generate.py [--json] [--datasets greensboro,glucose,daphnet,isig] [--seed 1] [--max-bytes N]
+        [--max-gen-bytes N] [--blocks 24]
 """
 
 from __future__ import annotations

@@ -288,3 +288,12 @@ def test_saturating_limits_hold_and_other_limits_fold_back(real_model):
     flags = dict(zip(real_model.schema.names, tm.censored.tolist(), strict=True))
     assert flags["humidity"][1] == 1 and flags["irradiance"][0] == 1
     assert flags["temperature"] == [0, 0]
+
+
+def test_cli_train_refuses_a_negative_generation_budget_in_one_line(tmp_path, capsys):
+    args = ["model", "train", "--data", str(DATA / "weather-400.csv"), "--schema", str(DATA / "weather.toml")]
+    out = str(tmp_path / "m.npz")
+    code = main([*args, "--samples-per-frame", "16", "--out", out, "--max-gen-bytes", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and err[-1].endswith("--max-gen-bytes must be at least 0") and "Traceback" not in err[0]
+    assert not (tmp_path / "m.npz").exists()
