@@ -209,9 +209,9 @@ class TimeModel:
 
     def to_z(self, u: np.ndarray, clock: np.ndarray | None = None) -> np.ndarray:
         """Anomalies (T × C) → normal scores through each channel's quantile map at the row's hour."""
-        k = self.knots(clock, len(u))
         if self.marg.ndim == 2:
             return np.stack([_interp(u[:, c], self.marg[c], Z_GRID) for c in range(self.channels)], axis=1)
+        k = self.knots(clock, len(u))
         return _interp_rows(u, k, np.broadcast_to(Z_GRID, k.shape))
 
     def from_z(self, z: np.ndarray, clock: np.ndarray | None = None) -> np.ndarray:
