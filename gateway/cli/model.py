@@ -125,25 +125,35 @@ def _train(args: argparse.Namespace) -> int:
         raise DataError(
             f"model name {name!r} must be at most {MAX_NAME} characters without control characters"
         )
-    if args.version < 1:
+    if args.version is not None and args.version < 1:
         raise DataError("--version must be at least 1")
     if args.max_gen_bytes < 0:
         raise DataError("--max-gen-bytes must be at least 0")
+    init = load_model(args.init, args) if args.init else None
+    if init is not None:
+        from gateway.cli.model_retrain import check_init
+
+        check_init(args, schema, init)
     data = _read_data(args, schema)
     q, times = data.q, data.times
     _progress(f"read {len(q)} samples × {len(schema)} channels from {args.data}")
-    model, _data = train_to_size(
-        q,
-        schema,
-        args.samples_per_frame,
-        max_bytes=args.max_bytes,
-        max_gen_bytes=args.max_gen_bytes,
-        model_id=args.model_id,
-        version=args.version,
-        name=name,
-        progress=_progress,
-        times=times,
-    )
+    if init is not None:  # incremental: gateway.codec.adapt (issue 18)
+        from gateway.cli.model_retrain import train_init
+
+        model = train_init(args, q, schema, init, name)
+    else:
+        model, _data = train_to_size(
+            q,
+            schema,
+            args.samples_per_frame,
+            max_bytes=args.max_bytes,
+            max_gen_bytes=args.max_gen_bytes,
+            model_id=args.model_id or 0,
+            version=args.version or 1,
+            name=name,
+            progress=_progress,
+            times=times,
+        )
     model.meta["training"]["source"] = Path(args.data).name if args.data != STDIO else "stdin"
     from gateway.codec.weights import save
 
@@ -279,6 +289,9 @@ def _install(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     store = _store(args)
+    from gateway.cli.model_retrain import in_use
+
+    used = in_use(args)
     rows = []
     for item in store.installed():
         try:
@@ -299,6 +312,7 @@ def _list(args: argparse.Namespace) -> int:
                 "created": meta.get("created"),
                 "sha256": meta.get("sha256"),
                 "error": meta.get("error"),
+                "nodes": [f"{n:08x}" for n in sorted(used.get((item.model_id, item.version), ()))],
             }
         )
     if args.json:
@@ -313,8 +327,13 @@ def _list(args: argparse.Namespace) -> int:
             f"spf={r['samples_per_frame']} "
             f"{r['bytes']} B  {r['bytes_per_sample']} B/sample  sha256 {str(r['sha256'])[:12]}"
             + (f"  ERROR {r['error']}" if r["error"] else "")
+            + (f"  nodes: {len(r['nodes'])} ({_few(r['nodes'])})" if r["nodes"] else "")
         )
     return 0
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (" …" if len(items) > n else "")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -349,7 +368,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     mid, version = parse_ref(args.ref)
-    removed = _store(args).remove(mid, version)
+    from gateway.cli.model_retrain import in_use
+
+    removed = _store(args).remove(mid, version, in_use(args, mid), force=args.force)
     print(f"removed model {', '.join(f'{mid}@{v}' for v in removed)}")
     return 0
 
@@ -424,7 +445,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  lora-gw model train --data weather.csv --schema weather.toml --samples-per-frame 16 \\\n"
         "      --out weather.npz --model-id 4 --version 1\n"
         "  lora-gw model train --data weather.csv --schema weather.toml --samples-per-frame 8 \\\n"
-        "      --out small.npz --max-bytes 2048 --round\n",
+        "      --out small.npz --max-bytes 2048 --round\n"
+        "  lora-gw model train --init 4 --data history.csv --schema weather.toml --samples-per-frame 16 \\\n"
+        "      --out weather-v2.npz\n",
     )
     s.add_argument(
         "--data", required=True, help="CSV with a header naming the schema's channels (- for standard input)"
@@ -443,9 +466,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write --out even when its name does not end in .npz (default: off)",
     )
     s.add_argument(
-        "--model-id", type=int, choices=range(16), default=0, metavar="0..15", help="model id (default 0)"
+        "--model-id",
+        type=int,
+        choices=range(16),
+        default=None,
+        metavar="0..15",
+        help="model id (default 0; with --init: the init model's)",
     )
-    s.add_argument("--version", type=int, default=1, help="model version, an integer ≥ 1 (default 1)")
+    s.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        help="model version, an integer ≥ 1 (default 1; with --init: the init model's version + 1)",
+    )
+    s.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's parameters and adapt them to --data (incremental: same schema and"
+        " --samples-per-frame, a fraction of a full training's time; --max-bytes does not apply)."
+        " A weight file, an installed ID or ID@VERSION (default: train from scratch)",
+    )
     s.add_argument(
         "--name", help=f"a name for the model, ≤ {MAX_NAME} characters (default: the output file's stem)"
     )
@@ -592,7 +632,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub,
         "remove",
         "remove an installed version (or all versions of an id)",
-        "  lora-gw model remove 4@1\n  lora-gw model remove 4\n",
+        "  lora-gw model remove 4@1\n  lora-gw model remove 4\n  lora-gw model remove 4@1 --force\n",
+        "A version a node sent within --in-use-days, or the last one a node used, is refused:\n"
+        "its frames (arriving, in the outbox, in the history) decode only with exactly that version.",
     )
     s.add_argument("ref", metavar="ID[@VERSION]", help="installed model; ID alone: every version of it")
+    s.add_argument(
+        "--force", action="store_true", help="remove it even when nodes use it (default: refuse)"
+    )
+    s.add_argument(
+        "--in-use-days",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="a version a node sent within this many days is in use (default 30, the outbox's max_age_days)",
+    )
     s.set_defaults(func=_remove)
+    from gateway.cli.model_retrain import register_retrain
+
+    register_retrain(sub, _sub)

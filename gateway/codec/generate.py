@@ -433,7 +433,8 @@ def _fit_ar(z: np.ndarray, lags: list[int], full: int) -> tuple[np.ndarray, np.n
         design = np.concatenate(cols, axis=1)
         y = z[ok, ch]
         reg = 1e-7 * len(y) * np.eye(design.shape[1])  # tiny: smooth series need exact differences
-        w = np.linalg.solve(design.T @ design + reg, design.T @ y)
+        # lstsq, not solve: too few complete rows (a short or gappy series) leave the system singular
+        w = np.linalg.lstsq(design.T @ design + reg, design.T @ y, rcond=None)[0]
         ar[:nfull, ch, :] = w[: nfull * c].reshape(nfull, c)
         ar[nfull:, ch, ch] = w[nfull * c :]
         resid[:, ch] = y - design @ w

@@ -429,6 +429,7 @@ class Core:
             "parked": self.parked,
             "backlog": self.outbox.backlog,
             "outbox": self.outbox.stats.as_dict(),
+            "history": self.outbox.history.stats.as_dict() if self.outbox.history is not None else None,
             "storage": {
                 "disk_full": self.outbox.disk_full,
                 "free_mb": self.outbox.free_mb(),
