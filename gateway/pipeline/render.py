@@ -164,7 +164,7 @@ class Renderer:
     def _model_values(self, model_id: int, version: int, payload: bytes) -> tuple[dict[str, Any] | None, str]:
         model = self._models(model_id, version) if self._models is not None else None
         if model is None:
-            return None, f"model {model_id} version {version} (mod 8) is not installed"
+            return None, f"model {model_id} version {version} is not installed"
         try:
             q = model.decode(payload)
             phys = model.values(q)

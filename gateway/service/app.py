@@ -12,15 +12,14 @@ import dataclasses
 import logging
 import signal
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway import paths
-from gateway.codec import CodecStats, Model, ModelStore
+from gateway.codec import CodecStats
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.frames.registry import warn_unusable_names
+from gateway.pipeline.models import InstalledModels
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.config import Config, log_file_error
@@ -75,22 +74,11 @@ def outbox_settings(cfg: Config) -> OutboxSettings:
     )
 
 
-def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> Callable[[int, int], Model | None]:
-    """``ModelStore(state_dir).resolve`` behind a short-lived cache: a weight file is read and verified
-    once per ``ttl_s`` rather than per frame, and a newly installed model is noticed within ``ttl_s``."""
-    store = ModelStore(state_dir)
-    cache: dict[tuple[int, int], tuple[float, Model | None]] = {}
-
-    def resolve(model_id: int, version_mod8: int) -> Model | None:
-        now = time.monotonic()
-        hit = cache.get((model_id, version_mod8))
-        if hit is not None and now - hit[0] < ttl_s:
-            return hit[1]
-        model = store.resolve(model_id, version_mod8)
-        cache[(model_id, version_mod8)] = (now, model)
-        return model
-
-    return resolve
+def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> InstalledModels:
+    """The installed models behind a short-lived cache (a weight file is read and verified once per
+    ``ttl_s``, a newly installed one noticed within ``ttl_s``): ``.candidates`` for the frame decoder,
+    ``.model`` for the renderer."""
+    return InstalledModels(state_dir, ttl_s)
 
 
 def codec_stats() -> CodecStats:
@@ -124,14 +112,15 @@ class Gateway:
         self.registry = KeyedRegistry(db, dict(cfg.node_keys)) if cfg.node_keys else NodeRegistry(db)
         self.source = self._radio()
         warn_unusable_names(self.registry.nodes())
-        self.decoder = FrameDecoder(self.registry, DecoderSettings())
+        self.models = model_resolver(self.state_dir)
+        self.decoder = FrameDecoder(self.registry, DecoderSettings(), models=self.models.candidates)
         self.pipeline = Pipeline(self.decoder, PipelineSettings(crc_policy=cfg.radio.crc_policy))
         self.sink = MqttSink(mqtt_settings(cfg))
         self.renderer = Renderer(
             cfg.gateway.id,
             cfg.mqtt.topic_prefix,
             NodeCache(self.registry.get),
-            model_resolver(self.state_dir),
+            self.models.model,
             codec_stats(),
             gap_filling=cfg.nodes.gap_filling_for,
         )

@@ -170,7 +170,8 @@ def _run(
     model = install_demo_model(state)
     net = SimNetwork(nodes, interval_s=interval_s, seed=seed, speed=speed, model=model)
     net.register(registry)
-    decoder = FrameDecoder(registry)
+    models = model_resolver(state)
+    decoder = FrameDecoder(registry, models=models.candidates)
     pipeline = Pipeline(decoder)
     sink = MqttSink(
         MqttSettings(
@@ -182,7 +183,7 @@ def _run(
         )
     )
     renderer = Renderer(
-        DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), model_resolver(state), codec_stats()
+        DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), models.model, codec_stats()
     )
 
     def published(topic: str, payload: bytes) -> None:
