@@ -66,6 +66,7 @@ class Command:
     payload: bytes
     confirm: bool
     expires_wall: float | None
+    dl_fcnt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,10 @@ class DownlinkStore:
             )
         return int(cur.lastrowid or 0)
 
+    def nodes_with_queued(self) -> set[int]:
+        rows = self.db.execute("SELECT DISTINCT node_id FROM downlink_commands WHERE status = 'queued'")
+        return {r[0] for r in rows}
+
     def pending(self, node_id: int) -> int:
         (n,) = self.db.execute(
             "SELECT count(*) FROM downlink_commands WHERE node_id = ? AND status = 'queued'", (node_id,)
@@ -216,8 +221,8 @@ class DownlinkStore:
     def awaiting_ack(self, node_id: int) -> Command | None:
         """The confirmed command last sent to the node and not yet acknowledged."""
         r = self.db.execute(
-            "SELECT row_id, node_id, cmd_id, payload, confirm, expires_wall FROM downlink_commands"
+            "SELECT row_id, node_id, cmd_id, payload, confirm, expires_wall, dl_fcnt FROM downlink_commands"
             " WHERE node_id = ? AND status = 'sent' AND confirm = 1 ORDER BY row_id DESC LIMIT 1",
             (node_id,),
         ).fetchone()
-        return None if r is None else Command(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5])
+        return None if r is None else Command(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5], r[6])

@@ -19,6 +19,7 @@ from gateway.downlink.commands import CommandRejected, DownlinkStore, Status, pa
 from gateway.downlink.dutycycle import DutyCycleLedger
 from gateway.downlink.scheduler import TxQueue, TxRequest
 from gateway.frames.downlink import DownlinkEncoder
+from gateway.frames.types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ class Downlinker:
         queue: TxQueue,
         airtime_s: Callable[[int], float],
         settings: DownlinkSettings,
-        publish_status: Callable[[str, Status], None] | None = None,
         node_by_topic: Callable[[str], object] | None = None,
+        topic_base: str = "lora/gateway/nodes",
     ) -> None:
         self._node_get = node_get
         self.store = store
@@ -61,13 +62,15 @@ class Downlinker:
         self.queue = queue
         self._airtime = airtime_s
         self.settings = settings
-        self._publish_status = publish_status
+        self._topic_base = topic_base
+        self.statuses: deque[tuple[str, bytes]] = deque()  # (topic, payload) for the core to publish
         self._node_by_topic = node_by_topic
         self.acks_scheduled = 0
         self.commands_scheduled = 0
         self.acks_sent = 0
         self.commands_rejected = 0
         self._topic_of: dict[int, str] = {}
+        self._pending: set[int] = store.nodes_with_queued()  # nodes with queued commands
         self._results: deque = deque()  # appended by the radio thread, drained by the core
 
     def _status(self, st: Status) -> None:
@@ -78,8 +81,7 @@ class Downlinker:
             st.status,
             f" ({st.reason})" if st.reason else "",
         )
-        if self._publish_status is not None:
-            self._publish_status(st.node_topic, st)
+        self.statuses.append((f"{self._topic_base}/{st.node_topic}/command/status", st.payload()))
 
     # -- MQTT commands -------------------------------------------------------------------------------------
     def command(self, node_topic: str, raw: bytes) -> None:
@@ -92,6 +94,7 @@ class Downlinker:
                 raise CommandRejected("unknown node", cmd_id)
             self.store.enqueue(node.node_id, payload, confirm, expires, cmd_id)  # type: ignore[attr-defined]
             self._topic_of[node.node_id] = node_topic  # type: ignore[attr-defined]
+            self._pending.add(node.node_id)  # type: ignore[attr-defined]
         except CommandRejected as exc:
             self.commands_rejected += 1
             self._status(Status(None, node_topic, exc.cmd_id or cmd_id, "rejected", exc.reason))
@@ -102,14 +105,21 @@ class Downlinker:
         return self._topic_of.get(node_id) or getattr(node, "name", None) or f"{node_id}"
 
     # -- uplinks ---------------------------------------------------------------------------------------------
-    def acknowledged(self, node_id: int) -> None:
-        """The node's uplink acknowledged the confirmed downlink it last received."""
+    def control(self, node_id: int, frame_type: int, payload: bytes) -> None:
+        """A verified non-telemetry uplink: frame type 1 from a node acknowledges the confirmed downlink
+        whose counter (low 16 bits, little-endian) it carries."""
+        if frame_type != FrameType.ACK or len(payload) < 2:
+            return
         cmd = self.store.awaiting_ack(node_id)
-        if cmd is not None:
-            self.store.set_status(cmd.row_id, "acknowledged")
-            self._status(
-                Status(node_id, self._topic(node_id, self._node_get(node_id)), cmd.cmd_id, "acknowledged")
-            )
+        if (
+            cmd is None
+            or cmd.dl_fcnt is None
+            or (cmd.dl_fcnt & 0xFFFF) != int.from_bytes(payload[:2], "little")
+        ):
+            return
+        self.store.set_status(cmd.row_id, "acknowledged")
+        topic = self._topic(node_id, self._node_get(node_id))
+        self._status(Status(node_id, topic, cmd.cmd_id, "acknowledged"))
 
     def committed(self, up: Uplink) -> None:
         """Called once the uplink is durable in the outbox (an acknowledged frame is never lost)."""
@@ -119,7 +129,9 @@ class Downlinker:
         if node is None:
             return
         topic = self._topic(up.node_id, node)
-        cmd, expired = self.store.next_for(up.node_id) if self.store.pending(up.node_id) else (None, [])
+        cmd, expired = self.store.next_for(up.node_id) if up.node_id in self._pending else (None, [])
+        if cmd is None:
+            self._pending.discard(up.node_id)
         for e in expired:
             self._status(Status(up.node_id, topic, e.cmd_id, "expired"))
         if cmd is None and not up.ack_requested:
@@ -177,6 +189,7 @@ class Downlinker:
                     self.store.set_status(cmd.row_id, "done")
             else:  # missed or failed: stays queued for the next window
                 self.store.set_status(cmd.row_id, "queued")
+                self._pending.add(node_id)
 
     def stats(self) -> dict:
         return {

@@ -51,6 +51,8 @@ class Pipeline:
         self.drops: Counter[str] = Counter()
         self._unwarned: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
+        # Verified non-telemetry uplinks (a node acknowledging a confirmed downlink) go here, if set.
+        self.on_control: Callable[[DecodedFrame], None] | None = None
 
     def process(self, packet: RxPacket) -> tuple[AcceptedFrame, DecodedFrame] | None:
         """Decide one packet. Accepted telemetry is returned (store it, then call ``accept``)."""
@@ -69,6 +71,8 @@ class Pipeline:
             return None
         if frame.frame_type is not FrameType.TELEMETRY:
             self.decoder.accept(frame)
+            if self.on_control is not None:
+                self.on_control(frame)
             self._drop(f"not_telemetry_{frame.frame_type.label}", frame.node_id, "not a telemetry frame")
             return None
         accepted = AcceptedFrame(

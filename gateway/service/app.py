@@ -125,6 +125,7 @@ class Gateway:
             gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
+        self.downlink = self._downlink(db)
         self.core = Core(
             self.pipeline,
             self.outbox,
@@ -136,8 +137,16 @@ class Gateway:
             ),
             notifier=self.notifier,
             radio_heartbeat=self.source.heartbeat,
+            downlink=self.downlink.manager if self.downlink is not None else None,
         )
         self.stop_event = threading.Event()
+
+    def _downlink(self, db: Path) -> Any:
+        if not self.cfg.downlink.enabled:
+            return None
+        from gateway.service.downlink import for_config
+
+        return for_config(self.cfg, db, self.registry, self.sink, self.source)
 
     def _radio(self) -> Any:
         from gateway.service.radio import (
@@ -195,4 +204,6 @@ class Gateway:
             self.core.run(self.stop_event, before_shutdown=self.source.stop)
         finally:
             self.registry.close()
+            if self.downlink is not None:
+                self.downlink.close()
             self.notifier.close()

@@ -274,6 +274,7 @@ class MqttSink:
         self._deaths = 0  # consecutive short connections that died with messages in flight
         self._isolate_pending: str | None = None  # why the next ``wait`` must rebuild the client
         self._isolating = 0  # > 0: one message at a time, for this many more deliveries
+        self._subscriptions: list[tuple[str, Callable[[str, bytes], None]]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -284,6 +285,21 @@ class MqttSink:
             log.warning("mqtt: %s", warning)
         self._client = self._make_client()
         self._next_connect = self._clock()
+
+    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+        """Receive ``topic_filter`` (QoS 1, renewed at every connect); ``handler(topic, payload)`` runs in
+        the owner thread, inside ``wait``."""
+        self._subscriptions.append((topic_filter, handler))
+
+    def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
+        if gen != self._generation:
+            return
+        for topic_filter, handler in self._subscriptions:
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg.topic, bytes(msg.payload))
+                except Exception as exc:  # one bad message must not stop the client
+                    log.error("mqtt: handling a message on %s failed: %s", msg.topic[:200], exc)
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
@@ -317,6 +333,7 @@ class MqttSink:
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc, p)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
         client.on_publish = lambda c, u, mid, rc, p: self._on_puback(gen, mid, rc)
+        client.on_message = lambda c, u, msg: self._on_message(gen, msg)
         # Stores host, port and keepalive only; the (blocking, bounded) connect is ``_connect``.
         client.connect_async(s.broker.host, s.broker.port, keepalive=s.keepalive_s)
         return client
@@ -355,6 +372,8 @@ class MqttSink:
         self._max_packet = getattr(props, "MaximumPacketSize", None)
         self._connected_at = self._clock()
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
+        for topic_filter, _handler in self._subscriptions:
+            client.subscribe(topic_filter, qos=1)
         self._connected = True
         self._delay = 0.0
         self._next_connect = None
