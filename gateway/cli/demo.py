@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mqtt://[user@]host[:port] or mqtts://…; the user name and password are taken from"
         " $LORA_GW_MQTT_USERNAME and $LORA_GW_MQTT_PASSWORD when set (as for lora-gw run)",
     )
+    p.add_argument(
+        "--confirmed", action="store_true", help="nodes request an acknowledgement of every uplink"
+    )
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     p.set_defaults(func=run)
 
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         broker_url=args.broker,
         on_reading=None if args.json else _print_reading,
+        confirmed=args.confirmed,
     )
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)

@@ -66,6 +66,7 @@ class Downlinker:
         self.statuses: deque[tuple[str, bytes]] = deque()  # (topic, payload) for the core to publish
         self._node_by_topic = node_by_topic
         self.acks_scheduled = 0
+        self.ack_requests = 0  # committed uplinks that asked for an acknowledgement
         self.commands_scheduled = 0
         self.acks_sent = 0
         self.commands_rejected = 0
@@ -128,6 +129,8 @@ class Downlinker:
         node = self._node_get(up.node_id)
         if node is None:
             return
+        if up.ack_requested:
+            self.ack_requests += 1
         topic = self._topic(up.node_id, node)
         cmd, expired = self.store.next_for(up.node_id) if up.node_id in self._pending else (None, [])
         if cmd is None:
@@ -193,6 +196,7 @@ class Downlinker:
 
     def stats(self) -> dict:
         return {
+            "ack_requests": self.ack_requests,
             "acks_scheduled": self.acks_scheduled,
             "commands_scheduled": self.commands_scheduled,
             "commands_rejected": self.commands_rejected,

@@ -91,6 +91,8 @@ class TxRunner:
         self.lead_s = lead_s  # stop receiving this long before a window (the chip keeps a pending packet)
         self.stats = TxStats()
         self._timer = callable(getattr(clock, "call_at", None)) and getattr(clock, "speed", None) is not None
+        if self._timer:  # arm well ahead: the host may wake this thread late; the chip keeps one packet
+            self.lead_s = max(lead_s, 0.1)
 
     def receive(self, timeout_s: float):
         req = self.queue.peek()
