@@ -31,6 +31,7 @@ class DownlinkSettings:
     frequency_hz: int | None = None  # None: the uplink's channel
     max_late_s: float = 0.002
     max_queue: int = 8
+    max_sends: int = 3  # a confirmed command is sent again while unacknowledged, this many times in all
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,10 @@ class Downlinker:
         self.commands_rejected = 0
         self._topic_of: dict[int, str] = {}
         self._pending: set[int] = store.nodes_with_queued()  # nodes with queued commands
-        self._results: deque = deque()  # appended by the radio thread, drained by the core
+        self._results: deque = deque()
+        self._sends: dict[
+            int, int
+        ] = {}  # confirmed command row → times sent  # appended by the radio thread, drained by the core
 
     def _status(self, st: Status) -> None:
         log.info(
@@ -132,6 +136,7 @@ class Downlinker:
         if up.ack_requested:
             self.ack_requests += 1
         topic = self._topic(up.node_id, node)
+        self._retry_unacknowledged(up.node_id, topic)
         cmd, expired = self.store.next_for(up.node_id) if up.node_id in self._pending else (None, [])
         if cmd is None:
             self._pending.discard(up.node_id)
@@ -163,12 +168,37 @@ class Downlinker:
             self.store.set_status(cmd.row_id, "sending", fcnt)
         due = up.rx_monotonic_s + self.settings.rx_delay_s
         self.queue.put(
-            TxRequest(due, frame, up.node_id, kind, self._on_result(up.node_id, topic, cmd, up.ack_requested))
+            TxRequest(
+                due,
+                frame,
+                up.node_id,
+                kind,
+                on_result=self._on_result(up.node_id, topic, cmd, up.ack_requested),
+                freq_hz=self.settings.frequency_hz,
+            )
         )
         if up.ack_requested:
             self.acks_scheduled += 1
         if cmd is not None:
             self.commands_scheduled += 1
+
+    def _retry_unacknowledged(self, node_id: int, topic: str) -> None:
+        """A telemetry uplink after a confirmed command was sent: the node did not acknowledge it (its
+        next uplink would have been the acknowledgement), so it goes again, up to ``max_sends`` times."""
+        cmd = self.store.awaiting_ack(node_id)
+        if cmd is None:
+            return
+        sends = self._sends.get(cmd.row_id, 1)
+        if sends >= self.settings.max_sends:
+            self._sends.pop(cmd.row_id, None)
+            self.store.set_status(cmd.row_id, "expired")
+            self._status(
+                Status(node_id, topic, cmd.cmd_id, "expired", f"not acknowledged after {sends} sends")
+            )
+            return
+        self._sends[cmd.row_id] = sends + 1
+        self.store.set_status(cmd.row_id, "queued")
+        self._pending.add(node_id)
 
     def _on_result(self, node_id: int, topic: str, cmd, is_ack: bool) -> Callable[[str], None]:
         # Runs in the radio thread: a hand-back to the core, never SQLite.

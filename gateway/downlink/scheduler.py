@@ -19,9 +19,10 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway.errors import HardwareError
+from gateway.hw.clock import SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class TxRequest:
     payload: bytes
     node_id: int
     kind: str  # "ack" | "command" | "ack+command"
+    freq_hz: int | None = None  # None: the radio's channel; else retuned for this frame, then back
     on_result: Callable[[str], None] | None = (
         None  # "sent" | "missed" | "failed" (called in the radio thread)
     )
@@ -91,6 +93,7 @@ class TxRunner:
         self.lead_s = lead_s  # stop receiving this long before a window (the chip keeps a pending packet)
         self.stats = TxStats()
         self._timer = callable(getattr(clock, "call_at", None)) and getattr(clock, "speed", None) is not None
+        self._mode_lead_s = 0.0
         if self._timer:  # arm well ahead: the host may wake this thread late; the chip keeps one packet
             self.lead_s = max(lead_s, 0.1)
 
@@ -124,6 +127,21 @@ class TxRunner:
         self._result(req, "missed")
 
     def _fire(self, req: TxRequest) -> None:
+        drv = self.driver
+        home = drv.config
+        retune = req.freq_hz is not None and req.freq_hz != home.frequency_hz
+        try:
+            if retune:
+                drv.configure(replace(home, frequency_hz=req.freq_hz))
+            self._send(req)
+        finally:
+            if retune:
+                try:
+                    drv.configure(home)
+                except HardwareError as exc:
+                    log.error("downlink: cannot retune to the receive channel: %s", exc.message)
+
+    def _send(self, req: TxRequest) -> None:
         clock, drv = self.clock, self.driver
         toa = drv.config.time_on_air_s(len(req.payload))
         try:
@@ -142,15 +160,21 @@ class TxRunner:
                 drv.wait_tx_done(toa * 0.5 + 0.1)
                 t_start = started[0] if started else req.due_s
             else:
-                wait = req.due_s - clock.monotonic()
+                # on the real clock, start the transmit() call early by what it takes to reach the TX
+                # mode write (measured at the last transmission), so the frame leaves on time
+                ahead = self._mode_lead_s if isinstance(clock, SystemClock) else 0.0
+                wait = req.due_s - ahead - clock.monotonic()
                 if wait > 0:
                     clock.sleep(wait)
-                late = clock.monotonic() - req.due_s
+                late = clock.monotonic() + ahead - req.due_s
                 if late > self.max_late_s:
                     self._miss(req, late)
                     return
-                t_start = clock.monotonic()
+                t_start = clock.monotonic() + ahead
                 drv.transmit(req.payload, wait=True)
+                measured = getattr(drv, "last_tx_decision_to_mode_s", None)
+                if measured is not None:
+                    self._mode_lead_s = min(0.01, 0.8 * self._mode_lead_s + 0.2 * measured)
         except HardwareError as exc:
             self.stats.failed += 1
             log.error("downlink: node %08x %s not sent: %s", req.node_id, req.kind, exc.message)

@@ -142,3 +142,22 @@ def test_downlink_counter_persisted_and_never_reused(tmp_path):
     assert store2.take_fcnt(0x2A, 0) == 3
     assert store2.take_fcnt(0x2A, 1) == 0  # a new key epoch: new keys, counter from 0
     reg.close()
+
+
+def test_unacknowledged_confirmed_command_sent_again_then_given_up(tmp_path):
+    wall = Wall()
+    _reg, _db, _store, q, dl = _rig(tmp_path, wall)
+    dl.command("pump", b'{"payload_hex": "0105", "id": "c", "confirm": true}')
+    counters = []
+    for fcnt in range(4):  # telemetry uplinks, none of them the acknowledgement
+        dl.committed(Uplink(0x2A, fcnt, False, 1000.0 + fcnt * 10, 868_100_000))
+        req = q.pop()
+        if req is not None:
+            counters.append(DownlinkDecoder(0x2A, KEY, next_fcnt=len(counters)).decode(req.payload).fcnt)
+            req.on_result("sent")
+            dl.poll_results()
+    assert counters == [0, 1, 2]  # three sends (max_sends), each with a new downlink counter
+    st = [(s["status"], s.get("reason")) for _, s in _statuses(dl)]
+    assert st == [("queued", None), ("sent", None), ("sent", None), ("sent", None),
+                  ("expired", "not acknowledged after 3 sends")]  # fmt: skip
+    _reg.close()

@@ -47,7 +47,9 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
         send("nobody", {"payload_hex": "01", "id": "who"})
         send("sim-2", {"payload_hex": "00" * 49, "id": "big"})
         assert sub.wait_for(lambda: _statuses(sub, "interval")[-1:] == ["acknowledged"], 20), sub.messages
-        assert _statuses(sub, "interval") == ["queued", "sent", "acknowledged"]
+        fate = _statuses(sub, "interval")
+        # queued → sent → acknowledged; "sent" again when the node missed it (a collision at the node)
+        assert fate[0] == "queued" and fate[-1] == "acknowledged" and 1 <= fate.count("sent") == len(fate) - 2
         assert sub.wait_for(lambda: "expired" in _statuses(sub, "late"), 10)
         assert "sent" not in _statuses(sub, "late")  # an expired command is never sent
         rejected = {

@@ -144,3 +144,35 @@ def test_forged_and_replayed_downlinks_rejected():
     with pytest.raises(FrameError):
         dec.decode(up)
     assert dec.decode(enc.ack(1, 6)).fcnt == 1
+
+
+def test_configured_downlink_channel_then_back_to_receive(rig):
+    sim, node, _other, reg, _dl, runner, ledger = rig
+    from dataclasses import replace
+
+    from gateway.downlink.commands import DownlinkStore
+    from gateway.downlink.manager import Downlinker, DownlinkSettings
+
+    dl = Downlinker(
+        reg.get,
+        DownlinkStore(ledger.db, wall=lambda: 1_700_000_000.0),
+        ledger,
+        runner.queue,
+        GW_CFG.time_on_air_s,
+        DownlinkSettings(frequency_hz=869_525_000),
+    )
+    enc = FrameEncoder(NODE, KEY)
+    pkt = _uplink(sim, node, enc)
+    frame = FrameDecoder(reg).decode(pkt.payload)
+    dl.committed(Uplink(NODE, frame.fcnt, True, pkt.monotonic_s, pkt.freq_hz))
+    assert ledger.used_s(869_525_000) > 0 and ledger.used_s(868_100_000) == 0  # charged where it is sent
+    node.radio.configure(replace(NODE_CFG, frequency_hz=869_525_000))
+    node.radio.start_receive()
+    _serve_until(runner, sim.clock, pkt.monotonic_s + 1.2)
+    got = node.radio.receive(0.2)
+    assert got is not None and got.freq_hz == 869_525_000
+    assert DownlinkDecoder(NODE, KEY).decode(got.payload).acked_fcnt == frame.fcnt
+    assert sim.gateway.config.frequency_hz == 868_100_000  # back on the uplink channel
+    node.radio.configure(NODE_CFG)
+    node.radio.standby()
+    assert _uplink(sim, node, enc, ack=False).freq_hz == 868_100_000
