@@ -230,5 +230,12 @@ class Downlinker:
             "acks_scheduled": self.acks_scheduled,
             "commands_scheduled": self.commands_scheduled,
             "commands_rejected": self.commands_rejected,
+            "acks_sent": self.acks_sent,
             "tx_dropped_duty_cycle": self.ledger.dropped,
+            **(self.tx_stats() if self.tx_stats is not None else {}),
+            **(
+                {"duty_cycle_used_percent": round(self.ledger.used_percent(freq), 4)}
+                if (freq := self.settings.frequency_hz or self.home_freq_hz)
+                else {}
+            ),
         }

@@ -249,7 +249,7 @@ def _run(
         core.run(stop, before_shutdown=net.stop)
     finally:
         registry.close()
-    dstats = downlink.stats(RadioSection().frequency_hz)
+    dstats = downlink.stats()
     downlink.close()
     fates = net.air_fates()
     heard = pipeline.received

@@ -70,6 +70,8 @@ class DownlinkService:
             topic_base=base,
         )
         self._base = base
+        self.manager.tx_stats = self.runner.stats.as_dict
+        self.manager.home_freq_hz = radio.frequency_hz
         sink.subscribe(f"{base}/+/command", self._on_command)
 
     def _node(self, ref: str):
@@ -83,13 +85,9 @@ class DownlinkService:
         node_ref = topic[len(self._base) + 1 :].split("/", 1)[0]
         self.manager.command(node_ref, payload)
 
-    def stats(self, freq_hz: int) -> dict:
-        return {
-            **self.manager.stats(),
-            **self.runner.stats.as_dict(),
-            "acks_sent": self.manager.acks_sent,
-            "duty_cycle_used_percent": round(self.ledger.used_percent(freq_hz), 4),
-        }
+    def stats(self) -> dict:
+        """The stats topic's ``downlink`` object (and the demo's figures)."""
+        return self.manager.stats()
 
     def close(self) -> None:
         self.db.close()

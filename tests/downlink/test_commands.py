@@ -161,3 +161,17 @@ def test_unacknowledged_confirmed_command_sent_again_then_given_up(tmp_path):
     assert st == [("queued", None), ("sent", None), ("sent", None), ("sent", None),
                   ("expired", "not acknowledged after 3 sends")]  # fmt: skip
     _reg.close()
+
+
+def test_command_in_flight_at_a_crash_is_queued_again(tmp_path):
+    wall = Wall()
+    reg, db, _store, q, dl = _rig(tmp_path, wall)
+    dl.command("pump", b'{"payload_hex": "0107", "id": "x"}')
+    dl.committed(Uplink(0x2A, 1, False, 1000.0, 868_100_000))
+    assert q.pop() is not None  # handed to the radio thread; the process dies before the result
+    db.close()
+    reg.close()
+    _reg2, _db2, store2, _q2, _dl2 = _rig(tmp_path, wall)
+    cmd, _ = store2.next_for(0x2A)
+    assert cmd is not None and cmd.cmd_id == "x"
+    _reg2.close()
