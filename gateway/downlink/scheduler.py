@@ -132,7 +132,13 @@ class TxRunner:
         retune = req.freq_hz is not None and req.freq_hz != home.frequency_hz
         try:
             if retune:
-                drv.configure(replace(home, frequency_hz=req.freq_hz))
+                try:
+                    drv.configure(replace(home, frequency_hz=req.freq_hz))
+                except HardwareError as exc:
+                    self.stats.failed += 1
+                    log.error("downlink: node %08x %s not sent: %s", req.node_id, req.kind, exc.message)
+                    self._result(req, "failed")
+                    return
             self._send(req)
         finally:
             if retune:
