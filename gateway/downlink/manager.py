@@ -19,7 +19,8 @@ from gateway.downlink.commands import CommandRejected, DownlinkStore, Status, pa
 from gateway.downlink.dutycycle import DutyCycleLedger
 from gateway.downlink.scheduler import TxQueue, TxRequest
 from gateway.frames.downlink import DownlinkEncoder
-from gateway.frames.types import FrameType
+from gateway.frames.types import FrameType, NodeFormat
+from gateway.frames.wire import FLAG_ACK_REQUESTED, NODE_ID_LEN_MASK
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,20 @@ class Uplink:
     ack_requested: bool
     rx_monotonic_s: float  # RxDone on the radio's clock
     freq_hz: int
+
+
+def repeated_uplink(payload: bytes, rx_monotonic_s: float, freq_hz: int) -> Uplink | None:
+    """A verified retransmission (``duplicate``) of a frame that asked for an acknowledgement: the node
+    missed it, so it is acknowledged again (the frame itself is stored already). Node id and the
+    counter's 16 on-air bits come from the header (an acknowledgement names only those 16 bits)."""
+    if len(payload) < 5 or payload[0] >> 6 != 0 or not payload[0] & FLAG_ACK_REQUESTED:
+        return None
+    n = (payload[0] & NODE_ID_LEN_MASK) + 1
+    if len(payload) < n + 3:
+        return None
+    node_id = int.from_bytes(payload[1 : 1 + n], "little")
+    fcnt16 = int.from_bytes(payload[1 + n : 3 + n], "little")
+    return Uplink(node_id, fcnt16, True, rx_monotonic_s, freq_hz)
 
 
 class Downlinker:
@@ -131,7 +146,7 @@ class Downlinker:
         if not self.settings.enabled:
             return
         node = self._node_get(up.node_id)
-        if node is None:
+        if node is None or getattr(node, "format", NodeFormat.FRAME) != NodeFormat.FRAME:
             return
         if up.ack_requested:
             self.ack_requests += 1

@@ -53,6 +53,8 @@ class Pipeline:
         self._last_warn: dict[str, float] = {}
         # Verified non-telemetry uplinks (a node acknowledging a confirmed downlink) go here, if set.
         self.on_control: Callable[[DecodedFrame], None] | None = None
+        # Verified retransmissions of the last accepted frame (a node that missed its acknowledgement).
+        self.on_duplicate: Callable[[RxPacket], None] | None = None
 
     def process(self, packet: RxPacket) -> tuple[AcceptedFrame, DecodedFrame] | None:
         """Decide one packet. Accepted telemetry is returned (store it, then call ``accept``)."""
@@ -68,6 +70,8 @@ class Pipeline:
             frame = self.decoder.decode(packet.payload)
         except FrameError as exc:
             self._drop(exc.reason, None, exc.message)
+            if exc.reason == "duplicate" and self.on_duplicate is not None:
+                self.on_duplicate(packet)
             return None
         if frame.frame_type is not FrameType.TELEMETRY:
             self.decoder.accept(frame)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.downlink.manager import Downlinker, Uplink
+from gateway.downlink.manager import Downlinker, Uplink, repeated_uplink
 from gateway.pipeline.message import StoredFrame
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import Renderer
@@ -118,6 +118,7 @@ class Core:
         self._uplinks: dict[int, Uplink] = {}  # outbox row id → what its downlink window needs
         if downlink is not None:
             pipeline.on_control = lambda f: downlink.control(f.node_id, f.frame_type, f.payload)
+            pipeline.on_duplicate = self._repeated
         self.packets: deque[tuple[RxPacket, float]] = deque()  # appended by the radio thread only
         self._waker = Waker()
         self._ready: deque[StoredFrame] = deque()
@@ -223,6 +224,16 @@ class Core:
             self._uplinks[rid] = Uplink(
                 decoded.node_id, decoded.fcnt, decoded.ack_requested, packet.monotonic_s, packet.freq_hz
             )
+
+    def _repeated(self, packet: RxPacket) -> None:
+        """A node repeats a frame whose acknowledgement it missed: acknowledge it again, unless the first
+        copy is still waiting for its commit (its acknowledgement follows that)."""
+        up = repeated_uplink(packet.payload, packet.monotonic_s, packet.freq_hz)
+        if up is None or self.downlink is None:
+            return
+        if any(u.node_id == up.node_id for u in self._uplinks.values()):
+            return
+        self.downlink.committed(up)
 
     def _queue_stored(self, stored: list[StoredFrame]) -> None:
         if not stored:

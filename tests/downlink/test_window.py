@@ -176,3 +176,37 @@ def test_configured_downlink_channel_then_back_to_receive(rig):
     node.radio.configure(NODE_CFG)
     node.radio.standby()
     assert _uplink(sim, node, enc, ack=False).freq_hz == 868_100_000
+
+
+def test_repeated_frame_is_acknowledged_again(rig):
+    """The node missed its acknowledgement and repeats the frame (same counter): the gateway rejects the
+    copy as a duplicate (stored once) but acknowledges it again, with a new downlink counter."""
+    from gateway.downlink.manager import repeated_uplink
+    from gateway.pipeline.pipeline import Pipeline
+
+    sim, node, _other, reg, dl, runner, _ = rig
+    pipe = Pipeline(FrameDecoder(reg))
+    repeats = []
+    pipe.on_duplicate = repeats.append
+    enc = FrameEncoder(NODE, KEY)
+    frame = enc.encode_lpp([(1, "temperature", 20.5)], ack_requested=True)
+    node.send(frame)
+    pkt = sim.gateway.receive(0.5)
+    _accepted, decoded = pipe.process(pkt)
+    pipe.accept(decoded)
+    dl.committed(Uplink(NODE, decoded.fcnt, True, pkt.monotonic_s, pkt.freq_hz))
+    _serve_until(runner, sim.clock, pkt.monotonic_s + 1.2)  # the node was not listening
+    assert runner.stats.sent == 1
+    node.send(frame)  # the same bytes again
+    pkt2 = sim.gateway.receive(0.5)
+    assert pipe.process(pkt2) is None and pipe.drops["duplicate"] == 1 and repeats == [pkt2]
+    up = repeated_uplink(pkt2.payload, pkt2.monotonic_s, pkt2.freq_hz)
+    assert up == Uplink(NODE, decoded.fcnt & 0xFFFF, True, pkt2.monotonic_s, pkt2.freq_hz)
+    dl.committed(up)
+    node.radio.start_receive()
+    _serve_until(runner, sim.clock, pkt2.monotonic_s + 1.2)
+    got = node.radio.receive(0.2)
+    assert got is not None
+    down = DownlinkDecoder(NODE, KEY).decode(got.payload)
+    assert down.acked_fcnt == decoded.fcnt and down.fcnt == 1
+    assert repeated_uplink(FrameEncoder(NODE, KEY).encode(b"x"), 0.0, 0) is None  # no ack asked: none
