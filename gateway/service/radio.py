@@ -255,6 +255,8 @@ class SimNetwork:
         self.model = model
         self.node_ids = [SIM_NODE_BASE + i + 1 for i in range(nodes)]
         self.encoders = [FrameEncoder(nid) for nid in self.node_ids]
+        for st, nid in zip(self.node_state, self.node_ids, strict=True):
+            st.downlinks = DownlinkDecoder(nid, None)  # open nodes until ``register`` gives their keys
         self.telemetry = [Telemetry(np.random.default_rng(seed * 1000 + i), model) for i in range(nodes)]
         self.frames_sent = 0
         self.bytes_on_air = 0
@@ -365,9 +367,7 @@ class SimNetwork:
     def _close_window(self, i: int, node, st: SimNodeState) -> None:
         packet = node.radio.receive(0.0005)
         node.radio.standby()
-        if packet is None:
-            return
-        if st.downlinks is None:
+        if packet is None or st.downlinks is None:
             return
         try:
             down = st.downlinks.decode(packet.payload)
