@@ -23,7 +23,7 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
     t = threading.Thread(
         target=lambda: result.update(
             demo.run_demo(
-                nodes=2, seconds=14.0, broker_url=broker.url, on_reading=None, interval_s=2.0, speed=4.0
+                nodes=2, seconds=12.0, broker_url=broker.url, on_reading=None, interval_s=2.0, speed=4.0
             )
         ),
         daemon=True,
@@ -68,7 +68,7 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
 def test_demo_confirmed_acknowledges_what_it_accepted(broker):
     s = demo.run_demo(
         nodes=3,
-        seconds=24.0,
+        seconds=12.0,
         broker_url=broker.url,
         on_reading=None,
         interval_s=3.0,
