@@ -1,13 +1,18 @@
 """Codec benchmark: bytes per sample and speed of the learned model beside the baselines.
 
 Data (the ``bench`` extra): Greensboro TMY3 weather (pvlib), CGM glucose (bokeh-sampledata),
-Daphnet accelerometers (aeon). For 8, 16 and 32 samples per frame: train on the first half,
-evaluate on the second, every frame on its own. Baselines: raw int16, Cayenne LPP, zstd level 19
-with a 2 KB dictionary trained on the first half (frames as first sample + deltas, channel-major
-int16, no checksum/size/dictionary id in the zstd frame), delta + zigzag + varint, Sprintz-style bit
-packing, and the ideal static order-0 entropy of deltas (first sample raw at 16 bits per channel).
+Daphnet accelerometers (aeon), and the CGM sensor current alone (``isig``, a drifting single
+channel). For 8, 16 and 32 samples per frame: train on the first half, evaluate on the second,
+every frame on its own. Baselines: raw int16, Cayenne LPP, zstd level 19 with a 2 KB dictionary
+trained on the first half (frames as first sample + deltas, channel-major int16, no
+checksum/size/dictionary id in the zstd frame), delta + zigzag + varint, Sprintz-style bit packing,
+a plain per-frame Rice coder, the ideal static order-0 entropy of deltas (first sample raw at 16
+bits per channel) and the stricter order-0 bound (first sample at its own order-0 cost).
+``--mutations N`` adds the mutation run (flipped bits, truncations, wrong models; crashes,
+silently wrong, detected) on N test frames per data set and size, at the codec and frame level.
 
-    python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet]
+    python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet,isig]
+                          [--mutations 200]
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _TOP = 1 << 24
 _LIMIT = 1 << 30
+_WINDOW = tables.WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +218,10 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                             tab += 1
             pred = -_LIMIT if pred < -_LIMIT else (_LIMIT if pred > _LIMIT else pred)
             k = t.shift[c][tab]
-            if k < tables.WINDOW:
+            if k < _WINDOW:
                 resid = read(t.freq[c][tab], t.cum[c][tab], t.lut[c][tab], k)
             else:
-                resid = read_first(t.freq[c][0], t.cum[c][0], t.lut[c][0], k - tables.WINDOW)
+                resid = read_first(t.freq[c][0], t.cum[c][0], t.lut[c][0], k - _WINDOW)
             if t.grid[c] != 256:
                 resid = ((resid * t.grid[c] + 128) >> 8) + read(t.jfreq[c], t.jcum[c], t.jlut[c], 0)
             value = pred + resid
