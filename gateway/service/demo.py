@@ -32,6 +32,7 @@ from gateway.service.app import codec_stats, model_resolver
 from gateway.service.config import ENV_PASSWORD, ENV_USERNAME, RadioSection
 from gateway.service.core import Core, CoreSettings
 from gateway.service.downlink import DownlinkService
+from gateway.service.operations import Operations, OperationsSettings, start_web
 from gateway.service.radio import SimNetwork, install_demo_model
 from gateway.sinks.mqtt import MqttSettings, MqttSink
 from gateway.sinks.outbox import Outbox
@@ -123,7 +124,7 @@ def with_env_credentials(broker: BrokerUrl, env: Mapping[str, str]) -> BrokerUrl
 
 def run_demo(
     nodes: int,
-    seconds: float,
+    seconds: float | None,
     broker_url: str | None,
     on_reading: Callable[[dict[str, Any]], None] | None,
     *,
@@ -132,8 +133,13 @@ def run_demo(
     seed: int = 1,
     env: Mapping[str, str] | None = None,
     confirmed: bool = False,
+    web: tuple[str, int] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run the demo for ``seconds`` simulated seconds; returns the summary (see module docstring).
+
+    ``seconds`` None: run (nodes keep sending) until ``stop`` is set. ``web``: serve the status page,
+    ``/api/*`` and ``/metrics`` there. Home Assistant discovery is published as by ``lora-gw run``.
 
     ``on_reading`` is called (in the core thread) with each telemetry message as it is published. With a
     ``broker_url``, credentials in ``env`` (default: the process environment) override the URL's.
@@ -150,7 +156,8 @@ def run_demo(
     state = Path(tempfile.mkdtemp(prefix="lora-gw-demo-"))
     try:
         return _run(
-            nodes, seconds, broker, on_reading, state, speed, interval_s, seed, private is not None, confirmed
+            nodes, seconds, broker, on_reading, state, speed, interval_s, seed, private is not None,
+            confirmed, web, stop,
         )
     finally:
         shutil.rmtree(state, ignore_errors=True)
@@ -160,7 +167,7 @@ def run_demo(
 
 def _run(
     nodes: int,
-    seconds: float,
+    seconds: float | None,
     broker: BrokerUrl,
     on_reading: Callable[[dict[str, Any]], None] | None,
     state: Path,
@@ -169,6 +176,8 @@ def _run(
     seed: int,
     private_broker: bool,
     confirmed: bool = False,
+    web: tuple[str, int] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     db = paths.db_path(state)
     outbox = Outbox(db)
@@ -209,17 +218,21 @@ def _run(
         if on_reading is not None and topic.endswith("/telemetry"):
             on_reading(json.loads(payload))
 
+    ops = demo_operations(registry, net, db, interval_s / max(speed, 0.01))
     core = Core(
         pipeline,
         outbox,
         sink,
         renderer,
-        CoreSettings(stats_interval_s=3600, health_interval_s=0.5),
+        CoreSettings(stats_interval_s=3600 if seconds is not None else 30, health_interval_s=0.5),
         on_published=published,
         radio_heartbeat=net.heartbeat,
         downlink=downlink.manager,
+        observer=ops,
     )
-    stop = threading.Event()
+    ops.attach(core)
+    stop = stop or threading.Event()
+    server = start_web(ops, web, None) if web is not None else None
     sink.start()
     deadline = time.monotonic() + 10
     while not sink.connected:
@@ -228,11 +241,15 @@ def _run(
             sink.stop()
             registry.close()
             outbox.close()
+            if server is not None:
+                server.stop()
             raise BrokerUnavailable(f"cannot connect to the broker at {broker.redacted()}")
     started = time.monotonic()
     net.start(core.submit, seconds=seconds)
 
     def watch() -> None:
+        if seconds is None:
+            return  # until ``stop`` is set (SIGINT/SIGTERM from the CLI)
         net.wait_transmissions(seconds / max(speed, 0.01) + 30)
         time.sleep(0.3)  # the last frames' time on air, then let the core publish the rest
         end = time.monotonic() + 10
@@ -249,6 +266,8 @@ def _run(
         core.run(stop, before_shutdown=net.stop)
     finally:
         registry.close()
+        if server is not None:
+            server.stop()
     dstats = downlink.stats()
     downlink.close()
     fates = net.air_fates()
@@ -277,3 +296,18 @@ def _run(
         "duty_cycle_used_percent": dstats["duty_cycle_used_percent"],
         "tx_max_start_error_ms": dstats["max_start_error_ms"],
     }
+
+
+def demo_operations(registry: NodeRegistry, net: SimNetwork, db: Path, interval_s: float) -> Operations:
+    """Availability and Home Assistant discovery for the demo's nodes (their real-time reporting interval)."""
+    return Operations(
+        DEMO_GATEWAY_ID,
+        f"lora/{DEMO_GATEWAY_ID}",
+        OperationsSettings(
+            default_interval_s=interval_s, homeassistant=True, stats_interval_s=30, snapshot_interval_s=1.0
+        ),
+        lambda node_id: None,  # the demo's nodes report every interval_s of simulated time
+        registry.nodes,
+        net.stats,
+        db,
+    )

@@ -282,6 +282,8 @@ def test_gap_filling_publishes_flagged_estimates_only_when_enabled(tmp_path, bro
         message_id(0x2A, 2) + "-estimated",
     ]
     assert all(len(m["samples"]) == spf for m in est)
+    order = [m["msg_id"] for m in msgs if m["node_id"] == 0x2A]
+    assert order[-1] == message_id(0x2A, 3)  # the real frame last: a state-keeping consumer shows it
     real = [m for m in msgs if not m.get("estimated")]
     assert sorted(m["msg_id"] for m in real) == sorted(message_id(n, f) for n in NODES for f in (0, 3))
     assert gw.core.stats()["estimated"] == 2
