@@ -2,8 +2,8 @@
 and does gap filling beat linear interpolation?
 
 Data: the codec bench's data sets (``bench`` extra), with their time stamps. Each series is cut
-into 8 equal blocks; the model is trained (``train_to_size``, 16 samples per frame, with the
-time column) on blocks 0, 2, 4, 6 and measured on blocks 1, 3, 5, 7, so train and test see the
+into 24 equal blocks (``--blocks``); the model is trained (``train_to_size``, 16 samples per frame, with the
+time column) on the even blocks and measured on the odd ones, so train and test see the
 same seasons but never the same samples. Generation: four runs per held-out block, each from the
 block's first time and as long as it (the same times of day and year as the real samples; four,
 so the figures describe the generator rather than one short draw of slow weather), seed 1.
@@ -11,10 +11,13 @@ Statistics are compared per channel; autocorrelations use pairs within one block
 of 6–16 whole rows (at least 48 known rows apart) cut out of the test blocks, filled by the
 model and by linear interpolation; mean absolute error normalised by each channel's standard
 deviation, averaged over channels.
+"Pinned": per channel, the share of samples at or past the model's range limit (``lo``/``hi``: the
+schema's min/max, else the training extremes), generated minus real held-out, in points.
 ``reference_real_train_blocks`` holds the same statistics of the real training blocks against
 the held-out ones: how far apart the two halves of the real data already are.
 
     python bench/generate.py [--json] [--datasets greensboro,glucose,daphnet,isig] [--seed 1] [--max-bytes N]
+        [--max-gen-bytes N] [--blocks 24]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from gateway.codec import Schema, train_to_size
 from gateway.codec.fill import fill_series
 from gateway.codec.generate import SLOTS, clock_of, generate, hours_of, parse_times, time_model
 
-BLOCKS = 8
+BLOCKS = 24  # 24 blocks of ~15 days: both halves cover every season (see docs/codec.md)
 GEN_FACTOR = 4  # generated samples per held-out one: the generator's statistics, not one short draw
 DAILY_R2 = 0.05  # a channel "has a daily cycle" when its hour profile explains ≥ 5 % of its variance
 
@@ -115,15 +118,18 @@ def _gaps(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
 
 
 def run_one(
-    name: str, schema: Schema, q: np.ndarray, times: list[str], seed: int, max_bytes: int = 4096
+    name: str, schema: Schema, q: np.ndarray, times: list[str], seed: int, max_bytes: int = 4096,
+    max_gen_bytes: int = 16384,
+    blocks: int = BLOCKS,
 ) -> dict[str, object]:
     c = len(schema)
-    edges = np.linspace(0, len(q), BLOCKS + 1).astype(int)
-    train_idx = np.concatenate([np.arange(edges[i], edges[i + 1]) for i in range(0, BLOCKS, 2)])
-    test_blocks = [(edges[i], edges[i + 1]) for i in range(1, BLOCKS, 2)]
+    edges = np.linspace(0, len(q), blocks + 1).astype(int)
+    train_idx = np.concatenate([np.arange(edges[i], edges[i + 1]) for i in range(0, blocks, 2)])
+    test_blocks = [(edges[i], edges[i + 1]) for i in range(1, blocks, 2)]
     t0 = time.perf_counter()
     model, data = train_to_size(
-        q[train_idx], schema, 16, times=[times[i] for i in train_idx], max_bytes=max_bytes
+        q[train_idx], schema, 16, times=[times[i] for i in train_idx], max_bytes=max_bytes,
+        max_gen_bytes=max_gen_bytes,
     )
     train_s = time.perf_counter() - t0
     tm = time_model(model)
@@ -172,7 +178,7 @@ def run_one(
     ]
     # Reference: the same comparison for the real training blocks against the held-out ones —
     # how far the test data lie from anything learned from the training data.
-    train_blocks = [q[edges[i] : edges[i + 1]].astype(np.float64) for i in range(0, BLOCKS, 2)]
+    train_blocks = [q[edges[i] : edges[i + 1]].astype(np.float64) for i in range(0, blocks, 2)]
     tr_all = np.concatenate(train_blocks)
     tm_, ts_ = tr_all.mean(axis=0), tr_all.std(axis=0)
     ref = {
@@ -181,11 +187,17 @@ def run_one(
         "lag1_autocorr": _autocorr(train_blocks, 1, tm_, np.where(ts_ > 0, ts_, 1.0)),
         "lag24_autocorr": _autocorr(train_blocks, 24, tm_, np.where(ts_ > 0, ts_, 1.0)),
     }
+    tr_hours = np.concatenate([hours_of(first, secs[edges[i] : edges[i + 1]]) for i in range(0, blocks, 2)])
+    tprof = _hour_profile(tr_all, tr_hours)
+    ref["hour_profile_corr"] = [
+        float(np.corrcoef(rprof[:, ch], tprof[:, ch])[0, 1]) if daily[ch] else None for ch in range(c)
+    ]
     ref_cross = float(np.nanmax(np.abs(rcorr - np.corrcoef(tr_all.T))[off])) if c > 1 else 0.0
     lo, hi = model.params.lo, model.params.hi
     at_real = ((real_all <= lo) | (real_all >= hi)).mean(axis=0)
     at_gen = ((gen <= lo) | (gen >= hi)).mean(axis=0)
     pinned_excess = 100 * (at_gen - at_real)
+    ref["pinned_excess_pct"] = 100 * (((tr_all <= lo) | (tr_all >= hi)).mean(axis=0) - at_real)
 
     # gap filling on the test blocks: whole rows removed
     rng = np.random.default_rng(seed + 1)
@@ -256,6 +268,7 @@ def run_one(
         "fill_mae_sd_linear": r(mae_lin),
         "fill_ratio_vs_linear": round(fill_ratio, 3),
         "generate_8760_s": round(float(year_s), 4),
+        "blocks": blocks,
         "reference_real_train_blocks": {
             **{k: r(v) for k, v in ref.items()},
             "cross_corr_max_dev": round(ref_cross, 3),
@@ -285,12 +298,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-bytes", type=int, default=4096, help="weight file limit for training (default 4096)"
     )
+    ap.add_argument(
+        "--max-gen-bytes", type=int, default=16384, help="time structure budget in bytes (default 16384)"
+    )
+    ap.add_argument("--blocks", type=int, default=BLOCKS, help=f"interleaved blocks (default {BLOCKS})")
     args = ap.parse_args(argv)
     results = []
     for name in args.datasets.split(","):
         _say(f"loading {name}")
         schema, q, times = LOADERS[name]()
-        results.append(run_one(name, schema, q, times, args.seed, args.max_bytes))
+        results.append(
+            run_one(name, schema, q, times, args.seed, args.max_bytes, args.max_gen_bytes, args.blocks)
+        )
     targets = {
         key: all(r["targets_met"][key] for r in results)  # type: ignore[index]
         for key in results[0]["targets_met"]  # type: ignore[union-attr]

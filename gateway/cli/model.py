@@ -127,6 +127,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     if args.version is not None and args.version < 1:
         raise DataError("--version must be at least 1")
+    if args.max_gen_bytes < 0:
+        raise DataError("--max-gen-bytes must be at least 0")
     init = load_model(args.init, args) if args.init else None
     if init is not None:
         from gateway.cli.model_retrain import check_init
@@ -145,6 +147,7 @@ def _train(args: argparse.Namespace) -> int:
             schema,
             args.samples_per_frame,
             max_bytes=args.max_bytes,
+            max_gen_bytes=args.max_gen_bytes,
             model_id=args.model_id or 0,
             version=args.version or 1,
             name=name,
@@ -487,7 +490,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--name", help=f"a name for the model, ≤ {MAX_NAME} characters (default: the output file's stem)"
     )
     s.add_argument(
-        "--max-bytes", type=int, default=4096, help="weight file size limit in bytes (default 4096)"
+        "--max-bytes",
+        type=int,
+        default=4096,
+        help="weight file size limit in bytes, without the time structure (default 4096)",
+    )
+    s.add_argument(
+        "--max-gen-bytes",
+        type=int,
+        default=16384,
+        help="bytes the learned time structure may add to the weight file (default 16384)",
     )
     _add_csv_options(s)
     s.set_defaults(func=_train)

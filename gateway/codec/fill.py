@@ -127,11 +127,11 @@ def fill_series(
         mu, sd = tm.profile(clock, len(x))
         safe = np.where(sd > 1e-9, sd, 1.0)
         u = np.where(sd > 1e-9, (x - mu) / safe, 0.0)
-        z = tm.to_z(np.nan_to_num(u))
+        z = tm.to_z(np.nan_to_num(u), clock)
         z[sd <= 1e-9] = 0.0  # cells the profile fixes (night irradiance): no information, the mean score
         z[miss] = np.nan
         z = fill_scores(tm, z)
-        out = np.where(miss, mu + sd * tm.from_z(z), x)
+        out = np.where(miss, mu + sd * tm.from_z(z, clock), x)
     out = np.clip(np.rint(out), p.lo, p.hi).astype(np.int64)
     return out, miss
 

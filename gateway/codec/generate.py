@@ -36,9 +36,10 @@ COPULA_ACF_GAP = 0.1  # lag-1 autocorrelation the quantile map may move before a
 YEAR_DAYS = 365.25
 ANNUAL_SPAN_DAYS = 300  # an annual cycle is fitted only from data spanning most of a year
 IMPULSE_STEPS = 4000  # impulse-response terms summed for the stationary moments
-MAX_COMPRESSION_COST = 0.01  # bytes/sample the trainer may give up to fit the time structure in
 TUNE_ROUNDS = 2  # passes over the channels when tuning the day lag (they are coupled)
 TUNED_LAG = 24  # its autocorrelation is matched to the data's (one day back in hourly data)
+CENSORED_SHARE = 0.005  # training share at a range limit that makes it a saturation, not an extreme
+HOUR_MARG_ROWS = 60  # rows an hour bin's own quantile map needs (else the all-hours one)
 DAILY_R2 = 0.05  # share of variance the hour-of-day profile must explain to count as a cycle
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], TimeModel]] = weakref.WeakKeyDictionary()
 
@@ -132,7 +133,9 @@ class TimeModel:
     """Generation parameters (all in quantised units; C channels, S = 1 or 24 profile bins each).
 
     mean[C, S], scale[C, S]   hour-of-day profile of level and spread (S = 1: no daily cycle)
-    marg[C, Q]                anomaly quantiles at the normal scores Z_GRID (ascending)
+    marg[C, Q] or [C, S, Q]   anomaly quantiles at the normal scores Z_GRID (ascending), per hour
+                              bin when S = 24: the shape of the spread changes with the hour
+                              (humidity saturates at 100 % at night, not in the afternoon)
     lags                      AR lags; lags[0] = 1
     ar[L, C, C]               AR weights at each lag (across channels up to the fitted order, own
                               channel only at the day lags)
@@ -141,6 +144,9 @@ class TimeModel:
     start                     first training time, ISO 8601 (None: unknown)
     annual[C, 2]              cos/sin weights of the annual cycle of the level (zeros: none)
     zscale[C]                 stationary spread of the AR scores, divided out when generating
+    censored[C, 2]            1 where the training data pile up at the low / high range limit
+                              (saturation: a value past it is held there); 0 where the limit is
+                              only the extreme seen (a value past it is folded back inside)
     """
 
     mean: np.ndarray
@@ -153,6 +159,7 @@ class TimeModel:
     start: str | None
     annual: np.ndarray | None = None
     zscale: np.ndarray | None = None
+    censored: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -187,12 +194,31 @@ class TimeModel:
         avg = np.sqrt((self.scale**2).mean(axis=1))
         return scale / np.where(avg > 0, avg, 1.0)
 
-    def to_z(self, u: np.ndarray) -> np.ndarray:
-        """Anomalies (T × C) → normal scores through each channel's quantile map."""
-        return np.stack([_interp(u[:, c], self.marg[c], Z_GRID) for c in range(self.channels)], axis=1)
+    def knots(self, clock: np.ndarray | None, n: int) -> np.ndarray:
+        """Quantile knots of each row (T × C × Q): the hour bins' maps blended linearly around the
+        clock (a blend of maps on the same normal scores is again one, so to_z inverts from_z)."""
+        if self.marg.ndim == 2:
+            return np.broadcast_to(self.marg, (n, *self.marg.shape))
+        if clock is None:
+            return np.broadcast_to(self.marg.mean(axis=1), (n, self.channels, len(Z_GRID)))
+        h = np.asarray(clock[:, 0], dtype=np.float64) % SLOTS
+        i0 = np.floor(h).astype(np.int64)
+        w = (h - i0)[:, None, None]
+        m = self.marg.transpose(1, 0, 2)  # S × C × Q
+        return m[i0] * (1 - w) + m[(i0 + 1) % SLOTS] * w
 
-    def from_z(self, z: np.ndarray) -> np.ndarray:
-        return np.stack([_interp(z[:, c], Z_GRID, self.marg[c]) for c in range(self.channels)], axis=1)
+    def to_z(self, u: np.ndarray, clock: np.ndarray | None = None) -> np.ndarray:
+        """Anomalies (T × C) → normal scores through each channel's quantile map at the row's hour."""
+        if self.marg.ndim == 2:
+            return np.stack([_interp(u[:, c], self.marg[c], Z_GRID) for c in range(self.channels)], axis=1)
+        k = self.knots(clock, len(u))
+        return _interp_rows(u, k, np.broadcast_to(Z_GRID, k.shape))
+
+    def from_z(self, z: np.ndarray, clock: np.ndarray | None = None) -> np.ndarray:
+        if self.marg.ndim == 2:
+            return np.stack([_interp(z[:, c], Z_GRID, self.marg[c]) for c in range(self.channels)], axis=1)
+        k = self.knots(clock, len(z))
+        return _interp_rows(z, np.broadcast_to(Z_GRID, k.shape), k)
 
     def to_meta(self, digits: int = 4) -> dict[str, Any]:
         def r(a: np.ndarray) -> Any:
@@ -210,6 +236,7 @@ class TimeModel:
             "chol": r(self.chol),
             "annual": r(self.annual if self.annual is not None else np.zeros((self.channels, 2))),
             "z_scale": r(self.zscale if self.zscale is not None else np.ones(self.channels)),
+            **({} if self.censored is None else {"censored": r(self.censored)}),
         }
 
 
@@ -220,6 +247,22 @@ def _interp(v: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     hi_slope = (fp[-1] - fp[-2]) / max(xp[-1] - xp[-2], 1e-12)
     out = np.where(v < xp[0], fp[0] + (v - xp[0]) * lo_slope, out)
     return np.where(v > xp[-1], fp[-1] + (v - xp[-1]) * hi_slope, out)
+
+
+def _interp_rows(v: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Piecewise-linear map with knots of its own for every cell: v (T × C), xp and fp (T × C × Q,
+    xp ascending). Past either end it goes on at the map's overall slope: an hour's map may end
+    in a point mass (humidity at 100 %), whose own end segment would send a held-out value just
+    past it to an absurd score."""
+    q = xp.shape[-1]
+    j = np.clip((xp <= v[..., None]).sum(axis=-1) - 1, 0, q - 2)[..., None]
+    x0, x1 = np.take_along_axis(xp, j, -1)[..., 0], np.take_along_axis(xp, j + 1, -1)[..., 0]
+    f0, f1 = np.take_along_axis(fp, j, -1)[..., 0], np.take_along_axis(fp, j + 1, -1)[..., 0]
+    out = f0 + (np.clip(v, x0, x1) - x0) * (f1 - f0) / np.maximum(x1 - x0, 1e-12)
+    lo_x, hi_x, lo_f, hi_f = xp[..., 0], xp[..., -1], fp[..., 0], fp[..., -1]
+    slope = (hi_f - lo_f) / np.maximum(hi_x - lo_x, 1e-12)
+    out = np.where(v < lo_x, lo_f + (v - lo_x) * slope, out)
+    return np.where(v > hi_x, hi_f + (v - hi_x) * slope, out)
 
 
 def _annual_basis(days: np.ndarray, harmonics: int = 1) -> np.ndarray:
@@ -240,6 +283,14 @@ def _arr(meta: dict[str, Any], key: str, shape: tuple[int, ...]) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise WeightsError(f"generation metadata: {key} is not finite")
     return a
+
+
+def _marg_shape(meta: dict[str, Any], c: int, s: int) -> tuple[int, ...]:
+    """(C, Q), or (C, S, Q) for per-hour quantile maps (only with an hour profile)."""
+    m = meta.get("marginal")
+    per_hour = s == SLOTS and isinstance(m, list) and m and isinstance(m[0], list) and m[0]
+    per_hour = per_hour and isinstance(m[0][0], list)
+    return (c, s, len(Z_GRID)) if per_hour else (c, len(Z_GRID))
 
 
 def validate(meta: Any, channels: int) -> TimeModel:
@@ -277,7 +328,7 @@ def validate(meta: Any, channels: int) -> TimeModel:
     tm = TimeModel(
         mean=_arr(meta, "mean", (c, s)),
         scale=_arr(meta, "scale", (c, s)),
-        marg=_arr(meta, "marginal", (c, len(Z_GRID))),
+        marg=_arr(meta, "marginal", _marg_shape(meta, c, s)),
         lags=tuple(lags),
         ar=_arr(meta, "ar", (len(lags), c, c)),
         chol=_arr(meta, "chol", (c, c)),
@@ -285,12 +336,15 @@ def validate(meta: Any, channels: int) -> TimeModel:
         start=start,
         annual=_arr(meta, "annual", (c, 2)) if "annual" in meta else None,
         zscale=_arr(meta, "z_scale", (c,)) if "z_scale" in meta else None,
+        censored=_arr(meta, "censored", (c, 2)) if "censored" in meta else None,
     )
     if tm.zscale is not None and np.any(tm.zscale <= 0):
         raise WeightsError("generation metadata: z_scale must be > 0")
+    if tm.censored is not None and not np.all((tm.censored == 0) | (tm.censored == 1)):
+        raise WeightsError("generation metadata: censored must be 0 or 1")
     if np.any(tm.scale < 0):
         raise WeightsError("generation metadata: scale must be ≥ 0")
-    if np.any(np.diff(tm.marg, axis=1) < 0):
+    if np.any(np.diff(tm.marg, axis=-1) < 0):
         raise WeightsError("generation metadata: marginal quantiles must ascend")
     if np.any(np.triu(tm.chol, 1) != 0) or np.any(np.diag(tm.chol) < 0):
         raise WeightsError("generation metadata: chol must be lower triangular with a diagonal ≥ 0")
@@ -465,6 +519,24 @@ def _tune_lag(ar: np.ndarray, lags: list[int], cov: np.ndarray, j: int, target: 
     return ar
 
 
+def _hourly_marginals(
+    u: np.ndarray, sd: np.ndarray, hours: np.ndarray, marg: np.ndarray, probs: np.ndarray, use: np.ndarray
+) -> np.ndarray:
+    """Per hour bin quantile maps (C × S × Q) for the channels in ``use``, each from its own bin's
+    anomalies (pooling the next bins blurs a point mass: the limit lies at another anomaly in
+    each hour); the other channels, and bins with too few rows, keep the all-hours map."""
+    out = np.repeat(marg[:, None, :], SLOTS, axis=1)
+    b = np.rint(hours).astype(np.int64) % SLOTS
+    for ch in np.flatnonzero(use).tolist():
+        ok = np.isfinite(u[:, ch]) & (sd[:, ch] > 1e-9)
+        for s in range(SLOTS):
+            col = u[ok & (b == s), ch]
+            if len(col) >= HOUR_MARG_ROWS:
+                qs = np.quantile(col, probs)
+                out[ch, s] = np.maximum.accumulate(qs + 1e-6 * np.arange(len(qs)))
+    return out
+
+
 def learn(
     q: np.ndarray, times: list[str] | None = None, *, full: bool = True, source: str = "data"
 ) -> TimeModel:
@@ -526,6 +598,7 @@ def learn(
     # The quantile map gives back the data's skew and point masses, but where it changes the
     # step-to-step correlation (isolated spikes: accelerometers) a plain linear map is kept, so
     # generated series keep the data's own autocorrelation.
+    quantile_map = np.ones(c, dtype=bool)
     for ch in range(c):
         col = u[:, ch]
         lin = (np.nanmean(col) + np.nanstd(col) * Z_GRID) if np.isfinite(col).any() else Z_GRID
@@ -533,8 +606,11 @@ def learn(
         zq[~np.isfinite(col)] = np.nan
         if abs(_empirical_acf(zq[:, None], 1)[0] - _empirical_acf(col[:, None], 1)[0]) > COPULA_ACF_GAP:
             marg[ch] = np.maximum.accumulate(lin + 1e-6 * np.arange(len(lin)))
+            quantile_map[ch] = False
+    if hours is not None and mean.shape[1] == SLOTS:
+        marg = _hourly_marginals(u, sd, hours, marg, probs, quantile_map & (np.ptp(mean, axis=1) > 0))
     tmp = TimeModel(mean, scale, marg, (1,), np.zeros((1, c, c)), np.eye(c), interval, None)
-    z = tmp.to_z(np.nan_to_num(u))
+    z = tmp.to_z(np.nan_to_num(u), clock)
     z[~np.isfinite(u) | (sd <= 1e-9)] = np.nan  # night irradiance says nothing about its dynamics
     period = None
     if hours is not None and mean.shape[1] > 1 and interval is not None:
@@ -614,13 +690,24 @@ def generate(
     if t0 is not None and tm.interval is not None:
         clock = clock_of(t0, np.arange(n) * tm.interval)
     mu, sd = tm.profile(clock, n)
-    x = np.rint(mu + sd * tm.from_z(z))
+    x = np.rint(mu + sd * tm.from_z(z, clock))
+    if tm.censored is not None:  # fold overshoots back where the limit is not a saturation
+        x = np.where((x < p.lo) & (tm.censored[:, 0] == 0), 2 * p.lo - x, x)
+        x = np.where((x > p.hi) & (tm.censored[:, 1] == 0), 2 * p.hi - x, x)
     x = np.clip(x, p.lo, p.hi).astype(np.int64)
     times = format_times(t0, tm.interval, n) if t0 is not None and tm.interval is not None else None
     return x, times
 
 
 # ---------------------------------------------------------------------------------------- training hook
+def censoring(model: Model, q: np.ndarray) -> np.ndarray:
+    """Per channel and side (low, high): whether at least CENSORED_SHARE of the training samples
+    sit at the range limit — a saturating sensor (humidity 100 %, irradiance 0 at night)."""
+    q = np.asarray(q)
+    p = model.params
+    return np.stack([(q <= p.lo).mean(axis=0), (q >= p.hi).mean(axis=0)], axis=1) >= CENSORED_SHARE
+
+
 def attach(
     model: Model,
     q: np.ndarray,
@@ -630,7 +717,8 @@ def attach(
 ) -> bytes | None:
     """Learn the time structure into ``model.meta['generation']``: the richest form (cross-channel
     weights at every lag, then at lag 1 only) and finest precision whose weight file still fits
-    ``max_bytes``; returns the file, or None (metadata left as it was). ``cache`` keeps what was
+    ``max_bytes`` (the trainer passes the bitstream file's size plus the time structure's own
+    budget); returns the file, or None (metadata left as it was). ``cache`` keeps what was
     learned for the next call on the same data."""
     from gateway.codec import weights
 
@@ -644,7 +732,7 @@ def attach(
             except DataError as exc:  # a defective time column costs the daily cycle, not the model
                 log.warning("%s: time structure learned without the time column: %s", source, exc.message)
                 cache[full] = learn(q, None, full=full, source=source)
-        tm = cache[full]
+        tm = replace(cache[full], censored=censoring(model, q))
         for digits in (4, 3):
             model.meta["generation"] = tm.to_meta(digits)
             data = weights.to_bytes(model)
@@ -656,10 +744,3 @@ def attach(
     weights.to_bytes(model)  # metadata (sha256) back in step with the file the caller keeps
     return None
 
-
-def costs_too_much(model: Model, best: Model) -> bool:
-    """Whether ``model`` (fewer activity buckets, to make room for the time structure) codes more
-    than MAX_COMPRESSION_COST worse than ``best`` on the training data."""
-    bps = model.meta.get("metrics", {}).get("bytes_per_sample")
-    ref = best.meta.get("metrics", {}).get("bytes_per_sample")
-    return bps is not None and ref is not None and bps > ref * (1 + MAX_COMPRESSION_COST)

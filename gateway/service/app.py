@@ -170,6 +170,7 @@ class Gateway:
             gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
+        self.downlink = self._downlink(db)
         self.operations = operations(cfg, self.registry, self.source, db)
         self.core = Core(
             self.pipeline,
@@ -184,6 +185,7 @@ class Gateway:
             ),
             notifier=self.notifier,
             radio_heartbeat=self.source.heartbeat,
+            downlink=self.downlink.manager if self.downlink is not None else None,
             observer=self.operations,
         )
         self.operations.attach(self.core)
@@ -196,6 +198,13 @@ class Gateway:
             if m.auto_retrain != "off"
             else None
         )
+
+    def _downlink(self, db: Path) -> Any:
+        if not self.cfg.downlink.enabled:
+            return None
+        from gateway.service.downlink import for_config
+
+        return for_config(self.cfg, db, self.registry, self.sink, self.source)
 
     def _radio(self) -> Any:
         from gateway.service.radio import (
@@ -269,6 +278,8 @@ class Gateway:
             if self.upkeep is not None:
                 self.upkeep.stop()
             self.registry.close()
+            if self.downlink is not None:
+                self.downlink.close()
             self.notifier.close()
             self.lock.release()
 

@@ -184,6 +184,17 @@ class NodeDefaults:
 
 
 @dataclass(frozen=True, slots=True)
+class DownlinkSection:
+    """``[downlink]``: acknowledgements and commands (Class A windows; docs/downlink.md)."""
+
+    enabled: bool = True
+    rx_delay_ms: int = 1000  # window = uplink RxDone + this (the node's receive delay)
+    frequency_hz: int = 0  # 0: the uplink's channel
+    max_late_ms: float = 2.0  # a window the radio cannot start within this is skipped, never sent late
+    max_queue: int = 8  # commands queued per node
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection
     radio: RadioSection
@@ -198,6 +209,7 @@ class Config:
     http: HttpSection = field(default_factory=lambda: HttpSection())
     history: HistorySection = field(default_factory=lambda: HistorySection())
     models: ModelsSection = field(default_factory=lambda: ModelsSection())
+    downlink: DownlinkSection = field(default_factory=DownlinkSection)
 
 
 class _Section:
@@ -763,11 +775,29 @@ def parse_config(
     state = _parse_state(root.sub("state"))
     ha, http = _parse_homeassistant(root.sub("homeassistant")), _parse_http(root.sub("http"))
     history, models = _parse_history(root.sub("history")), _parse_models(root.sub("models"))
+    downlink = _parse_downlink(root.sub("downlink"), radio)
     root.finish()
     return Config(
         gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source,
-        state=state, homeassistant=ha, http=http, history=history, models=models,
+        state=state, homeassistant=ha, http=http, history=history, models=models, downlink=downlink,
     )
+
+
+def _parse_downlink(sec: _Section, radio: RadioSection) -> DownlinkSection:
+    d = DownlinkSection()
+    freq = sec.int("frequency_hz", d.frequency_hz, 0, 1_020_000_000)
+    (lo, hi), _duty = REGIONS[radio.region]
+    if freq and not lo <= freq <= hi:
+        raise ConfigError(f"downlink.frequency_hz: {freq} is outside the {radio.region} band {lo}..{hi}")
+    out = DownlinkSection(
+        enabled=sec.bool("enabled", d.enabled),
+        rx_delay_ms=sec.int("rx_delay_ms", d.rx_delay_ms, 100, 15_000),
+        frequency_hz=freq,
+        max_late_ms=sec.float("max_late_ms", d.max_late_ms, 0.1, 100.0),
+        max_queue=sec.int("max_queue", d.max_queue, 1, 1000),
+    )
+    sec.finish()
+    return out
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

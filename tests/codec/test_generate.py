@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import itertools
@@ -18,6 +19,7 @@ from gateway.codec import Schema, load_weights, save_weights, train_to_size
 from gateway.codec import generate as gen
 from gateway.codec.csvio import read_csv
 from gateway.codec.errors import DataError, WeightsError
+from gateway.codec.weights import to_bytes
 
 from .conftest import DATA
 
@@ -122,7 +124,7 @@ def test_generation_is_deterministic_for_a_seed(real_model):
 
 def test_generation_metadata_survives_the_weight_file(real_model, tmp_path):
     path = tmp_path / "m.npz"
-    assert save_weights(real_model, path) <= 4096
+    assert save_weights(real_model, path) <= 4096 + 16384
     back = load_weights(path)
     a, ta = gen.generate(back, 100, np.random.default_rng(7))
     b, tb = gen.generate(real_model, 100, np.random.default_rng(7))
@@ -239,3 +241,59 @@ def test_a_defective_time_column_costs_the_daily_cycle_not_the_model(schema, spl
     tm = gen.time_model(model)
     assert tm is not None and tm.interval is None and tm.mean.shape[1] == 1
     assert "not in ascending order" in caplog.text
+
+
+def test_the_node_budget_caps_the_bitstream_and_the_time_structure_has_its_own(real_model):
+    # the node's 4 KB applies to the file without the time structure (which never reaches the MCU)
+    bare = copy.deepcopy(real_model)
+    bare.meta["generation"] = {}
+    assert len(to_bytes(bare)) <= 4096 < len(to_bytes(copy.deepcopy(real_model)))
+    assert real_model.params.buckets == 6  # the time structure no longer squeezes the tables
+
+
+@functools.cache
+def _eighths() -> tuple:
+    """The eight-block split (train on blocks 0, 2, 4, 6): its training half holds humidity at
+    100 % more often than its held-out half, which the all-hours anomaly map exaggerated."""
+    (q, times, _, _, _), _ = _held_out()
+    block = np.arange(len(q)) * 8 // len(q)
+    tr, te = np.flatnonzero(block % 2 == 0), np.flatnonzero(block % 2 == 1)
+    model, _ = train_to_size(q[tr], Schema.load(DATA / "weather.toml"), 16, times=[times[i] for i in tr])
+    return q, times, te, model
+
+
+def test_humidity_is_not_pinned_at_100_percent_beyond_the_real_share():
+    # One anomaly distribution for all hours put humidity at its limit 2.9 points more often than the
+    # held-out data (a night's point mass spread over every hour); per-hour quantile maps keep it
+    # within the target (real held-out share + 1 point).
+    # (As bench/generate.py measures it: four runs per held-out block, from the block's first time.)
+    q, times, te, model = _eighths()
+    ch = model.schema.names.index("humidity")
+    hi = model.params.hi[ch]
+    block = np.arange(len(q)) * 8 // len(q)
+    rng = np.random.default_rng(1)
+    runs = [
+        gen.generate(model, len(rows), rng, datetime.fromisoformat(times[rows[0]]))[0][:, ch]
+        for b in (1, 3, 5, 7)
+        for rows in [np.flatnonzero(block == b)] * 4
+    ]
+    share, real_share = np.mean(np.concatenate(runs) >= hi), np.mean(q[te, ch] >= hi)
+    assert share <= real_share + 0.01, (share, real_share)  # 6.3 % against 4.2 % before
+
+
+def test_saturating_limits_hold_and_other_limits_fold_back(real_model):
+    # humidity saturates at 100 % and irradiance sits at 0 all night: values past those limits are
+    # held there; temperature's limits are far outside its data, so an overshoot would fold back
+    tm = gen.time_model(real_model)
+    flags = dict(zip(real_model.schema.names, tm.censored.tolist(), strict=True))
+    assert flags["humidity"][1] == 1 and flags["irradiance"][0] == 1
+    assert flags["temperature"] == [0, 0]
+
+
+def test_cli_train_refuses_a_negative_generation_budget_in_one_line(tmp_path, capsys):
+    args = ["model", "train", "--data", str(DATA / "weather-400.csv"), "--schema", str(DATA / "weather.toml")]
+    out = str(tmp_path / "m.npz")
+    code = main([*args, "--samples-per-frame", "16", "--out", out, "--max-gen-bytes", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and err[-1].endswith("--max-gen-bytes must be at least 0") and "Traceback" not in err[0]
+    assert not (tmp_path / "m.npz").exists()
