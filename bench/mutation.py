@@ -83,7 +83,7 @@ _BIN_SWAP = {
 }
 
 # (module, source line stripped, mutation) → why no test can kill it (keyed by text: lines move)
-EQUIVALENT: dict[tuple[str, int, str], str] = {}
+EQUIVALENT: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,8 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what}: {path} is not readable by this user") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what}: {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes the whole file first: TOML is UTF-8 only
+        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})") from None
 
 
 def _check_private(path: Path) -> None:
