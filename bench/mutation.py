@@ -43,7 +43,11 @@ MODULES: dict[str, list[str]] = {
         "tests/frames/test_vectors.py",
         "tests/frames/test_mutants_crypto.py",
     ],
-    "gateway.frames.wire": ["tests/frames/test_wire.py", "tests/frames/test_vectors.py"],
+    "gateway.frames.wire": [
+        "tests/frames/test_wire.py",
+        "tests/frames/test_vectors.py",
+        "tests/frames/test_mutants_wire.py",
+    ],
     "gateway.frames.decoder": [
         "tests/frames/test_decoder.py",
         "tests/frames/test_counter_reset.py",
@@ -146,7 +150,7 @@ def _candidates(node: ast.AST) -> list[str]:
         if isinstance(node.value, float):
             return [f"{node.value}->{node.value + 1}"]
     if isinstance(node, ast.Assign) and not (
-        isinstance(node.value, ast.Constant) and node.value.value is None
+        isinstance(node.value, ast.Constant) and (node.value.value is None or isinstance(node.value.value, str))
     ):
         return ["value->None"]
     return []

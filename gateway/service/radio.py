@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -29,6 +30,9 @@ from gateway.service.config import RadioSection
 log = logging.getLogger(__name__)
 
 SIM_NODE_BASE = 0x5100  # simulated node ids 0x5101, 0x5102, ... (two bytes on air, like most fleets)
+# A directory the emulated air takes commands from (bench/chaos.py): files ``*.cmd`` with lines
+# ``send HEX`` (a packet on the air), ``chip-reset`` (the gateway chip's power-on reset), ``fault NAME``.
+CONTROL_ENV = "LORA_GW_EMULATOR_CONTROL"
 
 
 class DriverSource:
@@ -197,6 +201,8 @@ class SimNetwork:
         self._threads: list[threading.Thread] = []
         self._heartbeat = time.monotonic()
         self._until: float | None = None
+        self._control = os.environ.get(CONTROL_ENV) or None
+        self._control_at = 0.0
 
     def register(self, registry: NodeRegistry) -> None:
         """Register the simulated nodes (once) and continue where the gateway is: its counter and, for a node
@@ -242,6 +248,8 @@ class SimNetwork:
         heapq.heapify(queue)
         try:
             while not self._stop.is_set() and queue:
+                if self._control is not None:
+                    self._take_commands()
                 when, i = heapq.heappop(queue)
                 if self._until is not None and when >= self._until:
                     break
@@ -260,6 +268,38 @@ class SimNetwork:
                 heapq.heappush(queue, (when + self.interval_s * jitter, i))
         except Exception as exc:
             log.error("simulated nodes stopped: %s: %s", type(exc).__name__, exc)
+
+    def _take_commands(self) -> None:
+        """Emulator only, opt-in by environment: apply the command files of the control directory."""
+        now = time.monotonic()
+        if now - self._control_at < 0.1:
+            return
+        self._control_at = now
+        try:
+            names = sorted(n for n in os.listdir(self._control) if n.endswith(".cmd"))
+        except OSError:
+            return
+        for name in names:
+            path = Path(self._control, name)
+            try:
+                lines = path.read_text().splitlines()
+                path.rename(path.with_suffix(".done"))
+            except OSError:
+                continue
+            for line in lines:
+                cmd, _, arg = line.strip().partition(" ")
+                try:
+                    if cmd == "send":
+                        node = self.sim.nodes[0]
+                        while node.busy:
+                            self.sim.clock.sleep(0.01)
+                        node.send(bytes.fromhex(arg), wait=True)
+                    elif cmd == "chip-reset":
+                        self.sim.gateway_chip.power_on_reset()
+                    elif cmd == "fault":
+                        self.sim.gateway_chip.fault = arg
+                except (ValueError, RuntimeError) as exc:
+                    log.warning("emulator control %s: %s", cmd, exc)
 
     def wait_transmissions(self, timeout_s: float) -> None:
         if len(self._threads) > 1:
