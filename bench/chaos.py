@@ -64,8 +64,18 @@ OPEN_SIM = 0x5103
 OPERATOR_NODE = 0x7777
 MARKER = b"CHAOS"
 WATCHDOG_S = 6.0  # WATCHDOG_USEC given to the service: it pings every 3 s, a 6 s silence is a hang
-FAULT_KINDS = ("broker_restart", "broker_kill", "broker_stall", "gateway_kill", "gateway_term", "disk_full",
-               "chip_reset", "missed_dio0", "bad_frames", "operator_cli")  # fmt: skip
+FAULT_KINDS = (
+    "broker_restart",
+    "broker_kill",
+    "broker_stall",
+    "gateway_kill",
+    "gateway_term",
+    "disk_full",
+    "chip_reset",
+    "missed_dio0",
+    "bad_frames",
+    "operator_cli",
+)
 AUDIT_SQL = """
 CREATE TABLE IF NOT EXISTS chaos_accepted (node_id INTEGER, fcnt INTEGER, at REAL);
 CREATE TRIGGER IF NOT EXISTS chaos_audit AFTER INSERT ON outbox BEGIN
@@ -102,18 +112,28 @@ class Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise SystemExit("error: mosquitto is not installed (sudo apt-get install mosquitto)")
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
-                 f"persistence_location {self.dir}/", "autosave_interval 1", "autosave_on_changes true",
-                 "max_inflight_messages 0", "max_queued_messages 1000000",
-                 f"log_dest file {self.dir / 'mosquitto.log'}"]  # fmt: skip
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 1",
+            "autosave_on_changes true",
+            "max_inflight_messages 0",
+            "max_queued_messages 1000000",
+            f"log_dest file {self.dir / 'mosquitto.log'}",
+        ]
         if os.geteuid() == 0:
             lines.append("user root")
         (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
         self.binary = binary
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.dir / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.dir / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if not _wait_port(self.port):
             raise RuntimeError("mosquitto did not start")
 
@@ -141,8 +161,9 @@ class Subscriber:
     def __init__(self, port: int) -> None:
         self.messages: list[tuple[float, str, bytes]] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="chaos-consumer",
-                                  protocol=mqtt.MQTTv5)  # fmt: skip
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="chaos-consumer", protocol=mqtt.MQTTv5
+        )
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("lora/#", qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)
@@ -253,24 +274,37 @@ class Run:
         fs = self.work / "fs"
         fs.mkdir(exist_ok=True)
         if os.geteuid() == 0:
-            res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", str(fs)],
-                                 capture_output=True, text=True)  # fmt: skip
+            res = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", str(fs)],
+                capture_output=True,
+                text=True,
+            )
             self.mounted = res.returncode == 0
         if not self.mounted:
-            self.notes.append("no tmpfs mount (not root or not allowed): disk full simulated with min_free_mb")
+            self.notes.append(
+                "no tmpfs mount (not root or not allowed): disk full simulated with min_free_mb"
+            )
         self.state.mkdir(mode=0o700, exist_ok=True)
 
     def cli_run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gateway.cli.main", "--state-dir", str(self.state), *args],
-                              cwd=ROOT, capture_output=True, text=True, input=stdin, timeout=60,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "--state-dir", str(self.state), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
 
     def prepare(self, port: int) -> None:
         res = self.cli_run("state", "init")
         if res.returncode != 0:
             raise SystemExit(f"error: state init failed: {res.stderr.strip()}")
         for i, (nid, key) in enumerate(SECURED.items()):
-            res = self.cli_run("nodes", "add", hex(nid), "--name", f"sim-{i + 1}", "--key", "-", stdin=key.hex())
+            res = self.cli_run(
+                "nodes", "add", hex(nid), "--name", f"sim-{i + 1}", "--key", "-", stdin=key.hex()
+            )
             if res.returncode != 0:
                 raise SystemExit(f"error: nodes add failed: {res.stderr.strip()}")
         self.cli_run("nodes", "add", hex(OPERATOR_NODE), "--name", "operator-test")
@@ -316,12 +350,22 @@ level = "info"
     # -- the gateway ---------------------------------------------------------------------------------------
 
     def start_gateway(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": str(self.work / "notify.sock"),
-               "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6)), "LORA_GW_EMULATOR_CONTROL": str(self.control),
-               **self.extra_env}  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "NOTIFY_SOCKET": str(self.work / "notify.sock"),
+            "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6)),
+            "LORA_GW_EMULATOR_CONTROL": str(self.control),
+            **self.extra_env,
+        }
         self.watchdog.reset()
-        self.gw = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "run", "--config", str(self.config)],
-                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))  # fmt: skip
+        self.gw = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli.main", "run", "--config", str(self.config)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("ab"),
+        )
         self.gateway_runs.append({"pid": self.gw.pid, "started": time.time()})
 
     def stop_gateway(self, sig: int) -> int | None:
@@ -369,17 +413,24 @@ level = "info"
                 frame[self.rng.randrange(len(frame))] ^= 1 << self.rng.randrange(8)
             elif kind == "forged":
                 wrong = bytes(self.rng.randrange(256) for _ in range(16))
-                frame = bytearray(FrameEncoder(nid, wrong).encode(payload, fcnt=base + self.rng.randint(2, 50)))
+                frame = bytearray(
+                    FrameEncoder(nid, wrong).encode(payload, fcnt=base + self.rng.randint(2, 50))
+                )
             elif kind == "replayed":
                 if base < 3:
                     continue
-                frame = bytearray(FrameEncoder(nid, key).encode(payload, fcnt=self.rng.randrange(0, base - 2)))
+                frame = bytearray(
+                    FrameEncoder(nid, key).encode(payload, fcnt=self.rng.randrange(0, base - 2))
+                )
             elif kind == "downgraded":
                 frame = bytearray(FrameEncoder(nid).encode(payload, fcnt=base + self.rng.randint(2, 50)))
             else:
                 nid = OPEN_SIM
-                frame = bytearray(FrameEncoder(nid).encode(payload, codec=PayloadCodec.RAW,
-                                                           fcnt=nxt.get(nid, 0) + self.rng.randint(2, 50)))  # fmt: skip
+                frame = bytearray(
+                    FrameEncoder(nid).encode(
+                        payload, codec=PayloadCodec.RAW, fcnt=nxt.get(nid, 0) + self.rng.randint(2, 50)
+                    )
+                )
                 i = self.rng.randrange(len(frame))
                 frame[i] ^= 1 << self.rng.randrange(8)
                 body, crc = bytes(frame[:-2]), frame[-2] | (frame[-1] << 8)
@@ -393,7 +444,9 @@ level = "info"
         return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
 
     def operator(self) -> str:
-        choice = self.rng.choice(("nodes list", "nodes add", "reset-counter", "model install", "state backup"))
+        choice = self.rng.choice(
+            ("nodes list", "nodes add", "reset-counter", "model install", "state backup")
+        )
         if choice == "nodes list":
             res = self.cli_run("nodes", "list", "--json")
         elif choice == "nodes add":
@@ -402,12 +455,15 @@ level = "info"
         elif choice == "reset-counter":
             res = self.cli_run("nodes", "reset-counter", hex(OPERATOR_NODE), "--new-epoch")
         elif choice == "model install":
-            res = self.cli_run("model", "install", str(ROOT / "gateway" / "codec" / "data" / "weather-demo.npz"))
+            res = self.cli_run(
+                "model", "install", str(ROOT / "gateway" / "codec" / "data" / "weather-demo.npz")
+            )
         else:
             res = self.cli_run("state", "backup", str(self.work / f"backup-{len(self.faults)}.db"))
         self.cli[f"{choice}: exit {res.returncode}"] += 1
-        return f"{choice} → {res.returncode}" + (f" ({res.stderr.strip().splitlines()[-1]})" if res.returncode and
-                                                res.stderr.strip() else "")  # fmt: skip
+        return f"{choice} → {res.returncode}" + (
+            f" ({res.stderr.strip().splitlines()[-1]})" if res.returncode and res.stderr.strip() else ""
+        )
 
     def disk_full(self, hold: float) -> str:
         if not self.mounted:
@@ -527,8 +583,13 @@ level = "info"
         self.stop_gateway(signal.SIGTERM)
         time.sleep(1.0)
         with contextlib.closing(sqlite3.connect(self.db, timeout=5)) as c:
-            audit = [(message_id(n, f), at) for n, f, at in c.execute("SELECT node_id, fcnt, at FROM chaos_accepted")]
-            parked = {message_id(n, f) for n, f in c.execute("SELECT node_id, fcnt FROM outbox WHERE state >= 2")}
+            audit = [
+                (message_id(n, f), at)
+                for n, f, at in c.execute("SELECT node_id, fcnt, at FROM chaos_accepted")
+            ]
+            parked = {
+                message_id(n, f) for n, f in c.execute("SELECT node_id, fcnt FROM outbox WHERE state >= 2")
+            }
         delivered = self.sub.delivered()
         accepted_at: dict[str, float] = {}
         for mid, at in audit:
@@ -541,10 +602,16 @@ level = "info"
             at = accepted_at[mid]
             before = [f for f in self.faults if f.start <= at + 5.0]
             last = before[-1] if before else None
-            entry = {"msg_id": mid, "accepted_at": round(at, 3),
-                     "fault_before": None if last is None else f"{last.kind} at {last.start:.3f} {last.detail}"}  # fmt: skip
-            (lost_broker if last is not None and last.kind == "broker_kill" and at <= last.start + 1.0
-             else lost_gateway).append(mid)  # fmt: skip
+            entry = {
+                "msg_id": mid,
+                "accepted_at": round(at, 3),
+                "fault_before": None if last is None else f"{last.kind} at {last.start:.3f} {last.detail}",
+            }
+            (
+                lost_broker
+                if last is not None and last.kind == "broker_kill" and at <= last.start + 1.0
+                else lost_gateway
+            ).append(mid)
             evidence.append(entry)
         dup_count, dup_bad = 0, []
         forged = []
@@ -556,7 +623,9 @@ level = "info"
             dup_count += sum(n - 1 for n in n_copies.values())
             for topic, bodies in per_topic.items():
                 if len(bodies) > 1:
-                    dup_bad.append({"msg_id": mid, "topic": topic, "versions": [b.decode()[:300] for b in bodies]})
+                    dup_bad.append(
+                        {"msg_id": mid, "topic": topic, "versions": [b.decode()[:300] for b in bodies]}
+                    )
             for _, topic, payload in copies:
                 if MARKER.hex() in payload.decode(errors="replace").lower() or MARKER in payload:
                     forged.append({"msg_id": mid, "topic": topic, "payload": payload.decode()[:300]})
@@ -577,11 +646,12 @@ level = "info"
         return {
             "minutes": self.minutes,
             "seed": self.seed,
-            "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}, "
-                       f"{os.cpu_count()} CPUs",  # fmt: skip
+            "machine": f"{platform.machine()} {platform.python_implementation()} "
+            f"{platform.python_version()}, {os.cpu_count()} CPUs",
             "faults_injected": dict(sorted(kinds.items())),
             "faults_total": len(self.faults),
-            "frames_sent": received,  # packets the gateway's radio received (the stats topic, summed over runs)
+            # packets the gateway's radio received (the stats topic, summed over runs)
+            "frames_sent": received,
             "frames_injected_bad": len(self.injected),
             "frames_accepted": len(accepted),
             "frames_delivered": len(set(delivered) & accepted),
@@ -598,8 +668,15 @@ level = "info"
             "operator_commands": dict(self.cli),
             "invariants": invariants,
             "evidence": {"lost": evidence[:50], "duplicates_differing": dup_bad[:10], "forged": forged[:10]},
-            "faults": [{"kind": f.kind, "t": round(f.start - self.faults[0].start, 2), "s": round(f.end - f.start, 2),
-                        "detail": f.detail} for f in self.faults],  # fmt: skip
+            "faults": [
+                {
+                    "kind": f.kind,
+                    "t": round(f.start - self.faults[0].start, 2),
+                    "s": round(f.end - f.start, 2),
+                    "detail": f.detail,
+                }
+                for f in self.faults
+            ],
             "notes": self.notes,
         }
 
@@ -609,7 +686,7 @@ level = "info"
         with self.sub.lock:
             stats = [json.loads(p) for _, t, p in self.sub.messages if t.endswith("/stats")]
         received, drops, last = 0, Counter(), None
-        for s in stats + [None]:
+        for s in [*stats, None]:
             if last is not None and (s is None or s.get("uptime_s", 0) < last.get("uptime_s", 0)):
                 received += last.get("received", 0)
                 drops.update(last.get("drops", {}))
@@ -635,7 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--fault-every", type=float, default=20.0, help="mean seconds between faults (default 20)")
+    ap.add_argument(
+        "--fault-every", type=float, default=20.0, help="mean seconds between faults (default 20)"
+    )
     ap.add_argument("--keep", help="work in this directory and keep it (logs, database, broker files)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -653,8 +732,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(f"faults {result['faults_total']} {result['faults_injected']}")
-        for k in ("frames_sent", "frames_accepted", "frames_delivered", "frames_lost", "lost_after_broker_kill",
-                  "duplicates", "forged_published", "max_recovery_s", "max_watchdog_gap_s"):  # fmt: skip
+        for k in (
+            "frames_sent",
+            "frames_accepted",
+            "frames_delivered",
+            "frames_lost",
+            "lost_after_broker_kill",
+            "duplicates",
+            "forged_published",
+            "max_recovery_s",
+            "max_watchdog_gap_s",
+        ):
             print(f"{k}: {result[k]}")
         for name, good in result["invariants"].items():
             print(f"{'ok  ' if good else 'FAIL'} {name}")

@@ -150,7 +150,8 @@ def _candidates(node: ast.AST) -> list[str]:
         if isinstance(node.value, float):
             return [f"{node.value}->{node.value + 1}"]
     if isinstance(node, ast.Assign) and not (
-        isinstance(node.value, ast.Constant) and (node.value.value is None or isinstance(node.value.value, str))
+        isinstance(node.value, ast.Constant)
+        and (node.value.value is None or isinstance(node.value.value, str))
     ):
         return ["value->None"]
     return []

@@ -254,7 +254,7 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what}: {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:  # tomllib decodes the whole file first: TOML is UTF-8 only
-        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})") from None
+        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _check_private(path: Path) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.frames import FrameDecoder, FrameEncoder, FrameError, Node
-from gateway.frames import wire
+from gateway.frames import FrameDecoder, FrameEncoder, FrameError, Node, wire
 from gateway.frames.types import FrameType, PayloadCodec
 
 
