@@ -255,8 +255,8 @@ def limits() -> list[str]:
             f"{r['dataset']} once a minute (60 samples/hour). LPP: one frame per sample ({lpp_payload}-byte "
             f"payload + 8 bytes frame overhead). Ours: one frame per 16 samples ({ours_payload}-byte "
             "payload, the measured mean, + 8). The channel is loaded to 1 % of its time (ALOHA "
-            "collisions then stay near 1 − e^(−0.02) ≈ 2 %), so nodes = 36 s / (airtime per node per hour); every node also keeps "
-            "its own 1 % duty cycle at these rates.",
+            "collisions then stay near 1 − e^(−0.02) ≈ 2 %), so nodes = 36 s / (airtime per node per "
+            "hour); every node also keeps its own 1 % duty cycle at these rates.",
             "",
             "| SF | LPP: nodes | ours: nodes | ratio |",
             "|---|---|---|---|",
