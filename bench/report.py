@@ -300,7 +300,7 @@ def fuzzing(runs: int) -> list[str]:
 
 
 def mutation(path: str | None) -> list[str]:
-    from bench.mutation import EQUIVALENT
+    from bench.mutation import EQUIVALENT, reclassify
 
     out = ["## Mutation testing", ""]
     if path and Path(path).exists():
@@ -314,6 +314,7 @@ def mutation(path: str | None) -> list[str]:
             "| module | generated | killed | survived | equivalent | kill rate |",
             "|---|---|---|---|---|---|",
         ]
+        data["modules"] = [reclassify(m) for m in data["modules"]]
         for m in data["modules"]:
             rate = "–" if m["kill_rate"] is None else f"{100 * m['kill_rate']:.1f} %"
             out.append(
