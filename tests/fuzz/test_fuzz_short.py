@@ -60,3 +60,12 @@ def test_a_config_file_that_is_not_utf8_is_a_one_line_error(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     assert "not UTF-8" in err.value.message and "\n" not in err.value.message
+
+
+@pytest.mark.parametrize("url", ["mqtt://]27.0.0.1:1883", "mqtt://[::1:1883", "mqtts://user@[fe80::1"])
+def test_a_broker_url_with_an_unbalanced_bracket_is_a_one_line_error(tmp_path, url: str) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f'[gateway]\nid = "gw"\n[mqtt]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "mqtt.url" in err.value.message and "\n" not in err.value.message
