@@ -48,6 +48,7 @@ class Target:
     what: str
     build: Callable[[], tuple[Callable[[bytes], object], list[bytes]]]
     modules: list[str] = field(default_factory=lambda: ["gateway"])
+    max_len: int = 255  # a LoRa packet; the config loader reads files, longer
 
 
 def _key(node_id: int) -> bytes:
@@ -150,7 +151,7 @@ TARGETS: dict[str, Target] = {
         Target("codec", "the demo model's codec decoder (Model.decode)", _codec),
         Target("lpp", "Cayenne LPP decoder", _lpp),
         Target("radiohead", "RadioHead header parser", _radiohead),
-        Target("config", "the config loader (lora-gw run --config), from file bytes", _config),
+        Target("config", "the config loader (lora-gw run --config), file bytes", _config, max_len=8192),
         Target("command", "the MQTT downlink command parser", _command),
     )
 }
@@ -200,7 +201,9 @@ def mutate(rng: random.Random, seed: bytes) -> bytes:
     return bytes(data)
 
 
-def run_random(target: Target, runs: int, seed: int, show: int = 3, measure: bool = True) -> dict:
+def run_random(
+    target: Target, runs: int, seed: int, show: int = 3, measure: bool = True, seconds: float | None = None
+) -> dict:
     cov = None
     if measure:
         try:
@@ -216,7 +219,12 @@ def run_random(target: Target, runs: int, seed: int, show: int = 3, measure: boo
         allowed = _allowed()
         rng = random.Random(seed)
         crashes, examples = 0, []
+        stop_at = None if seconds is None else time.perf_counter() + seconds
+        done = 0
         for i in range(runs):
+            if stop_at is not None and i % 256 == 0 and time.perf_counter() > stop_at:
+                break
+            done += 1
             if i < len(seeds):
                 data = seeds[i]
             elif rng.random() < 0.2:
@@ -243,7 +251,7 @@ def run_random(target: Target, runs: int, seed: int, show: int = 3, measure: boo
     return {
         "target": target.name,
         "engine": "random",
-        "inputs": runs,
+        "inputs": done,
         "crashes": crashes,
         "coverage": lines,
         "coverage_unit": "lines" if lines is not None else None,
@@ -276,7 +284,7 @@ _DONE = re.compile(r"#(\d+)\s+DONE\s+cov: (\d+)")
 _STAT = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+)")
 
 
-def run_atheris(target: Target, runs: int, seed: int, timeout_s: float | None = None) -> dict:
+def run_atheris(target: Target, runs: int, seed: int, seconds: float | None = None) -> dict:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lora-gw-fuzz-") as tmp:
         corpus = Path(tmp) / "corpus"
@@ -292,13 +300,15 @@ def run_atheris(target: Target, runs: int, seed: int, timeout_s: float | None = 
             "--",
             f"-runs={runs}",
             f"-seed={seed}",
-            "-max_len=512",
+            f"-max_len={target.max_len}",
             f"-artifact_prefix={tmp}/",
             "-print_final_stats=1",
             str(corpus),
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s, cwd=tmp)
+        if seconds is not None:
+            cmd.insert(-1, f"-max_total_time={max(1, int(seconds))}")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
         err = proc.stderr
         examples = []
         for crash in sorted(Path(tmp).glob("crash-*")):
@@ -330,7 +340,7 @@ def have_atheris() -> bool:
     return importlib.util.find_spec("atheris") is not None
 
 
-def run(name: str, runs: int, seed: int = 1, engine: str | None = None) -> dict:
+def run(name: str, runs: int, seed: int = 1, engine: str | None = None, seconds: float | None = None) -> dict:
     if name not in TARGETS:
         raise SystemExit(f"error: no fuzz target {name!r} (one of {', '.join(TARGETS)})")
     why = available(name)
@@ -338,7 +348,10 @@ def run(name: str, runs: int, seed: int = 1, engine: str | None = None) -> dict:
         return {"target": name, "engine": None, "inputs": 0, "crashes": 0, "coverage": None, "status": why}
     engine = engine or ("atheris" if have_atheris() else "random")
     target = TARGETS[name]
-    result = run_atheris(target, runs, seed) if engine == "atheris" else run_random(target, runs, seed)
+    if engine == "atheris":
+        result = run_atheris(target, runs, seed, seconds)
+    else:
+        result = run_random(target, runs, seed, seconds=seconds)
     result["status"] = "ok" if result["crashes"] == 0 else "crashed"
     result["machine"] = f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}"
     return result
@@ -354,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--engine", choices=("atheris", "random"))
+    ap.add_argument("--seconds", type=float, help="stop a target after this long even before --runs inputs")
     ap.add_argument("--list", action="store_true", help="the targets and whether each can run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -362,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{t.name:10} {available(t.name) or 'ok'}: {t.what}")
         return 0 if args.list else 2
     names = list(TARGETS) if args.target == "all" else [args.target]
-    results = [run(n, args.runs, args.seed, args.engine) for n in names]
+    results = [run(n, args.runs, args.seed, args.engine, args.seconds) for n in names]
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
     else:

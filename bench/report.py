@@ -268,18 +268,19 @@ def limits() -> list[str]:
     return [*out, ""]
 
 
-def fuzzing(runs: int) -> list[str]:
+def fuzzing(runs: int, seconds: float) -> list[str]:
     from bench import fuzz
 
     out = ["## Fuzzing", ""]
     rows = []
     for name in fuzz.TARGETS:
-        args = ["bench/fuzz.py", "--target", name, "--runs", str(runs), "--json"]
+        args = ["bench/fuzz.py", "--target", name, "--runs", str(runs), "--seconds", str(seconds), "--json"]
         r, took = _run_json(args, timeout_s=3600)
         rows.append((name, r, took))
     engine = next((r.get("engine") for _, r, _ in rows if isinstance(r, dict) and r.get("engine")), "?")
     out += [
-        f"Measured with `python bench/fuzz.py --target NAME --runs {runs} --json` per target, engine "
+        f"Measured with `python bench/fuzz.py --target NAME --runs {runs} --seconds {seconds:g} --json` "
+        f"per target (at most {seconds:g} s each: fewer inputs than --runs where a target is slower), engine "
         f"{engine} (coverage-guided libFuzzer; coverage = edges reached). Only each decoder's documented "
         "error (a `GatewayError`) is allowed out.",
         "",
@@ -376,7 +377,12 @@ def chaos(path: str | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter radio and pipeline runs")
-    ap.add_argument("--fuzz-runs", type=int, default=100_000, help="inputs per fuzz target (default 100000)")
+    ap.add_argument(
+        "--fuzz-runs", type=int, default=1_000_000, help="inputs per fuzz target (default 1000000)"
+    )
+    ap.add_argument(
+        "--fuzz-seconds", type=float, default=120.0, help="time cap per fuzz target (default 120)"
+    )
     ap.add_argument("--chaos-json", help="the output of bench/chaos.py --json")
     ap.add_argument("--mutation-json", help="the output of bench/mutation.py --json")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -395,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     for section in (
         chaos(args.chaos_json),
         mutation(args.mutation_json),
-        fuzzing(args.fuzz_runs),
+        fuzzing(args.fuzz_runs, args.fuzz_seconds),
         spi(args.quick),
         codec_part,
         pipeline(args.quick),
