@@ -1,13 +1,18 @@
 """Codec benchmark: bytes per sample and speed of the learned model beside the baselines.
 
 Data (the ``bench`` extra): Greensboro TMY3 weather (pvlib), CGM glucose (bokeh-sampledata),
-Daphnet accelerometers (aeon). For 8, 16 and 32 samples per frame: train on the first half,
-evaluate on the second, every frame on its own. Baselines: raw int16, Cayenne LPP, zstd level 19
-with a 2 KB dictionary trained on the first half (frames as first sample + deltas, channel-major
-int16, no checksum/size/dictionary id in the zstd frame), delta + zigzag + varint, Sprintz-style bit
-packing, and the ideal static order-0 entropy of deltas (first sample raw at 16 bits per channel).
+Daphnet accelerometers (aeon), and the CGM sensor current alone (``isig``, a drifting single
+channel). For 8, 16 and 32 samples per frame: train on the first half, evaluate on the second,
+every frame on its own. Baselines: raw int16, Cayenne LPP, zstd level 19 with a 2 KB dictionary
+trained on the first half (frames as first sample + deltas, channel-major int16, no
+checksum/size/dictionary id in the zstd frame), delta + zigzag + varint, Sprintz-style bit packing,
+a plain per-frame Rice coder, the ideal static order-0 entropy of deltas (first sample raw at 16
+bits per channel) and the stricter order-0 bound (first sample at its own order-0 cost).
+``--mutations N`` adds the mutation run (flipped bits, truncations, wrong models; crashes,
+silently wrong, detected) on N test frames per data set and size, at the codec and frame level.
 
-    python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet]
+    python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet,isig]
+                          [--mutations 200]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 from gateway.codec import Channel, Schema, train_to_size
 from gateway.codec.baselines import lpp_bytes_per_sample, sprintz_frame_bytes, varint_frame_bytes
 from gateway.codec.train import frames_of
+from gateway.frames.types import PayloadCodec
 
 
 def _say(msg: str) -> None:
@@ -69,10 +75,18 @@ def daphnet() -> tuple[Schema, np.ndarray]:
     return schema, schema.quantise(df[cols].to_numpy(dtype=np.float64))
 
 
+def isig() -> tuple[Schema, np.ndarray]:
+    """The drifting single-channel case: the CGM sensor current alone at 0.01 nA (the stored data
+    hold no sea temperature series; this one drifts slowly with small noisy steps in the same way)."""
+    schema, q = glucose()
+    return Schema(schema.channels[:1]), q[:, :1]
+
+
 DATASETS: dict[str, Callable[[], tuple[Schema, np.ndarray]]] = {
     "greensboro": greensboro,
     "glucose": glucose,
     "daphnet": daphnet,
+    "isig": isig,
 }
 
 
@@ -106,6 +120,135 @@ def entropy_bytes(train: np.ndarray, test_frames: np.ndarray) -> float:
     return bits / 8 + 2 * train.shape[1] * len(test_frames)
 
 
+def order0_bound_bytes(train: np.ndarray, test_frames: np.ndarray) -> float:
+    """The ideal static order-0 bound of a per-frame coder: each channel's first sample under the
+    training half's value histogram, every later sample under its first-difference histogram
+    (cross-entropy, unseen values at half a count); no termination, no table cost."""
+
+    def xent(train_vals: np.ndarray, test_vals: np.ndarray) -> float:
+        vals, counts = np.unique(train_vals, return_counts=True)
+        prob = dict(zip(vals.tolist(), (counts / counts.sum()).tolist(), strict=True))
+        floor = 0.5 / counts.sum()
+        return float(sum(-np.log2(prob.get(v, floor)) for v in test_vals.tolist()))
+
+    n = test_frames.shape[1]
+    starts = frames_of(train, n)[:, 0] if len(train) >= n else train[:1]
+    bits = 0.0
+    for c in range(train.shape[1]):
+        bits += xent(starts[:, c], test_frames[:, 0, c])
+        bits += xent(np.diff(train[:, c]), np.diff(test_frames[:, :, c], axis=1).ravel())
+    return bits / 8
+
+
+def rice_frame_bytes(frame: np.ndarray) -> int:
+    """A plain per-frame Rice coder: first sample raw (16 bits per channel), then per channel a
+    4-bit parameter k and the zigzagged deltas Rice-coded with the best k for this frame."""
+    bits = 16 * frame.shape[1]
+    d = np.diff(frame, axis=0)
+    z = np.where(d >= 0, 2 * d, -2 * d - 1)
+    for c in range(frame.shape[1]):
+        bits += 4 + min(int((z[:, c] >> k).sum()) + len(z) * (k + 1) for k in range(16))
+    return -(-bits // 8)
+
+
+# -- mutation run (issue 11): corrupted payloads and frames, and frames under the wrong model ---------
+
+
+def _tally() -> dict[str, int]:
+    return {"inputs": 0, "crashes": 0, "silently_wrong": 0, "detected": 0, "unchanged": 0}
+
+
+def _judge(tally: dict[str, int], decode: Callable[[], np.ndarray | None], truth: np.ndarray) -> None:
+    """One input: ``decode`` returns samples, None when refused, or raises (a crash unless ours)."""
+    from gateway.errors import GatewayError
+
+    tally["inputs"] += 1
+    try:
+        got = decode()
+    except GatewayError:
+        got = None
+    except Exception:  # anything else leaving a decoder is a crash
+        tally["crashes"] += 1
+        return
+    if got is None:
+        tally["detected"] += 1
+    elif np.array_equal(got, truth):
+        tally["unchanged"] += 1
+    else:
+        tally["silently_wrong"] += 1
+
+
+def _mutations(rng: np.random.Generator, data: bytes) -> list[bytes]:
+    """Two single-bit flips and cuts of 1, 2 and 3 bytes."""
+    out = []
+    for _ in range(2):
+        b = bytearray(data)
+        i = int(rng.integers(len(b) * 8))
+        b[i // 8] ^= 1 << (i % 8)
+        out.append(bytes(b))
+    out += [data[:-cut] for cut in (1, 2, 3) if len(data) > cut]
+    return out
+
+
+def mutation_run(model, wrong: list, frames: np.ndarray, limit: int, seed: int = 11) -> dict[str, object]:
+    """Codec level (payload alone: both decoders) and frame level (open frame, CRC bound to the
+    model): flipped bits and truncations; and every frame under ``wrong`` models, each installed as
+    the same id with a version ≡ the right one mod 8 (wrong samples-per-frame or other weights)."""
+    from gateway.frames import FrameDecoder, FrameEncoder, Node
+    from gateway.frames.errors import FrameError
+
+    rng = np.random.default_rng(seed)
+    frames = frames[:limit]
+    payloads = model.encode_many(frames)
+    codec = {"flipped_or_cut": _tally(), "wrong_model": _tally()}
+    frame = {"flipped_or_cut": _tally(), "wrong_model": _tally()}
+
+    def scalar(m, p: bytes) -> np.ndarray:
+        return m.decode(p)
+
+    def batch(m, ps: list[bytes]) -> list:
+        return m.decode_each(ps)
+
+    for p, truth in zip(payloads, frames, strict=True):
+        muts = _mutations(rng, p)
+        lanes = batch(model, muts)
+        for q, lane in zip(muts, lanes, strict=True):
+            _judge(codec["flipped_or_cut"], lambda q=q: scalar(model, q), truth)
+            lane_out = None if isinstance(lane, Exception) else lane
+            _judge(codec["flipped_or_cut"], lambda lane_out=lane_out: lane_out, truth)
+        for w in wrong:
+            _judge(codec["wrong_model"], lambda w=w, p=p: scalar(w, p), truth)
+
+    nodes = [Node(7, "bench")]
+    installed = {model.version: model}
+    right = FrameDecoder(nodes, models=lambda mid, v8: [(model.version, model.fingerprint)])
+
+    def through(decoder: FrameDecoder, models: dict, data: bytes) -> np.ndarray | None:
+        try:
+            f = decoder.inspect(data)[0]
+        except FrameError:
+            return None
+        return models[f.model_version].decode(f.payload)
+
+    enc = FrameEncoder(7)
+    too_long = 0
+    for p, truth in zip(payloads, frames, strict=True):
+        if len(p) + 8 > 255:  # does not fit one LoRa packet (9 channels × 32 samples)
+            too_long += 1
+            continue
+        data = enc.encode(p, codec=PayloadCodec.MODEL, model_id=model.model_id, model_version=model.version,
+                          fingerprint=model.fingerprint)  # fmt: skip
+        for q in _mutations(rng, data):
+            _judge(frame["flipped_or_cut"], lambda q=q: through(right, installed, q), truth)
+        for i, w in enumerate(wrong):
+            version = model.version + 8 * (i + 1)
+            dec = FrameDecoder(nodes, models=lambda mid, v8, w=w, version=version: [(version, w.fingerprint)])
+            wrong_installed = {version: w}
+            _judge(frame["wrong_model"], lambda dec=dec, m=wrong_installed, d=data: through(dec, m, d), truth)
+    frame["payloads_too_long_for_a_frame"] = too_long  # type: ignore[assignment]
+    return {"codec_level": codec, "frame_level": frame}
+
+
 def _rate(fn: Callable[[], object], count: int, min_s: float = 0.5) -> float:
     """Items per second of fn (which handles `count` items), repeated for at least min_s."""
     reps, start = 0, time.perf_counter()
@@ -117,7 +260,7 @@ def _rate(fn: Callable[[], object], count: int, min_s: float = 0.5) -> float:
             return reps * count / elapsed
 
 
-def run_one(name: str, schema: Schema, q: np.ndarray, n: int) -> dict[str, object]:
+def run_one(name: str, schema: Schema, q: np.ndarray, n: int, mutations: int = 0) -> dict[str, object]:
     half = len(q) // 2
     train_q, test_q = q[:half], q[half:]
     t0 = time.perf_counter()
@@ -130,6 +273,7 @@ def run_one(name: str, schema: Schema, q: np.ndarray, n: int) -> dict[str, objec
     lossless = all(np.array_equal(a, b) for a, b in zip(decoded, frames, strict=True))
     ours = sum(map(len, payloads)) / samples
     sprintz = sum(sprintz_frame_bytes(f) for f in frames) / samples
+    bound = order0_bound_bytes(train_q, frames) / samples
     batch = (payloads * (8192 // len(payloads) + 1))[:8192]
     one = payloads[: min(200, len(payloads))]
     result = {
@@ -140,6 +284,9 @@ def run_one(name: str, schema: Schema, q: np.ndarray, n: int) -> dict[str, objec
         "bytes_per_sample": round(ours, 3),
         "lossless": lossless,
         "vs_sprintz_pct": round(100 * (ours / sprintz - 1), 1),
+        "order0_bound_bytes_per_sample": round(bound, 3),
+        "vs_order0_bound_pct": round(100 * (ours / bound - 1), 1),
+        "rice_bytes_per_sample": round(sum(rice_frame_bytes(f) for f in frames) / samples, 3),
         "raw_int16_bytes_per_sample": 2 * len(schema),
         "lpp_bytes_per_sample": lpp_bytes_per_sample(schema),
         "zstd19_dict2k_bytes_per_sample": round(zstd_bytes(frames_of(train_q, n), frames) / samples, 3),
@@ -154,8 +301,15 @@ def run_one(name: str, schema: Schema, q: np.ndarray, n: int) -> dict[str, objec
         "decode_batch_frames_per_s": round(_rate(lambda: model.decode_many(batch), len(batch))),
         "decode_single_frames_per_s": round(_rate(lambda: [model.decode(p) for p in one], len(one))),
     }
+    if mutations:
+        # Wrong models with the same id and version mod 8: one trained on the other half, one at
+        # another samples-per-frame.
+        other_half, _ = train_to_size(test_q, schema, n, max_bytes=4096)
+        other_size, _ = train_to_size(train_q, schema, 8 if n != 8 else 16, max_bytes=4096)
+        result["mutations"] = mutation_run(model, [other_half, other_size], frames, mutations)
     _say(
-        f"{name} N={n}: {result['bytes_per_sample']} B/sample ({result['vs_sprintz_pct']} % vs Sprintz-style)"
+        f"{name} N={n}: {result['bytes_per_sample']} B/sample ({result['vs_sprintz_pct']} % vs Sprintz-style,"
+        f" {result['vs_order0_bound_pct']} % vs the order-0 bound)"
     )
     return result
 
@@ -165,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--sizes", default="8,16,32")
     ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--mutations", type=int, default=0, metavar="FRAMES",
+                    help="also run the mutation run on this many test frames per data set and size")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
@@ -172,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"loading {name}")
         schema, q = DATASETS[name]()
         for n in sizes:
-            results.append(run_one(name, schema, q, n))
+            results.append(run_one(name, schema, q, n, args.mutations))
     targets = {
         "greensboro_16_le_2.6": all(
             r["bytes_per_sample"] <= 2.6
@@ -185,7 +341,16 @@ def main(argv: list[str] | None = None) -> int:
             r["decode_batch_frames_per_s"] >= 20000 for r in results if r["samples_per_frame"] == 16
         ),
         "all_lossless": all(r["lossless"] for r in results),
+        "all_at_least_20pct_below_sprintz": all(r["vs_sprintz_pct"] <= -20 for r in results),
+        "all_at_least_5pct_below_order0_bound": all(r["vs_order0_bound_pct"] <= -5 for r in results),
     }
+    muts = [r["mutations"] for r in results if "mutations" in r]
+    if muts:
+        levels = [t for m in muts for lvl in m.values() for t in lvl.values() if isinstance(t, dict)]
+        targets["mutations_no_crashes"] = all(t["crashes"] == 0 for t in levels)
+        targets["wrong_model_frames_never_silently_wrong"] = all(
+            m["frame_level"]["wrong_model"]["silently_wrong"] == 0 for m in muts
+        )
     doc = {"benchmark": "codec", "results": results, "targets_met": targets}
     if args.json:
         print(json.dumps(doc, indent=1))

@@ -37,14 +37,31 @@ def _key(node_id: int) -> bytes:
     return node_id.to_bytes(4, "little") * 4
 
 
-def _rate(nodes: list[Node], secured: bool, frames_per_node: int, repeats: int) -> tuple[float, int]:
+# Model frames: a 19-byte payload bound to model 3 version 9; versions 17 and 1 installed beside it,
+# so the decoder tries three candidates (newest first) and the right one last-but-one.
+MODEL_PAYLOAD = bytes(range(19))
+MODEL_CANDIDATES = [(17, b"\x17" * 8), (9, b"\x09" * 8), (1, b"\x01" * 8)]
+
+
+def _rate(
+    nodes: list[Node], secured: bool, frames_per_node: int, repeats: int, model: bool = False
+) -> tuple[float, int]:
     """Best-of-``repeats`` frames/s for decode + accept of fresh frames (each one new)."""
     best = 0.0
     size = 0
+    fp = MODEL_CANDIDATES[1][1]
+
+    def make(e: FrameEncoder) -> bytes:
+        if model:
+            return e.encode(
+                MODEL_PAYLOAD, codec=PayloadCodec.MODEL, model_id=3, model_version=9, fingerprint=fp
+            )
+        return e.encode_lpp(WEATHER)
+
     for _ in range(repeats):
-        decoder = FrameDecoder(nodes)
+        decoder = FrameDecoder(nodes, models=lambda mid, v8: MODEL_CANDIDATES)
         encoders = [FrameEncoder(n.node_id, _key(n.node_id) if secured else None) for n in nodes]
-        stream = [e.encode_lpp(WEATHER) for _ in range(frames_per_node) for e in encoders]
+        stream = [make(e) for _ in range(frames_per_node) for e in encoders]
         size = len(stream[0])
         decode, accept = decoder.decode, decoder.accept
         start = time.perf_counter()
@@ -64,9 +81,14 @@ def throughput(frames_per_node: int, repeats: int) -> dict:
     sec_nodes = [n for n in nodes if n.secured]
     open_rate, open_size = _rate(open_nodes, False, frames_per_node, repeats)
     sec_rate, sec_size = _rate(sec_nodes, True, frames_per_node, repeats)
+    open_model, _ = _rate(open_nodes, False, frames_per_node, repeats, model=True)
+    sec_model, _ = _rate(sec_nodes, True, frames_per_node, repeats, model=True)
     return {
         "open_frames_per_s": round(open_rate),
         "secured_frames_per_s": round(sec_rate),
+        # learned-model frames, the check bound to the fingerprint, the second of three candidates
+        "open_model_frames_per_s": round(open_model),
+        "secured_model_frames_per_s": round(sec_model),
         "open_frame_bytes": open_size,
         "secured_frame_bytes": sec_size,
         "payload": "Cayenne LPP, 5 readings (19 bytes), decoded to values",
@@ -89,13 +111,27 @@ FUZZ_NODES = [
 ]
 
 
+# Installed learned models as the decoder sees them: model 3 in versions 9 and 1 (both 1 mod 8).
+FUZZ_FINGERPRINTS = {9: bytes.fromhex("0011223344556677"), 1: bytes.fromhex("8899aabbccddeeff")}
+
+
+def _fuzz_models(model_id: int, version_mod8: int) -> list[tuple[int, bytes]]:
+    if model_id != 3:
+        return []
+    return [(v, fp) for v, fp in sorted(FUZZ_FINGERPRINTS.items(), reverse=True) if v % 8 == version_mod8]
+
+
 def _seeds(rng: random.Random) -> list[bytes]:
     seeds: list[bytes] = []
     for node in FUZZ_NODES[:4]:
         enc = FrameEncoder(node.node_id, node.key)
         seeds.append(enc.encode_lpp(WEATHER))
         seeds.append(enc.encode(rng.randbytes(12)))
-        seeds.append(enc.encode(rng.randbytes(20), codec=PayloadCodec.MODEL, model_id=3, model_version=1))
+        for version, fp in FUZZ_FINGERPRINTS.items():
+            seeds.append(
+                enc.encode(rng.randbytes(20), codec=PayloadCodec.MODEL, model_id=3, model_version=version,
+                           fingerprint=fp)
+            )  # fmt: skip
         seeds.append(enc.encode(b"", ack_requested=True))
     seeds.append(lpp.encode(WEATHER))
     seeds.append(lpp.encode([(0, "gps", {"latitude": 52.1, "longitude": 4.3, "altitude": 12.5})]))
@@ -141,8 +177,8 @@ def _inputs(rng: random.Random, seeds: list[bytes], n: int):
 def fuzz(n: int, seed: int = 1, show: int = 3) -> dict:
     rng = random.Random(seed)
     seeds = _seeds(rng)
-    decoder = FrameDecoder(FUZZ_NODES)
-    hinted = FrameDecoder(FUZZ_NODES)
+    decoder = FrameDecoder(FUZZ_NODES, models=_fuzz_models)
+    hinted = FrameDecoder(FUZZ_NODES, models=_fuzz_models)
 
     def classify(data: bytes) -> None:
         frame = decoder.decode(data)

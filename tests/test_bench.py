@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-FIGURES = ("spi_transactions_per_packet", "spi_bytes_per_packet", "driver_us_per_packet")
+FIGURES = (
+    "spi_transactions_per_packet",
+    "spi_bytes_per_packet",
+    "driver_us_per_packet",
+    "modelled_pi_us_per_packet",
+)
 
 
 def _bench(name: str, *args: str) -> dict:

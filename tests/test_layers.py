@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parents[1] / "gateway"
 # Layer order, lowest first. A module may import its own layer and those below it, never one above.
 LAYERS = [
     *("errors", "paths", "statedb", "hw", "radio", "frames", "codec"),
-    *("pipeline", "sinks", "service", "diag", "cli"),
+    *("pipeline", "sinks", "web", "service", "diag", "cli"),
 ]
 
 

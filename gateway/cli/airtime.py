@@ -16,23 +16,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="time on air of a LoRa packet and the packets per hour a 1 %% duty cycle allows",
         description="Time on air from the SX1276 datasheet formula.",
     )
-    p.add_argument("--sf", type=int, required=True, help="spreading factor 6..12")
-    p.add_argument(
+    p.add_argument("--sf", type=int, required=True, help="spreading factor 6..12 (required)")
+    bw = p.add_mutually_exclusive_group(required=True)
+    bw.add_argument(
         "--bw",
-        type=float,
-        required=True,
-        help="bandwidth in kHz: 7.8 10.4 15.6 20.8 31.25 41.7 62.5 125 250 500",
+        type=bandwidth_khz,
+        metavar="KHZ",
+        help="bandwidth in kHz (7.8 10.4 15.6 20.8 31.25 41.7 62.5 125 250 500), or with a unit: 125kHz,"
+        " 125000Hz (required: --bw or --bw-hz)",
+    )
+    bw.add_argument(
+        "--bw-hz",
+        dest="bw",
+        type=lambda text: bandwidth_khz(text, default_unit="hz"),
+        metavar="HZ",
+        help="bandwidth in Hz, as radio.bw_hz in the config, e.g. 125000 (required: --bw or --bw-hz)",
     )
     p.add_argument("--cr", default="4/5", help="coding rate 4/5..4/8 (default 4/5)")
-    p.add_argument("--payload", type=int, required=True, help="payload length in bytes 0..255")
-    p.add_argument("--preamble", type=int, default=8, help="preamble symbols (default 8)")
-    p.add_argument("--implicit", action="store_true", help="implicit header mode")
-    p.add_argument("--no-crc", action="store_true", help="payload CRC off")
+    p.add_argument(
+        "--payload",
+        type=int,
+        required=True,
+        metavar="BYTES",
+        help="payload length in bytes, 0..255 (required)",
+    )
+    p.add_argument(
+        "--preamble", type=int, default=8, metavar="SYMBOLS", help="preamble length in symbols (default 8)"
+    )
+    p.add_argument("--implicit", action="store_true", help="implicit header mode (default: explicit header)")
+    p.add_argument("--no-crc", action="store_true", help="payload CRC off (default: on)")
     p.add_argument(
         "--ldro", choices=("auto", "on", "off"), default="auto", help="LowDataRateOptimize (default auto)"
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (default: text)")
     p.set_defaults(func=run)
+
+
+def bandwidth_khz(text: str, default_unit: str = "khz") -> float:
+    """``125``, ``125kHz``, ``125000Hz`` (or a plain number in ``default_unit``) → kHz."""
+    t = text.strip().lower().replace(" ", "")
+    unit = default_unit
+    for suffix in ("khz", "mhz", "hz"):
+        if t.endswith(suffix):
+            t, unit = t[: -len(suffix)], suffix
+            break
+    try:
+        value = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a bandwidth (e.g. 125, 125kHz, 125000Hz)"
+        ) from None
+    return value * {"hz": 1e-3, "khz": 1.0, "mhz": 1e3}[unit]
 
 
 def compute(args: argparse.Namespace) -> dict[str, object]:

@@ -1,7 +1,9 @@
 """``lora-gw decode HEX``: verify and decode one packet offline and print its values.
 
-Uses the node registry (keys, declared formats) when the state database exists; it never changes
-counters, and reports the counter check instead of enforcing it.
+Uses the node registry (keys, declared formats) when the state database exists, and the installed
+models for learned-model frames (the service's candidate logic: the version whose fingerprint the
+frame's CRC/MIC verifies under); it never changes counters, and reports the counter check instead of
+enforcing it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway import paths
 from gateway.errors import GatewayError
@@ -18,6 +22,9 @@ from gateway.frames.errors import FrameError, Reason
 from gateway.frames.registry import Node, NodeRegistry, parse_node_ref
 from gateway.frames.registry import shown as shown_text
 from gateway.frames.types import DecodedFrame, NodeFormat, PayloadCodec, Reading
+
+if TYPE_CHECKING:
+    from gateway.pipeline.models import InstalledModels
 
 _SEPARATORS = re.compile(r"[\s:_-]+")
 
@@ -58,6 +65,16 @@ def _nodes(args: argparse.Namespace) -> list[Node]:
         return registry.nodes()
 
 
+def _models(args: argparse.Namespace) -> InstalledModels | None:
+    """The installed models, if the state directory has any (never creating one just to decode)."""
+    state = paths.state_dir(args.state_dir, create=False)
+    if not (Path(state) / "models").is_dir():
+        return None
+    from gateway.pipeline.models import InstalledModels  # numpy only when models exist
+
+    return InstalledModels(state, ttl_s=float("inf"))
+
+
 def _hint(nodes: list[Node], ref: str | None) -> int | None:
     if ref is None:
         return None
@@ -76,14 +93,32 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return _print(args, result)
     nodes = _nodes(args)
     hint = _hint(nodes, args.node)
-    decoder = FrameDecoder(nodes)
+    models = _models(args)
+    decoder = FrameDecoder(nodes, models=models.candidates if models is not None else None)
     if args.codec == "radiohead":
         return _print(args, _radiohead(decoder, nodes, data, hint))
     fmt = NodeFormat.FRAME if args.codec == "frame" else None
     frame, verdict = decoder.inspect(data, fmt, None if fmt else hint)
     if fmt and hint is not None and frame.node_id != hint:
         raise FrameError(Reason.UNKNOWN_NODE, f"the frame names node {frame.node_id}, not {args.node}")
-    return _print(args, _from_frame(frame, verdict))
+    result = _from_frame(frame, verdict)
+    if frame.codec is PayloadCodec.MODEL and models is not None:
+        result.update(_model_samples(models, frame))
+    return _print(args, result)
+
+
+def _model_samples(models: InstalledModels, frame: DecodedFrame) -> dict[str, Any]:
+    """``samples`` (channel name → physical value, one object per sample) and ``units``."""
+    model = models.model(frame.model_id or 0, frame.model_version or 0)
+    if model is None:  # removed between the check and now
+        raise FrameError(Reason.UNKNOWN_MODEL, f"model {frame.model_id}@{frame.model_version}: not installed")
+    phys = model.values(model.decode(frame.payload))  # PayloadError: one line, like any GatewayError
+    channels = model.schema.channels
+    return {
+        "samples": [{ch.name: round(float(v), ch.decimals) for ch, v in zip(channels, row, strict=True)}
+                    for row in phys],
+        "units": {ch.name: ch.unit for ch in channels},
+    }  # fmt: skip
 
 
 def _radiohead(decoder: FrameDecoder, nodes: list[Node], data: bytes, hint: int | None) -> dict:
@@ -116,10 +151,6 @@ def _from_frame(frame: DecodedFrame, verdict: str) -> dict:
             del result[key]
     if frame.codec is PayloadCodec.MODEL:
         result["values"] = []
-        result["note"] = (
-            f"payload needs model decoding (model {frame.model_id}, version {frame.model_version} mod 8): "
-            "lora-gw model decode"
-        )
     return result
 
 
@@ -157,6 +188,10 @@ def _print(args: argparse.Namespace, result: dict) -> int:
         elif isinstance(value, bool):
             value = "yes" if value else "no"
         print(f"{label:<14}{value}")
+    units = result.get("units") or {}
+    for i, sample in enumerate(result.get("samples") or []):
+        shown = ", ".join(f"{k}={v}{' ' + units[k] if units.get(k) else ''}" for k, v in sample.items())
+        print(f"  #{i:<3} {shown}")
     for r in values:
         shown = (
             r.value if not isinstance(r.value, dict) else ", ".join(f"{k}={v}" for k, v in r.value.items())

@@ -22,16 +22,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--nodes", type=int, default=3, help="number of simulated nodes (default 3)")
     p.add_argument(
-        "--seconds", type=float, default=40.0, help="how long to run, in simulated seconds (default 40)"
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long to run, in simulated seconds (default 40; with --web: until stopped, in real time)",
     )
     p.add_argument(
         "--broker",
         default=None,
         metavar="URL",
         help="mqtt://[user@]host[:port] or mqtts://…; the user name and password are taken from"
-        " $LORA_GW_MQTT_USERNAME and $LORA_GW_MQTT_PASSWORD when set (as for lora-gw run)",
+        " $LORA_GW_MQTT_USERNAME and $LORA_GW_MQTT_PASSWORD when set, as for lora-gw run (default:"
+        " 127.0.0.1:1883, else a private Mosquitto)",
     )
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
+    p.add_argument(
+        "--web",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the status page, /api/* and /metrics there, loopback (default: off; e.g. 127.0.0.1:9108)",
+    )
     p.set_defaults(func=run)
 
 
@@ -55,16 +65,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nodes < 1 or args.nodes > 250:
         raise ConfigError(f"--nodes: {args.nodes} is outside 1..250")
-    if args.seconds <= 0:
+    if args.seconds is not None and args.seconds <= 0:
         raise ConfigError(f"--seconds: {args.seconds} must be positive")
+    web, extra = _web_options(args)
     if args.broker and parse_broker_url(args.broker, "--broker").password is not None:
         warn("a password on the command line is visible to other users (ps) and stays in the shell"
              " history: set LORA_GW_MQTT_PASSWORD instead")  # fmt: skip
     summary = run_demo(
         nodes=args.nodes,
-        seconds=args.seconds,
+        seconds=args.seconds if args.seconds is not None or web else 40.0,
         broker_url=args.broker,
         on_reading=None if args.json else _print_reading,
+        web=web,
+        **extra,
     )
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
@@ -74,3 +87,28 @@ def run(args: argparse.Namespace) -> int:
         for key, value in summary.items():
             print(f"  {key}: {value}")
     return 0
+
+
+def _web_options(args: argparse.Namespace) -> tuple[tuple[str, int] | None, dict[str, Any]]:
+    """``--web``: the listener, and for a run until stopped, real time and a stop on SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    from gateway.errors import ConfigError
+    from gateway.service.config import parse_listen
+
+    if not args.web:
+        return None, {}
+    web = parse_listen(args.web, "--web")
+    if web[0] not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError("--web: the demo serves loopback only (127.0.0.1:PORT)")
+    if args.seconds is not None:
+        return web, {}
+    stop = threading.Event()
+
+    def handler(*_args: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return web, {"stop": stop, "speed": 1.0}

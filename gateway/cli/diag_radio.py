@@ -137,7 +137,6 @@ def _regs(args: argparse.Namespace) -> int:
     return EXIT_OK if not n else EXIT_FAILED
 
 
-
 # ---------------------------------------------------------------------------------------- scan
 def _scan(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.emulate)
@@ -453,9 +452,20 @@ def register(dsub: argparse._SubParsersAction) -> None:
         description="Instantaneous RSSI per channel in receive mode, averaged over the dwell time.",
     )
     add_common(p)
-    p.add_argument("--from", dest="from_mhz", type=float, required=True, metavar="MHZ", help="first channel")
-    p.add_argument("--to", dest="to_mhz", type=float, required=True, metavar="MHZ", help="last channel")
-    p.add_argument("--step", dest="step_khz", type=float, default=100.0, metavar="KHZ", help="default 100")
+    p.add_argument(
+        "--from",
+        dest="from_mhz",
+        type=float,
+        required=True,
+        metavar="MHZ",
+        help="first channel (MHz, required)",
+    )
+    p.add_argument(
+        "--to", dest="to_mhz", type=float, required=True, metavar="MHZ", help="last channel (MHz, required)"
+    )
+    p.add_argument(
+        "--step", dest="step_khz", type=float, default=100.0, metavar="KHZ", help="step (kHz, default 100)"
+    )
     p.add_argument(
         "--dwell",
         dest="dwell_ms",
@@ -464,7 +474,7 @@ def register(dsub: argparse._SubParsersAction) -> None:
         metavar="MS",
         help=f"time per channel (default {radio_scan.DEFAULT_DWELL_MS:g} ms)",
     )
-    p.add_argument("--png", metavar="FILE", help="also write a bar chart as PNG")
+    p.add_argument("--png", metavar="FILE", help="also write a bar chart as PNG (default: none)")
     p.set_defaults(func=_scan)
 
     p = dsub.add_parser(
@@ -475,7 +485,9 @@ def register(dsub: argparse._SubParsersAction) -> None:
     )
     add_common(p)
     p.add_argument("--seconds", type=float, default=60.0, metavar="S", help="how long to listen (default 60)")
-    p.add_argument("--csv", metavar="FILE", help="also log to FILE-<UTC date>.csv (a new file every day)")
+    p.add_argument(
+        "--csv", metavar="FILE", help="also log to FILE-<UTC date>.csv, a new file every day (default: none)"
+    )
     p.set_defaults(func=_monitor)
 
     p = dsub.add_parser(

@@ -27,7 +27,7 @@ def register(dsub: argparse._SubParsersAction) -> None:
         " 1 a check failed, 2 the config does not load); the archive is written in every case.",
     )
     add_common(p)
-    p.add_argument("--out", required=True, metavar="FILE.tar.gz", help="the archive to write")
+    p.add_argument("--out", required=True, metavar="FILE.tar.gz", help="the archive to write (required)")
     p.set_defaults(func=cmd_bundle)
 
 

@@ -74,16 +74,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--key",
         type=_key,
         metavar="-",
-        help="read the node's AES-128 root key (32 hex digits, secured profile) from standard input",
+        help="read the node's AES-128 root key (32 hex digits, secured profile) from standard input"
+        " (default: no key, an open node)",
     )
     keys.add_argument(
-        "--key-file", metavar="PATH", help="read the node's root key from PATH (32 hex digits; chmod 600)"
+        "--key-file",
+        metavar="PATH",
+        help="read the node's root key from PATH (32 hex digits; chmod 600; default: no key)",
     )
     keys.add_argument("--generate-key", action="store_true", help="generate a random AES-128 root key")
-    add.add_argument("--model", type=int, metavar="ID", help="learned codec model id (0..15) the node uses")
-    add.add_argument("--interval", type=float, metavar="S", help="reporting interval in seconds")
-    add.add_argument("--location", type=_location, metavar="LAT,LON", help="position in degrees")
-    add.add_argument("--radiohead-address", type=int, metavar="N", help="RadioHead FROM address (0..254)")
+    add.add_argument(
+        "--model", type=int, metavar="ID", help="learned codec model id (0..15) the node uses (default: none)"
+    )
+    add.add_argument(
+        "--interval",
+        type=float,
+        metavar="S",
+        help="reporting interval in seconds (default: [nodes] report_interval_s)",
+    )
+    add.add_argument(
+        "--location", type=_location, metavar="LAT,LON", help="position in degrees (default: none)"
+    )
+    add.add_argument(
+        "--radiohead-address",
+        type=int,
+        metavar="N",
+        help="RadioHead FROM address, 0..254 (required with --format radiohead)",
+    )
     add.add_argument("--show-keys", action="store_true", help="print the key (to provision the node)")
     add.add_argument(
         "--force",
@@ -99,18 +116,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lst.set_defaults(func=cmd_list)
 
     show = sub.add_parser("show", help="show one node")
-    show.add_argument("node", metavar="ID|NAME")
+    show.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     show.add_argument("--json", action="store_true", help="a JSON object")
     show.add_argument("--show-keys", action="store_true", help="include the key")
     show.set_defaults(func=cmd_show)
 
     ren = sub.add_parser("rename", help="give a node a new name (its topics follow within a minute)")
-    ren.add_argument("node", metavar="ID|NAME")
+    ren.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     ren.add_argument("name", metavar="NEW-NAME", help=NAME_RULE)
     ren.set_defaults(func=cmd_rename)
 
     rm = sub.add_parser("remove", help="remove a node (its frames are rejected from then on)")
-    rm.add_argument("node", metavar="ID|NAME")
+    rm.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     rm.set_defaults(func=cmd_remove)
 
     reset = sub.add_parser(
@@ -122,9 +139,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "counters from N on with the same keys, so frames recorded before can be replayed once and, for a "
         "secured node restarting below its old counter, keystreams repeat. See docs/frame-format.md.",
     )
-    reset.add_argument("node", metavar="ID|NAME")
+    reset.add_argument("node", metavar="ID|NAME", help="the node: its id (decimal or 0x-hex) or its name")
     how = reset.add_mutually_exclusive_group(required=True)
-    how.add_argument("--next", type=int, metavar="N", help="next expected counter, same key epoch")
+    how.add_argument(
+        "--next",
+        type=int,
+        metavar="N",
+        help="next expected counter, 0..4294967295, same key epoch (required: --next or --new-epoch)",
+    )
     how.add_argument(
         "--new-epoch", action="store_true", help="secured nodes: next key epoch, counter from 0 (preferred)"
     )

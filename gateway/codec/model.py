@@ -6,6 +6,8 @@ and numpy produce the same bytes. A frame holds 1..64 samples and decodes on its
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,11 @@ COUNT_CUM = np.concatenate([[0], np.cumsum(COUNT_FREQ)])
 GRID_BITS = 8
 GRID_ONE = 1 << GRID_BITS
 GRID_MAX = 1 << 20
+# Fingerprint (docs/codec.md "Fingerprint"): names the bitstream revision, so frames of an older
+# revision fail their check instead of decoding to garbage.
+FINGERPRINT_TAG = b"lora-gw codec bitstream 2\x00"
+FINGERPRINT_LEN = 8
+_FP_ARRAYS = ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq")
 
 
 def grid_split(r: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +56,8 @@ class Params:
     a2[C, C]           later samples: weights on earlier channels' current delta (j < c)
     lev[C]             later samples: weight on the channel's offset from base (mean reversion)
     thr[C, K-1]        activity thresholds (activity = |previous delta|), ascending
-    shift[C, 2+K]      binning shift k of each table
+    shift[C, 2+K]      binning shift k of each table; table 0's is 32 + s for the windowed
+                       first-sample binning (tables.first_to_symbols), else the zigzag one
     freq[C, 2+K, 64]   symbol frequencies (sum 4096) of each table:
                        table 0 first sample, 1 second sample, 2+b later samples in bucket b
     lo[C], hi[C]       plausible range (quantised) for generation and gap filling
@@ -106,8 +114,11 @@ class Params:
             raise CodecError("weights: every jitter table must be positive and sum to 4096")
         if np.any(self.grid < GRID_ONE) or np.any(self.grid > GRID_MAX):
             raise CodecError("weights: residual grid out of range")
-        if np.any(self.shift < 0) or np.any(self.shift > tables.MAX_SHIFT):
+        first = self.shift[:, 0] - np.where(self.shift[:, 0] >= tables.WINDOW, tables.WINDOW, 0)
+        if np.any(self.shift[:, 1:] < 0) or np.any(self.shift[:, 1:] > tables.MAX_SHIFT):
             raise CodecError("weights: binning shift out of range")
+        if np.any(first < 0) or np.any(first > tables.MAX_SHIFT):
+            raise CodecError("weights: first-sample binning shift out of range")
         if np.any(np.triu(self.a0) != 0) or np.any(np.triu(self.a2) != 0):
             raise CodecError("weights: same-sample weights must use earlier channels only")
         for arr in (self.a0, self.a1, self.a2, self.lev):
@@ -115,6 +126,17 @@ class Params:
                 raise CodecError("weights: predictor weight out of range")
         if np.any(np.diff(self.thr, axis=1) < 0):
             raise CodecError("weights: activity thresholds must ascend")
+
+
+def fingerprint_message(model: Model) -> bytes:
+    """The canonical bytes the fingerprint hashes: tag, header, integer arrays, schema steps."""
+    p = model.params
+    head = struct.pack(
+        "<BIBBB", model.model_id, model.version, model.samples_per_frame, p.channels, p.buckets
+    )
+    arrays = b"".join(np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in _FP_ARRAYS)
+    steps = ",".join(repr(float(ch.step)) for ch in model.schema.channels).encode("ascii")
+    return FINGERPRINT_TAG + head + arrays + steps
 
 
 def activity_bucket(prev_delta: np.ndarray, thr: np.ndarray) -> np.ndarray:
@@ -139,6 +161,7 @@ class Model:
     _jlut: np.ndarray = field(init=False, repr=False)
     _scalar: scalar.ScalarTables | None = field(init=False, repr=False, default=None)
     _flat: list[tuple[np.ndarray, ...]] | None = field(init=False, repr=False, default=None)
+    _fingerprint: bytes | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.params.validate()
@@ -146,8 +169,8 @@ class Model:
             raise CodecError("weights: channel count differs from the schema")
         if not 1 <= self.samples_per_frame <= MAX_SAMPLES:
             raise CodecError(f"samples per frame must be 1..{MAX_SAMPLES}")
-        if not 0 <= self.model_id <= 15 or self.version < 1:
-            raise CodecError("model id must be 0..15 and version ≥ 1")
+        if not 0 <= self.model_id <= 15 or not 1 <= self.version <= 0xFFFF_FFFF:
+            raise CodecError("model id must be 0..15 and version 1..2^32-1")
         self._cum = tables.cumulative(self.params.freq)
         self._lut = tables.lookup(self.params.freq)
         self._jcum = tables.cumulative(self.params.jfreq)
@@ -156,6 +179,15 @@ class Model:
     @property
     def key(self) -> str:
         return f"{self.model_id}@{self.version}"
+
+    @property
+    def fingerprint(self) -> bytes:
+        """8 bytes naming exactly this bitstream: the frame layer mixes them into the CRC/MIC, so a
+        frame checked under another model (same id and version mod 8) fails instead of decoding to
+        wrong values. SHA-256 over a canonical encoding (docs/codec.md), never over file bytes."""
+        if self._fingerprint is None:
+            self._fingerprint = hashlib.sha256(fingerprint_message(self)).digest()[:FINGERPRINT_LEN]
+        return self._fingerprint
 
     # ------------------------------------------------------------------ prediction
     def predict_all(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,6 +235,18 @@ class Model:
         grid = self.params.grid[chan]
         m, e = grid_split(x - pred, grid)
         sym, raw, nraw = tables.to_symbols(m, k)
+        # A windowed table 0 (tables.first_to_symbols) bins the first sample directly; its escapes
+        # add a second raw field (the tail), written as its own raw-bit step.
+        tail = np.zeros_like(raw)
+        ntail = np.zeros_like(nraw)
+        win = self.params.shift[:, 0] >= tables.WINDOW
+        if win.any():
+            s0, r0, n0, t0, nt0 = tables.first_to_symbols(m[:, 0], k[:, 0] - tables.WINDOW)
+            sym[:, 0] = np.where(win, s0, sym[:, 0])
+            raw[:, 0] = np.where(win, r0, raw[:, 0])
+            nraw[:, 0] = np.where(win, n0, nraw[:, 0])
+            tail[:, 0] = np.where(win, t0, 0)
+            ntail[:, 0] = np.where(win, nt0, 0)
         cum = self._cum[chan, table, sym]
         freq = self.params.freq[chan, table, sym]
         jsym, jraw, jnraw = tables.to_symbols(e, 0)
@@ -213,11 +257,13 @@ class Model:
         for i in range(f):
             enc = RangeEncoder()
             enc.encode(int(COUNT_CUM[count_sym]), int(COUNT_FREQ[count_sym]))
-            for cu, fr, rv, nb, jc, jf, jr, jn in zip(
+            for cu, fr, rv, nb, tv, tn, jc, jf, jr, jn in zip(
                 cum[i].ravel().tolist(),
                 freq[i].ravel().tolist(),
                 raw[i].ravel().tolist(),
                 nraw[i].ravel().tolist(),
+                tail[i].ravel().tolist(),
+                ntail[i].ravel().tolist(),
                 jcum[i].ravel().tolist(),
                 jfreq[i].ravel().tolist(),
                 jraw[i].ravel().tolist(),
@@ -227,6 +273,8 @@ class Model:
                 enc.encode(cu, fr)
                 if nb:
                     enc.encode_raw(rv, nb)
+                if tn:
+                    enc.encode_raw(tv, tn)
                 if jf:
                     enc.encode(jc, jf)
                     if jn:
@@ -253,33 +301,45 @@ class Model:
         return np.array(scalar.decode(self._scalar, payload, self.key), dtype=np.int64)
 
     def decode_many(self, payloads: list[bytes]) -> list[np.ndarray]:
-        """Decode many payloads in lock step (numpy lanes); frames may differ in length."""
-        if not payloads:
-            return []
-        for p in payloads:
-            if not isinstance(p, bytes | bytearray) or len(p) > 4096:
-                raise PayloadError("codec payload must be bytes, at most 4096 long")
-        dec = BatchDecoder([bytes(p) for p in payloads], max(len(p) for p in payloads))
+        """Decode many payloads in lock step (numpy lanes); raises the first frame's PayloadError.
+        Use :meth:`decode_each` where one bad frame must not cost the others."""
+        out = self.decode_each(payloads)
+        for i, item in enumerate(out):
+            if isinstance(item, PayloadError):
+                raise PayloadError(f"payload {i}: {item.message}")
+        return out  # type: ignore[return-value]
+
+    def decode_each(self, payloads: list[bytes]) -> list[np.ndarray | PayloadError]:
+        """Per-frame results of a batch decode: samples, or the PayloadError of that frame alone.
+
+        A lane is refused when its coder reaches a state no encoder produces, a value leaves ±2^30,
+        or the payload holds more bytes than its symbols consumed (+2) or fewer than they consumed
+        (cut short): it was not made by this model, or was corrupted on the way."""
+        results: list[np.ndarray | PayloadError] = [
+            PayloadError("codec payload must be bytes, at most 4096 long")
+        ] * len(payloads)
+        good = [i for i, p in enumerate(payloads) if isinstance(p, bytes | bytearray) and len(p) <= 4096]
+        if not good:
+            return results
+        data = [bytes(payloads[i]) for i in good]
+        dec = BatchDecoder(data, max(len(p) for p in data))
         r, v = dec.target()
         sym = np.searchsorted(COUNT_CUM, v, side="right") - 1
         dec.consume(r, COUNT_CUM[sym], COUNT_FREQ[sym])
         counts = np.where(sym == 0, self.samples_per_frame, sym)
-        results: list[np.ndarray | None] = [None] * len(payloads)
+        lengths_all = np.array([len(p) for p in data])
         for n in np.unique(counts).tolist():
             lanes = np.flatnonzero(counts == n)
             sub = _SubDecoder(dec, lanes)
             x = self._decode_lanes(sub, int(n))
-            # A payload longer than what its symbols consumed (+2 flush bytes), or values out of
-            # range, means it was not made by this model: refuse rather than return garbage.
-            used = sub.dec.pos - 4 + 2
-            lengths = np.array([len(payloads[i]) for i in lanes.tolist()])
-            bad = (lengths > used) | np.any(np.abs(x) >= Q_LIMIT, axis=(1, 2))
-            if bad.any():
-                first = int(lanes[np.argmax(bad)])
-                raise PayloadError(f"payload {first} does not decode under model {self.key}")
+            used = sub.dec.pos - 4
+            lengths = lengths_all[lanes]
+            bad = sub.dec.bad | (lengths > used + 2) | (lengths < used)
             for j, lane in enumerate(lanes.tolist()):
-                results[lane] = x[j]
-        return results  # type: ignore[return-value]
+                results[good[lane]] = (
+                    PayloadError(f"payload does not decode under model {self.key}") if bad[j] else x[j]
+                )
+        return results
 
     def _flat_tables(self) -> list[tuple[np.ndarray, ...]]:
         """Per channel, tables flattened for one-index gathers: lut, cum, freq, z0, nraw (+ jitter)."""
@@ -288,8 +348,9 @@ class Model:
             ntab = p.shift.shape[1]
             flat = []
             for ch in range(p.channels):
-                z0 = np.stack([tables.symbol_base(int(k)) for k in p.shift[ch]])
-                nraw = np.stack([tables.raw_bits(np.arange(tables.NSYM), int(k)) for k in p.shift[ch]])
+                ks = [int(k) if k < tables.WINDOW else 0 for k in p.shift[ch]]  # windowed: own path
+                z0 = np.stack([tables.symbol_base(k) for k in ks])
+                nraw = np.stack([tables.raw_bits(np.arange(tables.NSYM), k) for k in ks])
                 flat.append(
                     (
                         self._lut[ch].ravel(),
@@ -338,9 +399,18 @@ class Model:
                 sym = lut[lut_off[tb] + v]
                 idx = tab_off[tb] + sym
                 dd.consume(r, cum[idx], freq[idx])
-                nb = nraw[idx]
-                z = z0[idx] + (dd.raw(nb) if nb.any() else zeros)
-                resid = (z >> 1) ^ -(z & 1)
+                if t == 0 and p.shift[ch, 0] >= tables.WINDOW:  # windowed (tables.first_to_symbols)
+                    k0 = p.shift[ch, 0] - tables.WINDOW
+                    nb = tables.first_raw_bits(sym, k0)
+                    rv = dd.raw(nb)
+                    esc = (sym == tables.ESC_LOW) | (sym == tables.ESC_HIGH)
+                    tn = np.where(esc, rv, 0)
+                    tv = dd.raw(tn) if tn.any() else zeros
+                    resid = tables.first_from_symbols(sym, rv, tv, k0)
+                else:
+                    nb = nraw[idx]
+                    z = z0[idx] + (dd.raw(nb) if nb.any() else zeros)
+                    resid = (z >> 1) ^ -(z & 1)
                 grid = int(p.grid[ch])
                 if grid != GRID_ONE:
                     r, v = dd.target()
@@ -350,6 +420,10 @@ class Model:
                     z = jz0[js] + (dd.raw(nb) if nb.any() else zeros)
                     resid = grid_value(resid, grid) + ((z >> 1) ^ -(z & 1))
                 val = pr + resid
+                out = np.abs(val) >= Q_LIMIT
+                if out.any():  # refuse the lane now: later arithmetic on it could overflow int64
+                    dd.bad |= out
+                    val = np.where(out, 0, val)
                 x[:, t, ch] = val
                 if t == 0:
                     off0[:, ch] = val - p.base[ch]
@@ -395,9 +469,15 @@ class Model:
                     pr = x[t - 1, ch] + ((acc + HALF) >> SHIFT)
                 sym = rng.choice(tables.NSYM, p=probs[ch, tb])
                 k = int(p.shift[ch, tb])
-                nb = int(tables.raw_bits(np.int64(sym), k))
-                raw = int(rng.integers(0, 1 << nb)) if nb else 0
-                resid = tables.from_symbols(np.int64(sym), np.int64(raw), np.int64(k))
+                if tb == 0 and k >= tables.WINDOW:  # windowed bins; an escape lands just outside
+                    k -= tables.WINDOW
+                    nb = 0 if sym in (tables.ESC_LOW, tables.ESC_HIGH) else k
+                    raw = int(rng.integers(0, 1 << nb)) if nb else 0
+                    resid = tables.first_from_symbols(np.int64(sym), np.int64(raw), np.int64(0), np.int64(k))
+                else:
+                    nb = int(tables.raw_bits(np.int64(sym), k))
+                    raw = int(rng.integers(0, 1 << nb)) if nb else 0
+                    resid = tables.from_symbols(np.int64(sym), np.int64(raw), np.int64(k))
                 if p.grid[ch] != GRID_ONE:
                     js = rng.choice(tables.NSYM, p=jprobs[ch])
                     jn = int(tables.raw_bits(np.int64(js), 0))
@@ -457,6 +537,7 @@ class _SubDecoder:
         sub.pos = dec.pos[lanes].copy()
         sub.range = dec.range[lanes].copy()
         sub.max_pos = dec.max_pos
+        sub.bad = dec.bad[lanes].copy()
         sub.flat = sub.data.ravel()
         sub.row = sub.lanes * sub.data.shape[1]
         self.dec = sub

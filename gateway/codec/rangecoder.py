@@ -70,15 +70,20 @@ class RangeEncoder:
         if v > _MASK32:
             self._carry()
             v &= _MASK32
+        emitted = len(self.out)
         self.out += bytes((v >> (24 - 8 * i)) & 0xFF for i in range(k))
+        # Drop trailing zero bytes (the decoder reads zeros past the end), but never below the
+        # bytes emitted while coding: a decoder that consumed more than the payload holds then
+        # knows the payload was cut short.
         out = bytes(self.out)
-        return out.rstrip(b"\x00")
+        keep = max(len(out.rstrip(b"\x00")), emitted)
+        return out[:keep]
 
 
 class BatchDecoder:
     """Decodes many independent payloads in lock step (one numpy lane per payload)."""
 
-    __slots__ = ("code", "data", "flat", "lanes", "max_pos", "pos", "range", "row")
+    __slots__ = ("bad", "code", "data", "flat", "lanes", "max_pos", "pos", "range", "row")
 
     def __init__(self, payloads: list[bytes], max_bytes: int) -> None:
         n = len(payloads)
@@ -95,6 +100,18 @@ class BatchDecoder:
         self.max_pos = max_bytes + 4
         self.flat = self.data.ravel()
         self.row = self.lanes * self.data.shape[1]
+        self.bad = np.zeros(n, dtype=bool)  # lanes that reached a state no encoder produces
+
+    def _impossible(self, v: np.ndarray, limit: int) -> np.ndarray:
+        """Flag lanes whose target is past the last symbol (code ≥ range·…: never produced by an
+        encoder) and park them at code 0, so a corrupted lane can neither overflow nor index out of
+        its tables while the other lanes finish."""
+        over = v >= limit
+        if over.any():
+            self.bad |= over
+            self.code = np.where(over, 0, self.code)
+            v = np.where(over, 0, v)
+        return v
 
     def _normalise(self) -> None:
         # range >= 2**12 after any step, so at most two bytes come in per lane.
@@ -114,7 +131,7 @@ class BatchDecoder:
     def target(self) -> tuple[np.ndarray, np.ndarray]:
         """Per lane (r, value in 0..4095) for a table lookup."""
         r = self.range >> PROB_BITS
-        return r, np.minimum(self.code // r, PROB_TOTAL - 1)
+        return r, self._impossible(self.code // r, PROB_TOTAL)
 
     def consume(self, r: np.ndarray, cum: np.ndarray, freq: np.ndarray) -> None:
         self.code -= r * cum
@@ -132,7 +149,7 @@ class BatchDecoder:
             n = np.minimum(left, RAW_CHUNK)
             left -= n
             r = self.range >> n
-            v = np.minimum(self.code // r, (1 << n) - 1)
+            v = self._impossible(self.code // r, 1 << n)
             self.code -= r * v
             self.range = r
             value = (value << n) | v

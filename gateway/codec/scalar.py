@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _TOP = 1 << 24
 _LIMIT = 1 << 30
+_WINDOW = tables.WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,10 @@ def build(
 
 
 def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
-    # Reads past the end are zeros (the encoder drops trailing zero bytes); at most 7 byte reads
-    # per value (symbol + 3 raw chunks), so this padding covers any frame.
-    data = bytes(payload) + bytes(8 + 7 * 65 * len(t.base))
+    # Reads past the end are zeros (the encoder drops trailing zero bytes); a value (symbol, up to
+    # 51 raw bits, jitter symbol and bits) consumes at most 14 bytes, so this padding covers any
+    # input, corrupted or not.
+    data = bytes(payload) + bytes(8 + 16 * 65 * len(t.base))
     length = len(payload)
     code = int.from_bytes(data[:4], "big")
     pos = 4
@@ -91,7 +93,9 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
 
     # Symbol count.
     r = rng >> PROB_BITS
-    v = min(code // r, PROB_TOTAL - 1)
+    v = code // r
+    if v >= PROB_TOTAL:
+        raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
     s = v - (PROB_TOTAL - 64) + 1 if v >= PROB_TOTAL - 64 else 0
     code -= r * t.count_cum[s]
     rng = r * t.count_freq[s]
@@ -106,7 +110,9 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
         nonlocal code, rng, pos
         r = rng >> PROB_BITS
         v = code // r
-        sym = lut[v if v < PROB_TOTAL else PROB_TOTAL - 1]
+        if v >= PROB_TOTAL:  # code ≥ 4096·r: no encoder reaches this state
+            raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
+        sym = lut[v]
         code -= r * cum[sym]
         rng = r * freq[sym]
         while rng < _TOP:
@@ -122,7 +128,9 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 m = 16 if nraw > 16 else nraw
                 nraw -= m
                 r = rng >> m
-                cv = min(code // r, (1 << m) - 1)
+                cv = code // r
+                if cv >> m:
+                    raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
                 code -= r * cv
                 rng = r
                 raw = (raw << m) | cv
@@ -136,6 +144,48 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 q = tables.LINEAR + (1 << (sym - 32)) - 1 + (raw >> k)
                 z = tables.EXACT + ((q << k) | (raw & ((1 << k) - 1)))
         return z >> 1 if not z & 1 else -((z + 1) >> 1)
+
+    def bits(nraw: int) -> int:
+        """``nraw`` raw bits, in chunks of at most 16, most significant first."""
+        nonlocal code, rng, pos
+        raw = 0
+        while nraw > 0:
+            m = 16 if nraw > 16 else nraw
+            nraw -= m
+            r = rng >> m
+            cv = code // r
+            if cv >> m:
+                raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
+            code -= r * cv
+            rng = r
+            raw = (raw << m) | cv
+            while rng < _TOP:
+                code = (code << 8) | data[pos]
+                pos += 1
+                rng <<= 8
+        return raw
+
+    def read_first(freq: list[int], cum: list[int], lut: bytes, s: int) -> int:
+        """A first-sample residual: windowed bin + s raw bits, or an escape and its tail."""
+        nonlocal code, rng, pos
+        r = rng >> PROB_BITS
+        v = code // r
+        if v >= PROB_TOTAL:  # code ≥ 4096·r: no encoder reaches this state
+            raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
+        sym = lut[v]
+        code -= r * cum[sym]
+        rng = r * freq[sym]
+        while rng < _TOP:
+            code = (code << 8) | data[pos]
+            pos += 1
+            rng <<= 8
+        if sym == tables.ESC_LOW or sym == tables.ESC_HIGH:
+            e = bits(tables.ESCAPE_BITS)
+            a = (1 << e) - 1 + bits(e)
+            w = -a - 1 if sym == tables.ESC_LOW else (tables.FIRST_BINS << s) + a
+        else:
+            w = ((sym - 1) << s) + bits(s)
+        return w - (tables.FIRST_HALF << s)
 
     c_n = len(t.base)
     x: list[list[int]] = []
@@ -167,7 +217,11 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                         if a > th:
                             tab += 1
             pred = -_LIMIT if pred < -_LIMIT else (_LIMIT if pred > _LIMIT else pred)
-            resid = read(t.freq[c][tab], t.cum[c][tab], t.lut[c][tab], t.shift[c][tab])
+            k = t.shift[c][tab]
+            if k < _WINDOW:
+                resid = read(t.freq[c][tab], t.cum[c][tab], t.lut[c][tab], k)
+            else:
+                resid = read_first(t.freq[c][0], t.cum[c][0], t.lut[c][0], k - _WINDOW)
             if t.grid[c] != 256:
                 resid = ((resid * t.grid[c] + 128) >> 8) + read(t.jfreq[c], t.jcum[c], t.jlut[c], 0)
             value = pred + resid
@@ -178,6 +232,10 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 cur_d[c] = value - prev[c]
         x.append(cur)
         prev, prev_d = cur, cur_d
+    # The encoder writes the bytes emitted while coding plus at most two (trailing zeros dropped,
+    # never below the emitted ones): more is not this model's payload, fewer a truncated one.
     if length > pos - 4 + 2:
-        raise PayloadError(f"payload does not decode under model {key}")
+        raise PayloadError(f"payload does not decode under model {key}: {length - pos + 2} bytes too many")
+    if length < pos - 4:
+        raise PayloadError(f"payload does not decode under model {key}: cut short ({length} of {pos - 4} B)")
     return x

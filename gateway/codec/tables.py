@@ -102,3 +102,58 @@ def lookup(freq: np.ndarray) -> np.ndarray:
 def cost_bits(counts: np.ndarray, freq: np.ndarray) -> float:
     """Bits to code symbols with these counts under ``freq`` (excluding raw bits)."""
     return float(-(counts * np.log2(freq / PROB_TOTAL)).sum())
+
+
+# ---------------------------------------------------------------------- the first sample's table
+# A frame's first sample has no earlier sample to follow: its residual from the prior (``base`` plus
+# the cross-channel term) spans the channel's whole range, often skewed, where the zigzag bins pay a
+# sign bit the table cannot learn. Table 0 may therefore bin it directly (the trainer picks, per
+# channel, whichever codes its training data cheaper): a window of 62 learned bins of width 2**s
+# centred on the prior (symbols 1..62, then s raw bits), and an escape on each side (symbol 0 below,
+# 63 above) followed by a tail: 5 raw bits e, then e raw bits (distance past the window =
+# 2**e - 1 + bits).
+WINDOW = 32  # table 0's shift = WINDOW + s selects this binning; below WINDOW, the zigzag one
+FIRST_BINS = 62
+FIRST_HALF = 31
+ESCAPE_BITS = 5
+ESC_LOW = 0
+ESC_HIGH = 63
+
+
+def first_to_symbols(
+    v: np.ndarray, s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """First-sample residuals and shifts → (symbol, raw, raw bits, tail, tail bits)."""
+    v = np.asarray(v, dtype=np.int64)
+    s = np.broadcast_to(np.asarray(s, dtype=np.int64), v.shape)
+    w = v + (FIRST_HALF << s)
+    width = FIRST_BINS << s
+    below, above = w < 0, w >= width
+    inside = ~below & ~above
+    a = np.where(below, -w - 1, np.where(above, w - width, 0))
+    e = _bitlen(a + 1) - 1
+    sym = np.where(below, ESC_LOW, np.where(above, ESC_HIGH, 1 + (np.maximum(w, 0) >> s)))
+    raw = np.where(inside, w & ((1 << s) - 1), e)
+    nraw = np.where(inside, s, ESCAPE_BITS)
+    tail = np.where(inside, 0, a + 1 - (1 << e))
+    ntail = np.where(inside, 0, e)
+    return sym, raw, nraw, tail, ntail
+
+
+def first_from_symbols(sym: np.ndarray, raw: np.ndarray, tail: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`first_to_symbols` (``raw`` is e for the escapes)."""
+    sym = np.asarray(sym, dtype=np.int64)
+    raw = np.asarray(raw, dtype=np.int64)
+    s = np.asarray(s, dtype=np.int64)
+    e = np.where((sym == ESC_LOW) | (sym == ESC_HIGH), raw, 0)
+    a = (1 << e) - 1 + tail
+    w = np.where(
+        sym == ESC_LOW, -a - 1, np.where(sym == ESC_HIGH, (FIRST_BINS << s) + a, ((sym - 1) << s) + raw)
+    )
+    return w - (FIRST_HALF << s)
+
+
+def first_raw_bits(sym: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Raw bits right after a first-sample symbol (the tail, for escapes, follows separately)."""
+    sym = np.asarray(sym)
+    return np.where((sym == ESC_LOW) | (sym == ESC_HIGH), ESCAPE_BITS, s)

@@ -72,6 +72,25 @@ def _best_table(r: np.ndarray) -> tuple[int, np.ndarray, float]:
     return best
 
 
+def _best_first_table(r: np.ndarray) -> tuple[int, np.ndarray, float]:
+    """Table 0 (the first sample's learned wide prior): the zigzag table of :func:`_best_table`,
+    or, if cheaper, the 62-bin window centred on the prior (shift ``WINDOW + s``) whose bin width
+    2**s minimises bins + raw bits + escapes."""
+    best = _best_table(r)
+    if len(r) == 0:
+        return best
+    for k in range(tables.MAX_SHIFT + 1):
+        sym, _, nraw, _, ntail = tables.first_to_symbols(r, k)
+        counts = np.bincount(sym, minlength=tables.NSYM)
+        freq = tables.quantise_freqs(counts)
+        bits = tables.cost_bits(counts, freq) + float(nraw.sum() + ntail.sum())
+        if bits < best[2]:
+            best = (tables.WINDOW + k, freq, bits)
+        elif counts[tables.ESC_LOW] + counts[tables.ESC_HIGH] == 0:
+            break  # everything inside the window: wider bins only add raw bits
+    return best
+
+
 def _table_cost(r: np.ndarray, k: int | None = None) -> float:
     if k is None:
         return _best_table(r)[2]
@@ -141,7 +160,7 @@ def train(
     for ch in range(1, c):
         row = _fixed(_ridge(off[:, :ch], off[:, ch], l1_iters=2))
         pred = base[ch] + ((((q[:, :ch] - base[:ch]) @ row) + (1 << (SHIFT - 1))) >> SHIFT)
-        if _best_table(q[:, ch] - pred)[2] < _best_table(q[:, ch] - base[ch])[2]:
+        if _best_first_table(q[:, ch] - pred)[2] < _best_first_table(q[:, ch] - base[ch])[2]:
             a0[ch, :ch] = row
 
     say("fitting the predictor over time and across channels")
@@ -222,7 +241,8 @@ def train(
             groups += [r[b == i] for i in range(buckets)]
         else:
             groups += [np.zeros(0, dtype=np.int64)] * buckets
-        for ti, r in enumerate(groups):
+        shift[ch, 0], freq[ch, 0], _ = _best_first_table(groups[0])
+        for ti, r in enumerate(groups[1:], start=1):
             shift[ch, ti], freq[ch, ti], _ = _best_table(r)
     params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq)
     model = Model(schema, params, n, model_id, version)

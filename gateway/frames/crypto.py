@@ -92,15 +92,17 @@ class NodeCrypto:
         mic_key, enc_key = derive_keys(root_key, epoch)
         return cls(mic_key, enc_key, node_id, direction)
 
-    def mic(self, fcnt: int, msg: bytes) -> bytes:
-        """First 4 bytes of AES-CMAC(mic_key, B0 | msg); ``msg`` already encrypted, at most 255 bytes."""
+    def mic(self, fcnt: int, msg: bytes, bound: bytes = b"") -> bytes:
+        """First 4 bytes of AES-CMAC(mic_key, B0 | bound | msg); ``msg`` already encrypted, at most 255
+        bytes. ``bound``: a learned-model frame's model fingerprint (implicit associated data, never
+        sent); B0's length byte stays len(msg)."""
         mac = self._mac.copy()
-        mac.update(self._b0_prefix + _TAIL.pack(fcnt, 0, len(msg)))
+        mac.update(self._b0_prefix + _TAIL.pack(fcnt, 0, len(msg)) + bound)
         mac.update(msg)
         return mac.finalize()[:4]
 
-    def verify(self, fcnt: int, msg: bytes, mic: bytes) -> bool:
-        return hmac.compare_digest(self.mic(fcnt, msg), mic)
+    def verify(self, fcnt: int, msg: bytes, mic: bytes, bound: bytes = b"") -> bool:
+        return hmac.compare_digest(self.mic(fcnt, msg, bound), mic)
 
     def crypt(self, fcnt: int, data: bytes) -> bytes:
         """XOR ``data`` with the keystream AES(enc_key, A1) | AES(enc_key, A2) | …; encrypts and decrypts."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
@@ -34,9 +34,21 @@ from gateway.frames.types import (
     RadioHeadHeader,
     Reading,
 )
-from gateway.frames.wire import MAX_FCNT, MAX_FRAME_LEN, crc16, parse_codec_byte
+from gateway.frames.wire import (
+    CODEC_MODEL_FLAG,
+    MAX_FCNT,
+    MAX_FRAME_LEN,
+    crc16,
+    crc16_bound,
+    parse_codec_byte,
+)
 
 log = logging.getLogger(__name__)
+
+# (model id, version mod 8) → installed (version, 8-byte fingerprint) pairs, newest first. Injected
+# (gateway.pipeline.models builds one from the model store) so that frames never imports codec.
+ModelCandidates = Callable[[int, int], Sequence[tuple[int, bytes]]]
+_UNBOUND: tuple[tuple[int | None, bytes], ...] = ((None, b""),)  # raw/LPP frames: nothing prefixed
 
 REPLAY = "replay"
 # Rejections that a registry change (node added, counter reset) may turn into acceptance.
@@ -109,8 +121,12 @@ class FrameDecoder:
         registry: NodeRegistry | Iterable[Node],
         settings: DecoderSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        models: ModelCandidates | None = None,
     ) -> None:
+        """``models``: the installed learned-model candidates (see :data:`ModelCandidates`); without
+        it every learned-model frame is ``unknown_model``."""
         self.settings = settings or DecoderSettings()
+        self._models = models
         self._registry = registry if isinstance(registry, NodeRegistry) else None
         self._static = None if self._registry is not None else list(registry)
         self._clock = clock
@@ -315,9 +331,18 @@ class FrameDecoder:
             raise FrameError(Reason.BAD_PAYLOAD, f"{n} bytes: longer than a LoRa packet")
         node_id = int.from_bytes(data[1 : 1 + id_len], "little")
         state = self._states.get(node_id)
+        version: int | None = None
         if not secured:
-            if crc16(data[:body_end]) != data[body_end] | (data[body_end + 1] << 8):
-                raise FrameError(Reason.BAD_CRC, f"node {node_id}: CRC mismatch")
+            bounds = self._bounds(node_id, data[codec_at])
+            trailer = data[body_end] | (data[body_end + 1] << 8)
+            if bounds is _UNBOUND:
+                if crc16(data[:body_end]) != trailer:
+                    raise FrameError(Reason.BAD_CRC, f"node {node_id}: CRC mismatch")
+            else:
+                body = data[:body_end]
+                version = next((v for v, fp in bounds if crc16_bound(fp, body) == trailer), None)
+                if version is None:
+                    raise self._mismatch(node_id, data[codec_at], bounds, "CRC")
             if state is None:
                 if enforce:
                     raise FrameError(Reason.UNKNOWN_NODE, f"node {node_id}: not in the registry")
@@ -337,11 +362,12 @@ class FrameDecoder:
                 )
             if state.crypto is None:
                 raise FrameError(Reason.BAD_MIC, f"node {node_id}: encrypted frame but the node has no key")
+            bounds = self._bounds(node_id, data[codec_at])
 
         # Counter reconstruction, then the MIC before any verdict (docs/frame-format.md, rule 4).
         verdict, full = reconstruct(state.next, data[1 + id_len] | (data[2 + id_len] << 8), self._max_gap)
         if secured:
-            verdict, full = self._authenticate(state, data, body_end, verdict, full)
+            verdict, full, version = self._authenticate(state, data, body_end, verdict, full, bounds)
         elif verdict == AHEAD:  # open frames cannot tell an old frame from a jump ahead
             verdict = COUNTER_GAP
             if full - WRAP >= 0:
@@ -360,7 +386,7 @@ class FrameDecoder:
             )
 
         try:
-            codec, model_id, model_version = parse_codec_byte(data[codec_at])
+            codec, model_id, _ = parse_codec_byte(data[codec_at])
         except FrameError as exc:
             raise FrameError(Reason.UNKNOWN_CODEC, f"node {node_id}: {exc.message}") from None
         payload = data[codec_at + 1 : body_end]
@@ -386,7 +412,7 @@ class FrameDecoder:
             encrypted,
             codec,
             model_id,
-            model_version,
+            version,
             payload,
             values,
             NodeFormat.FRAME,
@@ -395,9 +421,52 @@ class FrameDecoder:
         )
         return frame, verdict
 
+    def _bounds(self, node_id: int, codec: int) -> Sequence[tuple[int | None, bytes]]:
+        """What the frame's check covers besides its bytes: nothing for raw/LPP (``_UNBOUND``); for a
+        learned-model frame each installed candidate's fingerprint, newest version first."""
+        if not codec & CODEC_MODEL_FLAG:
+            return _UNBOUND
+        model_id, mod8 = (codec >> 3) & 0x0F, codec & 0x07
+        found = list(self._models(model_id, mod8)) if self._models is not None else []
+        if not found:
+            raise FrameError(
+                Reason.UNKNOWN_MODEL,
+                f"node {node_id}: no installed model {model_id} with version {mod8} mod 8"
+                " (lora-gw model install FILE)",
+            )
+        return found
+
     @staticmethod
-    def _authenticate(state: _State, data: bytes, body_end: int, verdict: str, full: int) -> tuple[str, int]:
-        """(verdict, full counter) of a secured frame whose MIC verifies, else ``bad_mic``.
+    def _mismatch(
+        node_id: int, codec: int, bounds: Sequence[tuple[int | None, bytes]], check: str
+    ) -> FrameError:
+        tried = ", ".join(f"v{v}" for v, _ in bounds)
+        return FrameError(
+            Reason.MODEL_MISMATCH,
+            f"node {node_id}: {check} fails under every installed version of model {(codec >> 3) & 0x0F}"
+            f" ({tried}): another model, or a corrupted frame",
+        )
+
+    @staticmethod
+    def _verify(
+        crypto: NodeCrypto, fcnt: int, msg: bytes, mic: bytes, bounds: Sequence[tuple[int | None, bytes]]
+    ) -> tuple[bool, int | None]:
+        for version, fp in bounds:
+            if crypto.verify(fcnt, msg, mic, fp):
+                return True, version
+        return False, None
+
+    def _authenticate(
+        self,
+        state: _State,
+        data: bytes,
+        body_end: int,
+        verdict: str,
+        full: int,
+        bounds: Sequence[tuple[int | None, bytes]] = _UNBOUND,
+    ) -> tuple[str, int, int | None]:
+        """(verdict, full counter, model version) of a secured frame whose MIC verifies, else
+        ``bad_mic`` (``model_mismatch`` for a learned-model frame that fails under every candidate).
 
         A counter past 2^32 − 1 is judged with the 32 bits that B0 holds: a node that wrapped (or an old
         frame) verifies and is then refused as exhausted, a forgery is ``bad_mic`` like any other."""
@@ -405,19 +474,26 @@ class FrameDecoder:
         msg, mic = data[:body_end], data[body_end:]
         if verdict == AHEAD:
             older = full - WRAP
-            if older >= 0 and crypto.verify(older & MAX_FCNT, msg, mic):
-                return REPLAY, older
-            if crypto.verify(full & MAX_FCNT, msg, mic):
-                return COUNTER_GAP, full
-        elif crypto.verify(full & MAX_FCNT, msg, mic):
-            return verdict, full
+            if older >= 0:
+                ok, version = self._verify(crypto, older & MAX_FCNT, msg, mic, bounds)
+                if ok:
+                    return REPLAY, older, version
+            ok, version = self._verify(crypto, full & MAX_FCNT, msg, mic, bounds)
+            if ok:
+                return COUNTER_GAP, full, version
+        else:
+            ok, version = self._verify(crypto, full & MAX_FCNT, msg, mic, bounds)
+            if ok:
+                return verdict, full, version
         node = state.node
         upcoming = state.next_crypto
-        if upcoming is not None and upcoming.verify(_rx16(data), msg, mic):
+        if upcoming is not None and self._verify(upcoming, _rx16(data), msg, mic, bounds)[0]:
             raise _NextEpoch(
                 f"node {node.node_id}: frame of key epoch {node.key_epoch + 1}, but the registry is at"
                 f" {node.key_epoch} (lora-gw nodes reset-counter {node.node_id} --new-epoch)"
             )
+        if bounds is not _UNBOUND:
+            raise self._mismatch(node.node_id, data[1 + (data[0] & 0x03) + 2], bounds, "MIC")
         raise FrameError(Reason.BAD_MIC, f"node {node.node_id}: MIC mismatch")
 
     # -- foreign formats -----------------------------------------------------------------------------

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, Protocol
 
 from gateway.frames import lpp
 from gateway.frames.crypto import NodeCrypto
 from gateway.frames.types import Direction, FrameType, PayloadCodec, Reading
-from gateway.frames.wire import MAX_FCNT, MAX_FRAME_LEN, codec_byte, crc16, header_byte, node_id_len
+from gateway.frames.wire import (
+    FINGERPRINT_LEN,
+    MAX_FCNT,
+    MAX_FRAME_LEN,
+    codec_byte,
+    crc16,
+    crc16_bound,
+    header_byte,
+    node_id_len,
+)
+
+
+class BoundModel(Protocol):
+    """What framing needs of a learned model (gateway.codec.Model satisfies it)."""
+
+    model_id: int
+    version: int
+
+    @property
+    def fingerprint(self) -> bytes: ...
+
+    def encode(self, samples: Any) -> bytes: ...
 
 
 class FrameEncoder:
@@ -47,14 +69,24 @@ class FrameEncoder:
         codec: PayloadCodec = PayloadCodec.RAW,
         model_id: int | None = None,
         model_version: int | None = None,
+        fingerprint: bytes | None = None,
         frame_type: FrameType = FrameType.TELEMETRY,
         ack_requested: bool = False,
         fcnt: int | None = None,
     ) -> bytes:
         """One frame. Without ``fcnt`` the next counter is used and advanced; with it (a retransmission,
-        a test) that counter is used and ``next_fcnt`` only moves forward."""
+        a test) that counter is used and ``next_fcnt`` only moves forward. A learned-model frame needs
+        the model's 8-byte ``fingerprint``: its CRC/MIC covers it (docs/frame-format.md)."""
         if frame_type is FrameType.EXTENSION:
             raise ValueError("frame type 3 is reserved")
+        if codec is PayloadCodec.MODEL:
+            if fingerprint is None or len(fingerprint) != FINGERPRINT_LEN:
+                raise ValueError(f"a learned-model frame needs the {FINGERPRINT_LEN}-byte model fingerprint")
+            bound = bytes(fingerprint)
+        elif fingerprint is not None:
+            raise ValueError("only learned-model frames are bound to a fingerprint")
+        else:
+            bound = b""
         full = self.next_fcnt if fcnt is None else fcnt
         if not 0 <= full <= MAX_FCNT:
             raise ValueError(f"counter {full} is outside 0..0xFFFFFFFF (re-key the node)")
@@ -69,12 +101,23 @@ class FrameEncoder:
             raise ValueError(f"a frame of {size} bytes exceeds {MAX_FRAME_LEN}")
         if self._crypto is not None:
             msg = head + self._crypto.crypt(full, bytes(payload))
-            frame = msg + self._crypto.mic(full, msg)
+            frame = msg + self._crypto.mic(full, msg, bound)
         else:
             msg = head + bytes(payload)
-            frame = msg + crc16(msg).to_bytes(2, "little")
+            frame = msg + (crc16_bound(bound, msg) if bound else crc16(msg)).to_bytes(2, "little")
         self.next_fcnt = max(self.next_fcnt, full + 1)
         return frame
+
+    def encode_model(self, model: BoundModel, samples: Any, **options: Any) -> bytes:
+        """A telemetry frame of ``samples`` (N × C quantised) coded and bound by ``model``."""
+        return self.encode(
+            model.encode(samples),
+            codec=PayloadCodec.MODEL,
+            model_id=model.model_id,
+            model_version=model.version,
+            fingerprint=model.fingerprint,
+            **options,
+        )
 
     def encode_lpp(self, readings: Iterable[Reading | tuple], **options: object) -> bytes:
         """A telemetry frame carrying Cayenne LPP readings."""

@@ -21,6 +21,8 @@ class Reason(StrEnum):
     UNKNOWN_CODEC = "unknown_codec"
     BAD_PAYLOAD = "bad_payload"
     NOT_FOR_US = "not_for_us"  # RadioHead packet addressed to another station
+    MODEL_MISMATCH = "model_mismatch"  # learned-model frame: its check fails under every installed candidate
+    UNKNOWN_MODEL = "unknown_model"  # learned-model frame: no installed model has its id and version mod 8
 
 
 class FrameError(GatewayError):

@@ -98,7 +98,7 @@ class DecodedFrame:
     encrypted: bool
     codec: PayloadCodec
     model_id: int | None
-    model_version: int | None  # as on air: the model version modulo 8
+    model_version: int | None  # the installed version whose fingerprint the frame's CRC/MIC verified under
     payload: bytes  # decrypted
     values: list[Reading] | None  # None when the payload needs a learned model
     format: NodeFormat = NodeFormat.FRAME

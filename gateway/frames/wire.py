@@ -35,6 +35,24 @@ MAX_FRAME_LEN = 255  # SX1276 FIFO / LoRa payload limit
 # xorout 0x0000, check("123456789") = 0x29B1. crcmod uses its C extension when built (crcmod-plus wheels).
 crc16 = crcmod.predefined.mkPredefinedCrcFun("crc-ccitt-false")
 CRC16_CHECK = 0x29B1
+CRC16_INIT = 0xFFFF
+
+# A learned-model frame's check covers the model's 8-byte fingerprint as implicit associated data
+# (prefixed, never sent): a frame checked under another model fails instead of decoding to garbage.
+FINGERPRINT_LEN = 8
+_PREFIX_STATES: dict[bytes, int] = {}
+
+
+def crc16_bound(fingerprint: bytes, data: bytes) -> int:
+    """CRC-16/CCITT-FALSE over ``fingerprint || data``; the prefix's register state is cached."""
+    state = _PREFIX_STATES.get(fingerprint)
+    if state is None:
+        if len(fingerprint) != FINGERPRINT_LEN:
+            raise ValueError(f"a model fingerprint has {FINGERPRINT_LEN} bytes, not {len(fingerprint)}")
+        if len(_PREFIX_STATES) > 1024:  # models come and go rarely; never grow without bound
+            _PREFIX_STATES.clear()
+        state = _PREFIX_STATES[fingerprint] = crc16(fingerprint)
+    return crc16(data, state)
 
 
 def node_id_len(node_id: int) -> int:

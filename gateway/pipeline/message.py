@@ -52,7 +52,7 @@ class AcceptedFrame:
     format: str  # NodeFormat value: frame | lpp | radiohead | raw
     codec: str  # PayloadCodec value: raw | lpp | model | radiohead
     model_id: int | None
-    model_version: int | None  # as on air (modulo 8)
+    model_version: int | None  # the version whose fingerprint the CRC/MIC verified (older rows: mod 8)
     payload: bytes
     radio: RadioMeta
     # Readings the frame layer already decoded (LPP, RadioHead): saves decoding again at publish time.

@@ -49,6 +49,7 @@ class Pipeline:
         self.received = 0
         self.passed = 0  # passed every check and handed to storage (accepted once its commit is durable)
         self.drops: Counter[str] = Counter()
+        self.last_drop: tuple[str, int | None, str] = ("", None, "")
         self._unwarned: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
 
@@ -103,6 +104,7 @@ class Pipeline:
 
     def _drop(self, reason: str, node_id: int | None, message: str) -> None:
         self.drops[reason] += 1
+        self.last_drop = (reason, node_id, message)  # for the status page's packet list
         self._unwarned[reason] += 1
         log.debug("drop %s: %s", reason, message)
         now = self._clock()

@@ -139,7 +139,10 @@ class Renderer:
                 "radio": f.radio.to_dict(),
             }
             return Rendered(f"{node_topic}/raw", _dumps(body), "raw")
-        body = {**head, **values, "radio": f.radio.to_dict()}
+        interval = values.pop("_interval_s", None)
+        if "samples" in values:
+            stamp_samples(values["samples"], f.radio.utc_ms, interval, getattr(node, "interval_s", None))
+        body = {**head, **values, "readings": flat_readings(values["values"]), "radio": f.radio.to_dict()}
         return Rendered(f"{node_topic}/telemetry", _dumps(body), "telemetry")
 
     def _values(self, stored: StoredFrame, node: NodeInfo | None) -> tuple[dict[str, Any] | None, str]:
@@ -164,7 +167,7 @@ class Renderer:
     def _model_values(self, model_id: int, version: int, payload: bytes) -> tuple[dict[str, Any] | None, str]:
         model = self._models(model_id, version) if self._models is not None else None
         if model is None:
-            return None, f"model {model_id} version {version} (mod 8) is not installed"
+            return None, f"model {model_id} version {version} is not installed"
         try:
             q = model.decode(payload)
             phys = model.values(q)
@@ -176,6 +179,7 @@ class Renderer:
             return None, f"model {model_id} failed: {type(exc).__name__}"
         out = self._sample_values(model, phys)
         out.update(model_id=model_id, model_version=version, _q=q, _model=model)
+        out["_interval_s"] = getattr(model, "meta", {}).get("sample_interval_s")
         return out, ""
 
     @staticmethod
@@ -230,6 +234,7 @@ class Renderer:
                 "estimated": True,
                 **self._sample_values(model, phys[k * per_frame : (k + 1) * per_frame]),
             }
+            body["readings"] = flat_readings(body["values"])
             self._extras.append(Rendered(f"{topic}/telemetry", _dumps(body), "estimate"))
             self.estimated += 1
 
@@ -237,6 +242,50 @@ class Renderer:
         """Messages to publish besides the frames (gap estimates): not stored, not retried."""
         out, self._extras = self._extras, []
         return out
+
+
+def flat_readings(values: list[dict[str, Any]]) -> dict[str, Any]:
+    """``values`` as one flat object, ``{"temperature": 6.8, ...}``, so templates need no list indexing.
+
+    The key is the channel's name (model frames) or type (LPP); a key seen twice in one message gets the
+    channel number appended (``temperature``, ``temperature_3``), and a reading with several fields
+    (accelerometer, GPS) gives one key per field (``accelerometer_x``). The order is the frame's, so a
+    node's keys are the same in every message while it sends the same channels."""
+    return {key: value for key, _entry, value in reading_keys(values)}
+
+
+def reading_keys(values: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any]]:
+    """``(key, values entry, value)`` for each flat reading, in order (see :func:`flat_readings`)."""
+    out: list[tuple[str, dict[str, Any], Any]] = []
+    seen: set[str] = set()
+    for v in values:
+        key = str(v.get("name") or v.get("type") or f"channel_{v.get('channel')}")
+        if key in seen:
+            key = f"{key}_{v.get('channel')}"
+        seen.add(key)
+        value = v.get("value")
+        if isinstance(value, dict):
+            out.extend((f"{key}_{name}", v, field_value) for name, field_value in value.items())
+        else:
+            out.append((key, v, value))
+    return out
+
+
+def stamp_samples(
+    samples: list[dict[str, Any]], received_ms: int, sample_interval_s: float | None, node_interval_s: Any
+) -> None:
+    """Give each sample of a multi-sample frame its ``time``: the last sample is taken at the receive time,
+    earlier ones one sampling interval apart before it. The interval is the model's ``sample_interval_s``
+    (weight-file metadata), else the node's reporting interval divided by the samples per frame (a node
+    sends a frame per reporting interval); without either, samples carry no time."""
+    n = len(samples)
+    step = sample_interval_s
+    if not step and isinstance(node_interval_s, int | float) and node_interval_s > 0:
+        step = float(node_interval_s) / n
+    if not step:
+        return
+    for i, sample in enumerate(samples):
+        sample["time"] = utc_iso(received_ms - round((n - 1 - i) * step * 1000))
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

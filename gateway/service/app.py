@@ -12,20 +12,23 @@ import dataclasses
 import logging
 import signal
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway import paths
-from gateway.codec import CodecStats, Model, ModelStore
+from gateway.backup import ServiceLock, Snapshotter
+from gateway.codec import CodecStats
+from gateway.errors import ConfigError
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.frames.registry import warn_unusable_names
+from gateway.pipeline.models import InstalledModels
 from gateway.pipeline.pipeline import Pipeline, PipelineSettings
 from gateway.pipeline.render import NodeCache, Renderer
-from gateway.service.config import Config, log_file_error
+from gateway.service.config import Config, config_files, dir_problem, log_file_error
 from gateway.service.core import Core, CoreSettings
+from gateway.service.journal import use_journal_format
 from gateway.service.notify import Notifier
+from gateway.service.operations import Operations, OperationsSettings, start_web
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
 
@@ -75,22 +78,11 @@ def outbox_settings(cfg: Config) -> OutboxSettings:
     )
 
 
-def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> Callable[[int, int], Model | None]:
-    """``ModelStore(state_dir).resolve`` behind a short-lived cache: a weight file is read and verified
-    once per ``ttl_s`` rather than per frame, and a newly installed model is noticed within ``ttl_s``."""
-    store = ModelStore(state_dir)
-    cache: dict[tuple[int, int], tuple[float, Model | None]] = {}
-
-    def resolve(model_id: int, version_mod8: int) -> Model | None:
-        now = time.monotonic()
-        hit = cache.get((model_id, version_mod8))
-        if hit is not None and now - hit[0] < ttl_s:
-            return hit[1]
-        model = store.resolve(model_id, version_mod8)
-        cache[(model_id, version_mod8)] = (now, model)
-        return model
-
-    return resolve
+def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> InstalledModels:
+    """The installed models behind a short-lived cache (a weight file is read and verified once per
+    ``ttl_s``, a newly installed one noticed within ``ttl_s``): ``.candidates`` for the frame decoder,
+    ``.model`` for the renderer."""
+    return InstalledModels(state_dir, ttl_s)
 
 
 def codec_stats() -> CodecStats:
@@ -100,6 +92,7 @@ def codec_stats() -> CodecStats:
 
 def configure_logging(cfg: Config, verbose: int = 0) -> None:
     root = logging.getLogger()
+    use_journal_format(root)  # under systemd: <N> priorities, no second timestamp
     if verbose == 0:
         root.setLevel(cfg.logging.level.upper())
     if cfg.logging.file:
@@ -116,26 +109,57 @@ class Gateway:
 
     def __init__(self, cfg: Config, state_dir: str | None = None, notifier: Notifier | None = None) -> None:
         self.cfg = cfg
-        self.state_dir = paths.state_dir(state_dir or cfg.gateway.state_dir)
+        chosen = state_dir or cfg.gateway.state_dir
+        if chosen:
+            problem = dir_problem(chosen, "--state-dir" if state_dir else "gateway.state_dir")
+            if problem:
+                raise ConfigError(problem)
+        self.state_dir = paths.state_dir(chosen)
         paths.check_private(self.state_dir)  # before anything is opened: the keys must not be readable
+        # Held while the service runs: `lora-gw state restore` refuses to replace the database under it.
+        self.lock = ServiceLock(self.state_dir, "lora-gw run").acquire()
+        try:
+            self._build(notifier)
+        except BaseException:
+            self.lock.release()  # a service that did not start holds nothing
+            raise
+
+    def _build(self, notifier: Notifier | None) -> None:
+        cfg = self.cfg
+        s = cfg.state
+        self.snapshotter = (
+            Snapshotter(
+                self.state_dir,
+                s.backup_dir,
+                cfg.gateway.id,
+                s.backup_interval_h,
+                s.backup_keep,
+                config_files(cfg),
+                s.backup_passphrase_file,
+            )
+            if s.backup_dir
+            else None
+        )
         db = self.state_dir / paths.DB_NAME
         # The outbox opens first: alone on the file it may switch it to small pages (fewer bytes per commit).
         self.outbox = Outbox(db, outbox_settings(cfg))
         self.registry = KeyedRegistry(db, dict(cfg.node_keys)) if cfg.node_keys else NodeRegistry(db)
         self.source = self._radio()
         warn_unusable_names(self.registry.nodes())
-        self.decoder = FrameDecoder(self.registry, DecoderSettings())
+        self.models = model_resolver(self.state_dir)
+        self.decoder = FrameDecoder(self.registry, DecoderSettings(), models=self.models.candidates)
         self.pipeline = Pipeline(self.decoder, PipelineSettings(crc_policy=cfg.radio.crc_policy))
         self.sink = MqttSink(mqtt_settings(cfg))
         self.renderer = Renderer(
             cfg.gateway.id,
             cfg.mqtt.topic_prefix,
             NodeCache(self.registry.get),
-            model_resolver(self.state_dir),
+            self.models.model,
             codec_stats(),
             gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
+        self.operations = operations(cfg, self.registry, self.source, db)
         self.core = Core(
             self.pipeline,
             self.outbox,
@@ -144,10 +168,14 @@ class Gateway:
             CoreSettings(
                 stats_interval_s=cfg.gateway.stats_interval_s,
                 redecode_interval_s=cfg.outbox.redecode_interval_s,
+                retain_telemetry=cfg.mqtt.retain_telemetry,
+                radio_stall_s=radio_stall_s(self.notifier),
             ),
             notifier=self.notifier,
             radio_heartbeat=self.source.heartbeat,
+            observer=self.operations,
         )
+        self.operations.attach(self.core)
         self.stop_event = threading.Event()
 
     def _radio(self) -> Any:
@@ -188,6 +216,8 @@ class Gateway:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> None:
+        http = self.cfg.http
+        web = start_web(self.operations, http.listen, http.token) if http.listen else None
         self.sink.start()
         self.source.start(self.core.submit)
         r = self.cfg.radio
@@ -196,14 +226,51 @@ class Gateway:
             f"broker {shown_url(self.sink.settings)}"
         )
         log.info(
-            "gateway %s running: radio %s, broker %s, state %s",
+            "gateway %s running: radio %s, broker %s, credentials: %s, state %s, backups %s",
             self.cfg.gateway.id,
             r.backend,
             shown_url(self.sink.settings),
+            self.cfg.mqtt.credentials_source,
             self.state_dir,
+            f"every {self.cfg.state.backup_interval_h:g} h to {self.cfg.state.backup_dir}"
+            if self.snapshotter
+            else "off",
         )
+        if self.snapshotter is not None:
+            self.snapshotter.start()
         try:
             self.core.run(self.stop_event, before_shutdown=self.source.stop)
         finally:
+            if web is not None:
+                web.stop()
+            if self.snapshotter is not None:
+                self.snapshotter.stop()
             self.registry.close()
             self.notifier.close()
+            self.lock.release()
+
+
+def operations(cfg: Config, registry: NodeRegistry, source: Any, db: Path) -> Operations:
+    """Availability, Home Assistant discovery and the status page's figures (gateway.service.operations)."""
+    return Operations(
+        cfg.gateway.id,
+        f"{cfg.mqtt.topic_prefix}/{cfg.gateway.id}",
+        OperationsSettings(
+            default_interval_s=cfg.nodes.report_interval_s,
+            homeassistant=cfg.homeassistant.enabled,
+            discovery_prefix=cfg.homeassistant.discovery_prefix,
+            stats_interval_s=cfg.gateway.stats_interval_s,
+        ),
+        NodeCache(registry.get),
+        registry.nodes,
+        getattr(source, "stats", None),
+        db,
+    )
+
+
+def radio_stall_s(notifier: Notifier) -> float:
+    """How long the radio thread may go without a heartbeat (it beats every receive timeout, 0.25 s) before
+    the watchdog is starved: two ping intervals, so a hung SPI read trips systemd's WatchdogSec= within about
+    one WatchdogSec; never under 2 s, never over 30 s."""
+    wd = notifier.watchdog_interval_s
+    return 30.0 if wd is None else min(30.0, max(2.0, 2 * wd))

@@ -4,7 +4,10 @@ Every problem is a :class:`~gateway.errors.ConfigError` whose one-line message n
 (``radio.sf: 13 is outside 6..12``). Secrets (MQTT credentials, node keys) may live in a separate
 TOML file that must not be readable by group or others; environment variables override the broker
 URL and credentials last (``LORA_GW_MQTT_URL``, ``LORA_GW_MQTT_USERNAME``, ``LORA_GW_MQTT_PASSWORD``).
-Layering, lowest first: built-in defaults, the config file, the secrets file, the environment.
+Layering, lowest first: built-in defaults, the config file, the secrets file, the environment; each
+layer overrides only what it sets (``LORA_GW_MQTT_URL`` without user info keeps the secrets file's
+username and password). Where the credentials came from is kept (``MqttSection.credentials_source``) so
+that ``config check`` and the startup line can say it without showing a value.
 """
 
 from __future__ import annotations
@@ -124,6 +127,13 @@ class MqttSection:
     max_inflight: int = 200
     ack_timeout_s: float = 30.0
     connect_timeout_s: float = 2.0
+    retain_telemetry: bool = False
+    credential_origins: tuple[tuple[str, str], ...] = ()  # (username|password, where it came from)
+
+    @property
+    def credentials_source(self) -> str:
+        """Where the username/password came from (never the values), e.g. ``"secrets file"``."""
+        return credentials_source(dict(self.credential_origins))
 
     @property
     def username(self) -> str | None:
@@ -144,6 +154,17 @@ class OutboxSection:
     redecode_interval_s: float = 60.0
     min_free_mb: float = 32.0
     max_db_mb: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateSection:
+    """Periodic snapshots of the state (gateway.backup): an SD card failure then costs at most one
+    interval. Off while ``backup_dir`` is unset."""
+
+    backup_dir: str | None = None
+    backup_interval_h: float = 24.0
+    backup_keep: int = 7
+    backup_passphrase_file: str | None = None  # encrypt the snapshots with the passphrase in this file
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +193,9 @@ class Config:
     nodes: NodeDefaults
     node_keys: Mapping[int, bytes] = field(default_factory=dict, repr=False)
     source: str | None = None
+    state: StateSection = field(default_factory=StateSection)
+    homeassistant: HomeAssistantSection = field(default_factory=lambda: HomeAssistantSection())
+    http: HttpSection = field(default_factory=lambda: HttpSection())
 
 
 class _Section:
@@ -251,10 +275,20 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what}: {path} does not exist") from None
     except PermissionError:
         raise ConfigError(f"{what}: {path} is not readable by this user") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what}: {path} is a directory, not a TOML file") from None
+    except NotADirectoryError:
+        raise ConfigError(f"{what}: {path}: a part of the path is not a directory") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else 0
+        raise ConfigError(
+            f"{what}: {path} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} on line {line});"
+            " save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what}: {path} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:  # tomllib decodes the whole file first: TOML is UTF-8 only
-        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def _check_private(path: Path) -> None:
@@ -299,6 +333,144 @@ def check_log_file(path: str) -> None:
         raise log_file_error(path, exc) from None
     os.close(fd)
     os.unlink(path)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """Whose access a path check is about: this process, or the user the service runs as."""
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+    @classmethod
+    def current(cls) -> User:
+        import pwd
+
+        uid = os.geteuid()
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+        return cls(name, uid, frozenset(os.getgroups()) | {os.getegid()})
+
+    @classmethod
+    def named(cls, name: str) -> User:
+        import grp
+        import pwd
+
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            raise ConfigError(f"--user: no user {name!r} on this machine") from None
+        gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+        return cls(name, pw.pw_uid, frozenset(gids))
+
+
+def _may(path: Path, user: User, bits: int) -> bool:
+    """Whether ``user`` has ``bits`` (os.R_OK/W_OK/X_OK) on ``path``, from its mode (ACLs aside)."""
+    if user.uid == os.geteuid():
+        return os.access(path, bits)
+    if user.uid == 0:
+        return True
+    st = path.stat()
+    shift = 6 if st.st_uid == user.uid else 3 if st.st_gid in user.gids else 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+def dir_problem(path: str | os.PathLike[str], key: str, user: User | None = None) -> str | None:
+    """Why ``user`` (default: this process) could not use ``path`` as a directory it writes, creating it
+    if needed (None: it could). ``key`` names the option in the message."""
+    user = user or User.current()
+    p = Path(path)
+    who = "this user" if user.uid == os.geteuid() else f"user {user.name}"
+    try:
+        if p.exists() and not p.is_dir():
+            return f"{key}: {p} is a file, not a directory"
+        if p.is_dir():
+            if not _may(p, user, os.W_OK | os.X_OK):
+                return f"{key}: {p} is not writable by {who}"
+            return None
+        ancestor = p.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return f"{key}: {p} cannot be created: {ancestor} is a file, not a directory"
+        if not _may(ancestor, user, os.W_OK | os.X_OK):
+            return f"{key}: {p} cannot be created: {ancestor} is not writable by {who}"
+    except OSError as exc:  # a part of the path is not searchable (EACCES) or a loop (ELOOP)
+        return f"{key}: {p} is not usable: {exc.strerror or exc}"
+    return None
+
+
+def file_problem(path: str, key: str, user: User) -> str | None:
+    """Why ``user`` could not append to ``path`` (creating it if needed); for another user than this
+    process (``config check`` as root for the service user)."""
+    p = Path(path)
+    who = f"user {user.name}"
+    try:
+        if p.is_dir():
+            return f"{key}: {p} is a directory, not a file"
+        if p.exists():
+            return None if _may(p, user, os.W_OK) else f"{key}: {p} is not writable by {who}"
+        if not p.parent.is_dir():
+            return f"{key}: {p} cannot be created: the directory {p.parent} does not exist"
+        if not _may(p.parent, user, os.W_OK | os.X_OK):
+            return f"{key}: {p} cannot be created: {p.parent} is not writable by {who}"
+    except OSError as exc:
+        return f"{key}: {p} is not usable: {exc.strerror or exc}"
+    return None
+
+
+def config_files(cfg: Config) -> dict[str, Path]:
+    """The files ``cfg`` was read from (the config and its secrets file), for a backup of the state."""
+    if not cfg.source:
+        return {}
+    main = Path(cfg.source)
+    out = {main.name: main}
+    if cfg.gateway.secrets_file:
+        sp = Path(cfg.gateway.secrets_file)
+        sp = sp if sp.is_absolute() else main.parent / sp
+        out[sp.name if sp.name != main.name else f"secrets-{sp.name}"] = sp
+    return out
+
+
+def state_dir_of(cfg: Config) -> str | None:
+    """The state directory the service uses for ``cfg`` (None: the default, see gateway.paths)."""
+    return cfg.gateway.state_dir
+
+
+def path_problems(cfg: Config, user: User | None = None) -> list[str]:
+    """Every configured path ``user`` (default: this process) could not use, one line each."""
+    user = user or User.current()
+    out = []
+    if cfg.gateway.state_dir:
+        out.append(dir_problem(cfg.gateway.state_dir, "gateway.state_dir", user))
+    if cfg.state.backup_dir:
+        out.append(dir_problem(cfg.state.backup_dir, "state.backup_dir", user))
+    if cfg.logging.file and user.uid != os.geteuid():
+        out.append(file_problem(cfg.logging.file, "logging.file", user))
+    if cfg.state.backup_passphrase_file:
+        out.append(_passphrase_file_problem(Path(cfg.state.backup_passphrase_file), user))
+    return [p for p in out if p]
+
+
+def _passphrase_file_problem(p: Path, user: User) -> str | None:
+    key = "state.backup_passphrase_file"
+    try:
+        st = p.stat()
+        if not p.is_file():
+            return f"{key}: {p} is not a file"
+        if st.st_mode & 0o077:
+            mode = st.st_mode & 0o777
+            return f"{key}: {p} is readable by group or others (mode {mode:04o}); run chmod 600 {p}"
+        if not _may(p, user, os.R_OK):
+            return f"{key}: {p} is not readable by user {user.name}"
+    except FileNotFoundError:
+        return f"{key}: {p} does not exist"
+    except OSError as exc:
+        return f"{key}: {p} is not usable: {exc.strerror or exc}"
+    return None
 
 
 def _optional_pin(sec: _Section, k: str, default: int | None) -> int | None:
@@ -383,16 +555,21 @@ def _parse_radio(sec: _Section) -> RadioSection:
     )
 
 
-def _parse_mqtt(sec: _Section) -> MqttSection:
+def _parse_mqtt(sec: _Section, origin: Mapping[str, str] | None = None) -> MqttSection:
+    """``origin``: where mqtt.username/password came from when not the config file (the secrets file)."""
     d = MqttSection()
+    origin = origin or {}
     url = sec.str("url", None)
     broker = parse_broker_url(url, "mqtt.url") if url else d.broker
+    sources = {k: "config file (mqtt.url)" for k in ("username", "password") if getattr(broker, k)}
     username = sec.str("username", None)
     password = sec.str("password", None)
     if username is not None:
         broker = replace(broker, username=username)
+        sources["username"] = origin.get("username", "config file")
     if password is not None:
         broker = replace(broker, password=password)
+        sources["password"] = origin.get("password", "config file")
     prefix = sec.str("topic_prefix", d.topic_prefix)
     if not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError(f"mqtt.topic_prefix: {_shown(prefix)} must be non-empty, without + # or outer /")
@@ -423,7 +600,31 @@ def _parse_mqtt(sec: _Section) -> MqttSection:
         max_inflight=sec.int("max_inflight", d.max_inflight, 1, 65535),
         ack_timeout_s=sec.float("ack_timeout_s", d.ack_timeout_s, 1.0, 3600.0),
         connect_timeout_s=sec.float("connect_timeout_s", d.connect_timeout_s, 0.1, 60.0),
+        credential_origins=tuple(sources.items()),
+        retain_telemetry=sec.bool("retain_telemetry", d.retain_telemetry),
     )
+
+
+def credentials_source(sources: Mapping[str, str]) -> str:
+    """``"secrets file"``, ``"username from environment (LORA_GW_MQTT_USERNAME), password from secrets
+    file"`` or ``"none"``: where the credentials came from, for messages that must not show them."""
+    if not sources:
+        return "none"
+    if len(sources) == 2 and len(set(sources.values())) == 1:
+        return next(iter(sources.values()))
+    return ", ".join(f"{k} from {v}" for k, v in sorted(sources.items(), key=lambda kv: kv[0] != "username"))
+
+
+def _parse_state(sec: _Section) -> StateSection:
+    d = StateSection()
+    state = StateSection(
+        backup_dir=sec.str("backup_dir", None),
+        backup_interval_h=sec.float("backup_interval_h", d.backup_interval_h, 0.01, 8760.0),
+        backup_keep=sec.int("backup_keep", d.backup_keep, 1, 10_000),
+        backup_passphrase_file=sec.str("backup_passphrase_file", None),
+    )
+    sec.finish()
+    return state
 
 
 def _parse_outbox(sec: _Section) -> OutboxSection:
@@ -479,6 +680,26 @@ def _node_ids(sec: _Section, k: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _layer_env(mqtt: MqttSection, env: Mapping[str, str]) -> MqttSection:
+    """The environment overrides what it sets, and only that: a ``LORA_GW_MQTT_URL`` without user info
+    changes the broker address and keeps the credentials of the layers below."""
+    broker = mqtt.broker
+    sources = dict(mqtt.credential_origins)
+    if env.get(ENV_URL):
+        url = parse_broker_url(env[ENV_URL], ENV_URL)
+        for k in ("username", "password"):
+            if getattr(url, k):
+                sources[k] = f"environment ({ENV_URL})"
+            else:
+                url = replace(url, **{k: getattr(broker, k)})
+        broker = url
+    for k, name in (("username", ENV_USERNAME), ("password", ENV_PASSWORD)):
+        if env.get(name):
+            broker = replace(broker, **{k: env[name]})
+            sources[k] = f"environment ({name})"
+    return replace(mqtt, broker=broker, credential_origins=tuple(sorted(sources.items(), reverse=True)))
+
+
 def parse_config(
     data: Mapping[str, Any],
     secrets: Mapping[str, Any] | None = None,
@@ -502,6 +723,7 @@ def parse_config(
     radio_sec.finish()
     mqtt_sec = root.sub("mqtt")
     mqtt_sec.table = dict(mqtt_sec.table)  # secrets are layered in; never mutate the caller's tables
+    origin: dict[str, str] = {}
     if secrets:
         sroot = _Section("secrets", dict(secrets))
         smqtt = sroot.sub("mqtt")
@@ -509,21 +731,16 @@ def parse_config(
             v = smqtt.str(k, None)
             if v is not None:
                 mqtt_sec.table[k] = v
+                origin[k] = "secrets file"
         smqtt.finish()
         key_sec = sroot.sub("node_keys")
         node_keys = _parse_node_keys(key_sec)
         sroot.finish()
     else:
         node_keys = {}
-    mqtt = _parse_mqtt(mqtt_sec)
+    mqtt = _parse_mqtt(mqtt_sec, origin)
     mqtt_sec.finish()
-    env = env if env is not None else os.environ
-    if env.get(ENV_URL):
-        mqtt = replace(mqtt, broker=parse_broker_url(env[ENV_URL], ENV_URL))
-    if env.get(ENV_USERNAME):
-        mqtt = replace(mqtt, broker=replace(mqtt.broker, username=env[ENV_USERNAME]))
-    if env.get(ENV_PASSWORD):
-        mqtt = replace(mqtt, broker=replace(mqtt.broker, password=env[ENV_PASSWORD]))
+    mqtt = _layer_env(mqtt, env if env is not None else os.environ)
     if mqtt.broker.password and not mqtt.broker.username:
         raise ConfigError("mqtt.password: a password needs a username")
     ob = root.sub("outbox")
@@ -541,8 +758,13 @@ def parse_config(
         gap_filling_nodes=_node_ids(nd, "gap_filling_nodes"),
     )
     nd.finish()
+    state = _parse_state(root.sub("state"))
+    ha, http = _parse_homeassistant(root.sub("homeassistant")), _parse_http(root.sub("http"))
     root.finish()
-    return Config(gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source)
+    return Config(
+        gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source,
+        state=state, homeassistant=ha, http=http,
+    )
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -560,4 +782,61 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             raise ConfigError(f"gateway.secrets_file: {sp} does not exist")
         _check_private(sp)
         secrets = _read_toml(sp, "gateway.secrets_file")
-    return parse_config(data, secrets, env, source=str(p))
+    cfg = parse_config(data, secrets, env, source=str(p))
+    problems = path_problems(cfg)
+    if problems:
+        raise ConfigError(problems[0])
+    return cfg
+
+
+# -- [homeassistant] and [http] (issue 16) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantSection:
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSection:
+    """The optional status page and ``/metrics`` listener; off when ``listen`` is None."""
+
+    listen: tuple[str, int] | None = None
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def loopback(self) -> bool:
+        return self.listen is None or self.listen[0] in ("127.0.0.1", "::1", "localhost")
+
+
+def parse_listen(text: str, what: str) -> tuple[str, int]:
+    """``"host:port"`` (``[v6]:port``) → (host, port), or a one-line ConfigError."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{what}: {_shown(text)} is not host:port (e.g. 127.0.0.1:9108)")
+    return host, int(port)
+
+
+def _parse_homeassistant(sec: _Section) -> HomeAssistantSection:
+    d = HomeAssistantSection()
+    prefix = sec.str("discovery_prefix", d.discovery_prefix)
+    if not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/"):
+        raise ConfigError(f"homeassistant.discovery_prefix: {_shown(prefix)} is not a topic prefix")
+    out = HomeAssistantSection(enabled=sec.bool("enabled", d.enabled), discovery_prefix=prefix)
+    sec.finish()
+    return out
+
+
+def _parse_http(sec: _Section) -> HttpSection:
+    listen = sec.str("listen", None)
+    out = HttpSection(
+        listen=parse_listen(listen, "http.listen") if listen else None, token=sec.str("token", None) or None
+    )
+    if not out.loopback and not out.token:
+        raise ConfigError(
+            f"http.listen: {listen} is reachable from other machines: set http.token (the page asks for it)"
+        )
+    sec.finish()
+    return out

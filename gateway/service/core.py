@@ -37,7 +37,7 @@ from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import Renderer
 from gateway.radio.packet import RxPacket
 from gateway.service.notify import Notifier
-from gateway.sinks.mqtt import Delivery, MqttSink, Unpublishable
+from gateway.sinks.mqtt import Delivery, MqttSink, RefusalLog, Unpublishable
 from gateway.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class CoreSettings:
     health_interval_s: float = 1.0
     shutdown_flush_s: float = 3.0
     radio_stall_s: float = 30.0  # no radio heartbeat for this long: stop feeding the systemd watchdog
+    retain_telemetry: bool = False  # [mqtt] retain_telemetry: telemetry published retained
 
 
 class Core:
@@ -102,7 +103,10 @@ class Core:
         clock: Callable[[], float] = time.monotonic,
         radio_heartbeat: Callable[[], float] | None = None,
         on_published: Callable[[str, bytes], None] | None = None,
+        observer: Any = None,
     ) -> None:
+        """``observer`` (gateway.service.operations.Operations or None) sees every packet's fate and every
+        published message, runs in ``step`` (``tick``) and adds to the stats (``stats``)."""
         self.pipeline = pipeline
         self.outbox = outbox
         self.sink = sink
@@ -112,6 +116,7 @@ class Core:
         self._clock = clock
         self._radio_heartbeat = radio_heartbeat
         self._on_published = on_published
+        self.observer = observer
         self.packets: deque[tuple[RxPacket, float]] = deque()  # appended by the radio thread only
         self._waker = Waker()
         self._ready: deque[StoredFrame] = deque()
@@ -127,6 +132,7 @@ class Core:
         self.raw_published = 0
         self._disk_full = False  # last disk-full state reported (systemd status, stats topic)
         self.refused = 0
+        self.refusal_log = RefusalLog(self.settings.refused_retry_s, clock)  # 1 WARNING/reason/interval
         self.parked = 0  # poison messages parked by this run
         self.started_s = clock()
         now = clock()
@@ -201,6 +207,8 @@ class Core:
     def _ingest(self, item: tuple[RxPacket, float]) -> None:
         packet, t0 = item
         result = self.pipeline.process(packet)
+        if self.observer is not None:
+            self.observer.packet(packet, None if result is None else result[0])
         if result is None:
             return
         accepted, decoded = result
@@ -242,26 +250,38 @@ class Core:
             if msg is None:  # waiting for a model that is still missing
                 self._waiting_queued.discard(stored.row_id)
                 continue
+            # Gap estimates go out before the frame that revealed the gap: the last message on the topic is
+            # then the newest one, which is what a consumer that keeps a state (Home Assistant) shows.
+            for extra in self.renderer.take_extras():
+                self._publish_untracked(extra.topic, extra.payload)
             try:
-                accepted = sink.publish(msg.topic, msg.payload, (stored, msg.kind))
+                retain = self.settings.retain_telemetry and msg.kind == "telemetry"
+                accepted = sink.publish(msg.topic, msg.payload, (stored, msg.kind), retain=retain)
             except Unpublishable as exc:
                 self._poison(stored, exc.message)
-                self.renderer.take_extras()  # estimates on the same topic could not go out either
                 continue
             if not accepted:
                 self._ready.appendleft(stored)
                 return
             if self._on_published is not None:
                 self._on_published(msg.topic, msg.payload)
-            for extra in self.renderer.take_extras():
-                self._publish_untracked(extra.topic, extra.payload)
+            if self.observer is not None:
+                self.observer.published(msg.topic, msg.payload, stored)
 
-    def _publish_untracked(self, topic: str, payload: bytes) -> None:
+    def publish_extra(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """Publish a message that is not a stored frame (discovery, availability): False if the broker is
+        not connected or the window is full (the caller announces again later)."""
+        if not self.sink.connected:
+            return False
+        return self._publish_untracked(topic, payload, retain)
+
+    def _publish_untracked(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Stats and gap estimates: not stored, so a refusal is only logged."""
         try:
-            self.sink.publish(topic, payload, None)
+            return self.sink.publish(topic, payload, None, retain=retain)
         except Unpublishable as exc:
             log.warning("mqtt: cannot publish on %s: %s", topic[:200], exc.message)
+            return False
 
     def _poison(self, stored: StoredFrame, reason: str) -> None:
         """Park a message that can never be published as it is; the queue goes on without it."""
@@ -300,12 +320,8 @@ class Core:
                     self.latencies_ms.append((now - t0) * 1000.0)
             elif d.status == "refused":
                 self.refused += 1
-                log.warning(
-                    "node %08x fcnt %d: broker refused the publish (%s); kept, retry in %.0f s",
-                    stored.frame.node_id,
-                    stored.frame.fcnt,
-                    d.reason,
-                    self.settings.refused_retry_s,
+                self.refusal_log.refused(
+                    stored.frame.node_id, stored.frame.fcnt, d.reason, self.settings.refused_retry_s
                 )
                 self._held.append((now + self.settings.refused_retry_s, stored))
             elif d.status == "poison":
@@ -343,6 +359,7 @@ class Core:
                 log.error("radio: no heartbeat for %.0f s; not feeding the systemd watchdog", s.radio_stall_s)
         if now >= self._next_stats:
             self._next_stats = now + s.stats_interval_s
+            self.refusal_log.flush(s.refused_retry_s)
             self.publish_stats()
         if now >= self._next_redecode:
             self._next_redecode = now + s.redecode_interval_s
@@ -354,6 +371,8 @@ class Core:
             self._next_expire = now + s.expire_interval_s
             self.outbox.drop_expired()
         self._forget_dropped()
+        if self.observer is not None:
+            self.observer.tick(now)
 
     def _forget_dropped(self) -> None:
         """Frames a size or age bound dropped (counted, logged) must not be published afterwards."""
@@ -424,6 +443,7 @@ class Core:
             "model_failures": self.renderer.model_failures,
             "estimated": self.renderer.estimated,
             "models": self.renderer.codec_stats.snapshot() if self.renderer.codec_stats is not None else {},
+            **(self.observer.stats() if self.observer is not None else {}),
         }
 
     def status_line(self) -> str:

@@ -30,6 +30,7 @@ from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.app import codec_stats, model_resolver
 from gateway.service.config import ENV_PASSWORD, ENV_USERNAME
 from gateway.service.core import Core, CoreSettings
+from gateway.service.operations import Operations, OperationsSettings, start_web
 from gateway.service.radio import SimNetwork, install_demo_model
 from gateway.sinks.mqtt import MqttSettings, MqttSink
 from gateway.sinks.outbox import Outbox
@@ -121,7 +122,7 @@ def with_env_credentials(broker: BrokerUrl, env: Mapping[str, str]) -> BrokerUrl
 
 def run_demo(
     nodes: int,
-    seconds: float,
+    seconds: float | None,
     broker_url: str | None,
     on_reading: Callable[[dict[str, Any]], None] | None,
     *,
@@ -129,8 +130,13 @@ def run_demo(
     interval_s: float = DEMO_INTERVAL_S,
     seed: int = 1,
     env: Mapping[str, str] | None = None,
+    web: tuple[str, int] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run the demo for ``seconds`` simulated seconds; returns the summary (see module docstring).
+
+    ``seconds`` None: run (nodes keep sending) until ``stop`` is set. ``web``: serve the status page,
+    ``/api/*`` and ``/metrics`` there. Home Assistant discovery is published as by ``lora-gw run``.
 
     ``on_reading`` is called (in the core thread) with each telemetry message as it is published. With a
     ``broker_url``, credentials in ``env`` (default: the process environment) override the URL's.
@@ -146,7 +152,9 @@ def run_demo(
         broker = private.url
     state = Path(tempfile.mkdtemp(prefix="lora-gw-demo-"))
     try:
-        return _run(nodes, seconds, broker, on_reading, state, speed, interval_s, seed, private is not None)
+        return _run(
+            nodes, seconds, broker, on_reading, state, speed, interval_s, seed, private is not None, web, stop
+        )
     finally:
         shutil.rmtree(state, ignore_errors=True)
         if private is not None:
@@ -155,7 +163,7 @@ def run_demo(
 
 def _run(
     nodes: int,
-    seconds: float,
+    seconds: float | None,
     broker: BrokerUrl,
     on_reading: Callable[[dict[str, Any]], None] | None,
     state: Path,
@@ -163,6 +171,8 @@ def _run(
     interval_s: float,
     seed: int,
     private_broker: bool,
+    web: tuple[str, int] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     db = paths.db_path(state)
     outbox = Outbox(db)
@@ -170,7 +180,8 @@ def _run(
     model = install_demo_model(state)
     net = SimNetwork(nodes, interval_s=interval_s, seed=seed, speed=speed, model=model)
     net.register(registry)
-    decoder = FrameDecoder(registry)
+    models = model_resolver(state)
+    decoder = FrameDecoder(registry, models=models.candidates)
     pipeline = Pipeline(decoder)
     sink = MqttSink(
         MqttSettings(
@@ -182,23 +193,27 @@ def _run(
         )
     )
     renderer = Renderer(
-        DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), model_resolver(state), codec_stats()
+        DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), models.model, codec_stats()
     )
 
     def published(topic: str, payload: bytes) -> None:
         if on_reading is not None and topic.endswith("/telemetry"):
             on_reading(json.loads(payload))
 
+    ops = demo_operations(registry, net, db, interval_s / max(speed, 0.01))
     core = Core(
         pipeline,
         outbox,
         sink,
         renderer,
-        CoreSettings(stats_interval_s=3600, health_interval_s=0.5),
+        CoreSettings(stats_interval_s=3600 if seconds is not None else 30, health_interval_s=0.5),
         on_published=published,
         radio_heartbeat=net.heartbeat,
+        observer=ops,
     )
-    stop = threading.Event()
+    ops.attach(core)
+    stop = stop or threading.Event()
+    server = start_web(ops, web, None) if web is not None else None
     sink.start()
     deadline = time.monotonic() + 10
     while not sink.connected:
@@ -207,11 +222,15 @@ def _run(
             sink.stop()
             registry.close()
             outbox.close()
+            if server is not None:
+                server.stop()
             raise BrokerUnavailable(f"cannot connect to the broker at {broker.redacted()}")
     started = time.monotonic()
     net.start(core.submit, seconds=seconds)
 
     def watch() -> None:
+        if seconds is None:
+            return  # until ``stop`` is set (SIGINT/SIGTERM from the CLI)
         net.wait_transmissions(seconds / max(speed, 0.01) + 30)
         time.sleep(0.3)  # the last frames' time on air, then let the core publish the rest
         end = time.monotonic() + 10
@@ -226,6 +245,8 @@ def _run(
         core.run(stop, before_shutdown=net.stop)
     finally:
         registry.close()
+        if server is not None:
+            server.stop()
     fates = net.air_fates()
     heard = pipeline.received
     damaged = pipeline.drops.get("radio_crc_failed", 0)  # heard, but hit by a collision or noise
@@ -244,3 +265,18 @@ def _run(
         "air": fates,
         "wall_s": round(time.monotonic() - started, 2),
     }
+
+
+def demo_operations(registry: NodeRegistry, net: SimNetwork, db: Path, interval_s: float) -> Operations:
+    """Availability and Home Assistant discovery for the demo's nodes (their real-time reporting interval)."""
+    return Operations(
+        DEMO_GATEWAY_ID,
+        f"lora/{DEMO_GATEWAY_ID}",
+        OperationsSettings(
+            default_interval_s=interval_s, homeassistant=True, stats_interval_s=30, snapshot_interval_s=1.0
+        ),
+        lambda node_id: None,  # the demo's nodes report every interval_s of simulated time
+        registry.nodes,
+        net.stats,
+        db,
+    )

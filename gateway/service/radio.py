@@ -22,7 +22,7 @@ import numpy as np
 
 from gateway.codec import DEMO_MODEL, CodecError, Model, ModelStore, demo_model
 from gateway.errors import ConfigError
-from gateway.frames import FrameEncoder, Node, NodeRegistry, PayloadCodec
+from gateway.frames import FrameEncoder, Node, NodeRegistry
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 from gateway.service.config import RadioSection
@@ -127,12 +127,7 @@ class Telemetry:
                 self._pos = 0
             chunk = self._series[self._pos : self._pos + k]
             self._pos += k
-            return enc.encode(
-                m.encode(chunk),
-                codec=PayloadCodec.MODEL,
-                model_id=m.model_id,
-                model_version=m.version % 8,
-            )
+            return enc.encode_model(m, chunk)  # CRC/MIC bound to the model's fingerprint
         self._temp = round(min(45.0, max(-20.0, self._temp + float(self.rng.normal(0, 0.2)))), 1)
         self._hum = round(min(100.0, max(0.0, self._hum + float(self.rng.normal(0, 0.5)))) * 2) / 2
         return enc.encode_lpp([(1, "temperature", self._temp), (2, "humidity", self._hum)])

@@ -274,6 +274,8 @@ class MqttSink:
         self._deaths = 0  # consecutive short connections that died with messages in flight
         self._isolate_pending: str | None = None  # why the next ``wait`` must rebuild the client
         self._isolating = 0  # > 0: one message at a time, for this many more deliveries
+        self._subscriptions: list[str] = []  # (re)subscribed on every connection
+        self._messages: list[tuple[str, bytes]] = []  # received, until ``take_messages``
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -317,6 +319,7 @@ class MqttSink:
         client.on_connect = lambda c, u, f, rc, p: self._on_connect(gen, c, rc, p)
         client.on_disconnect = lambda c, u, f, rc, p: self._on_disconnect(gen, rc)
         client.on_publish = lambda c, u, mid, rc, p: self._on_puback(gen, mid, rc)
+        client.on_message = lambda c, u, m: self._on_message(gen, m)
         # Stores host, port and keepalive only; the (blocking, bounded) connect is ``_connect``.
         client.connect_async(s.broker.host, s.broker.port, keepalive=s.keepalive_s)
         return client
@@ -344,6 +347,21 @@ class MqttSink:
         self._close(client)
         self._connected = False
 
+    def subscribe(self, topic: str) -> None:
+        """Receive ``topic`` (QoS 1) on this and every later connection; see ``take_messages``."""
+        self._subscriptions.append(topic)
+        if self._connected and self._client is not None:
+            self._client.subscribe(topic, qos=1)
+
+    def take_messages(self) -> list[tuple[str, bytes]]:
+        """Messages received on subscribed topics since the last call, oldest first."""
+        out, self._messages = self._messages, []
+        return out
+
+    def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
+        if gen == self._generation and len(self._messages) < 1000:
+            self._messages.append((msg.topic, bytes(msg.payload)))
+
     # -- callbacks (run in the owner thread, inside paho calls made by this class) -------------------------
 
     def _on_connect(self, gen: int, client: mqtt.Client, rc: mqtt.ReasonCode, props: object = None) -> None:
@@ -355,6 +373,8 @@ class MqttSink:
         self._max_packet = getattr(props, "MaximumPacketSize", None)
         self._connected_at = self._clock()
         client.publish(self.settings.status_topic, ONLINE, qos=1, retain=True)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
         self._connected = True
         self._delay = 0.0
         self._next_connect = None
@@ -631,3 +651,43 @@ class MqttSink:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+class RefusalLog:
+    """Broker refusals (an ACL, a quota) as one WARNING per reason per ``interval_s``, like the pipeline's
+    dropped packets: a refused node is retried every minute, and one line per frame and retry would bury
+    the log. The first refusal of a reason is logged at once; later ones are counted (a DEBUG line each)
+    and summarised with the latest node and counter once the interval has passed."""
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._pending: dict[str, tuple[int, int, int]] = {}  # reason → (count, latest node, latest fcnt)
+
+    def refused(self, node_id: int, fcnt: int, reason: str, retry_s: float) -> None:
+        log.debug("node %08x fcnt %d: broker refused the publish (%s)", node_id, fcnt, reason)
+        count = self._pending.get(reason, (0, 0, 0))[0] + 1
+        self._pending[reason] = (count, node_id, fcnt)
+        last = self._last.get(reason)
+        if last is None or self._clock() - last >= self.interval_s:
+            self._emit(reason, retry_s)
+
+    def flush(self, retry_s: float) -> None:
+        """Summarise what is due (the core calls it with its stats tick)."""
+        now = self._clock()
+        for reason in [r for r in self._pending if now - self._last.get(r, -1e18) >= self.interval_s]:
+            self._emit(reason, retry_s)
+
+    def _emit(self, reason: str, retry_s: float) -> None:
+        count, node_id, fcnt = self._pending.pop(reason)
+        self._last[reason] = self._clock()
+        log.warning(
+            "node %08x fcnt %d: broker refused %d publish(es) (%s) in %.0f s; kept, retried every %.0f s",
+            node_id,
+            fcnt,
+            count,
+            reason,
+            self.interval_s,
+            retry_s,
+        )

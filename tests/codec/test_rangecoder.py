@@ -22,6 +22,18 @@ def _decode(payload: bytes, freq: np.ndarray, steps: list[tuple[str, int]]) -> l
     return out
 
 
+def _consumed(payload: bytes, freq: np.ndarray, steps: list[tuple[str, int]]) -> int:
+    cum, lut = tables.cumulative(freq), tables.lookup(freq)
+    dec = BatchDecoder([payload], len(payload))
+    for kind, arg in steps:
+        if kind == "sym":
+            r, v = dec.target()
+            dec.consume(r, cum[lut[v]], freq[lut[v]])
+        else:
+            dec.raw(np.array([arg]))
+    return int(dec.pos[0]) - 4
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.integers(1, 500), min_size=tables.NSYM, max_size=tables.NSYM),
@@ -49,9 +61,14 @@ def test_encoder_and_batch_decoder_agree(weights, ops):
             enc.encode_raw(value, nbits)
             steps.append(("raw", nbits))
             expect.append(value)
+    emitted = len(enc.out)
     payload = enc.finish()
-    assert not payload.endswith(b"\x00")  # trailing zeros are implied by the decoder
+    # Trailing zeros are implied by the decoder, but never trimmed below the bytes emitted while
+    # coding, so that the decoder's consumption bounds the payload length from both sides.
+    assert len(payload) == emitted or not payload.endswith(b"\x00")
+    assert emitted <= len(payload) <= emitted + 2
     assert _decode(payload, freq, steps) == expect
+    assert _consumed(payload, freq, steps) == emitted  # the decoder reads exactly what was emitted
 
 
 def test_a_certain_symbol_costs_almost_nothing():

@@ -73,6 +73,18 @@ def unbin(dec: RefDecoder, freq: list[int], k: int) -> int:
     return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
 
 
+def unbin_first(dec: RefDecoder, freq: list[int], s: int) -> int:
+    """Table 0: 62 bins of 2**s values centred on the prior, escapes 0 (below) and 63 (above)."""
+    sym = dec.symbol(freq)
+    if sym in (0, 63):
+        e = dec.raw(5)
+        beyond = (1 << e) - 1 + dec.raw(e)
+        w = -beyond - 1 if sym == 0 else 62 * (1 << s) + beyond
+    else:
+        w = (sym - 1) * (1 << s) + dec.raw(s)
+    return w - 31 * (1 << s)
+
+
 def ref_decode(model, payload: bytes) -> list[list[int]]:
     p = model.params
     c_n = p.channels
@@ -96,7 +108,8 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
                 pred = x[t - 1][c] + ((acc + 2048) >> 12)
                 tab = 1 if t == 1 else 2 + sum(1 for th in thr[c] if abs(d[t - 1][c]) > th)
             pred = max(-(1 << 30), min(1 << 30, pred))
-            r = unbin(dec, freq[c][tab], shift[c][tab])
+            k = shift[c][tab]
+            r = unbin(dec, freq[c][tab], k) if k < 32 else unbin_first(dec, freq[c][0], k - 32)
             if grid[c] != 256:
                 r = ((r * grid[c] + 128) >> 8) + unbin(dec, jfreq[c], 0)
             x[t][c] = pred + r
@@ -130,3 +143,14 @@ def test_reference_decoder_with_outliers(model, series, n):
     frame = series[:n].copy()
     frame[-1, 2] += 123_456
     assert ref_decode(model, model.encode(frame)) == frame.tolist()
+
+
+@pytest.mark.parametrize("jump", [40_000, -40_000, 999_999_999, -999_999_999])
+def test_reference_decoder_first_sample_escapes(model, series, jump):
+    """A first sample far outside table 0's window (both escapes, long tails) decodes everywhere."""
+    frame = series[:4].copy()
+    frame[0, 1] += jump
+    payload = model.encode(frame)
+    assert ref_decode(model, payload) == frame.tolist()
+    assert model.decode(payload).tolist() == frame.tolist()
+    assert model.decode_many([payload])[0].tolist() == frame.tolist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from gateway.cli import main as cli
@@ -108,12 +109,42 @@ def test_decode_frames_with_and_without_registry(run) -> None:
     assert code == 2 and "MIC mismatch" in err
 
 
-def test_decode_model_payload_needs_the_model(run) -> None:
-    data = FrameEncoder(9).encode(b"\x12\x34", codec=PayloadCodec.MODEL, model_id=2, model_version=5)
-    code, out, _ = run("decode", data.hex(), "--codec", "frame")
-    assert code == 0 and "needs model decoding" in out and "model         2" in out
-    out = json.loads(run("decode", data.hex(), "--codec", "frame", "--json")[1])
-    assert out["values"] == [] and out["model_id"] == 2 and out["model_version"] == 5
+def test_decode_model_frame_without_its_model_is_refused(run) -> None:
+    data = FrameEncoder(9).encode(
+        b"\x12\x34", codec=PayloadCodec.MODEL, model_id=2, model_version=5, fingerprint=bytes(8)
+    )
+    code, _, err = run("decode", data.hex(), "--codec", "frame")
+    assert code == 2 and "unknown_model" not in err and "lora-gw model install" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_decode_model_frame_with_the_installed_model(run, tmp_path) -> None:
+    """Issue 12: samples with physical values per channel, units once; the same candidate logic as
+    the service (the installed version whose fingerprint the CRC verifies under)."""
+    from gateway.codec import demo_model, save_weights
+
+    model = demo_model()
+    path = tmp_path / "demo.npz"
+    save_weights(model, path)
+    assert run("model", "install", str(path))[0] == 0
+    q = model.generate(model.samples_per_frame, np.random.default_rng(4))
+    data = FrameEncoder(9).encode_model(model, q)
+    out = json.loads(run("decode", data.hex(), "--json")[1])
+    assert (out["model_id"], out["model_version"]) == (model.model_id, model.version)
+    expect = model.values(q)
+    names = [ch.name for ch in model.schema.channels]
+    assert len(out["samples"]) == len(q)
+    assert [[s[n] for n in names] for s in out["samples"]] == expect.tolist()
+    assert out["units"] == {ch.name: ch.unit for ch in model.schema.channels}
+    code, text, _ = run("decode", data.hex())
+    assert code == 0 and f"{names[0]}={out['samples'][0][names[0]]}" in text
+    # Another model with the same id and version mod 8 (different weights): refused, not garbage.
+    other = FrameEncoder(9).encode(
+        model.encode(q), codec=PayloadCodec.MODEL, model_id=model.model_id, model_version=model.version + 8,
+        fingerprint=bytes(8),
+    )  # fmt: skip
+    code, _, err = run("decode", other.hex())
+    assert code == 2 and "every installed version" in err and f"v{model.version}" in err
 
 
 def test_decode_radiohead(run) -> None:

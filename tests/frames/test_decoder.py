@@ -47,11 +47,16 @@ class TestRoundTrip:
         registry.reset_counter(0x01020304, 70000)
         decoder.reload()
         enc = FrameEncoder(0x01020304, KEY, next_fcnt=70000)
-        data = enc.encode(b"\x01\x02\x03", codec=PayloadCodec.MODEL, model_id=7, model_version=12)
+        fp = bytes(range(8))
+        data = enc.encode(
+            b"\x01\x02\x03", codec=PayloadCodec.MODEL, model_id=7, model_version=12, fingerprint=fp
+        )
         assert b"\x01\x02\x03" not in data
+        decoder = FrameDecoder(registry, models=lambda mid, v8: [(12, fp)] if (mid, v8) == (7, 4) else [])
         frame = decoder.decode(data)
         assert frame.encrypted and frame.payload == b"\x01\x02\x03" and frame.values is None
-        assert (frame.codec, frame.model_id, frame.model_version) == (PayloadCodec.MODEL, 7, 4)
+        # The frame carries the full version whose fingerprint its MIC verified under.
+        assert (frame.codec, frame.model_id, frame.model_version) == (PayloadCodec.MODEL, 7, 12)
         assert (frame.fcnt, frame.next_fcnt) == (70000, 70001)
 
     def test_raw_ack_and_command_types(self, decoder: FrameDecoder) -> None:
@@ -265,7 +270,8 @@ class TestTampering:
         data = enc.encode_lpp(WEATHER, ack_requested=True)
         assert decoder.decode(data).fcnt == 1001
         reasons = {reason_of(decoder, flipped) for flipped in _flips(data)}
-        assert reasons <= {"bad_mic", "bad_crc", "bad_version", "unknown_node", "too_short"}
+        # A flip that sets the codec byte's model bit names a model that is not installed.
+        assert reasons <= {"bad_mic", "bad_crc", "bad_version", "unknown_node", "too_short", "unknown_model"}
         assert "bad_mic" in reasons
 
     def test_flipped_secured_frames_are_never_accepted_as_their_node(self, decoder: FrameDecoder) -> None:
@@ -329,13 +335,14 @@ class TestClassification:
 @settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=80), hint=st.sampled_from([None, 5, 0x01020304, 70, 80, 12345]))
 def test_any_input_gives_a_frame_or_a_frame_error(mixed_nodes, data: bytes, hint) -> None:
-    decoder = FrameDecoder(mixed_nodes)
+    decoder = FrameDecoder(mixed_nodes, models=lambda mid, v8: [(v8 + 8, bytes(8))] if mid % 2 else [])
     try:
         decoder.decode(data, node_hint=hint)
     except FrameError as exc:
         assert exc.reason in {
             "too_short", "bad_version", "bad_crc", "bad_mic", "unknown_node", "replay",
             "duplicate", "counter_gap", "unknown_codec", "bad_payload", "not_for_us",
+            "model_mismatch", "unknown_model",
         }  # fmt: skip
 
 

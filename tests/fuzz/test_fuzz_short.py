@@ -59,7 +59,7 @@ def test_a_config_file_that_is_not_utf8_is_a_one_line_error(tmp_path) -> None:
     path.write_bytes(b'[gateway]\nid = "gw\xe5"\n')
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
-    assert "not UTF-8" in err.value.message and "\n" not in err.value.message
+    assert "UTF-8" in err.value.message and "\n" not in err.value.message
 
 
 @pytest.mark.parametrize("url", ["mqtt://]27.0.0.1:1883", "mqtt://[::1:1883", "mqtts://user@[fe80::1"])

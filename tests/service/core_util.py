@@ -62,7 +62,8 @@ class Running:
         # SQLite connections belong to the thread that made them: build everything in the core thread.
         self.outbox = Outbox(self.db, self.outbox_settings or OutboxSettings())
         self.registry = NodeRegistry(self.db)
-        self.decoder = FrameDecoder(self.registry)
+        models = model_resolver(self.models_dir, ttl_s=0.2) if self.models_dir else None
+        self.decoder = FrameDecoder(self.registry, models=models.candidates if models else None)
         self.pipeline = Pipeline(self.decoder)
         self.sink = MqttSink(
             MqttSettings(
@@ -74,9 +75,13 @@ class Running:
                 ack_timeout_s=5,
             )
         )
-        models = model_resolver(self.models_dir, ttl_s=0.2) if self.models_dir else None
         self.renderer = Renderer(
-            GW, "lora", NodeCache(self.registry.get), models, codec_stats(), gap_filling=self.gap_filling
+            GW,
+            "lora",
+            NodeCache(self.registry.get),
+            models.model if models else None,
+            codec_stats(),
+            gap_filling=self.gap_filling,
         )
         kw = dict(self.core_kw)
         self.core = Core(

@@ -192,7 +192,10 @@ def test_acl_refused_publish_is_not_delivered_and_stays_in_outbox(tmp_path, brok
     sub.close()
 
 
-def test_model_frame_kept_raw_then_decoded_once_model_installed(tmp_path, broker):
+def test_model_frame_refused_until_its_model_is_installed_then_decoded(tmp_path, broker):
+    """Issue 11: a learned-model frame's CRC/MIC covers its model's fingerprint, so without the model
+    it cannot be verified (``unknown_model``), under another model it fails (``model_mismatch``);
+    neither moves a counter, and once the model is installed the node's frames decode."""
     import numpy as np
 
     from gateway.codec import DEMO_MODEL, ModelStore, demo_model
@@ -209,33 +212,30 @@ def test_model_frame_kept_raw_then_decoded_once_model_installed(tmp_path, broker
     )
     enc = encoders(NODES)
     samples = model.generate(model.samples_per_frame, np.random.default_rng(3))
-    frame = enc[0x2A].encode(
-        model.encode(samples),
-        codec=PayloadCodec.MODEL,
-        model_id=model.model_id,
-        model_version=model.version % 8,
-    )
-    gw.submit(frame)
-    assert sub.wait_for(lambda: len(sub.json_on("/raw")) == 1)
-    (raw,) = sub.json_on("/raw")
-    assert raw["msg_id"] == message_id(0x2A, 0) and raw["payload_hex"] == model.encode(samples).hex()
-    assert "not installed" in raw["undecoded"]
-    time.sleep(0.5)
-    assert sub.json_on("/telemetry") == []  # no model yet: kept, not published as telemetry
+    gw.submit(enc[0x2A].encode_model(model, samples, fcnt=0))
+    assert sub.wait_for(lambda: gw.pipeline.drops["unknown_model"] == 1)
     from importlib import resources
 
     src = tmp_path / DEMO_MODEL
     src.write_bytes(resources.files("gateway.codec").joinpath("data", DEMO_MODEL).read_bytes())
     ModelStore(tmp_path).install(src)
+    time.sleep(0.3)  # the candidate cache's ttl
+    wrong = enc[0x2A].encode(
+        model.encode(samples), codec=PayloadCodec.MODEL, model_id=model.model_id,
+        model_version=model.version + 8, fingerprint=bytes(8), fcnt=0,
+    )  # fmt: skip
+    gw.submit(wrong)
+    assert sub.wait_for(lambda: gw.pipeline.drops["model_mismatch"] == 1)
+    gw.submit(enc[0x2A].encode_model(model, samples, fcnt=0))  # counter 0: nothing moved it
     assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) == 1)
     gw.stop()
     (tel,) = sub.json_on("/telemetry")
-    assert tel["msg_id"] == raw["msg_id"]
+    assert tel["msg_id"] == message_id(0x2A, 0) and tel["model_version"] == model.version
     expected = model.values(samples)
     names = [c.name for c in model.schema.channels]
     assert [s[names[0]] for s in tel["samples"]] == [float(v) for v in expected[:, 0]]
     assert tel["values"][0]["name"] == names[0] and tel["values"][0]["value"] == float(expected[-1, 0])
-    assert len(sub.json_on("/raw")) == 1  # the raw form went out once
+    assert sub.json_on("/raw") == []
     live = gw.core.stats()["models"][model.key]  # the model's live figures, as in the stats topic
     assert live["frames"] == 1
     assert live["bytes_per_sample"] == round(len(model.encode(samples)) / len(samples), 4)
@@ -269,12 +269,7 @@ def test_gap_filling_publishes_flagged_estimates_only_when_enabled(tmp_path, bro
     spf = model.samples_per_frame
     for nid in NODES:
         for k in range(4):
-            frame = enc[nid].encode(
-                model.encode(series[k * spf : (k + 1) * spf]),
-                codec=PayloadCodec.MODEL,
-                model_id=model.model_id,
-                model_version=model.version % 8,
-            )
+            frame = enc[nid].encode_model(model, series[k * spf : (k + 1) * spf])
             if k in (0, 3):  # frames 1 and 2 are "lost on the air"
                 gw.submit(frame)
     assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) >= 6)
@@ -287,6 +282,8 @@ def test_gap_filling_publishes_flagged_estimates_only_when_enabled(tmp_path, bro
         message_id(0x2A, 2) + "-estimated",
     ]
     assert all(len(m["samples"]) == spf for m in est)
+    order = [m["msg_id"] for m in msgs if m["node_id"] == 0x2A]
+    assert order[-1] == message_id(0x2A, 3)  # the real frame last: a state-keeping consumer shows it
     real = [m for m in msgs if not m.get("estimated")]
     assert sorted(m["msg_id"] for m in real) == sorted(message_id(n, f) for n in NODES for f in (0, 3))
     assert gw.core.stats()["estimated"] == 2

@@ -1,5 +1,6 @@
-"""A frame whose samples all sit at the model's base codes to an empty payload; the service must still
-publish every one of its samples (issue 11: such frames vanished in ``model decode``).
+"""A frame whose samples all sit at the model's base: the service must publish every one of its samples
+(issue 11: such frames, then empty payloads, vanished in ``model decode``). Since bitstream 2 such a
+payload keeps the bytes its symbols emitted (the decoder refuses a payload shorter than it needs).
 
 Drives the whole receive path: a simulated node's SX1276 driver on the emulated air, the gateway's
 driver, frame decoding, the SQLite outbox, rendering with the installed model, a real Mosquitto."""
@@ -21,7 +22,7 @@ from .helpers import Collector
 
 
 class BaseFrames:
-    """Stands in for a node's sensors: frame 0 has every sample at the model's base (empty payload),
+    """Stands in for a node's sensors: frame 0 has every sample at the model's base,
     frame 1 is a short all-base tail, frame 2 a measured frame, then all-base again."""
 
     def __init__(self, model) -> None:
@@ -42,6 +43,7 @@ class BaseFrames:
             codec=PayloadCodec.MODEL,
             model_id=self.model.model_id,
             model_version=self.model.version % 8,
+            fingerprint=self.model.fingerprint,
         )
 
 
@@ -63,7 +65,7 @@ def test_all_base_frame_is_published_with_every_sample(tmp_path, broker):
         net.stop()
         gw.stop()
         sub.close()
-    assert sensors.payloads[0] == b"" and sensors.payloads[1] != b""  # what the node really sent
+    assert set(sensors.payloads[0]) == {0} and sensors.payloads[1] != sensors.payloads[0]  # as sent
     msgs = {m["fcnt"]: m for m in sub.json_on("/telemetry")}
     node = net.node_ids[0]
     names = [c.name for c in model.schema.channels]
@@ -72,7 +74,7 @@ def test_all_base_frame_is_published_with_every_sample(tmp_path, broker):
     for fcnt, count in ((0, spf), (1, 5)):
         m = msgs[fcnt]
         assert m["msg_id"] == message_id(node, fcnt)
-        assert m["samples"] == [base] * count
+        assert [{k: v for k, v in s.items() if k != "time"} for s in m["samples"]] == [base] * count
         assert [v["value"] for v in m["values"]] == [base[n] for n in names]
     assert [s["temperature"] for s in msgs[2]["samples"]] == [base["temperature"]] * 3 + [
         round(base["temperature"] + 0.7, 1)
@@ -84,45 +86,14 @@ def test_all_base_frame_is_published_with_every_sample(tmp_path, broker):
         assert c.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # all delivered
 
 
-def test_demo_model_all_base_payload_is_empty():
+def test_empty_payload_is_refused_not_read_as_base():
+    """An empty payload no longer decodes to a frame of base values: the decoder needs bytes it lacks."""
+    import pytest
+
+    from gateway.codec.errors import PayloadError
+
     model = demo_model()
-    assert model.encode(np.tile(model.params.base, (model.samples_per_frame, 1))) == b""
-
-
-def test_empty_payload_stored_before_its_model_decodes_whole_later(tmp_path, broker):
-    """The frame waits in the outbox (an empty BLOB) until the model is installed, then goes out whole."""
-    from importlib import resources
-
-    from gateway.codec import DEMO_MODEL
-    from gateway.service.core import CoreSettings
-
-    from .core_util import encoders, register
-
-    db = tmp_path / "gateway.db"
-    register(db, {0x2A: "weather"})
-    model = demo_model()
-    sub = Collector(broker.port)
-    gw = Running(
-        db,
-        broker.port,
-        models_dir=tmp_path,
-        settings=CoreSettings(health_interval_s=0.2, redecode_interval_s=0.3),
-    )
-    try:
-        frame = encoders({0x2A: "weather"})[0x2A].encode(
-            b"", codec=PayloadCodec.MODEL, model_id=model.model_id, model_version=model.version % 8
-        )
-        gw.submit(frame)
-        assert sub.wait_for(lambda: len(sub.json_on("/raw")) == 1)
-        assert sub.json_on("/raw")[0]["payload_hex"] == ""
-        src = tmp_path / DEMO_MODEL
-        src.write_bytes(resources.files("gateway.codec").joinpath("data", DEMO_MODEL).read_bytes())
-        ModelStore(tmp_path).install(src)
-        assert sub.wait_for(lambda: len(sub.json_on("/telemetry")) == 1)
-    finally:
-        gw.stop()
-        sub.close()
-    (tel,) = sub.json_on("/telemetry")
-    expected = model.values(np.tile(model.params.base, (model.samples_per_frame, 1)))
-    assert [s["pressure"] for s in tel["samples"]] == [float(v) for v in expected[:, 2]]
-    assert len(tel["samples"]) == model.samples_per_frame
+    full = model.encode(np.tile(model.params.base, (model.samples_per_frame, 1)))
+    assert len(full) > 0 and (model.decode(full) == model.params.base).all()
+    with pytest.raises(PayloadError):
+        model.decode(b"")

@@ -1,0 +1,274 @@
+
+/* ---- Model encoder (docs/codec.md): integer predictor, context tables, 32-bit range coder ---- */
+
+/* floor(v / 2^s): an arithmetic shift that does not rely on implementation-defined >> of negatives. */
+static int64_t lgw_asr(int64_t v, int s) {
+    return v >= 0 ? (int64_t)((uint64_t)v >> s) : -(int64_t)((uint64_t)(-(v + 1)) >> s) - 1;
+}
+
+#if LGW_HAS_GRID
+/* floor(a / b) for b > 0 (C's / truncates towards zero). */
+static int64_t lgw_floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    if ((a % b) != 0 && a < 0) q--;
+    return q;
+}
+#endif
+
+typedef struct {
+    uint32_t low;
+    uint32_t range;
+    uint8_t *out;
+    int len;
+    int cap;
+    int full; /* 1 once a byte did not fit */
+} lgw_rc_t;
+
+static void lgw_rc_carry(lgw_rc_t *rc) {
+    int i = rc->len - 1;
+    while (i >= 0 && rc->out[i] == 0xFFu) rc->out[i--] = 0;
+    if (i >= 0) rc->out[i]++;
+}
+
+static void lgw_rc_add(lgw_rc_t *rc, uint32_t x) {
+    rc->low += x;
+    if (rc->low < x) lgw_rc_carry(rc); /* bit 32 set: carry into the bytes written, drop the bit */
+}
+
+static void lgw_rc_norm(lgw_rc_t *rc) {
+    while (rc->range < 0x01000000u) {
+        if (rc->len < rc->cap) rc->out[rc->len++] = (uint8_t)(rc->low >> 24);
+        else rc->full = 1;
+        rc->low <<= 8;
+        rc->range <<= 8;
+    }
+}
+
+static void lgw_rc_encode(lgw_rc_t *rc, uint32_t cum, uint32_t freq) {
+    uint32_t r = rc->range >> 12;
+    lgw_rc_add(rc, r * cum);
+    rc->range = r * freq;
+    lgw_rc_norm(rc);
+}
+
+static void lgw_rc_raw(lgw_rc_t *rc, uint64_t value, int nbits) {
+    while (nbits > 0) {
+        int m = nbits < 16 ? nbits : 16;
+        uint32_t r;
+        nbits -= m;
+        r = rc->range >> m;
+        lgw_rc_add(rc, r * (uint32_t)((value >> nbits) & ((1u << m) - 1u)));
+        rc->range = r;
+        lgw_rc_norm(rc);
+    }
+}
+
+static int lgw_rc_finish(lgw_rc_t *rc) {
+    uint64_t low = rc->low, high = low + rc->range, v = 0;
+    int k, i, emitted;
+    for (k = 0; k < 5; k++) {
+        int s = 32 - 8 * k;
+        v = ((low + ((uint64_t)1 << s) - 1) >> s) << s;
+        if (v < high) break;
+    }
+    if (v > 0xFFFFFFFFu) {
+        lgw_rc_carry(rc);
+        v &= 0xFFFFFFFFu;
+    }
+    emitted = rc->len;
+    for (i = 0; i < k; i++) {
+        if (rc->len < rc->cap) rc->out[rc->len++] = (uint8_t)(v >> (24 - 8 * i));
+        else rc->full = 1;
+    }
+    /* Drop trailing zeros (the decoder reads zeros past the end), never below the bytes emitted
+       while coding: a decoder that consumed more than the payload holds knows it was cut short. */
+    while (rc->len > emitted && rc->out[rc->len - 1] == 0) rc->len--;
+    return rc->full ? LGW_E_SPACE : rc->len;
+}
+
+/* One symbol of frequency table `tab` (lgw_freqs is byte-coded: f - 1 in one byte, or 0xFF then f LE). */
+static void lgw_rc_symbol(lgw_rc_t *rc, int tab, unsigned sym) {
+    const uint8_t *p = lgw_freqs + lgw_tab_at[tab];
+    uint32_t cum = 0, f = 0;
+    unsigned s;
+    for (s = 0; s <= sym; s++) {
+        if (*p == 0xFFu) {
+            f = (uint32_t)p[1] | ((uint32_t)p[2] << 8);
+            p += 3;
+        } else {
+            f = (uint32_t)*p + 1u;
+            p += 1;
+        }
+        if (s < sym) cum += f;
+    }
+    lgw_rc_encode(rc, cum, f);
+}
+
+/* A residual through table `tab` with binning shift k: zigzag, symbol, raw bits. */
+static void lgw_put_value(lgw_rc_t *rc, int tab, int k, int64_t v) {
+    uint64_t z = v >= 0 ? (uint64_t)v << 1 : ((uint64_t)(-(v + 1)) << 1) + 1u;
+    unsigned sym;
+    uint64_t raw = 0;
+    int nraw = 0;
+    if (z < 4u) {
+        sym = (unsigned)z;
+    } else {
+        uint64_t y = z - 4u, q = y >> k, low = y & (((uint64_t)1 << k) - 1u);
+        if (q < 28u) {
+            sym = 4u + (unsigned)q;
+            raw = low;
+            nraw = k;
+        } else {
+            uint64_t u = q - 28u + 1u;
+            int e = 0;
+            while ((u >> (e + 1)) != 0u) e++;
+            sym = 32u + (unsigned)e;
+            raw = ((u - ((uint64_t)1 << e)) << k) | low;
+            nraw = e + k;
+        }
+    }
+    lgw_rc_symbol(rc, tab, sym);
+    lgw_rc_raw(rc, raw, nraw);
+}
+
+/* ---- The first sample of a frame (t = 0): its prediction and its binning live here only. ---- */
+
+#if LGW_HAS_WINDOW
+/* Table 0 with shift 32 + s (docs/codec.md, "The first sample: windowed binning"): 62 bins of 2^s
+   values centred on the prediction (symbols 1..62, s raw bits), escapes 0 (below) and 63 (above)
+   followed by 5 raw bits e = floor(log2(a + 1)) and e raw bits a + 1 - 2^e. */
+static void lgw_put_first_windowed(lgw_rc_t *rc, int tab, int s, int64_t v) {
+    int64_t w = v + ((int64_t)31 << s), width = (int64_t)62 << s;
+    if (w >= 0 && w < width) {
+        lgw_rc_symbol(rc, tab, 1u + (unsigned)(w >> s));
+        lgw_rc_raw(rc, (uint64_t)w & (((uint64_t)1 << s) - 1u), s);
+    } else {
+        uint64_t a1 = (w < 0 ? (uint64_t)(-(w + 1)) : (uint64_t)(w - width)) + 1u; /* a + 1 */
+        int e = 0;
+        while ((a1 >> (e + 1)) != 0u) e++;
+        lgw_rc_symbol(rc, tab, w < 0 ? 0u : 63u);
+        lgw_rc_raw(rc, (uint64_t)e, 5);
+        lgw_rc_raw(rc, a1 - ((uint64_t)1 << e), e);
+    }
+}
+#endif
+
+/* The value table 0 codes for channel c: windowed or zigzag binning, as the model chose. */
+static void lgw_put_first(lgw_rc_t *rc, int c, int64_t v) {
+    int k = lgw_shift[c * LGW_T];
+#if LGW_HAS_WINDOW
+    if (k >= 32) {
+        lgw_put_first_windowed(rc, c * LGW_T, k - 32, v);
+        return;
+    }
+#endif
+    lgw_put_value(rc, c * LGW_T, k, v);
+}
+
+/* The first sample's prediction: the channel's base plus the earlier channels' offsets (table 0). */
+static int64_t lgw_first_pred(int c, const int32_t *x0) {
+    int64_t acc = 0;
+#if LGW_HAS_A0
+    int j;
+    for (j = 0; j < c; j++) acc += (int64_t)lgw_a0[c * LGW_CHANNELS + j] * ((int64_t)x0[j] - lgw_base[j]);
+#else
+    (void)x0;
+#endif
+    return (int64_t)lgw_base[c] + lgw_asr(acc + 2048, 12);
+}
+
+/* Later samples (t >= 1): xt = row t, xp = row t - 1, xpp = row t - 2 (NULL at t = 1). Sets *tab. */
+static int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const int32_t *xpp, int *tab) {
+    int64_t acc = 0;
+    int j;
+    (void)xt;
+    (void)j;
+#if LGW_HAS_LEV
+    acc += (int64_t)lgw_lev[c] * ((int64_t)xp[c] - lgw_base[c]);
+#endif
+#if LGW_HAS_A1
+    if (xpp)
+        for (j = 0; j < LGW_CHANNELS; j++)
+            acc += (int64_t)lgw_a1[c * LGW_CHANNELS + j] * ((int64_t)xp[j] - xpp[j]);
+#endif
+#if LGW_HAS_A2
+    for (j = 0; j < c; j++) acc += (int64_t)lgw_a2[c * LGW_CHANNELS + j] * ((int64_t)xt[j] - xp[j]);
+#endif
+    if (!xpp) {
+        *tab = 1;
+    } else {
+        int64_t a = (int64_t)xp[c] - xpp[c];
+        int b = 2;
+        if (a < 0) a = -a;
+#if LGW_NTHR > 0
+        for (j = 0; j < LGW_NTHR; j++)
+            if (a > lgw_thr[c * LGW_NTHR + j]) b++;
+#else
+        (void)a;
+#endif
+        *tab = b;
+    }
+    return (int64_t)xp[c] + lgw_asr(acc + 2048, 12);
+}
+
+int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int out_cap) {
+    lgw_rc_t rc;
+    int t, c, i;
+    if (!samples || !out || n_samples < 1 || n_samples > LGW_MAX_SAMPLES || out_cap < 0) return LGW_E_ARG;
+    for (i = 0; i < n_samples * LGW_CHANNELS; i++)
+        if (samples[i] <= -LGW_Q_LIMIT || samples[i] >= LGW_Q_LIMIT) return LGW_E_RANGE;
+    rc.low = 0;
+    rc.range = 0xFFFFFFFFu;
+    rc.out = out;
+    rc.len = 0;
+    rc.cap = out_cap;
+    rc.full = 0;
+    /* Sample count: symbol 0 (frequency 4032) = samples_per_frame, symbol n (frequency 1) = n. */
+    if (n_samples == LGW_SAMPLES_PER_FRAME) lgw_rc_encode(&rc, 0u, 4032u);
+    else lgw_rc_encode(&rc, 4032u + (uint32_t)n_samples - 1u, 1u);
+    for (t = 0; t < n_samples; t++) {
+        const int32_t *xt = samples + t * LGW_CHANNELS;
+        for (c = 0; c < LGW_CHANNELS; c++) {
+            int tab = 0;
+            int64_t pred, r;
+            if (t == 0) pred = lgw_first_pred(c, xt);
+            else pred = lgw_next_pred(c, xt, xt - LGW_CHANNELS, t >= 2 ? xt - 2 * LGW_CHANNELS : (const int32_t *)0, &tab);
+            if (pred < -LGW_Q_LIMIT) pred = -LGW_Q_LIMIT;
+            if (pred > LGW_Q_LIMIT) pred = LGW_Q_LIMIT;
+            r = (int64_t)xt[c] - pred;
+#if LGW_HAS_GRID
+            if (lgw_grid[c] != 256) {
+                int64_t g = lgw_grid[c];
+                int64_t m = lgw_floor_div(r * 256 + g / 2, g);
+                int64_t e = r - lgw_asr(m * g + 128, 8);
+                if (t == 0) lgw_put_first(&rc, c, m);
+                else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], m);
+                lgw_put_value(&rc, LGW_CHANNELS * LGW_T + c, 0, e);
+                continue;
+            }
+#endif
+            if (t == 0) lgw_put_first(&rc, c, r);
+            else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], r);
+        }
+    }
+    return lgw_rc_finish(&rc);
+}
+
+int lgw_build_frame_ex(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, uint8_t flags,
+                       const int32_t *samples, int n_samples, uint8_t *out, int out_cap) {
+    int head, trailer, cap, len;
+    if (!node || !out || out_cap < 0) return LGW_E_ARG;
+    head = lgw_header_len(node->node_id);
+    trailer = node->secured ? 4 : 2;
+    cap = (out_cap < LGW_MAX_FRAME ? out_cap : LGW_MAX_FRAME) - head - trailer;
+    if (cap < 0) return LGW_E_SPACE;
+    len = lgw_encode_samples(samples, n_samples, out + head, cap);
+    if (len < 0) return len;
+    lgw_write_header(node, fcnt, LGW_CODEC_MODEL, flags, out);
+    return lgw_seal(node, key_epoch, fcnt, out, head, head + len, out_cap, LGW_MODEL_FP);
+}
+
+int lgw_build_frame(const lgw_node_t *node, uint32_t fcnt, const int32_t *samples, int n_samples,
+                    uint8_t *out, int out_cap) {
+    return lgw_build_frame_ex(node, 0u, fcnt, 0u, samples, n_samples, out, out_cap);
+}

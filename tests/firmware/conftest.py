@@ -1,0 +1,84 @@
+"""Exports compiled once per session: the demo model, a trained weather model, a residual-grid model
+(the codec tests' data sets), and the --lpp builder; each with the system gcc, plain and sanitized."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_tools.export_c import export_lpp, export_model
+from gateway.codec import Channel, Model, Schema, demo_model, train
+from gateway.codec.csvio import read_csv
+from tests.codec.conftest import grid_series
+
+from . import cbuild
+
+CODEC_DATA = Path(__file__).parents[1] / "codec" / "data"
+
+
+@pytest.fixture(scope="session")
+def gcc_path() -> str:
+    path = cbuild.gcc()
+    if path is None:
+        pytest.skip("gcc is not installed: the C export cannot be compiled here")
+    return path
+
+
+def _weather():
+    schema = Schema.load(CODEC_DATA / "weather.toml")
+    q, _ = read_csv(CODEC_DATA / "weather-400.csv", schema)
+    return schema, q
+
+
+@pytest.fixture(scope="session")
+def datasets() -> dict[str, tuple]:
+    """name → (model, quantised series the frames are cut from)."""
+    schema, q = _weather()
+    demo = demo_model()
+    dq, _ = read_csv(CODEC_DATA / "weather-400.csv", demo.schema)
+    g = grid_series()
+    gschema = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
+    weather = train(q, schema, 16, buckets=3, model_id=3, version=2)
+    # No trained model here pulls towards base (lev = 0): a variant with every predictor term set
+    # covers that path of the C encoder too.
+    p = weather.params
+    lev = np.array([-300, 0, 150, -4000, 77][: p.channels], dtype=np.int64)
+    a1 = p.a1.copy()
+    a1[0, 1] = 900
+    full = Model(schema, replace(p, lev=lev, a1=a1), 12, model_id=15, version=0xFFFF_FFFF)
+    return {
+        "demo": (demo, dq),
+        "weather": (weather, q),
+        "grid": (train(g[:400], gschema, 16, buckets=2, model_id=9, version=11), g[400:]),
+        "full": (full, q),
+    }
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory, gcc_path, datasets) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for name, (model, _q) in datasets.items():
+        export_model(model, root / name)
+        out[name] = root / name
+    export_lpp(root / "lpp")
+    out["lpp"] = root / "lpp"
+    return out
+
+
+@pytest.fixture(scope="session")
+def harnesses(exports, tmp_path_factory) -> dict[tuple[str, bool], cbuild.Harness]:
+    """(export name, sanitized) → compiled harness."""
+    bins = tmp_path_factory.mktemp("bin")
+    # Sanitized builds of every export but "weather", whose code paths "full" covers (and more).
+    variants = [(name, san) for name in exports for san in (False, True) if not (san and name == "weather")]
+    jobs = {f"{name}-{int(san)}": (exports[name], bins / f"{name}-{int(san)}", san) for name, san in variants}
+    built = cbuild.build_all(jobs)
+    return {(name, san): built[f"{name}-{int(san)}"] for name, san in variants}
+
+
+def as_c_rows(samples: np.ndarray) -> str:
+    return " ".join(str(int(v)) for v in np.asarray(samples).ravel())
