@@ -73,7 +73,11 @@ def _frame() -> tuple[Callable[[bytes], object], list[bytes]]:
     for node in nodes[:4]:
         enc = FrameEncoder(node.node_id, node.key)
         seeds += [enc.encode_lpp(weather), enc.encode(bytes(range(20))), enc.encode(b"", ack_requested=True)]
-        seeds.append(enc.encode(bytes(9), codec=PayloadCodec.MODEL, model_id=3, model_version=1))
+        seeds.append(
+            enc.encode(
+                bytes(9), codec=PayloadCodec.MODEL, model_id=3, model_version=1, fingerprint=bytes(range(8))
+            )
+        )
     seeds += [lpp.encode(weather), radiohead.build(0xFF, 3, lpp.encode(weather), ident=9)]
 
     from gateway.errors import GatewayError
