@@ -263,7 +263,8 @@ def limits() -> list[str]:
             "hour). A node whose own airtime passes 36 s an hour breaks its 1 % duty cycle by itself "
             "(marked ✗: it cannot report that often).",
             "",
-            "| SF | LPP: airtime per node-hour | LPP: nodes | ours: airtime per node-hour | ours: nodes | ratio |",
+            "| SF | LPP: airtime per node-hour | LPP: nodes | ours: airtime per node-hour | ours: nodes "
+            "| ratio |",
             "|---|---|---|---|---|---|",
         ]
         for sf in (7, 8, 9, 10, 11, 12):
