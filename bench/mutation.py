@@ -347,7 +347,11 @@ def main(argv: list[str] | None = None) -> int:
 
     assert not [m for m in sys.modules if m.split(".")[0] == "gateway"], "the parent must not import gateway"
     t0 = time.perf_counter()
-    report = [run_module(m, MODULES[m], args.timeout, args.limit) for m in chosen]
+    report = []
+    for m in chosen:  # one line per module on stderr as it completes (a full run takes a while)
+        report.append(run_module(m, MODULES[m], args.timeout, args.limit))
+        r = report[-1]
+        print(f"[mutation] {r['module']}: killed {r['killed']}/{r['killed'] + r['survived']}", file=sys.stderr)
     out = {
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
         "seconds": round(time.perf_counter() - t0, 1),
