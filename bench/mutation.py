@@ -351,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     for m in chosen:  # one line per module on stderr as it completes (a full run takes a while)
         report.append(run_module(m, MODULES[m], args.timeout, args.limit))
         r = report[-1]
-        print(f"[mutation] {r['module']}: killed {r['killed']}/{r['killed'] + r['survived']}", file=sys.stderr)
+        print(
+            f"[mutation] {r['module']}: killed {r['killed']}/{r['killed'] + r['survived']}", file=sys.stderr
+        )
     out = {
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
         "seconds": round(time.perf_counter() - t0, 1),
