@@ -453,7 +453,7 @@ level = "info"
             nid = 0x8000 + len(self.faults)
             res = self.cli_run("nodes", "add", hex(nid), "--name", f"op-{nid:x}")
         elif choice == "reset-counter":
-            res = self.cli_run("nodes", "reset-counter", hex(OPERATOR_NODE))  # an open node: no key epoch
+            res = self.cli_run("nodes", "reset-counter", hex(OPERATOR_NODE), "--next", "0")  # open: no epoch
         elif choice == "model install":
             res = self.cli_run(
                 "model", "install", str(ROOT / "gateway" / "codec" / "data" / "weather-demo.npz")
