@@ -12,7 +12,11 @@ bits per channel) and the stricter order-0 bound (first sample at its own order-
 silently wrong, detected) on N test frames per data set and size, at the codec and frame level.
 
     python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet,isig]
-                          [--mutations 200]
+                          [--mutations 200] [--regime]
+
+``--regime`` (issue 18) adds ``regime_change``: a model trained on a year at one site (Greensboro NC,
+Sand Point AK: the two TMY3 years pvlib ships), then two months of the other site's data: the stale
+model, the stale model adapted to them and one trained from scratch on them, judged on the month after.
 """
 
 from __future__ import annotations
@@ -314,6 +318,62 @@ def run_one(name: str, schema: Schema, q: np.ndarray, n: int, mutations: int = 0
     return result
 
 
+def sand_point() -> tuple[Schema, np.ndarray]:
+    """Sand Point, Alaska: the other TMY3 year pvlib ships, in Greensboro's channels and steps."""
+    import pvlib
+
+    schema, _ = greensboro()
+    path = os.path.join(os.path.dirname(pvlib.__file__), "data", "703165TY.csv")
+    df, _ = pvlib.iotools.read_tmy3(path, map_variables=True)
+    return schema, schema.quantise(df[[c.name for c in schema.channels]].to_numpy(dtype=np.float64))
+
+
+def regime_change(sizes: list[int], months: int = 2) -> list[dict[str, object]]:
+    """Issue 18: a model trained on a year at one site, then ``months`` of another site's data (from
+    January on): the stale model, the stale model adapted to those months (gateway.codec.adapt) and a
+    model trained from scratch on them, all judged on the following month; training times beside."""
+    from gateway.codec.adapt import adapt, score
+    from gateway.codec.weights import to_bytes
+
+    sites = {"greensboro": greensboro()[1], "sand_point": sand_point()[1]}
+    schema = greensboro()[0]
+    fit_n, test_n = months * 730, 730
+    out = []
+    for src, dst in (("greensboro", "sand_point"), ("sand_point", "greensboro")):
+        fit, test = sites[dst][:fit_n], sites[dst][fit_n : fit_n + test_n]
+        for n in sizes:
+            _say(f"regime change {src} -> {dst}, {n} samples per frame")
+            stale, _ = train_to_size(sites[src], schema, n)
+            t = time.perf_counter()
+            scratch, _ = train_to_size(fit, schema, n)
+            scratch_s = time.perf_counter() - t
+            t = time.perf_counter()
+            adapted = adapt(stale, fit)
+            adapt_s = time.perf_counter() - t
+            models = {"stale": stale, "scratch": scratch, "adapted": adapted}
+            bps = {k: score(m, [test]) for k, m in models.items()}
+            a, sc, st = (float(bps[k]["bytes_per_sample"]) for k in ("adapted", "scratch", "stale"))
+            out.append(
+                {
+                    "from": src,
+                    "to": dst,
+                    "samples_per_frame": n,
+                    "fit_samples": len(fit),
+                    "test_samples": len(test),
+                    "stale_bytes_per_sample": st,
+                    "scratch_bytes_per_sample": sc,
+                    "adapted_bytes_per_sample": a,
+                    "adapted_vs_scratch_pct": round((a - sc) / sc * 100, 2),
+                    "adapted_vs_stale_pct": round((a - st) / st * 100, 2),
+                    "scratch_train_s": round(scratch_s, 3),
+                    "adapt_train_s": round(adapt_s, 3),
+                    "all_lossless": all(bool(b["lossless"]) for b in bps.values()),
+                    "adapted_weight_file_bytes": len(to_bytes(adapted)),
+                }
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON document")
@@ -321,10 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--mutations", type=int, default=0, metavar="FRAMES",
                     help="also run the mutation run on this many test frames per data set and size")
+    ap.add_argument("--regime", action="store_true",
+                    help="add the regime-change section (issue 18); --datasets none runs it alone")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
-    for name in args.datasets.split(","):
+    for name in [d for d in args.datasets.split(",") if d and d != "none"]:
         _say(f"loading {name}")
         schema, q = DATASETS[name]()
         for n in sizes:
@@ -351,7 +413,15 @@ def main(argv: list[str] | None = None) -> int:
         targets["wrong_model_frames_never_silently_wrong"] = all(
             m["frame_level"]["wrong_model"]["silently_wrong"] == 0 for m in muts
         )
-    doc = {"benchmark": "codec", "results": results, "targets_met": targets}
+    doc: dict[str, object] = {"benchmark": "codec", "results": results, "targets_met": targets}
+    if args.regime:
+        doc["regime_change"] = regime = regime_change(sizes)
+        targets["adapted_within_1pct_of_scratch"] = all(r["adapted_vs_scratch_pct"] <= 1 for r in regime)
+        targets["adapted_at_least_5pct_below_stale"] = all(r["adapted_vs_stale_pct"] <= -5 for r in regime)
+        targets["adapted_faster_than_scratch"] = all(
+            r["adapt_train_s"] < r["scratch_train_s"] for r in regime
+        )
+        targets["regime_all_lossless"] = all(r["all_lossless"] for r in regime)
     if args.json:
         print(json.dumps(doc, indent=1))
     else:
@@ -370,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(f"{c[:14]:>14s}" for c in cols))
         for r in results:
             print(" ".join(f"{r[c]!s:>14s}" for c in cols))
+        for r in doc.get("regime_change", []):  # type: ignore[union-attr]
+            print(json.dumps(r))
         print(json.dumps(targets))
     return 0
 

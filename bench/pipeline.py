@@ -18,6 +18,8 @@ JSON keys:
 - ``disk_bytes_per_frame``: bytes SQLite handed to the kernel (/proc/self/io wchar) per frame in the
   throughput run; ``disk_bytes_per_frame_at_rate`` the same in the latency run.
 Targets (issue 4): ≥ 5000 frames/s, p99 ≤ 50 ms at 200 frames/s, RSS ≤ 60 MB, ≤ 200 bytes per frame.
+``--history`` (issue 18) runs only the throughput run, with learned-model frames (the demo model), with
+``[history]`` off and on in the same run: ``history_off``, ``history_on`` and ``ratios_on_over_off``.
 
 Baselines, in the same run against the same broker, after our runs (``rss_mb`` is read before them):
 the messages of the throughput run (rendered again afterwards by the same pipeline, outbox and
@@ -50,12 +52,14 @@ sys.path.insert(0, str(REPO))
 
 from bench.baselines import paho_loop_start, paho_one_thread  # noqa: E402
 from gateway.frames import FrameDecoder, FrameEncoder, Node, NodeRegistry  # noqa: E402
+from gateway.pipeline.models import InstalledModels  # noqa: E402
 from gateway.pipeline.pipeline import Pipeline  # noqa: E402
 from gateway.pipeline.render import NodeCache, Renderer  # noqa: E402
 from gateway.radio.packet import RxPacket  # noqa: E402
 from gateway.radio.sim import RadioSim  # noqa: E402
 from gateway.service.core import Core, CoreSettings  # noqa: E402
 from gateway.service.demo import PrivateMosquitto  # noqa: E402
+from gateway.sinks.history import HistorySettings  # noqa: E402
 from gateway.sinks.mqtt import MqttSettings, MqttSink  # noqa: E402
 from gateway.sinks.outbox import Outbox, OutboxSettings  # noqa: E402
 from gateway.sinks.url import BrokerUrl  # noqa: E402
@@ -92,8 +96,11 @@ def make_packets(n: int, first_fcnt: int = 0) -> list[RxPacket]:
 class Gateway:
     """The production core, built and run in its own thread (it owns the SQLite connections)."""
 
-    def __init__(self, state: Path, broker: BrokerUrl) -> None:
+    def __init__(
+        self, state: Path, broker: BrokerUrl, history: HistorySettings | None = None, models: bool = False
+    ) -> None:
         self.state, self.broker = state, broker
+        self.history, self.models = history, models
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._main, name="core")
@@ -103,12 +110,13 @@ class Gateway:
 
     def _main(self) -> None:
         db = self.state / "gateway.db"
-        self.outbox = Outbox(db, OutboxSettings())  # first, as the service does (small pages)
+        self.outbox = Outbox(db, OutboxSettings(), history=self.history)  # first, as the service does
         self.registry = NodeRegistry(db)
         for i in range(NODES):
             if self.registry.get(NODE_BASE + i) is None:
                 self.registry.add(Node(node_id=NODE_BASE + i, name=f"bench-{i}"))
-        self.pipeline = Pipeline(FrameDecoder(self.registry))
+        installed = InstalledModels(self.state) if self.models else None
+        self.pipeline = Pipeline(FrameDecoder(self.registry, models=installed and installed.candidates))
         self.sink = MqttSink(
             MqttSettings(
                 broker=self.broker, client_id=f"bench-{os.getpid()}", status_topic="lora/bench/status"
@@ -118,7 +126,7 @@ class Gateway:
             self.pipeline,
             self.outbox,
             self.sink,
-            Renderer("bench", "lora", NodeCache(self.registry.get)),
+            Renderer("bench", "lora", NodeCache(self.registry.get), installed and installed.model),
             CoreSettings(stats_interval_s=3600),
         )
         self.sink.start()
@@ -173,6 +181,82 @@ def render_again(packets: list[RxPacket], state: Path) -> list[tuple[str, bytes]
         outbox.close()
 
 
+def make_model_packets(n: int, model) -> list[RxPacket]:
+    """``n`` learned-model frames (the demo model's own synthetic weather) from NODES nodes."""
+    import numpy as np
+
+    sim = RadioSim(nodes=NODES)
+    encs = [FrameEncoder(NODE_BASE + i) for i in range(NODES)]
+    samples = model.generate(64 * model.samples_per_frame, np.random.default_rng(1))
+    n_s = model.samples_per_frame
+    frames = [samples[i : i + n_s] for i in range(0, len(samples), n_s)]
+    out: list[RxPacket] = []
+    for i in range(n):
+        sim.nodes[i % NODES].send(encs[i % NODES].encode_model(model, frames[i % len(frames)]))
+        p = sim.gateway.receive(1.0)
+        if p is None:
+            raise RuntimeError("the emulated gateway missed a packet")
+        out.append(p)
+    sim.close()
+    return out
+
+
+def history_comparison(frames: int, say) -> dict[str, object]:
+    """Issue 18: the throughput run with learned-model frames, [history] off then on, twice each
+    (interleaved, each in a fresh state directory; the better of each pair is kept)."""
+    from importlib import resources
+
+    from gateway.codec import DEMO_MODEL, ModelStore, demo_model
+
+    model = demo_model()
+    say(f"generating {frames} learned-model packets ...")
+    packets = make_model_packets(frames, model)
+    broker = PrivateMosquitto()
+    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    try:
+        for label in ("off", "on", "off", "on"):
+            state = Path(tempfile.mkdtemp(prefix="lora-gw-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))  # noqa: E501
+            try:
+                src = state / DEMO_MODEL
+                src.write_bytes(resources.files("gateway.codec").joinpath("data", DEMO_MODEL).read_bytes())
+                ModelStore(state).install(src)
+                gw = Gateway(state, broker.url, HistorySettings(enabled=label == "on"), models=True)
+                try:
+                    say(f"history {label}: {len(packets)} frames offered at once ...")
+                    w0, c0, t0 = wchar(), time.process_time(), time.perf_counter()
+                    for p in packets:
+                        gw.core.submit(p)
+                    if not gw.wait_published(len(packets), 120):
+                        raise RuntimeError(f"only {gw.core.published} of {len(packets)} frames published")
+                    elapsed, cpu, w1 = time.perf_counter() - t0, time.process_time() - c0, wchar()
+                    stored = gw.outbox.history.stats.stored if gw.outbox.history else 0
+                finally:
+                    gw.close()
+                runs[label].append(
+                    {
+                        "frames_per_s": round(len(packets) / elapsed, 1),
+                        "frames_per_cpu_s": round(len(packets) / cpu, 1),
+                        "disk_bytes_per_frame": round((w1 - w0) / len(packets), 1),
+                        "history_rows": stored,
+                    }
+                )
+            finally:
+                shutil.rmtree(state, ignore_errors=True)
+    finally:
+        broker.stop()
+    best = {k: max(v, key=lambda r: r["frames_per_cpu_s"]) for k, v in runs.items()}
+    off, on = best["off"], best["on"]
+    return {
+        "frames": frames,
+        "history_off": off,
+        "history_on": on,
+        "runs": runs,
+        "ratios_on_over_off": {
+            k: round(on[k] / off[k], 3) for k in ("frames_per_s", "frames_per_cpu_s", "disk_bytes_per_frame")
+        },
+    }
+
+
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(p * len(s)))]
@@ -185,12 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="offered frames/s for the latency run")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the latency run (default 10)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU core")
+    ap.add_argument(
+        "--history",
+        action="store_true",
+        help="only compare the throughput run with [history] off and on (learned-model frames)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
+    if args.history:
+        print(json.dumps(history_comparison(args.frames, say), indent=None if args.json else 2))
+        return 0
     n_lat = int(args.rate * args.seconds)
     say(f"generating {args.frames + n_lat} packets through the emulated SX1276 and driver ...")
     t = time.perf_counter()

@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--codec", choices=["lpp", "radiohead", "frame"], help="read the bytes as this format (default: auto)"
     )
-    parser.add_argument("--node", metavar="ID", help="the node that sent it (id or name)")
+    parser.add_argument(
+        "--node", metavar="ID", help="the node that sent it (id or name; default: the id in the frame)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=cmd_decode)
 

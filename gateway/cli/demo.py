@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         " $LORA_GW_MQTT_USERNAME and $LORA_GW_MQTT_PASSWORD when set, as for lora-gw run (default:"
         " 127.0.0.1:1883, else a private Mosquitto)",
     )
+    p.add_argument(
+        "--confirmed", action="store_true", help="nodes request an acknowledgement of every uplink"
+    )
     p.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     p.add_argument(
         "--web",
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=args.seconds if args.seconds is not None or web else 40.0,
         broker_url=args.broker,
         on_reading=None if args.json else _print_reading,
+        confirmed=args.confirmed,
         web=web,
         **extra,
     )

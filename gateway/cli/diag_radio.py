@@ -294,6 +294,17 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- tx
+def _tx_ledger(cfg: Config, emulate: bool):
+    """The gateway's persistent duty-cycle ledger (shared with ``lora-gw run``); emulated: this run's."""
+    from gateway import paths, statedb
+    from gateway.downlink.dutycycle import ledger_for
+
+    if emulate or cfg.radio.backend == "emulator":
+        return ledger_for(cfg.radio, None)
+    db = statedb.connect(paths.db_path(cfg.gateway.state_dir))
+    return ledger_for(cfg.radio, db)
+
+
 def _tx(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.emulate)
     payload = radio_tx.parse_payload(args.payload)
@@ -312,9 +323,10 @@ def _tx(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return EXIT_USAGE
+    ledger = _tx_ledger(cfg, args.emulate)
     try:
         with open_rig(cfg, with_nodes=False, begin=True) as rig:
-            result = radio_tx.transmit(rig, plan)
+            result = radio_tx.transmit(rig, plan, ledger)
     except HardwareError as exc:
         return _hardware_failure(exc, args.json)
     if args.json:

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -124,20 +125,35 @@ def _train(args: argparse.Namespace) -> int:
         raise DataError(
             f"model name {name!r} must be at most {MAX_NAME} characters without control characters"
         )
-    if args.version < 1:
+    if args.version is not None and args.version < 1:
         raise DataError("--version must be at least 1")
-    q = _read_data(args, schema).q
+    if args.max_gen_bytes < 0:
+        raise DataError("--max-gen-bytes must be at least 0")
+    init = load_model(args.init, args) if args.init else None
+    if init is not None:
+        from gateway.cli.model_retrain import check_init
+
+        check_init(args, schema, init)
+    data = _read_data(args, schema)
+    q, times = data.q, data.times
     _progress(f"read {len(q)} samples × {len(schema)} channels from {args.data}")
-    model, _data = train_to_size(
-        q,
-        schema,
-        args.samples_per_frame,
-        max_bytes=args.max_bytes,
-        model_id=args.model_id,
-        version=args.version,
-        name=name,
-        progress=_progress,
-    )
+    if init is not None:  # incremental: gateway.codec.adapt (issue 18)
+        from gateway.cli.model_retrain import train_init
+
+        model = train_init(args, q, schema, init, name)
+    else:
+        model, _data = train_to_size(
+            q,
+            schema,
+            args.samples_per_frame,
+            max_bytes=args.max_bytes,
+            max_gen_bytes=args.max_gen_bytes,
+            model_id=args.model_id or 0,
+            version=args.version or 1,
+            name=name,
+            progress=_progress,
+            times=times,
+        )
     model.meta["training"]["source"] = Path(args.data).name if args.data != STDIO else "stdin"
     from gateway.codec.weights import save
 
@@ -225,11 +241,39 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    model = load_weights(args.model)
+    from gateway.codec import generate
+
     if args.samples < 1:
         raise DataError("--samples must be at least 1")
-    q = model.generate(args.samples, np.random.default_rng(args.seed))
-    write_csv(args.out, model.schema, q)
+    start = None
+    if args.start is not None:
+        try:
+            start = datetime.fromisoformat(args.start)
+        except ValueError:
+            raise DataError(f"--start {args.start!r} is not an ISO 8601 time") from None
+    check_output(args.out, {"--model": args.model})
+    model = load_model(args.model, args)
+    rng = np.random.default_rng(args.seed)
+    if generate.time_model(model) is None:  # an older weight file: no interval to stamp rows with
+        if start is not None:
+            raise DataError(f"model {model.key} was trained without a time column: --start cannot be used")
+        q, times = model.generate(args.samples, rng), None
+    else:
+        q, times = generate.generate(model, args.samples, rng, start)
+    write_csv(args.out, model.schema, q, times)
+    return 0
+
+
+def _fill(args: argparse.Namespace) -> int:
+    from gateway.codec import fill
+
+    check_output(args.out, {"--model": args.model, "--data": args.data})
+    model = load_model(args.model, args)
+    table = fill.read_gappy_csv(args.data, model.schema)
+    q, estimated, times = fill.fill_table(model, table, "standard input" if args.data == STDIO else args.data)
+    fill.write_filled_csv(args.out, model.schema, q, estimated, times)
+    inserted = len(q) - table.rows_read
+    _note(f"wrote {args.out}: {len(q)} rows, {int(estimated.sum())} estimated ({inserted} inserted)")
     return 0
 
 
@@ -245,6 +289,9 @@ def _install(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     store = _store(args)
+    from gateway.cli.model_retrain import in_use
+
+    used = in_use(args)
     rows = []
     for item in store.installed():
         try:
@@ -265,6 +312,7 @@ def _list(args: argparse.Namespace) -> int:
                 "created": meta.get("created"),
                 "sha256": meta.get("sha256"),
                 "error": meta.get("error"),
+                "nodes": [f"{n:08x}" for n in sorted(used.get((item.model_id, item.version), ()))],
             }
         )
     if args.json:
@@ -279,8 +327,13 @@ def _list(args: argparse.Namespace) -> int:
             f"spf={r['samples_per_frame']} "
             f"{r['bytes']} B  {r['bytes_per_sample']} B/sample  sha256 {str(r['sha256'])[:12]}"
             + (f"  ERROR {r['error']}" if r["error"] else "")
+            + (f"  nodes: {len(r['nodes'])} ({_few(r['nodes'])})" if r["nodes"] else "")
         )
     return 0
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (" …" if len(items) > n else "")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -315,7 +368,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     mid, version = parse_ref(args.ref)
-    removed = _store(args).remove(mid, version)
+    from gateway.cli.model_retrain import in_use
+
+    removed = _store(args).remove(mid, version, in_use(args, mid), force=args.force)
     print(f"removed model {', '.join(f'{mid}@{v}' for v in removed)}")
     return 0
 
@@ -390,7 +445,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  lora-gw model train --data weather.csv --schema weather.toml --samples-per-frame 16 \\\n"
         "      --out weather.npz --model-id 4 --version 1\n"
         "  lora-gw model train --data weather.csv --schema weather.toml --samples-per-frame 8 \\\n"
-        "      --out small.npz --max-bytes 2048 --round\n",
+        "      --out small.npz --max-bytes 2048 --round\n"
+        "  lora-gw model train --init 4 --data history.csv --schema weather.toml --samples-per-frame 16 \\\n"
+        "      --out weather-v2.npz\n",
     )
     s.add_argument(
         "--data", required=True, help="CSV with a header naming the schema's channels (- for standard input)"
@@ -409,14 +466,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write --out even when its name does not end in .npz (default: off)",
     )
     s.add_argument(
-        "--model-id", type=int, choices=range(16), default=0, metavar="0..15", help="model id (default 0)"
+        "--model-id",
+        type=int,
+        choices=range(16),
+        default=None,
+        metavar="0..15",
+        help="model id (default 0; with --init: the init model's)",
     )
-    s.add_argument("--version", type=int, default=1, help="model version, an integer ≥ 1 (default 1)")
+    s.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        help="model version, an integer ≥ 1 (default 1; with --init: the init model's version + 1)",
+    )
+    s.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's parameters and adapt them to --data (incremental: same schema and"
+        " --samples-per-frame, a fraction of a full training's time; --max-bytes does not apply)."
+        " A weight file, an installed ID or ID@VERSION (default: train from scratch)",
+    )
     s.add_argument(
         "--name", help=f"a name for the model, ≤ {MAX_NAME} characters (default: the output file's stem)"
     )
     s.add_argument(
-        "--max-bytes", type=int, default=4096, help="weight file size limit in bytes (default 4096)"
+        "--max-bytes",
+        type=int,
+        default=4096,
+        help="weight file size limit in bytes, without the time structure (default 4096)",
+    )
+    s.add_argument(
+        "--max-gen-bytes",
+        type=int,
+        default=16384,
+        help="bytes the learned time structure may add to the weight file (default 16384)",
     )
     _add_csv_options(s)
     s.set_defaults(func=_train)
@@ -466,12 +549,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="CSV to write, \\n line endings (- for standard output)")
     s.set_defaults(func=_decode)
 
-    s = sub.add_parser("generate", help="sample synthetic telemetry from a model")
-    s.add_argument("--model", required=True)
-    s.add_argument("--samples", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
+    s = _sub(
+        sub,
+        "generate",
+        "sample synthetic telemetry from a model, with a time column",
+        "  lora-gw model generate --model weather.npz --samples 8760 --out year.csv\n"
+        "  lora-gw model generate --model 4@2 --samples 96 --start 2026-06-01T00:00:00Z --seed 5 --out -\n",
+        "Rows follow the sampling interval, daily cycle and cross-channel dynamics that\n"
+        "`model train` learned from its CSV's time column. A model trained without one writes\n"
+        "no time column (and refuses --start).",
+    )
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument("--samples", type=int, required=True, help="number of rows to write (≥ 1)")
+    s.add_argument("--out", required=True, help="CSV to write, \\n line endings (- for standard output)")
+    s.add_argument(
+        "--start",
+        metavar="ISO",
+        help="time of the first row, ISO 8601 (default: the first time in the training data)",
+    )
+    s.add_argument("--seed", type=int, default=None, help="random seed, an integer (default: fresh each run)")
     s.set_defaults(func=_generate)
+
+    s = _sub(
+        sub,
+        "fill",
+        "fill missing rows and cells of a CSV, marking them in an `estimated` column",
+        "  lora-gw model fill --model weather.npz --data station.csv --out station-filled.csv\n"
+        "  lora-gw model fill --model 4 --data - --out - < gappy.csv > filled.csv\n",
+        "Blank or NaN cells, and the rows a regular time column lacks, get the model's most\n"
+        "likely values given the known samples on both sides and in the other channels (the\n"
+        "gateway's gap filling uses the same code). Every row of the output has estimated = 1\n"
+        "(a cell of it was filled) or 0 (as measured). Models trained without a time column\n"
+        "fill blank cells only; weight files from before generation metadata interpolate.",
+    )
+    s.add_argument("--model", required=True, help=MODEL_HELP)
+    s.add_argument(
+        "--data", required=True, help="CSV with the model's channels; blank cells are missing (- for stdin)"
+    )
+    s.add_argument(
+        "--out", required=True, help="CSV to write, with an `estimated` column (- for standard output)"
+    )
+    s.set_defaults(func=_fill)
 
     s = _sub(
         sub,
@@ -514,7 +632,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub,
         "remove",
         "remove an installed version (or all versions of an id)",
-        "  lora-gw model remove 4@1\n  lora-gw model remove 4\n",
+        "  lora-gw model remove 4@1\n  lora-gw model remove 4\n  lora-gw model remove 4@1 --force\n",
+        "A version a node sent within --in-use-days, or the last one a node used, is refused:\n"
+        "its frames (arriving, in the outbox, in the history) decode only with exactly that version.",
     )
     s.add_argument("ref", metavar="ID[@VERSION]", help="installed model; ID alone: every version of it")
+    s.add_argument(
+        "--force", action="store_true", help="remove it even when nodes use it (default: refuse)"
+    )
+    s.add_argument(
+        "--in-use-days",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="a version a node sent within this many days is in use (default 30, the outbox's max_age_days)",
+    )
     s.set_defaults(func=_remove)
+    from gateway.cli.model_retrain import register_retrain
+
+    register_retrain(sub, _sub)

@@ -440,6 +440,10 @@ class Model:
         """n × C synthetic quantised samples drawn from the predictor and residual tables."""
         if n < 0:
             raise CodecError("sample count must be ≥ 0")
+        from gateway.codec import generate  # time structure learned at training (newer files)
+
+        if generate.time_model(self) is not None:
+            return generate.generate(self, n, rng)[0]
         p = self.params
         c = p.channels
         x = np.zeros((n, c), dtype=np.int64)
@@ -493,12 +497,24 @@ class Model:
             prev_d = cur_d
         return x
 
-    def fill_gap(self, history: np.ndarray, missing: int, after: np.ndarray | None = None) -> np.ndarray:
+    def fill_gap(
+        self,
+        history: np.ndarray,
+        missing: int,
+        after: np.ndarray | None = None,
+        end_time: float | None = None,
+    ) -> np.ndarray:
         """Estimates (missing × C quantised) for samples lost between ``history`` and ``after``.
 
-        Follows the predictor with zero residuals from the last known sample; when the first
-        sample after the gap is known, the drift is bent linearly so the path meets it.
+        With time structure (newer weight files): the AR bridge of :mod:`gateway.codec.fill`, where
+        ``after`` may hold several rows and ``end_time`` (epoch s of the last row given) sets the
+        hour of day. Otherwise follows the predictor with zero residuals from the last known
+        sample; when the first sample after the gap is known, the drift is bent linearly to meet it.
         """
+        from gateway.codec import fill
+
+        if fill.time_model(self) is not None:
+            return fill.fill_gap(self, history, missing, after, end_time)
         p = self.params
         hist = np.asarray(history, dtype=np.int64).reshape(-1, p.channels)
         if len(hist) == 0:
@@ -517,7 +533,7 @@ class Model:
             out[t] = last
             prev_d = cur_d
         if after is not None:
-            target = np.asarray(after, dtype=np.int64).reshape(p.channels)
+            target = np.asarray(after, dtype=np.int64).reshape(-1, p.channels)[0]
             nxt = np.clip(last + prev_d, p.lo, p.hi)  # where the path would be one step later
             ramp = np.arange(1, missing + 1)[:, None] / (missing + 1)
             out = np.rint(out + ramp * (target - nxt)).astype(np.int64)

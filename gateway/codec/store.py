@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,9 @@ class ModelStore:
         return sorted({int(m.group(1)) for p in self.root.glob("m*-v*.npz") if (m := _NAME.match(p.name))})
 
     # ------------------------------------------------------------------ lifecycle
-    def install(self, source: str | os.PathLike[str]) -> Model:
-        """Verify a weight file and install it as the active version of its model id."""
+    def install(self, source: str | os.PathLike[str], activate: bool = True) -> Model:
+        """Verify a weight file and install it as the active version of its model id (``activate=False``:
+        staged, installed beside the active version, which stays active)."""
         data = weights.read_file(source, StoreError)
         model = weights.from_bytes(data, str(source))
         with self._lock:
@@ -106,11 +108,18 @@ class ModelStore:
                 weights.write_atomic(dest, data, StoreError)
             index = self._index()
             entry = index.get(str(model.model_id), {})
-            if entry.get("active") != model.version:
+            if not activate and entry.get("active") is not None:
+                pass  # staged: the index keeps its active and backup versions
+            elif entry.get("active") != model.version:
                 entry = {"active": model.version, "previous": entry.get("active")}
             index[str(model.model_id)] = entry
             self._save_index(index)
-        log.info("model %s installed (sha256 %s)", model.key, model.meta["sha256"][:12])
+        log.info(
+            "model %s installed%s (sha256 %s)",
+            model.key,
+            "" if activate else " (staged, not active)",
+            model.meta["sha256"][:12],
+        )
         return model
 
     def activate(self, model_id: int, version: int | None = None) -> int:
@@ -138,14 +147,35 @@ class ModelStore:
                 raise StoreError(f"model {model_id} has no backup version to roll back to")
         return self.activate(model_id, prev)
 
-    def remove(self, model_id: int, version: int | None = None) -> list[int]:
-        """Remove one version (or all of a model id); returns the versions removed."""
+    def remove(
+        self,
+        model_id: int,
+        version: int | None = None,
+        in_use: Mapping[tuple[int, int], Sequence[int]] | None = None,
+        force: bool = False,
+    ) -> list[int]:
+        """Remove one version (or all of a model id); returns the versions removed.
+
+        ``in_use`` maps (id, version) to the nodes still using it (the caller reads them from the
+        state database): such a version is refused unless ``force``, because frames made with it —
+        arriving, or waiting in the outbox or the history — decode only with exactly that version."""
         with self._lock:
             versions = self.versions(model_id)
             targets = versions if version is None else [v for v in versions if v == version]
             if not targets:
                 ref = model_id if version is None else f"{model_id}@{version}"
                 raise StoreError(f"model {ref} is not installed")
+            busy = [(v, list((in_use or {}).get((model_id, v), ()))) for v in targets]
+            busy = [(v, nodes) for v, nodes in busy if nodes]
+            if busy and not force:
+                v, nodes = busy[0]
+                shown = ", ".join(f"{n:08x}" for n in sorted(nodes)[:5]) + (" …" if len(nodes) > 5 else "")
+                raise StoreError(
+                    f"model {model_id}@{v} is in use by {len(nodes)} node(s) ({shown}): their frames decode"
+                    " only with it; switch them to another version first, or --force to remove it anyway"
+                )
+            for v, nodes in busy:
+                log.warning("model %d@%d removed by force while %d node(s) use it", model_id, v, len(nodes))
             for v in targets:
                 self.path(model_id, v).unlink(missing_ok=True)
                 self._cache.pop((model_id, v), None)

@@ -287,11 +287,18 @@ def train_to_size(
     version: int = 1,
     name: str | None = None,
     progress: Progress | None = None,
+    times: list[str] | None = None,
+    max_gen_bytes: int = 16384,
 ) -> tuple[Model, bytes]:
-    """Train with the most activity buckets (6 down to 1) whose weight file fits ``max_bytes``."""
-    from gateway.codec import weights  # local: weights depends on model only, keep train importable alone
+    """Train with the most activity buckets (6 down to 1) whose weight file fits ``max_bytes``.
+
+    ``max_bytes`` caps the file without the learned time structure (what the node's tables are
+    exported from); the time structure, which never leaves the gateway, may add ``max_gen_bytes``.
+    ``times`` (the CSV's ``time`` cells) let the generation metadata learn the daily cycle."""
+    from gateway.codec import generate, weights  # local: keep train importable alone
 
     say = progress or (lambda _msg: None)
+    learned: dict[bool, object] = {}  # time structure does not depend on the buckets: learn it once
     for buckets in range(6, 0, -1):
         say(f"training with {buckets} activity bucket(s)")
         model = train(
@@ -307,6 +314,10 @@ def train_to_size(
             model.meta["name"] = name
         data = weights.to_bytes(model)
         if len(data) <= max_bytes:
+            full = generate.attach(model, q, times, len(data) + max_gen_bytes, learned)
+            if full is not None:
+                return model, full
+            say(f"time structure exceeds {max_gen_bytes} bytes: keeping the model without it")
             return model, data
         say(f"weight file {len(data)} bytes exceeds {max_bytes}, trying fewer buckets")
     raise DataError(f"even the smallest model exceeds {max_bytes} bytes; use fewer channels")

@@ -223,6 +223,11 @@ def validate_generation_meta(meta: dict[str, Any]) -> None:
     gen = meta.get("generation", {})
     if not isinstance(gen, dict):
         raise WeightsError("generation metadata must be a JSON object")
+    if "format" in gen:  # the learned time structure: its own format, checked by its own module
+        from gateway.codec.generate import validate
+
+        validate(gen, meta.get("channels"))
+        return
     unknown = sorted(set(gen) - GENERATION_KEYS)
     if unknown:
         raise WeightsError(f"generation metadata has unknown key(s) {', '.join(unknown)}")

@@ -106,8 +106,9 @@ def make_plan(radio: RadioSection, airtime_s: float, count: int, interval_s: flo
     return TxPlan(count, interval_s, payload, airtime_s, rules, radio.tx_power_dbm, allowed, in_hour, refusal)
 
 
-def transmit(rig: RadioRig, plan: TxPlan) -> TxResult:
-    """Send the planned frames (call only when ``plan.refusal`` is None)."""
+def transmit(rig: RadioRig, plan: TxPlan, ledger=None) -> TxResult:
+    """Send the planned frames (call only when ``plan.refusal`` is None). ``ledger``: the duty-cycle
+    budget (gateway.downlink.dutycycle) every frame is charged to first; over budget, the train stops."""
     if plan.refusal is not None:
         raise ValueError("a refused plan is not transmitted")
     drv = rig.driver(receive=True)
@@ -119,6 +120,11 @@ def transmit(rig: RadioRig, plan: TxPlan) -> TxResult:
         if (wait := due - clock.monotonic()) > 0:
             clock.sleep(wait)
         t0 = clock.monotonic()
+        if ledger is not None:
+            verdict = ledger.reserve(drv.config.frequency_hz, plan.airtime_s, "diag tx")
+            if not verdict.allowed:
+                result.error = f"frame {n + 1} not sent: over the duty-cycle budget ({verdict.detail})"
+                break
         try:
             toa = drv.transmit(plan.payload, wait=True)
         except HardwareError as exc:

@@ -52,6 +52,10 @@ class Pipeline:
         self.last_drop: tuple[str, int | None, str] = ("", None, "")
         self._unwarned: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
+        # Verified non-telemetry uplinks (a node acknowledging a confirmed downlink) go here, if set.
+        self.on_control: Callable[[DecodedFrame], None] | None = None
+        # Verified retransmissions of the last accepted frame (a node that missed its acknowledgement).
+        self.on_duplicate: Callable[[RxPacket], None] | None = None
 
     def process(self, packet: RxPacket) -> tuple[AcceptedFrame, DecodedFrame] | None:
         """Decide one packet. Accepted telemetry is returned (store it, then call ``accept``)."""
@@ -67,9 +71,13 @@ class Pipeline:
             frame = self.decoder.decode(packet.payload)
         except FrameError as exc:
             self._drop(exc.reason, None, exc.message)
+            if exc.reason == "duplicate" and self.on_duplicate is not None:
+                self.on_duplicate(packet)
             return None
         if frame.frame_type is not FrameType.TELEMETRY:
             self.decoder.accept(frame)
+            if self.on_control is not None:
+                self.on_control(frame)
             self._drop(f"not_telemetry_{frame.frame_type.label}", frame.node_id, "not a telemetry frame")
             return None
         accepted = AcceptedFrame(

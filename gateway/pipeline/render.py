@@ -212,7 +212,7 @@ class Renderer:
         f = stored.frame
         prev = self._history.get(f.node_id)
         if prev is None or f.fcnt > prev[0]:
-            self._history[f.node_id] = (f.fcnt, q[-2:])
+            self._history[f.node_id] = (f.fcnt, q)
         if prev is None or self._gap_filling is None or not self._gap_filling(f.node_id):
             return
         lost = f.fcnt - prev[0] - 1
@@ -220,7 +220,8 @@ class Renderer:
             return
         per_frame = len(q)
         try:
-            est = model.fill_gap(prev[1], lost * per_frame, q[0])
+            # the whole frames on both sides; the last sample's time sets the hour of day
+            est = model.fill_gap(prev[1], lost * per_frame, q, end_time=f.radio.utc_ms / 1000)
             phys = model.values(est)
         except Exception as exc:  # estimates are optional: never let them stop the real message
             log.warning("node %08x: gap filling failed: %s", f.node_id, exc)

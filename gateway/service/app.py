@@ -18,6 +18,7 @@ from typing import Any
 from gateway import paths
 from gateway.backup import ServiceLock, Snapshotter
 from gateway.codec import CodecStats
+from gateway.codec.drift import DriftingStats, DriftMonitor, DriftSettings
 from gateway.errors import ConfigError
 from gateway.frames import DecoderSettings, FrameDecoder, Node, NodeRegistry
 from gateway.frames.registry import warn_unusable_names
@@ -29,6 +30,8 @@ from gateway.service.core import Core, CoreSettings
 from gateway.service.journal import use_journal_format
 from gateway.service.notify import Notifier
 from gateway.service.operations import Operations, OperationsSettings, start_web
+from gateway.service.upkeep import ModelUpkeep
+from gateway.sinks.history import HistorySettings
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
 
@@ -78,6 +81,12 @@ def outbox_settings(cfg: Config) -> OutboxSettings:
     )
 
 
+def history_settings(cfg: Config) -> HistorySettings:
+    """[history]: the model frames kept for retraining (also tracks which version each node uses)."""
+    h = cfg.history
+    return HistorySettings(enabled=h.enabled, retention_days=h.retention_days, max_mb=h.max_mb)
+
+
 def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> InstalledModels:
     """The installed models behind a short-lived cache (a weight file is read and verified once per
     ``ttl_s``, a newly installed one noticed within ``ttl_s``): ``.candidates`` for the frame decoder,
@@ -85,9 +94,11 @@ def model_resolver(state_dir: Path, ttl_s: float = 10.0) -> InstalledModels:
     return InstalledModels(state_dir, ttl_s)
 
 
-def codec_stats() -> CodecStats:
-    """Live bytes per sample and prediction error per model, for the stats topic."""
-    return CodecStats()
+def codec_stats(cfg: Config | None = None) -> CodecStats:
+    """Live bytes per sample and prediction error per model, and drift ([models]), for the stats topic."""
+    m = cfg.models if cfg is not None else None
+    settings = DriftSettings() if m is None else DriftSettings(m.drift_threshold_pct, m.drift_window_h * 3600)
+    return DriftingStats(DriftMonitor(settings))
 
 
 def configure_logging(cfg: Config, verbose: int = 0) -> None:
@@ -142,7 +153,7 @@ class Gateway:
         )
         db = self.state_dir / paths.DB_NAME
         # The outbox opens first: alone on the file it may switch it to small pages (fewer bytes per commit).
-        self.outbox = Outbox(db, outbox_settings(cfg))
+        self.outbox = Outbox(db, outbox_settings(cfg), history=history_settings(cfg))
         self.registry = KeyedRegistry(db, dict(cfg.node_keys)) if cfg.node_keys else NodeRegistry(db)
         self.source = self._radio()
         warn_unusable_names(self.registry.nodes())
@@ -155,10 +166,11 @@ class Gateway:
             cfg.mqtt.topic_prefix,
             NodeCache(self.registry.get),
             self.models.model,
-            codec_stats(),
+            codec_stats(cfg),
             gap_filling=cfg.nodes.gap_filling_for,
         )
         self.notifier = notifier or Notifier()
+        self.downlink = self._downlink(db)
         self.operations = operations(cfg, self.registry, self.source, db)
         self.core = Core(
             self.pipeline,
@@ -173,10 +185,26 @@ class Gateway:
             ),
             notifier=self.notifier,
             radio_heartbeat=self.source.heartbeat,
+            downlink=self.downlink.manager if self.downlink is not None else None,
             observer=self.operations,
         )
         self.operations.attach(self.core)
         self.stop_event = threading.Event()
+        m = cfg.models
+        self.upkeep = (
+            ModelUpkeep(
+                self.state_dir, m.auto_retrain, auto_activate=m.auto_activate, min_gain_pct=m.min_gain_pct
+            )
+            if m.auto_retrain != "off"
+            else None
+        )
+
+    def _downlink(self, db: Path) -> Any:
+        if not self.cfg.downlink.enabled:
+            return None
+        from gateway.service.downlink import for_config
+
+        return for_config(self.cfg, db, self.registry, self.sink, self.source)
 
     def _radio(self) -> Any:
         from gateway.service.radio import (
@@ -238,6 +266,8 @@ class Gateway:
         )
         if self.snapshotter is not None:
             self.snapshotter.start()
+        if self.upkeep is not None:
+            self.upkeep.start()
         try:
             self.core.run(self.stop_event, before_shutdown=self.source.stop)
         finally:
@@ -245,7 +275,11 @@ class Gateway:
                 web.stop()
             if self.snapshotter is not None:
                 self.snapshotter.stop()
+            if self.upkeep is not None:
+                self.upkeep.stop()
             self.registry.close()
+            if self.downlink is not None:
+                self.downlink.close()
             self.notifier.close()
             self.lock.release()
 

@@ -184,6 +184,17 @@ class NodeDefaults:
 
 
 @dataclass(frozen=True, slots=True)
+class DownlinkSection:
+    """``[downlink]``: acknowledgements and commands (Class A windows; docs/downlink.md)."""
+
+    enabled: bool = True
+    rx_delay_ms: int = 1000  # window = uplink RxDone + this (the node's receive delay)
+    frequency_hz: int = 0  # 0: the uplink's channel
+    max_late_ms: float = 2.0  # a window the radio cannot start within this is skipped, never sent late
+    max_queue: int = 8  # commands queued per node
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection
     radio: RadioSection
@@ -196,6 +207,9 @@ class Config:
     state: StateSection = field(default_factory=StateSection)
     homeassistant: HomeAssistantSection = field(default_factory=lambda: HomeAssistantSection())
     http: HttpSection = field(default_factory=lambda: HttpSection())
+    history: HistorySection = field(default_factory=lambda: HistorySection())
+    models: ModelsSection = field(default_factory=lambda: ModelsSection())
+    downlink: DownlinkSection = field(default_factory=DownlinkSection)
 
 
 class _Section:
@@ -760,11 +774,30 @@ def parse_config(
     nd.finish()
     state = _parse_state(root.sub("state"))
     ha, http = _parse_homeassistant(root.sub("homeassistant")), _parse_http(root.sub("http"))
+    history, models = _parse_history(root.sub("history")), _parse_models(root.sub("models"))
+    downlink = _parse_downlink(root.sub("downlink"), radio)
     root.finish()
     return Config(
         gateway, radio, mqtt, outbox, logging_sec, nodes, node_keys, source,
-        state=state, homeassistant=ha, http=http,
+        state=state, homeassistant=ha, http=http, history=history, models=models, downlink=downlink,
     )
+
+
+def _parse_downlink(sec: _Section, radio: RadioSection) -> DownlinkSection:
+    d = DownlinkSection()
+    freq = sec.int("frequency_hz", d.frequency_hz, 0, 1_020_000_000)
+    (lo, hi), _duty = REGIONS[radio.region]
+    if freq and not lo <= freq <= hi:
+        raise ConfigError(f"downlink.frequency_hz: {freq} is outside the {radio.region} band {lo}..{hi}")
+    out = DownlinkSection(
+        enabled=sec.bool("enabled", d.enabled),
+        rx_delay_ms=sec.int("rx_delay_ms", d.rx_delay_ms, 100, 15_000),
+        frequency_hz=freq,
+        max_late_ms=sec.float("max_late_ms", d.max_late_ms, 0.1, 100.0),
+        max_queue=sec.int("max_queue", d.max_queue, 1, 1000),
+    )
+    sec.finish()
+    return out
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -838,5 +871,50 @@ def _parse_http(sec: _Section) -> HttpSection:
         raise ConfigError(
             f"http.listen: {listen} is reachable from other machines: set http.token (the page asks for it)"
         )
+    sec.finish()
+    return out
+
+
+# -- [history] and [models] (issue 18) ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class HistorySection:
+    """The telemetry history (gateway.sinks.history): model frames kept for retraining, bounded."""
+
+    enabled: bool = True
+    retention_days: float = 90.0
+    max_mb: float = 64.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsSection:
+    """Model upkeep: drift reporting and automatic retraining (gateway.codec.drift, gateway.codec.adapt)."""
+
+    drift_threshold_pct: float = 10.0  # live bytes/sample this much above the evaluation figure ...
+    drift_window_h: float = 24.0  # ... sustained over this much traffic time is drift
+    auto_retrain: str = "off"  # "off" | "daily" | "weekly": stage candidates as inactive versions
+    auto_activate: bool = False  # activate a staged candidate (else the operator decides)
+    min_gain_pct: float = 3.0  # a candidate must be this much smaller to be installed
+
+
+def _parse_history(sec: _Section) -> HistorySection:
+    d = HistorySection()
+    out = HistorySection(
+        enabled=sec.bool("enabled", d.enabled),
+        retention_days=sec.float("retention_days", d.retention_days, 0.01, 36500.0),
+        max_mb=sec.float("max_mb", d.max_mb, 0.1, 1e6),
+    )
+    sec.finish()
+    return out
+
+
+def _parse_models(sec: _Section) -> ModelsSection:
+    d = ModelsSection()
+    out = ModelsSection(
+        drift_threshold_pct=sec.float("drift_threshold_pct", d.drift_threshold_pct, 0.1, 1000.0),
+        drift_window_h=sec.float("drift_window_h", d.drift_window_h, 0.01, 8760.0),
+        auto_retrain=sec.str("auto_retrain", d.auto_retrain, ("off", "daily", "weekly")),
+        auto_activate=sec.bool("auto_activate", d.auto_activate),
+        min_gain_pct=sec.float("min_gain_pct", d.min_gain_pct, 0.0, 100.0),
+    )
     sec.finish()
     return out

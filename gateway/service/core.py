@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.downlink.manager import Downlinker, Uplink, repeated_uplink
 from gateway.pipeline.message import StoredFrame
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import Renderer
@@ -103,6 +104,7 @@ class Core:
         clock: Callable[[], float] = time.monotonic,
         radio_heartbeat: Callable[[], float] | None = None,
         on_published: Callable[[str, bytes], None] | None = None,
+        downlink: Downlinker | None = None,
         observer: Any = None,
     ) -> None:
         """``observer`` (gateway.service.operations.Operations or None) sees every packet's fate and every
@@ -116,6 +118,11 @@ class Core:
         self._clock = clock
         self._radio_heartbeat = radio_heartbeat
         self._on_published = on_published
+        self.downlink = downlink  # acknowledgements and commands, decided after the commit
+        self._uplinks: dict[int, Uplink] = {}  # outbox row id → what its downlink window needs
+        if downlink is not None:
+            pipeline.on_control = lambda f: downlink.control(f.node_id, f.frame_type, f.payload)
+            pipeline.on_duplicate = self._repeated
         self.observer = observer
         self.packets: deque[tuple[RxPacket, float]] = deque()  # appended by the radio thread only
         self._waker = Waker()
@@ -192,6 +199,10 @@ class Core:
             self._ingest(packets.popleft())
         self._queue_stored(self.outbox.maybe_commit())
         self._handle(self.sink.poll())
+        if self.downlink is not None:
+            self.downlink.poll_results()
+            while self.downlink.statuses and self.sink.connected:
+                self._publish_untracked(*self.downlink.statuses.popleft())
         now = self._clock()
         if now >= self._next_health:
             self._next_health = now + self.settings.health_interval_s
@@ -217,10 +228,29 @@ class Core:
         if len(self._rx_time) >= 100_000:  # a long outage: latency samples are not worth the memory
             self._rx_time.clear()
         self._rx_time[rid] = t0
+        if self.downlink is not None and decoded.format.value == "frame" and len(self._uplinks) < 100_000:
+            self._uplinks[rid] = Uplink(
+                decoded.node_id, decoded.fcnt, decoded.ack_requested, packet.monotonic_s, packet.freq_hz
+            )
+
+    def _repeated(self, packet: RxPacket) -> None:
+        """A node repeats a frame whose acknowledgement it missed: acknowledge it again, unless the first
+        copy is still waiting for its commit (its acknowledgement follows that)."""
+        up = repeated_uplink(packet.payload, packet.monotonic_s, packet.freq_hz)
+        if up is None or self.downlink is None:
+            return
+        if any(u.node_id == up.node_id for u in self._uplinks.values()):
+            return
+        self.downlink.committed(up)
 
     def _queue_stored(self, stored: list[StoredFrame]) -> None:
         if not stored:
             return
+        if self._uplinks:  # committed: now an acknowledgement may go (an acknowledged frame is never lost)
+            for s in stored:
+                up = self._uplinks.pop(s.row_id, None)
+                if up is not None and self.downlink is not None:
+                    self.downlink.committed(up)
         if not self._spilled and len(self._ready) + len(stored) <= self.settings.ready_cap:
             self._ready.extend(stored)
             self._loaded_upto = stored[-1].row_id
@@ -429,6 +459,7 @@ class Core:
             "parked": self.parked,
             "backlog": self.outbox.backlog,
             "outbox": self.outbox.stats.as_dict(),
+            "history": self.outbox.history.stats.as_dict() if self.outbox.history is not None else None,
             "storage": {
                 "disk_full": self.outbox.disk_full,
                 "free_mb": self.outbox.free_mb(),
@@ -443,6 +474,7 @@ class Core:
             "model_failures": self.renderer.model_failures,
             "estimated": self.renderer.estimated,
             "models": self.renderer.codec_stats.snapshot() if self.renderer.codec_stats is not None else {},
+            **({"downlink": self.downlink.stats()} if self.downlink is not None else {}),
             **(self.observer.stats() if self.observer is not None else {}),
         }
 

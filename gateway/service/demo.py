@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway import paths
+from gateway.downlink.manager import DownlinkSettings
 from gateway.errors import ConfigError, GatewayError
 from gateway.frames import FrameDecoder, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.app import codec_stats, model_resolver
-from gateway.service.config import ENV_PASSWORD, ENV_USERNAME
+from gateway.service.config import ENV_PASSWORD, ENV_USERNAME, RadioSection
 from gateway.service.core import Core, CoreSettings
+from gateway.service.downlink import DownlinkService
 from gateway.service.operations import Operations, OperationsSettings, start_web
 from gateway.service.radio import SimNetwork, install_demo_model
 from gateway.sinks.mqtt import MqttSettings, MqttSink
@@ -130,6 +132,7 @@ def run_demo(
     interval_s: float = DEMO_INTERVAL_S,
     seed: int = 1,
     env: Mapping[str, str] | None = None,
+    confirmed: bool = False,
     web: tuple[str, int] | None = None,
     stop: threading.Event | None = None,
 ) -> dict[str, Any]:
@@ -153,7 +156,8 @@ def run_demo(
     state = Path(tempfile.mkdtemp(prefix="lora-gw-demo-"))
     try:
         return _run(
-            nodes, seconds, broker, on_reading, state, speed, interval_s, seed, private is not None, web, stop
+            nodes, seconds, broker, on_reading, state, speed, interval_s, seed, private is not None,
+            confirmed, web, stop,
         )
     finally:
         shutil.rmtree(state, ignore_errors=True)
@@ -171,6 +175,7 @@ def _run(
     interval_s: float,
     seed: int,
     private_broker: bool,
+    confirmed: bool = False,
     web: tuple[str, int] | None = None,
     stop: threading.Event | None = None,
 ) -> dict[str, Any]:
@@ -178,7 +183,7 @@ def _run(
     outbox = Outbox(db)
     registry = NodeRegistry(db)
     model = install_demo_model(state)
-    net = SimNetwork(nodes, interval_s=interval_s, seed=seed, speed=speed, model=model)
+    net = SimNetwork(nodes, interval_s=interval_s, seed=seed, speed=speed, model=model, confirmed=confirmed)
     net.register(registry)
     models = model_resolver(state)
     decoder = FrameDecoder(registry, models=models.candidates)
@@ -196,6 +201,19 @@ def _run(
         DEMO_GATEWAY_ID, "lora", NodeCache(registry.get), models.model, codec_stats()
     )
 
+    vclock, wall0 = net.sim.clock, time.time()
+    v0 = vclock.monotonic()
+    downlink = DownlinkService(
+        RadioSection(),
+        DownlinkSettings(),
+        f"lora/{DEMO_GATEWAY_ID}/nodes",
+        db,
+        registry,
+        sink,
+        net,
+        wall=lambda: wall0 + vclock.monotonic() - v0,  # the budget's hour in simulated time
+    )
+
     def published(topic: str, payload: bytes) -> None:
         if on_reading is not None and topic.endswith("/telemetry"):
             on_reading(json.loads(payload))
@@ -209,6 +227,7 @@ def _run(
         CoreSettings(stats_interval_s=3600 if seconds is not None else 30, health_interval_s=0.5),
         on_published=published,
         radio_heartbeat=net.heartbeat,
+        downlink=downlink.manager,
         observer=ops,
     )
     ops.attach(core)
@@ -234,7 +253,9 @@ def _run(
         net.wait_transmissions(seconds / max(speed, 0.01) + 30)
         time.sleep(0.3)  # the last frames' time on air, then let the core publish the rest
         end = time.monotonic() + 10
-        while time.monotonic() < end and (core.outbox.backlog or core.outbox.pending or len(core.packets)):
+        while time.monotonic() < end and (
+            core.outbox.backlog or core.outbox.pending or len(core.packets) or len(downlink.queue)
+        ):
             time.sleep(0.02)
         stop.set()
         core.wake()
@@ -247,6 +268,8 @@ def _run(
         registry.close()
         if server is not None:
             server.stop()
+    dstats = downlink.stats()
+    downlink.close()
     fates = net.air_fates()
     heard = pipeline.received
     damaged = pipeline.drops.get("radio_crc_failed", 0)  # heard, but hit by a collision or noise
@@ -264,6 +287,14 @@ def _run(
         "airtime_s": round(net.airtime_s, 3),
         "air": fates,
         "wall_s": round(time.monotonic() - started, 2),
+        "confirmed": confirmed,
+        "ack_requests_accepted": dstats["ack_requests"],
+        "acks_sent": dstats["acks_sent"],
+        "acks_received_by_nodes": net.acks_received_by_nodes,
+        "ack_windows_missed": dstats["missed_windows"],
+        "tx_dropped_duty_cycle": dstats["tx_dropped_duty_cycle"],
+        "duty_cycle_used_percent": dstats["duty_cycle_used_percent"],
+        "tx_max_start_error_ms": dstats["max_start_error_ms"],
     }
 
 

@@ -8,6 +8,7 @@ SPI read), so systemd restarts the service.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import os
 import re
@@ -15,14 +16,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from gateway.codec import DEMO_MODEL, CodecError, Model, ModelStore, demo_model
+from gateway.downlink.scheduler import TxQueue, TxRunner
 from gateway.errors import ConfigError
-from gateway.frames import FrameEncoder, Node, NodeRegistry
+from gateway.frames import FrameEncoder, FrameError, FrameType, Node, NodeRegistry
+from gateway.frames.downlink import DownlinkDecoder
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 from gateway.service.config import RadioSection
@@ -45,6 +49,11 @@ class DriverSource:
         self._thread: threading.Thread | None = None
         self._heartbeat = time.monotonic()
         self.error: BaseException | None = None
+        self.tx: TxRunner | None = None  # downlink windows, served by this thread only
+
+    def attach_downlink(self, queue: TxQueue, max_late_s: float) -> TxRunner:
+        self.tx = TxRunner(self.driver, self.driver.clock, queue, max_late_s)
+        return self.tx
 
     def heartbeat(self) -> float:
         return self._heartbeat
@@ -56,7 +65,7 @@ class DriverSource:
     def _run(self, submit: Callable[[RxPacket], None]) -> None:
         try:
             while not self._stop.is_set():
-                packet = self.driver.receive(0.25)
+                packet = self.driver.receive(0.25) if self.tx is None else self.tx.receive(0.25)
                 self._heartbeat = time.monotonic()
                 if packet is not None:
                     submit(packet)
@@ -150,6 +159,56 @@ def install_demo_model(state_dir: Path) -> Model | None:
     return model
 
 
+SET_INTERVAL = 0x01  # node commands (docs/frame-format.md, "Node commands")
+SET_MODEL = 0x02
+
+
+class SimNodeState:
+    """What one simulated node keeps of the downlink: its checker, the acknowledgements it got, the
+    commands it acted on."""
+
+    def __init__(self) -> None:
+        self.downlinks: DownlinkDecoder | None = None
+        self.last_fcnt = 0
+        self.ack_expected = False
+        self.acks_received = 0
+        self.rejected = 0
+        self.commands: list[bytes] = []
+        self.interval_s: float | None = None
+        self.model: tuple[int, int] | None = None
+        self.confirm_due: int | None = None  # downlink counter to acknowledge in the next uplink
+
+    def interval(self, default: float) -> float:
+        return self.interval_s if self.interval_s is not None else default
+
+    def act(self, command: bytes, node_id: int) -> None:
+        self.commands.append(command)
+        if command[0] == SET_INTERVAL and len(command) == 3:
+            self.interval_s = float(max(1, int.from_bytes(command[1:3], "little")))
+            log.info("sim node %08x: reporting interval set to %.0f s", node_id, self.interval_s)
+        elif command[0] == SET_MODEL and len(command) == 4:
+            self.model = (command[1], int.from_bytes(command[2:4], "little"))
+            log.info("sim node %08x: model set to %d v%d", node_id, *self.model)
+        else:
+            log.info("sim node %08x: unknown command %s ignored", node_id, command.hex())
+
+
+class _Confirming:
+    """A FrameEncoder view whose frames request an acknowledgement."""
+
+    def __init__(self, enc: FrameEncoder) -> None:
+        self._enc = enc
+
+    def encode(self, *a, **kw):
+        return self._enc.encode(*a, ack_requested=True, **kw)
+
+    def encode_model(self, model, samples, **kw):
+        return self._enc.encode_model(model, samples, ack_requested=True, **kw)
+
+    def encode_lpp(self, readings, **kw):
+        return self._enc.encode_lpp(readings, ack_requested=True, **kw)
+
+
 class SimNetwork:
     """N emulated sensor nodes and the emulated gateway radio (gateway.radio.sim) as a packet source.
 
@@ -170,24 +229,38 @@ class SimNetwork:
         path_loss_db: float | None = None,
         fault: str = "none",
         interferers: tuple = (),
+        confirmed: bool = False,
+        rx_delay_s: float = 1.0,
     ) -> None:
         from gateway.radio.sim import Link, RadioSim
 
         link = Link(loss=loss) if path_loss_db is None else Link(path_loss_db=path_loss_db, loss=loss)
+        base = config or LoRaConfig()
+        # LoRaWAN practice: uplinks in normal IQ, downlinks inverted, so nodes never hear each other and
+        # the gateway never hears its own kind (RegInvertIQ 0x33, datasheet; AN1200.24).
         self.sim = RadioSim(
-            nodes=nodes,
-            config=config,
+            nodes=0,
+            config=replace(base, invert_iq_rx=False, invert_iq_tx=True),
             link=link,
             seed=seed,
             speed=speed,
             fault=fault,
             interferers=interferers,
         )
+        node_cfg = replace(base, invert_iq_rx=True, invert_iq_tx=False)
+        for _ in range(nodes):
+            self.sim.add_node(config=node_cfg)
+        self.confirmed = confirmed  # nodes request an acknowledgement of every uplink
+        self.rx_delay_s = rx_delay_s
+        self.tx: TxRunner | None = None
+        self.node_state = [SimNodeState() for _ in range(nodes)]
         self.interval_s = interval_s
         self.rng = np.random.default_rng(seed)
         self.model = model
         self.node_ids = [SIM_NODE_BASE + i + 1 for i in range(nodes)]
         self.encoders = [FrameEncoder(nid) for nid in self.node_ids]
+        for st, nid in zip(self.node_state, self.node_ids, strict=True):
+            st.downlinks = DownlinkDecoder(nid, None)  # open nodes until ``register`` gives their keys
         self.telemetry = [Telemetry(np.random.default_rng(seed * 1000 + i), model) for i in range(nodes)]
         self.frames_sent = 0
         self.bytes_on_air = 0
@@ -207,6 +280,11 @@ class SimNetwork:
             if node is None:
                 node = registry.add(Node(node_id=nid, name=f"sim-{i + 1}", interval_s=self.interval_s))
             self.encoders[i] = FrameEncoder(nid, node.key, next_fcnt=node.next_fcnt, key_epoch=node.key_epoch)
+            self.node_state[i].downlinks = DownlinkDecoder(nid, node.key, node.key_epoch)
+
+    def attach_downlink(self, queue: TxQueue, max_late_s: float) -> TxRunner:
+        self.tx = TxRunner(self.sim.gateway, self.sim.clock, queue, max_late_s)
+        return self.tx
 
     def heartbeat(self) -> float:
         return self._heartbeat
@@ -229,7 +307,7 @@ class SimNetwork:
         gw = self.sim.gateway
         try:
             while not self._stop.is_set():
-                packet = gw.receive(0.1)
+                packet = gw.receive(0.1) if self.tx is None else self.tx.receive(0.1)
                 self._heartbeat = time.monotonic()
                 if packet is not None:
                     submit(packet)
@@ -237,30 +315,47 @@ class SimNetwork:
             log.error("emulated gateway radio stopped: %s: %s", type(exc).__name__, exc)
 
     def _transmit(self) -> None:
+        """Every node's schedule: uplinks, and after each the node's receive window (Class A)."""
         clock = self.sim.clock
         now = clock.monotonic()
-        queue = [(now + float(self.rng.uniform(0, self.interval_s)), i) for i in range(len(self.node_ids))]
+        seq = itertools.count()
+        queue = [
+            (now + float(self.rng.uniform(0, self.interval_s)), next(seq), i, "send")
+            for i in range(len(self.node_ids))
+        ]
         heapq.heapify(queue)
+        dl_max = self.sim.config.time_on_air_s(64)
         try:
             while not self._stop.is_set() and queue:
                 if self._control is not None:
                     self._take_commands()
-                when, i = heapq.heappop(queue)
-                if self._until is not None and when >= self._until:
-                    break
+                when, _, i, what = heapq.heappop(queue)
+                if what == "send" and self._until is not None and when >= self._until:
+                    continue  # no new uplinks; windows still pending close normally
                 delay = when - clock.monotonic()
                 if delay > 0:
                     clock.sleep(min(delay, 0.5))
-                    heapq.heappush(queue, (when, i))
+                    heapq.heappush(queue, (when, next(seq), i, what))
                     continue
-                node = self.sim.nodes[i]
+                node, st = self.sim.nodes[i], self.node_state[i]
+                if what == "open":
+                    node.radio.start_receive()
+                    continue
+                if what == "close":
+                    self._close_window(i, node, st)
+                    continue
                 if not node.busy:
-                    frame = self.telemetry[i].frame(self.encoders[i])
-                    self.airtime_s += node.send(frame, wait=False)
+                    frame = self._uplink(i, st)
+                    t0 = clock.monotonic()
+                    toa = node.send(frame, wait=False)
+                    self.airtime_s += toa
                     self.frames_sent += 1
                     self.bytes_on_air += len(frame)
+                    window = t0 + toa + self.rx_delay_s
+                    heapq.heappush(queue, (window - 0.05, next(seq), i, "open"))
+                    heapq.heappush(queue, (window + 0.05 + dl_max, next(seq), i, "close"))
                 jitter = float(self.rng.uniform(0.8, 1.2))
-                heapq.heappush(queue, (when + self.interval_s * jitter, i))
+                heapq.heappush(queue, (when + st.interval(self.interval_s) * jitter, next(seq), i, "send"))
         except Exception as exc:
             log.error("simulated nodes stopped: %s: %s", type(exc).__name__, exc)
 
@@ -296,6 +391,37 @@ class SimNetwork:
                 except (ValueError, RuntimeError) as exc:
                     log.warning("emulator control %s: %s", cmd, exc)
 
+    def _uplink(self, i: int, st: SimNodeState) -> bytes:
+        enc = self.encoders[i]
+        st.last_fcnt = enc.next_fcnt
+        st.ack_expected = self.confirmed
+        if st.confirm_due is not None:  # report the confirmed command as acknowledged (frame type 1)
+            frame = enc.encode(st.confirm_due.to_bytes(2, "little"), frame_type=FrameType.ACK)
+            st.confirm_due = None
+            st.ack_expected = False
+            return frame
+        if not self.confirmed:
+            return self.telemetry[i].frame(enc)
+        return self.telemetry[i].frame(_Confirming(enc))
+
+    def _close_window(self, i: int, node, st: SimNodeState) -> None:
+        packet = node.radio.receive(0.0005)
+        node.radio.standby()
+        if packet is None or st.downlinks is None:
+            return
+        try:
+            down = st.downlinks.decode(packet.payload)
+        except FrameError as exc:
+            st.rejected += 1
+            log.info("sim node %08x: downlink rejected (%s)", self.node_ids[i], exc.reason)
+            return
+        if down.frame_type is FrameType.ACK and st.ack_expected and down.acked_fcnt == st.last_fcnt & 0xFFFF:
+            st.acks_received += 1
+        if down.command:
+            st.act(down.command, self.node_ids[i])
+            if down.confirm:
+                st.confirm_due = down.fcnt & 0xFFFF
+
     def wait_transmissions(self, timeout_s: float) -> None:
         if len(self._threads) > 1:
             self._threads[1].join(timeout_s)
@@ -308,6 +434,10 @@ class SimNetwork:
 
     def stats(self) -> dict:
         return {"frames_sent": self.frames_sent, "bytes_on_air": self.bytes_on_air, **self.air_fates()}
+
+    @property
+    def acks_received_by_nodes(self) -> int:
+        return sum(st.acks_received for st in self.node_state)
 
     def air_fates(self) -> dict:
         return {f"air_{k}": v for k, v in self.sim.air.rx_stats.get("gateway", {}).items()}

@@ -196,6 +196,15 @@ class Discovery:
                 None,
                 "total_increasing",
             ),
+            (  # issue 18: models whose live bytes/sample drift (the stats' models.<key>.drift.drift)
+                "models_drifting",
+                "Models drifting",
+                "{{ value_json.models.values() | selectattr('drift', 'defined') | map(attribute='drift')"
+                " | selectattr('drift') | list | count }}",
+                "models",
+                None,
+                "measurement",
+            ),
         ]
         out = []
         for key, name, template, unit, dc, sc in rows:

@@ -276,6 +276,7 @@ class MqttSink:
         self._isolating = 0  # > 0: one message at a time, for this many more deliveries
         self._subscriptions: list[str] = []  # (re)subscribed on every connection
         self._messages: list[tuple[str, bytes]] = []  # received, until ``take_messages``
+        self._handlers: list[tuple[str, Callable[[str, bytes], None]]] = []  # topic filter → handler
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -347,9 +348,13 @@ class MqttSink:
         self._close(client)
         self._connected = False
 
-    def subscribe(self, topic: str) -> None:
-        """Receive ``topic`` (QoS 1) on this and every later connection; see ``take_messages``."""
+    def subscribe(self, topic: str, handler: Callable[[str, bytes], None] | None = None) -> None:
+        """Receive ``topic`` (QoS 1) on this and every later connection; see ``take_messages``. With
+        ``handler``, messages matching it go to ``handler(topic, payload)`` instead (in the owner thread,
+        inside ``wait``)."""
         self._subscriptions.append(topic)
+        if handler is not None:
+            self._handlers.append((topic, handler))
         if self._connected and self._client is not None:
             self._client.subscribe(topic, qos=1)
 
@@ -359,7 +364,16 @@ class MqttSink:
         return out
 
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
-        if gen == self._generation and len(self._messages) < 1000:
+        if gen != self._generation:
+            return
+        for topic_filter, handler in self._handlers:
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg.topic, bytes(msg.payload))
+                except Exception as exc:  # one bad message must not stop the client
+                    log.error("mqtt: handling a message on %s failed: %s", msg.topic[:200], exc)
+                return
+        if len(self._messages) < 1000:
             self._messages.append((msg.topic, bytes(msg.payload)))
 
     # -- callbacks (run in the owner thread, inside paho calls made by this class) -------------------------

@@ -49,6 +49,7 @@ from pathlib import Path
 from gateway import statedb
 from gateway.errors import GatewayError
 from gateway.pipeline.message import AcceptedFrame, RadioMeta, StoredFrame
+from gateway.sinks.history import HistorySettings, HistoryWriter
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,10 @@ class Outbox:
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         free_bytes: Callable[[], int] | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
+        """``history``: keep model frames in the telemetry history, written in the same group commit
+        (gateway.sinks.history; None: no history and no per-node model tracking)."""
         self.settings = settings or OutboxSettings()
         if self.settings.synchronous not in ("normal", "full"):
             raise OutboxError(f"outbox.synchronous: {self.settings.synchronous!r} is not normal or full")
@@ -251,6 +255,7 @@ class Outbox:
             self._next_id = (self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0) + 1
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox: cannot open {self.path}: {exc}") from None
+        self.history = None if history is None else HistoryWriter(self._db, history, clock, wall_ms)
         self.stats = OutboxStats()
         self.stats.rows = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         self.stats.parked = self._held_count()
@@ -414,6 +419,8 @@ class Outbox:
         try:
             deleted = self._write(with_deletes)
         except sqlite3.Error as exc:
+            if self.history is not None:
+                self.history.rolled_back()
             if not statedb.is_disk_full(exc):
                 raise OutboxError(f"outbox: commit failed: {exc}") from None
             if not self._pending:
@@ -457,6 +464,8 @@ class Outbox:
                         [(n, node, epoch) for node, (n, epoch) in self._counters.items()],
                     )
                     unmatched = max(0, len(self._counters) - cur.rowcount)
+                if self.history is not None:
+                    self.history.write(db, (s.frame for s in self._pending_frames))
             if with_deletes and self._deletes:
                 deleted = max(0, db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes).rowcount)
             if with_deletes and self._waiting:

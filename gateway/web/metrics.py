@@ -139,6 +139,23 @@ class StatsCollector(Collector):
             if _num(m.get("bytes_per_sample")) is not None:
                 bps.add_metric([model], m["bytes_per_sample"])
         yield bps
+        # issue 18: drift (gateway.codec.drift), 1 while a model's live bytes/sample stay degraded
+        drift = GaugeMetricFamily(
+            "lora_gw_model_drift", "1 while the model drifts (see lora-gw model retrain).", labels=["model"]
+        )
+        degradation = GaugeMetricFamily(
+            "lora_gw_model_drift_degradation_pct",
+            "Live bytes/sample over the drift window, percent above the model's evaluation figure.",
+            labels=["model"],
+        )
+        for model, m in sorted((s.get("models") or {}).items()):
+            d = m.get("drift") if isinstance(m.get("drift"), dict) else None
+            if d is not None:
+                drift.add_metric([model], 1.0 if d.get("drift") else 0.0)
+                if _num(d.get("degradation_pct")) is not None:
+                    degradation.add_metric([model], d["degradation_pct"])
+        yield drift
+        yield degradation
 
 
 def render(snapshot: Callable[[], dict[str, Any]]) -> bytes:

@@ -122,7 +122,7 @@ def test_announce_once_then_again_only_when_something_changes(ops) -> None:
     o, core, _reg, msg, clock = ops
     assert core.subscribed == ["homeassistant/status"]
     o.tick(clock[0])  # the connection: gateway entities
-    assert len(core.topics("/lora_gw_gw1/")) == 5
+    assert len(core.topics("/lora_gw_gw1/")) == 6  # (issue 18 added "Models drifting")
     o.published("lora/gw1/nodes/rh-node/telemetry", json.dumps(msg).encode())
     assert ("lora/gw1/nodes/rh-node/status", b"online") in core.sent
     first = core.topics("lora_gw_gw1_0000002a")
@@ -145,7 +145,7 @@ def test_ha_birth_reannounces_everything(ops) -> None:
     clock[0] += 1.5
     o.tick(clock[0])
     again = [t for t, p in core.sent[before:] if t.endswith("/config") and p]
-    assert len(again) == 5 + 6
+    assert len(again) == 6 + 6  # (issue 18 added "Models drifting")
 
 
 def test_removed_node_loses_its_entities_and_a_silent_node_goes_offline(ops) -> None:

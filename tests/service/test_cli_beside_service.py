@@ -9,6 +9,7 @@ service was still writing to (stale counters, lost registry changes, a corrupt i
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -19,7 +20,9 @@ from .helpers import Collector
 from .helpers import run_cli as cli
 from .test_service import REPO, start, wait, write_config
 
-SOAK_S = 60.0  # the target: a minute of CLI commands beside the running service
+# The bug showed at the first CLI command; 20 s of commands keeps the suite under its 5-minute budget.
+# LORA_GW_SOAK_S=60 gives the full minute (run by hand).
+SOAK_S = float(os.environ.get("LORA_GW_SOAK_S", "20"))
 MODEL = REPO / "gateway" / "codec" / "data" / "weather-demo.npz"
 
 

@@ -1,0 +1,256 @@
+"""The core thread's downlink decisions: after an uplink is committed, what (if anything) goes back.
+
+For each committed uplink: a queued command for the node (oldest first; expired ones reported and never
+sent) and/or an acknowledgement when the frame asked for one. One downlink per window: the command rides
+in the acknowledgement when there is one. The duty-cycle ledger is asked (and charged) first; the
+downlink counter is committed next; then the request goes to the radio thread for the window at
+RxDone + ``rx_delay_s``. Over budget: dropped, counted, logged, and a command stays queued for the next
+window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.downlink.commands import CommandRejected, DownlinkStore, Status, parse_command
+from gateway.downlink.dutycycle import DutyCycleLedger
+from gateway.downlink.scheduler import TxQueue, TxRequest
+from gateway.frames.downlink import DownlinkEncoder
+from gateway.frames.types import FrameType, NodeFormat
+from gateway.frames.wire import FLAG_ACK_REQUESTED, NODE_ID_LEN_MASK
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DownlinkSettings:
+    enabled: bool = True
+    rx_delay_s: float = 1.0
+    frequency_hz: int | None = None  # None: the uplink's channel
+    max_late_s: float = 0.002
+    max_queue: int = 8
+    max_sends: int = 3  # a confirmed command is sent again while unacknowledged, this many times in all
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """What the core remembers of an uplink until its commit."""
+
+    node_id: int
+    fcnt: int
+    ack_requested: bool
+    rx_monotonic_s: float  # RxDone on the radio's clock
+    freq_hz: int
+
+
+def repeated_uplink(payload: bytes, rx_monotonic_s: float, freq_hz: int) -> Uplink | None:
+    """A verified retransmission (``duplicate``) of a frame that asked for an acknowledgement: the node
+    missed it, so it is acknowledged again (the frame itself is stored already). Node id and the
+    counter's 16 on-air bits come from the header (an acknowledgement names only those 16 bits)."""
+    if len(payload) < 5 or payload[0] >> 6 != 0 or not payload[0] & FLAG_ACK_REQUESTED:
+        return None
+    n = (payload[0] & NODE_ID_LEN_MASK) + 1
+    if len(payload) < n + 3:
+        return None
+    node_id = int.from_bytes(payload[1 : 1 + n], "little")
+    fcnt16 = int.from_bytes(payload[1 + n : 3 + n], "little")
+    return Uplink(node_id, fcnt16, True, rx_monotonic_s, freq_hz)
+
+
+class Downlinker:
+    def __init__(
+        self,
+        node_get: Callable[[int], object],
+        store: DownlinkStore,
+        ledger: DutyCycleLedger,
+        queue: TxQueue,
+        airtime_s: Callable[[int], float],
+        settings: DownlinkSettings,
+        node_by_topic: Callable[[str], object] | None = None,
+        topic_base: str = "lora/gateway/nodes",
+    ) -> None:
+        self._node_get = node_get
+        self.store = store
+        self.ledger = ledger
+        self.queue = queue
+        self._airtime = airtime_s
+        self.settings = settings
+        self._topic_base = topic_base
+        self.statuses: deque[tuple[str, bytes]] = deque()  # (topic, payload) for the core to publish
+        self._node_by_topic = node_by_topic
+        self.acks_scheduled = 0
+        self.ack_requests = 0  # committed uplinks that asked for an acknowledgement
+        self.commands_scheduled = 0
+        self.acks_sent = 0
+        self.commands_rejected = 0
+        self._topic_of: dict[int, str] = {}
+        self._pending: set[int] = store.nodes_with_queued()  # nodes with queued commands
+        self._results: deque = deque()
+        self._sends: dict[
+            int, int
+        ] = {}  # confirmed command row → times sent  # appended by the radio thread, drained by the core
+
+    def _status(self, st: Status) -> None:
+        log.info(
+            "downlink: node %s command %s %s%s",
+            st.node_topic,
+            st.cmd_id,
+            st.status,
+            f" ({st.reason})" if st.reason else "",
+        )
+        self.statuses.append((f"{self._topic_base}/{st.node_topic}/command/status", st.payload()))
+
+    # -- MQTT commands -------------------------------------------------------------------------------------
+    def command(self, node_topic: str, raw: bytes) -> None:
+        """A message on lora/<gw>/nodes/<node>/command: validated, stored, ``queued`` (or ``rejected``)."""
+        cmd_id = None
+        try:
+            node = self._node_by_topic(node_topic) if self._node_by_topic else None
+            payload, confirm, expires, cmd_id = parse_command(raw)
+            if node is None:
+                raise CommandRejected("unknown node", cmd_id)
+            self.store.enqueue(node.node_id, payload, confirm, expires, cmd_id)  # type: ignore[attr-defined]
+            self._topic_of[node.node_id] = node_topic  # type: ignore[attr-defined]
+            self._pending.add(node.node_id)  # type: ignore[attr-defined]
+        except CommandRejected as exc:
+            self.commands_rejected += 1
+            self._status(Status(None, node_topic, exc.cmd_id or cmd_id, "rejected", exc.reason))
+            return
+        self._status(Status(node.node_id, node_topic, cmd_id, "queued"))  # type: ignore[attr-defined]
+
+    def _topic(self, node_id: int, node: object) -> str:
+        return self._topic_of.get(node_id) or getattr(node, "name", None) or f"{node_id}"
+
+    # -- uplinks ---------------------------------------------------------------------------------------------
+    def control(self, node_id: int, frame_type: int, payload: bytes) -> None:
+        """A verified non-telemetry uplink: frame type 1 from a node acknowledges the confirmed downlink
+        whose counter (low 16 bits, little-endian) it carries."""
+        if frame_type != FrameType.ACK or len(payload) < 2:
+            return
+        cmd = self.store.awaiting_ack(node_id)
+        if (
+            cmd is None
+            or cmd.dl_fcnt is None
+            or (cmd.dl_fcnt & 0xFFFF) != int.from_bytes(payload[:2], "little")
+        ):
+            return
+        self.store.set_status(cmd.row_id, "acknowledged")
+        topic = self._topic(node_id, self._node_get(node_id))
+        self._status(Status(node_id, topic, cmd.cmd_id, "acknowledged"))
+
+    def committed(self, up: Uplink) -> None:
+        """Called once the uplink is durable in the outbox (an acknowledged frame is never lost)."""
+        if not self.settings.enabled:
+            return
+        node = self._node_get(up.node_id)
+        if node is None or getattr(node, "format", NodeFormat.FRAME) != NodeFormat.FRAME:
+            return
+        if up.ack_requested:
+            self.ack_requests += 1
+        topic = self._topic(up.node_id, node)
+        self._retry_unacknowledged(up.node_id, topic)
+        cmd, expired = self.store.next_for(up.node_id) if up.node_id in self._pending else (None, [])
+        if cmd is None:
+            self._pending.discard(up.node_id)
+        for e in expired:
+            self._status(Status(up.node_id, topic, e.cmd_id, "expired"))
+        if cmd is None and not up.ack_requested:
+            return
+        key, epoch = getattr(node, "key", None), getattr(node, "key_epoch", 0)
+        enc = DownlinkEncoder(up.node_id, key, epoch)
+        freq = self.settings.frequency_hz or up.freq_hz
+        # size first (the counter only changes the bytes, not the length)
+        probe = (
+            enc.ack(0, up.fcnt, cmd.payload if cmd else b"")
+            if up.ack_requested
+            else enc.command(0, cmd.payload)
+        )
+        kind = ("ack+command" if cmd else "ack") if up.ack_requested else "command"
+        verdict = self.ledger.reserve(freq, self._airtime(len(probe)), kind, up.node_id)
+        if not verdict.allowed:
+            return
+        fcnt = self.store.take_fcnt(up.node_id, epoch)
+        confirm = bool(cmd and cmd.confirm)
+        if up.ack_requested:
+            frame = enc.ack(fcnt, up.fcnt, cmd.payload if cmd else b"", confirm)
+        else:
+            assert cmd is not None
+            frame = enc.command(fcnt, cmd.payload, confirm)
+        if cmd is not None:
+            self.store.set_status(cmd.row_id, "sending", fcnt)
+        due = up.rx_monotonic_s + self.settings.rx_delay_s
+        self.queue.put(
+            TxRequest(
+                due,
+                frame,
+                up.node_id,
+                kind,
+                on_result=self._on_result(up.node_id, topic, cmd, up.ack_requested),
+                freq_hz=self.settings.frequency_hz,
+            )
+        )
+        if up.ack_requested:
+            self.acks_scheduled += 1
+        if cmd is not None:
+            self.commands_scheduled += 1
+
+    def _retry_unacknowledged(self, node_id: int, topic: str) -> None:
+        """A telemetry uplink after a confirmed command was sent: the node did not acknowledge it (its
+        next uplink would have been the acknowledgement), so it goes again, up to ``max_sends`` times."""
+        cmd = self.store.awaiting_ack(node_id)
+        if cmd is None:
+            return
+        sends = self._sends.get(cmd.row_id, 1)
+        if sends >= self.settings.max_sends:
+            self._sends.pop(cmd.row_id, None)
+            self.store.set_status(cmd.row_id, "expired")
+            self._status(
+                Status(node_id, topic, cmd.cmd_id, "expired", f"not acknowledged after {sends} sends")
+            )
+            return
+        self._sends[cmd.row_id] = sends + 1
+        self.store.set_status(cmd.row_id, "queued")
+        self._pending.add(node_id)
+
+    def _on_result(self, node_id: int, topic: str, cmd, is_ack: bool) -> Callable[[str], None]:
+        # Runs in the radio thread: a hand-back to the core, never SQLite.
+        def done(result: str) -> None:
+            self._results.append((node_id, topic, cmd, is_ack, result))
+
+        return done
+
+    def poll_results(self) -> None:
+        """Core thread: statuses of downlinks the radio thread finished."""
+        while self._results:
+            node_id, topic, cmd, is_ack, result = self._results.popleft()
+            if result == "sent" and is_ack:
+                self.acks_sent += 1
+            if cmd is None:
+                continue
+            if result == "sent":
+                self.store.set_status(cmd.row_id, "sent")
+                self._status(Status(node_id, topic, cmd.cmd_id, "sent"))
+                if not cmd.confirm:
+                    self.store.set_status(cmd.row_id, "done")
+            else:  # missed or failed: stays queued for the next window
+                self.store.set_status(cmd.row_id, "queued")
+                self._pending.add(node_id)
+
+    def stats(self) -> dict:
+        return {
+            "ack_requests": self.ack_requests,
+            "acks_scheduled": self.acks_scheduled,
+            "commands_scheduled": self.commands_scheduled,
+            "commands_rejected": self.commands_rejected,
+            "acks_sent": self.acks_sent,
+            "tx_dropped_duty_cycle": self.ledger.dropped,
+            **(self.tx_stats() if self.tx_stats is not None else {}),
+            **(
+                {"duty_cycle_used_percent": round(self.ledger.used_percent(freq), 4)}
+                if (freq := self.settings.frequency_hz or self.home_freq_hz)
+                else {}
+            ),
+        }
