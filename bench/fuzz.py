@@ -142,8 +142,12 @@ def _config() -> tuple[Callable[[bytes], object], list[bytes]]:
 
 def _command() -> tuple[Callable[[bytes], object], list[bytes]]:
     mod = importlib.import_module(COMMAND_MODULE)
-    parse = getattr(mod, "parse", None) or mod.parse_command
-    return parse, [b'{"node": "garden", "command": "interval", "seconds": 60}']
+    seeds = [
+        b'{"payload_hex": "0102a0", "confirm": true, "expires_s": 600, "id": "c-1"}',
+        b'{"payload_b64": "AQID", "id": 7}',
+        b'{"payload_hex": ""}',
+    ]
+    return mod.parse_command, seeds
 
 
 TARGETS: dict[str, Target] = {
@@ -156,7 +160,7 @@ TARGETS: dict[str, Target] = {
         Target("lpp", "Cayenne LPP decoder", _lpp),
         Target("radiohead", "RadioHead header parser", _radiohead),
         Target("config", "the config loader (lora-gw run --config), file bytes", _config, max_len=8192),
-        Target("command", "the MQTT downlink command parser", _command),
+        Target("command", "the MQTT downlink command parser", _command, max_len=4096),
     )
 }
 
@@ -173,10 +177,13 @@ def available(name: str) -> str | None:
     return None
 
 
-def _allowed() -> type[BaseException]:
+def _allowed(target: Target) -> tuple[type[BaseException], ...]:
+    """The project's error type, and the documented error of a parser that has its own."""
     from gateway.errors import GatewayError
 
-    return GatewayError
+    if target.name == "command":
+        return (GatewayError, importlib.import_module(COMMAND_MODULE).CommandRejected)
+    return (GatewayError,)
 
 
 # -- the random engine --------------------------------------------------------------------------------
@@ -220,7 +227,7 @@ def run_random(
     t0 = time.perf_counter()
     try:
         one, seeds = target.build()
-        allowed = _allowed()
+        allowed = _allowed(target)
         rng = random.Random(seed)
         crashes, examples = 0, []
         stop_at = None if seconds is None else time.perf_counter() + seconds
@@ -274,7 +281,7 @@ def _child(name: str, libfuzzer_args: list[str]) -> None:
     target = TARGETS[name]
     with atheris.instrument_imports(include=target.modules):
         one, _ = target.build()
-        allowed = _allowed()
+        allowed = _allowed(target)
 
     def test_one(data: bytes) -> None:
         with contextlib.suppress(allowed):
