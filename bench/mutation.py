@@ -95,6 +95,33 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "value->None",
     ): "the constant is not read by any code (documentation of the bits)",
     ("wire", "TYPE_MASK = 0x30", "48->49"): "the constant is not read by any code",
+    (
+        "crypto",
+        'b"".join(prefix + _TAIL.pack(fcnt, 0, i) for i in range(1, (n + 15) // 16 + 1))',
+        "1->2",
+    ): "one keystream block more than needed; stream[:n] cuts it off",
+    (
+        "crypto",
+        'b"".join(prefix + _TAIL.pack(fcnt, 0, i) for i in range(1, (n + 15) // 16 + 1))',
+        "15->16",
+    ): "at most one block more than needed; stream[:n] cuts it off",
+    ("wire", "CRC16_INIT = 0xFFFF", "value->None"): "not read by any code (documents the init value)",
+    ("wire", "CRC16_INIT = 0xFFFF", "65535->65536"): "not read by any code",
+    (
+        "wire",
+        "state = _PREFIX_STATES.get(fingerprint)",
+        "value->None",
+    ): "a cache miss every time: the same CRC state is computed again (speed only)",
+    (
+        "wire",
+        "if len(_PREFIX_STATES) > 1024:  # models come and go rarely; never grow without bound",
+        "Gt->GtE",
+    ): "the cache is cleared one entry earlier: results identical (memory only)",
+    (
+        "wire",
+        "if len(_PREFIX_STATES) > 1024:  # models come and go rarely; never grow without bound",
+        "1024->1025",
+    ): "the cache is cleared one entry later: results identical (memory only)",
     ("wire", "NODE_ID_LEN_MASK = 0x03  # node id length − 1", "value->None"): "not read by any code",
     ("wire", "NODE_ID_LEN_MASK = 0x03  # node id length − 1", "3->4"): "not read by any code",
     ("wire", "VERSION_SHIFT = 6", "6->7"): "FORMAT_VERSION is 0: 0 shifted by any amount is 0",
