@@ -333,7 +333,11 @@ def mutation(path: str | None) -> list[str]:
             )
         surv = [(m["module"], s) for m in data["modules"] for s in m["survivors"]]
         if surv:
-            out += ["", "Surviving mutants, not yet triaged (a missing test, or an equivalent mutant to list below):", ""]
+            out += [
+                "",
+                "Surviving mutants, not yet triaged (a missing test, or an equivalent mutant to list below):",
+                "",
+            ]
             out += [f"- {mod}:{s['line']} `{s['mutation']}` in `{s['code']}`" for mod, s in surv]
     else:
         out.append(
