@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -33,6 +34,9 @@ from gateway.service.config import RadioSection
 log = logging.getLogger(__name__)
 
 SIM_NODE_BASE = 0x5100  # simulated node ids 0x5101, 0x5102, ... (two bytes on air, like most fleets)
+# A directory the emulated air takes commands from (bench/chaos.py): files ``*.cmd`` with lines
+# ``send HEX`` (a packet on the air), ``chip-reset`` (the gateway chip's power-on reset), ``fault NAME``.
+CONTROL_ENV = "LORA_GW_EMULATOR_CONTROL"
 
 
 class DriverSource:
@@ -265,6 +269,8 @@ class SimNetwork:
         self._threads: list[threading.Thread] = []
         self._heartbeat = time.monotonic()
         self._until: float | None = None
+        self._control = os.environ.get(CONTROL_ENV) or None
+        self._control_at = 0.0
 
     def register(self, registry: NodeRegistry) -> None:
         """Register the simulated nodes (once) and continue where the gateway is: its counter and, for a node
@@ -321,6 +327,8 @@ class SimNetwork:
         dl_max = self.sim.config.time_on_air_s(64)
         try:
             while not self._stop.is_set() and queue:
+                if self._control is not None:
+                    self._take_commands()
                 when, _, i, what = heapq.heappop(queue)
                 if what == "send" and self._until is not None and when >= self._until:
                     continue  # no new uplinks; windows still pending close normally
@@ -350,6 +358,38 @@ class SimNetwork:
                 heapq.heappush(queue, (when + st.interval(self.interval_s) * jitter, next(seq), i, "send"))
         except Exception as exc:
             log.error("simulated nodes stopped: %s: %s", type(exc).__name__, exc)
+
+    def _take_commands(self) -> None:
+        """Emulator only, opt-in by environment: apply the command files of the control directory."""
+        now = time.monotonic()
+        if now - self._control_at < 0.1:
+            return
+        self._control_at = now
+        try:
+            names = sorted(n for n in os.listdir(self._control) if n.endswith(".cmd"))
+        except OSError:
+            return
+        for name in names:
+            path = Path(self._control, name)
+            try:
+                lines = path.read_text().splitlines()
+                path.rename(path.with_suffix(".done"))
+            except OSError:
+                continue
+            for line in lines:
+                cmd, _, arg = line.strip().partition(" ")
+                try:
+                    if cmd == "send":
+                        node = self.sim.nodes[0]
+                        while node.busy:
+                            self.sim.clock.sleep(0.01)
+                        node.send(bytes.fromhex(arg), wait=True)
+                    elif cmd == "chip-reset":
+                        self.sim.gateway_chip.power_on_reset()
+                    elif cmd == "fault":
+                        self.sim.gateway_chip.fault = arg
+                except (ValueError, RuntimeError) as exc:
+                    log.warning("emulator control %s: %s", cmd, exc)
 
     def _uplink(self, i: int, st: SimNodeState) -> bytes:
         enc = self.encoders[i]

@@ -65,7 +65,10 @@ def parse_broker_url(url: str, key: str = "mqtt.url") -> BrokerUrl:
             f"{key}: the URL contains a space or control character; percent-escape it (a space is %20)"
         )
     shown = redact_url(text)
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # an unbalanced [ or ] (an IPv6 address half written)
+        raise ConfigError(f"{key}: {shown!r} is not a broker URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise ConfigError(f"{key}: scheme {parts.scheme!r} is not mqtt or mqtts")
