@@ -122,22 +122,7 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
         if sym < tables.EXACT:
             z = sym
         else:
-            nraw = k if sym < tables.EXACT + tables.LINEAR else sym - 32 + k
-            raw = 0
-            while nraw > 0:
-                m = 16 if nraw > 16 else nraw
-                nraw -= m
-                r = rng >> m
-                cv = code // r
-                if cv >> m:
-                    raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
-                code -= r * cv
-                rng = r
-                raw = (raw << m) | cv
-                while rng < _TOP:
-                    code = (code << 8) | data[pos]
-                    pos += 1
-                    rng <<= 8
+            raw = bits(k if sym < tables.EXACT + tables.LINEAR else sym - 32 + k)
             if sym < tables.EXACT + tables.LINEAR:
                 z = tables.EXACT + (((sym - tables.EXACT) << k) | raw)
             else:
