@@ -32,7 +32,6 @@ from gateway.codec.model import (
     SHIFT,
     Model,
     Params,
-    activity_bucket,
     grid_phase,
     grid_split,
 )
@@ -45,6 +44,7 @@ from gateway.codec.train import (
     _ridge,
     frames_of,
     measure,
+    table_groups,
 )
 
 PRIOR_SAMPLES = 24.0  # weight of the old table, in samples, beside the new counts
@@ -206,17 +206,7 @@ def adapt(
             for i in range(JITTER_PHASES):  # one jitter table per lattice phase (bitstream revision 3)
                 prior = _prior_counts(old.jfreq[ch, i], prior_samples)
                 jfreq[ch, i] = tables.quantise_freqs(np.bincount(sym[ph == i], minlength=tables.NSYM) + prior)
-        act = np.abs(fd[:, 1:-1, ch]).ravel() if n > 2 else np.zeros(0, dtype=np.int64)
-        if buckets > 1 and len(act):
-            qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
-            thr[ch] = np.maximum.accumulate(np.floor(qs).astype(np.int64))
-        groups = [resid[:, 0, ch], resid[:, 1, ch] if n > 1 else np.zeros(0, dtype=np.int64)]
-        if n > 2:
-            b = activity_bucket(fd[:, 1:-1, ch], thr[ch]).ravel()
-            r = resid[:, 2:, ch].ravel()
-            groups += [r[b == i] for i in range(buckets)]
-        else:
-            groups += [np.zeros(0, dtype=np.int64)] * buckets
+        groups = table_groups(resid[:, :, ch], fd[:, :, ch], buckets, thr[ch])
         shift[ch, 0], freq[ch, 0] = _first_table(
             groups[0], int(old.shift[ch, 0]), old.freq[ch, 0], prior_samples
         )

@@ -259,17 +259,7 @@ def train(
             resid[:, :, ch] = m
             jfreq[ch] = jitter_tables(m, e, int(grid[ch]))[0]
     for ch in range(c):
-        act = np.abs(fd[:, 1:-1, ch]).ravel() if n > 2 else np.zeros(0, dtype=np.int64)
-        if buckets > 1 and len(act):
-            qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
-            thr[ch] = np.maximum.accumulate(np.floor(qs).astype(np.int64))
-        groups = [resid[:, 0, ch], resid[:, 1, ch] if n > 1 else np.zeros(0, dtype=np.int64)]
-        if n > 2:
-            b = activity_bucket(fd[:, 1:-1, ch], thr[ch]).ravel()
-            r = resid[:, 2:, ch].ravel()
-            groups += [r[b == i] for i in range(buckets)]
-        else:
-            groups += [np.zeros(0, dtype=np.int64)] * buckets
+        groups = table_groups(resid[:, :, ch], fd[:, :, ch], buckets, thr[ch])
         shift[ch, 0], freq[ch, 0], _ = _best_first_table(groups[0])
         for ti, r in enumerate(groups[1:], start=1):
             shift[ch, ti], freq[ch, ti], _ = _best_table(r)
@@ -350,3 +340,21 @@ def train_to_size(
             return model, data
         say(f"weight file {len(data)} bytes exceeds {max_bytes}, trying fewer buckets")
     raise DataError(f"even the smallest model exceeds {max_bytes} bytes; use fewer channels")
+
+
+def table_groups(resid: np.ndarray, fd: np.ndarray, buckets: int, thr: np.ndarray) -> list[np.ndarray]:
+    """One channel's residuals split by the table that codes them (first, second, then each activity
+    bucket); ``thr`` (that channel's row, updated in place) gets the activity quantiles first."""
+    n = resid.shape[1]
+    act = np.abs(fd[:, 1:-1]).ravel() if n > 2 else np.zeros(0, dtype=np.int64)
+    if buckets > 1 and len(act):
+        qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
+        thr[:] = np.maximum.accumulate(np.floor(qs).astype(np.int64))
+    groups = [resid[:, 0], resid[:, 1] if n > 1 else np.zeros(0, dtype=np.int64)]
+    if n > 2:
+        b = activity_bucket(fd[:, 1:-1], thr).ravel()
+        r = resid[:, 2:].ravel()
+        groups += [r[b == i] for i in range(buckets)]
+    else:
+        groups += [np.zeros(0, dtype=np.int64)] * buckets
+    return groups
