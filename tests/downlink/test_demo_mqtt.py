@@ -20,10 +20,17 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
     sub = Collector(broker.port, f"{BASE}/+/command/status")
     online = Collector(broker.port, f"lora/{demo.DEMO_GATEWAY_ID}/status")
     result: dict = {}
+    stop = threading.Event()  # the demo runs until the checks are done, however slow the host is
     t = threading.Thread(
         target=lambda: result.update(
             demo.run_demo(
-                nodes=2, seconds=12.0, broker_url=broker.url, on_reading=None, interval_s=2.0, speed=4.0
+                nodes=2,
+                seconds=None,
+                broker_url=broker.url,
+                on_reading=None,
+                interval_s=2.0,
+                speed=4.0,
+                stop=stop,
             )
         ),
         daemon=True,
@@ -59,6 +66,7 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
         assert rejected["big"].startswith("oversized")
         assert rejected[None].startswith("malformed")
     finally:
+        stop.set()
         t.join(30)
         sub.close()
         online.close()
