@@ -109,6 +109,18 @@ class Gateway:
             raise RuntimeError("gateway did not start")
 
     def _main(self) -> None:
+        self._build()
+        self.sink.start()
+        while not self.sink.connected:
+            self.core.step(0.01)
+        self.ready.set()
+        try:
+            self.core.run(self.stop)
+        finally:
+            self.registry.close()
+
+    def _build(self) -> None:
+        """Outbox, registry, sink and core (bench/web.py builds its own, with the observer)."""
         db = self.state / "gateway.db"
         self.outbox = Outbox(db, OutboxSettings(), history=self.history)  # first, as the service does
         self.registry = NodeRegistry(db)
@@ -129,14 +141,6 @@ class Gateway:
             Renderer("bench", "lora", NodeCache(self.registry.get), installed and installed.model),
             CoreSettings(stats_interval_s=3600),
         )
-        self.sink.start()
-        while not self.sink.connected:
-            self.core.step(0.01)
-        self.ready.set()
-        try:
-            self.core.run(self.stop)
-        finally:
-            self.registry.close()
 
     def wait_published(self, n: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.pipeline import NODE_BASE, NODES, make_packets, percentile  # noqa: E402
+from bench.pipeline import Gateway as PipelineGateway  # noqa: E402
 from gateway.frames import FrameDecoder, Node, NodeRegistry  # noqa: E402
 from gateway.pipeline.pipeline import Pipeline  # noqa: E402
 from gateway.pipeline.render import NodeCache, Renderer  # noqa: E402
@@ -47,20 +47,15 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1048576
 
 
-class Gateway:
-    """The production core in its own thread, optionally with the Operations observer."""
+class Gateway(PipelineGateway):
+    """bench/pipeline.py's core in its own thread, optionally with the Operations observer."""
 
     def __init__(self, state: Path, broker: BrokerUrl, observer: bool) -> None:
-        self.state, self.broker, self.with_observer = state, broker, observer
-        self.stop = threading.Event()
-        self.ready = threading.Event()
+        self.with_observer = observer
         self.ops = None
-        self.thread = threading.Thread(target=self._main, name="core")
-        self.thread.start()
-        if not self.ready.wait(20):
-            raise RuntimeError("gateway did not start")
+        super().__init__(state, broker)
 
-    def _main(self) -> None:
+    def _build(self) -> None:
         from gateway.service.operations import Operations, OperationsSettings
 
         db = self.state / "gateway.db"
@@ -89,27 +84,6 @@ class Gateway:
         )
         if self.ops is not None:
             self.ops.attach(self.core)
-        self.sink.start()
-        while not self.sink.connected:
-            self.core.step(0.01)
-        self.ready.set()
-        try:
-            self.core.run(self.stop)
-        finally:
-            self.registry.close()
-
-    def wait_published(self, n: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.core.published < n:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
-    def close(self) -> None:
-        self.stop.set()
-        self.core.wake()
-        self.thread.join(30)
 
 
 SCRAPER = """
