@@ -67,10 +67,12 @@ def load_csv(path: str | Path, schema: Schema, *, clip: bool = False, round_: bo
         raise DataError(f"{source}: not a valid CSV file ({exc})") from None
 
 
-def _read(fh: TextIO, schema: Schema, source: str, clip: bool, round_: bool) -> CsvData:
-    reader = csv.reader(fh)
+def read_header(
+    reader: Iterator[list[str]], schema: Schema, source: str
+) -> tuple[list[str], list[int], int | None]:
+    """The header row: its names, the column of each channel, and the ``time`` column (or None)."""
     header = next(reader, None)
-    if header is None:
+    if header is None or not any(h.strip() for h in header):
         raise DataError(f"{source}: empty file, expected a header row")
     header = [h.strip() for h in header]
     dup = sorted({h for h in header if header.count(h) > 1 and h})
@@ -79,8 +81,12 @@ def _read(fh: TextIO, schema: Schema, source: str, clip: bool, round_: bool) -> 
     missing = [n for n in schema.names if n not in header]
     if missing:
         raise DataError(f"{source}: header lacks channel(s) {', '.join(missing)}")
-    cols = [header.index(n) for n in schema.names]
-    tcol = header.index("time") if "time" in header else None
+    return header, [header.index(n) for n in schema.names], header.index("time") if "time" in header else None
+
+
+def _read(fh: TextIO, schema: Schema, source: str, clip: bool, round_: bool) -> CsvData:
+    reader = csv.reader(fh)
+    header, cols, tcol = read_header(reader, schema, source)
     rows: list[list[float]] = []
     linenos: list[int] = []
     times: list[str] = []

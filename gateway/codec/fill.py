@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
+from gateway.codec.csvio import read_header
 from gateway.codec.errors import CodecError, DataError
 from gateway.codec.generate import TimeModel, clock_at, clock_of, parse_times, regular_grid, time_model
 
@@ -192,14 +193,7 @@ def read_gappy_csv(path: str | Path, schema: Schema) -> Table:
 
 def _read_gappy(fh: TextIO, schema: Schema, source: str) -> Table:
     reader = csv.reader(fh)
-    header = [h.strip() for h in next(reader, [])]
-    if not header:
-        raise DataError(f"{source}: empty file, expected a header row")
-    absent = [n for n in schema.names if n not in header]
-    if absent:
-        raise DataError(f"{source}: header lacks channel(s) {', '.join(absent)}")
-    cols = [header.index(n) for n in schema.names]
-    tcol = header.index("time") if "time" in header else None
+    header, cols, tcol = read_header(reader, schema, source)
     rows: list[list[float]] = []
     times: list[str] = []
     for lineno, row in enumerate(reader, start=2):
