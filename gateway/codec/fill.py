@@ -193,7 +193,7 @@ def read_gappy_csv(path: str | Path, schema: Schema) -> Table:
 
 def _read_gappy(fh: TextIO, schema: Schema, source: str) -> Table:
     reader = csv.reader(fh)
-    header, cols, tcol = read_header(reader, schema, source)
+    _header, cols, tcol = read_header(reader, schema, source)
     rows: list[list[float]] = []
     times: list[str] = []
     for lineno, row in enumerate(reader, start=2):
