@@ -44,6 +44,7 @@ from gateway.codec.train import (
     _ridge,
     frames_of,
     measure,
+    reversion_meta,
     table_groups,
 )
 
@@ -226,14 +227,7 @@ def adapt(
         "init": init.key,
         "init_sha256": init.meta.get("sha256"),
     }
-    # The same AR(1) pull towards the mean that train() fits, for generation (docs/codec.md).
-    var_x = np.maximum(q.var(axis=0), 1e-9)
-    moving = np.maximum((d != 0).mean(axis=0), 0.05)
-    rho = np.clip(d.var(axis=0) / (2 * var_x) / moving, 0.0, 0.5)
-    model.meta["generation"] = {
-        "mean": [round(float(v), 3) for v in q.mean(axis=0)],
-        "reversion": [round(float(v), 6) for v in rho],
-    }
+    model.meta["generation"] = reversion_meta(q, d)  # the same pull towards the mean that train() fits
     return model
 
 

@@ -105,8 +105,8 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
         rng <<= 8
     n = t.spf if s == 0 else s
 
-    def read(freq: list[int], cum: list[int], lut: bytes, k: int) -> int:
-        """One binned value: table symbol, then its raw bits."""
+    def symbol(freq: list[int], cum: list[int], lut: bytes) -> int:
+        """One table symbol."""
         nonlocal code, rng, pos
         r = rng >> PROB_BITS
         v = code // r
@@ -119,6 +119,11 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
             code = (code << 8) | data[pos]
             pos += 1
             rng <<= 8
+        return sym
+
+    def read(freq: list[int], cum: list[int], lut: bytes, k: int) -> int:
+        """One binned value: table symbol, then its raw bits."""
+        sym = symbol(freq, cum, lut)
         if sym < tables.EXACT:
             z = sym
         else:
@@ -152,18 +157,7 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
 
     def read_first(freq: list[int], cum: list[int], lut: bytes, s: int) -> int:
         """A first-sample residual: windowed bin + s raw bits, or an escape and its tail."""
-        nonlocal code, rng, pos
-        r = rng >> PROB_BITS
-        v = code // r
-        if v >= PROB_TOTAL:  # code ≥ 4096·r: no encoder reaches this state
-            raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
-        sym = lut[v]
-        code -= r * cum[sym]
-        rng = r * freq[sym]
-        while rng < _TOP:
-            code = (code << 8) | data[pos]
-            pos += 1
-            rng <<= 8
+        sym = symbol(freq, cum, lut)
         if sym == tables.ESC_LOW or sym == tables.ESC_HIGH:
             e = bits(tables.ESCAPE_BITS)
             a = (1 << e) - 1 + bits(e)

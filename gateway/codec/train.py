@@ -268,16 +268,21 @@ def train(
     say("measuring the model on its training data")
     model.meta["metrics"] = measure(model, q)
     model.meta["training"] = {"samples": len(q), "buckets": buckets}
-    # AR(1) pull towards the mean whose stationary spread matches the data: rho = var(d) / (2 var(x)).
+    model.meta["generation"] = reversion_meta(q, d)
+    return model
+
+
+def reversion_meta(q: np.ndarray, d: np.ndarray) -> dict[str, list[float]]:
+    """Generation metadata of the format before learned time structure: each channel's mean and an
+    AR(1) pull towards it whose stationary spread matches the data, rho = var(d) / (2 var(x)), applied
+    only on steps that move (so scaled up by the share of non-zero deltas ``d``)."""
     var_x = np.maximum(q.var(axis=0), 1e-9)
-    # Applied only on steps that move, so scaled up by the share of non-zero deltas.
     moving = np.maximum((d != 0).mean(axis=0), 0.05)
     rho = np.clip(d.var(axis=0) / (2 * var_x) / moving, 0.0, 0.5)
-    model.meta["generation"] = {
+    return {
         "mean": [round(float(v), 3) for v in q.mean(axis=0)],
         "reversion": [round(float(v), 6) for v in rho],
     }
-    return model
 
 
 def measure(model: Model, q: np.ndarray) -> dict[str, object]:
