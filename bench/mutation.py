@@ -143,6 +143,31 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "9->10",
     ): "rounding to 9 or 10 decimals differs only within 1e-9 of an integer, which no time on air of the"
     " formula reaches (checked: every SF × bandwidth × 0–255 bytes × 0.1/1/10/100 %)",
+    (
+        "decoder",
+        "ModelCandidates = Callable[[int, int], Sequence[tuple[int, bytes]]]",
+        "value->None",
+    ): "a type alias read only in annotations (strings under `from __future__ import annotations`)",
+    (
+        "decoder",
+        'self._last_reload = float("-inf")',
+        "value->None",
+    ): "__init__ calls reload() on the next line, which sets it (or the constructor raises)",
+    (
+        "decoder",
+        "if frame.next_fcnt > state.next:",
+        "Gt->GtE",
+    ): "when equal, the assignment stores the value already there",
+    (
+        "decoder",
+        "if len(self._bare) > 1:",
+        "Gt->GtE",
+    ): "with exactly one bare node the branch before it always returns or raises",
+    (
+        "decoder",
+        "if node_hint is None and data[:1] and data[0] >> 6 == 0:",
+        "1->2",
+    ): "data[:1] and data[:2] are both empty exactly when data is",
 }
 
 
