@@ -55,7 +55,11 @@ MODULES: dict[str, list[str]] = {
         "tests/frames/test_vectors.py",
         "tests/frames/test_mutants_decoder.py",
     ],
-    "gateway.sinks.outbox": ["tests/service/test_outbox.py", "tests/service/test_outbox_mutants.py"],
+    "gateway.sinks.outbox": [
+        "tests/service/test_outbox.py",
+        "tests/service/test_outbox_disk_full.py",
+        "tests/service/test_outbox_mutants.py",
+    ],
     "gateway.radio.airtime": ["tests/radio/test_airtime.py", "tests/radio/test_airtime_mutants.py"],
 }
 
