@@ -172,6 +172,31 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "if node_hint is None and data[:1] and data[0] >> 6 == 0:",
         "1->2",
     ): "data[:1] and data[:2] are both empty exactly when data is",
+    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "0->1"): (
+        "TO_PUBLISH is not read by any code (the SQL spells the states)"
+    ),
+    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "1->2"): (
+        "WAITING_MODEL is not read by any code"
+    ),
+    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "3->4"): (
+        "REQUEUED is not read by any code"
+    ),
+    ("outbox", "if self._cap_pages is None and self._free_bytes() - self._floor >= need:", "GtE->Gt"): (
+        "at equality the fallback room_bytes() (that free space plus free pages) is >= need too"
+    ),
+    ("outbox", "if version < SCHEMA_VERSION or not row:", "Lt->LtE"): (
+        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+    ),
+    ("outbox", "if version < SCHEMA_VERSION or not row:", "drop-not"): (
+        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+    ),
+    ("outbox", 'columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}', "1->2"): (
+        "a file below v2 never has the v2 columns (added with the v2 row in one transaction)"
+    ),
+    ("outbox", "pages = max(1, int(self.settings.max_db_mb * 1024 * 1024) // PAGE_SIZE)", "1->2"): (
+        "a cap of 1 or 2 pages: a new file cannot be created under either, an existing one (>= 4 pages)"
+        " is capped at its size by SQLite"
+    ),
 }
 
 
