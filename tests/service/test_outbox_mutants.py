@@ -518,3 +518,33 @@ def test_a_disk_full_episode_ends_at_exactly_enough_room_and_logs_its_count(db, 
         assert len(ob.commit()) == 1
     assert not ob.disk_full and "1 frames were dropped" in caplog.text
     ob.close()
+
+
+def test_stats_defaults_and_a_fresh_outbox_state(db) -> None:
+    from gateway.sinks.outbox import OutboxStats
+
+    assert OutboxStats().as_dict() == dict.fromkeys(OutboxStats().as_dict(), 0)
+    ob = Outbox(db, wall_ms=lambda: 1_700_000_000_000)
+    assert ob.disk_full is False and ob.dropped_upto == 0
+    assert ob.drop_expired() == 0 and ob.dropped_upto == 0  # nothing expired: nothing marked
+    ob.close()
+
+
+def test_free_mb_rounds_to_one_decimal_of_a_mebibyte(db) -> None:
+    space = Space(10_538_189)  # 10.0500002 MiB
+    ob = Outbox(db, free_bytes=space)
+    assert ob.free_mb() == 10.1
+    space.free = 10_632_561  # 10.14 MiB
+    assert ob.free_mb() == 10.1
+    ob.close()
+
+
+def test_a_held_row_without_reason_or_time_reads_as_empty_and_zero(db) -> None:
+    ob = Outbox(db)
+    rid = ob.add(accepted(42, 1))
+    ob.commit()
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE outbox SET state = 2, reason = NULL, parked_ms = NULL WHERE id = ?", (rid,))
+    (row,) = ob.parked_rows()
+    assert (row.reason, row.parked_ms) == ("", 0)
+    ob.close()
