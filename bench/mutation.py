@@ -198,12 +198,6 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         " is capped at its size by SQLite"
     ),
     ("outbox", "self._closed = False", "value->None"): "None and False are both false for `if self._closed`",
-    ("outbox", "self._episode_dropped = 0", "value->None"): (
-        "_enter_disk_full resets it before its first use (it alone sets disk_full)"
-    ),
-    ("outbox", "self._episode_dropped = 0", "0->1"): (
-        "_enter_disk_full resets it before its first use (it alone sets disk_full)"
-    ),
     ("outbox", "self._has_nodes = self._nodes_table()", "value->None"): (
         "falsy: the first write with frames asks the database again before any use"
     ),
