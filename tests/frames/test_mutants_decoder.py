@@ -188,9 +188,9 @@ def _rh_raw(address: int) -> Node:
 
 def test_a_secured_model_frame_failing_its_mic_names_its_own_model(registry: NodeRegistry) -> None:
     """Bug fixed: the message read the counter's high byte instead of the codec byte."""
-    registry.add(Node(0x2A, "sealed", key=KEY))
+    registry.add(Node(0x1234, "sealed", key=KEY))  # a 2-byte node id: the codec byte is at 5
     dec = FrameDecoder(registry, models=lambda mid, mod8: [(2, b"B" * 8)] if mid == 5 else [])
-    data = FrameEncoder(0x2A, KEY).encode(
+    data = FrameEncoder(0x1234, KEY).encode(
         b"\x10\x20", codec=PayloadCodec.MODEL, model_id=5, model_version=2, fingerprint=b"A" * 8, fcnt=0x0903
     )
     with pytest.raises(FrameError) as err:
@@ -366,3 +366,25 @@ def test_decoder_settings_are_frozen_and_slotted() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.max_gap = 3  # type: ignore[misc]
     assert not hasattr(s, "__dict__")
+
+
+def test_an_open_frame_with_a_two_byte_id_of_an_unregistered_node_is_not_the_bare_nodes(registry) -> None:
+    """01 | 0067 | fcnt 0x0110 | raw | 05 03 02 | CRC: also LPP (temperature, digital in, analog in)."""
+    registry.add(Node(80, "bare", format=NodeFormat.LPP))
+    dec = FrameDecoder(registry)
+    msg = bytes([0x01, 0x67, 0x00, 0x10, 0x01, 0x00, 0x05, 0x03, 0x02])
+    data = msg + crc16(msg).to_bytes(2, "little")
+    from gateway.frames import lpp
+
+    assert len(lpp.decode(data)) == 3
+    assert reason_of(dec, data) == "unknown_node"
+    assert dec.next_fcnt(80) == 0
+
+
+def test_a_radiohead_packet_to_64_127_is_not_refused_for_naming_a_frame_node(registry) -> None:
+    """TO 0x50 reads as a version-1 frame header naming node 4: the version alone rules the frame out."""
+    registry.add(Node(4, "frame-4"))
+    registry.add(_rh_raw(4))
+    dec = FrameDecoder(registry)
+    frame = dec.decode(radiohead.build(0x50, 4, b"\xaa\xbb"))
+    assert (frame.node_id, frame.payload) == (71, b"\xaa\xbb")
