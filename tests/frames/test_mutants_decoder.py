@@ -333,6 +333,7 @@ def test_unknown_secured_and_corrupted_frames_keep_their_reason_without_bare_nod
 def test_a_short_packet_naming_a_frame_node_is_never_taken_as_radiohead(registry: NodeRegistry) -> None:
     """03 07 00 00 AA: too short for a frame of node 0xAA000007, also a RadioHead packet from 7."""
     registry.add(Node(0xAA000007, "frame-node"))
+    registry.add(Node(7, "frame-7"))  # what the first 3 id bytes of the 4-byte packet would name
     registry.add(_rh_raw(7))
     dec = FrameDecoder(registry)
     assert reason_of(dec, bytes([0x03, 0x07, 0x00, 0x00, 0xAA])) == "too_short"
