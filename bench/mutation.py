@@ -55,7 +55,11 @@ MODULES: dict[str, list[str]] = {
         "tests/frames/test_vectors.py",
         "tests/frames/test_mutants_decoder.py",
     ],
-    "gateway.sinks.outbox": ["tests/service/test_outbox.py", "tests/service/test_outbox_mutants.py"],
+    "gateway.sinks.outbox": [
+        "tests/service/test_outbox.py",
+        "tests/service/test_outbox_disk_full.py",
+        "tests/service/test_outbox_mutants.py",
+    ],
     "gateway.radio.airtime": ["tests/radio/test_airtime.py", "tests/radio/test_airtime_mutants.py"],
 }
 
@@ -143,6 +147,60 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "9->10",
     ): "rounding to 9 or 10 decimals differs only within 1e-9 of an integer, which no time on air of the"
     " formula reaches (checked: every SF × bandwidth × 0–255 bytes × 0.1/1/10/100 %)",
+    (
+        "decoder",
+        "ModelCandidates = Callable[[int, int], Sequence[tuple[int, bytes]]]",
+        "value->None",
+    ): "a type alias read only in annotations (strings under `from __future__ import annotations`)",
+    (
+        "decoder",
+        'self._last_reload = float("-inf")',
+        "value->None",
+    ): "__init__ calls reload() on the next line, which sets it (or the constructor raises)",
+    (
+        "decoder",
+        "if frame.next_fcnt > state.next:",
+        "Gt->GtE",
+    ): "when equal, the assignment stores the value already there",
+    (
+        "decoder",
+        "if len(self._bare) > 1:",
+        "Gt->GtE",
+    ): "with exactly one bare node the branch before it always returns or raises",
+    (
+        "decoder",
+        "if node_hint is None and data[:1] and data[0] >> 6 == 0:",
+        "1->2",
+    ): "data[:1] and data[:2] are both empty exactly when data is",
+    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "0->1"): (
+        "TO_PUBLISH is not read by any code (the SQL spells the states)"
+    ),
+    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "1->2"): (
+        "WAITING_MODEL is not read by any code"
+    ),
+    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "3->4"): (
+        "REQUEUED is not read by any code"
+    ),
+    ("outbox", "if self._cap_pages is None and self._free_bytes() - self._floor >= need:", "GtE->Gt"): (
+        "at equality the fallback room_bytes() (that free space plus free pages) is >= need too"
+    ),
+    ("outbox", "if version < SCHEMA_VERSION or not row:", "Lt->LtE"): (
+        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+    ),
+    ("outbox", "if version < SCHEMA_VERSION or not row:", "drop-not"): (
+        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+    ),
+    ("outbox", 'columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}', "1->2"): (
+        "a file below v2 never has the v2 columns (added with the v2 row in one transaction)"
+    ),
+    ("outbox", "pages = max(1, int(self.settings.max_db_mb * 1024 * 1024) // PAGE_SIZE)", "1->2"): (
+        "a cap of 1 or 2 pages: a new file cannot be created under either, an existing one (>= 4 pages)"
+        " is capped at its size by SQLite"
+    ),
+    ("outbox", "self._closed = False", "value->None"): "None and False are both false for `if self._closed`",
+    ("outbox", "self._has_nodes = self._nodes_table()", "value->None"): (
+        "falsy: the first write with frames asks the database again before any use"
+    ),
 }
 
 

@@ -493,7 +493,7 @@ class FrameDecoder:
                 f" {node.key_epoch} (lora-gw nodes reset-counter {node.node_id} --new-epoch)"
             )
         if bounds is not _UNBOUND:
-            raise self._mismatch(node.node_id, data[1 + (data[0] & 0x03) + 2], bounds, "MIC")
+            raise self._mismatch(node.node_id, data[4 + (data[0] & 0x03)], bounds, "MIC")  # the codec byte
         raise FrameError(Reason.BAD_MIC, f"node {node.node_id}: MIC mismatch")
 
     # -- foreign formats -----------------------------------------------------------------------------

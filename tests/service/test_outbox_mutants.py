@@ -149,3 +149,402 @@ def test_every_format_codec_and_radio_field_round_trips_through_a_restart(db):
         (f.format, f.codec, f.radio.cr, f.radio.crc) for f in frames
     ]
     ob.close()
+
+
+# -- second pass (issue 17): parked rows, space accounting, boundaries, errors, stored columns --------
+
+NEED_ONE = 2 * (4 + 96)  # _room_for_pending's estimate for one frame of the default 4-byte payload
+
+
+class Space:
+    """An injected free-space reading (bytes)."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+    def __call__(self) -> int:
+        return self.free
+
+
+def _parked_outbox(db, n: int = 3, **kw) -> tuple[Outbox, list[int]]:
+    ob = Outbox(db, OutboxSettings(commit_frames=1000), wall_ms=lambda: 1_700_000_123_456, **kw)
+    ids = [ob.add(accepted(42, i)) for i in range(n)]
+    ob.commit()
+    for rid in ids:
+        ob.park(rid, f"too big {rid}")
+    ob.commit()
+    return ob, ids
+
+
+def test_fresh_outbox_ids_are_consecutive_and_stats_start_at_zero(tmp_path) -> None:
+    ob = Outbox(tmp_path / "g.db")
+    assert ob.stats.as_dict() == dict.fromkeys(ob.stats.as_dict(), 0)
+    assert [ob.add(accepted(42, i)) for i in range(3)] == [1, 2, 3]
+    assert len(ob.commit()) == 3 and ob.stats.stored == 3 and ob.stats.rows == 3
+    ob.acknowledge(1)
+    assert ob.backlog == 2  # the delete is queued, not yet committed
+    ob.close()
+
+
+def test_settings_defaults_match_the_documented_values() -> None:
+    s = OutboxSettings()
+    timing = (s.commit_frames, s.commit_interval_ms, s.delete_interval_ms, s.max_rows)
+    assert timing == (256, 25, 1000, 500_000)
+    assert (s.max_age_s, s.min_free_mb, s.max_db_mb) == (30 * 86400.0, 32.0, 0.0)
+    with pytest.raises(AttributeError):
+        s.max_rows = 1  # type: ignore[misc]
+    assert not hasattr(s, "__dict__") and not hasattr(ob_stats(), "__dict__")
+
+
+def ob_stats():
+    from gateway.sinks.outbox import OutboxStats
+
+    return OutboxStats()
+
+
+def test_parked_rows_retry_requeue_and_drop(db) -> None:
+    ob, ids = _parked_outbox(db)
+    assert ob.stats.parked == 3 and ob.stats.rows == 3
+    rows = ob.parked_rows()
+    assert [r.row_id for r in rows] == ids
+    d = rows[0].to_dict()
+    assert (d["state"], d["reason"], d["parked_ms"], d["node_id_hex"]) == (
+        "parked", f"too big {ids[0]}", 1_700_000_123_456, "0x0000002a"
+    )
+    assert rows[0].received_ms == RADIO.utc_ms
+    with pytest.raises(AttributeError):
+        rows[0].reason = "x"  # type: ignore[misc]
+    assert not hasattr(rows[0], "__dict__")
+    assert [r.row_id for r in ob.retry_parked([ids[0]])] == [ids[0]]
+    assert ob.parked_rows([ids[0]])[0].to_dict()["state"] == "requeued"
+    with pytest.raises(Exception, match="no parked message with id 999"):
+        ob.drop_parked([999])
+    dropped = ob.drop_parked([ids[1]])
+    assert [r.row_id for r in dropped] == [ids[1]]
+    assert ob.stats.rows == 2 and ob.stats.parked == 2 and ob.count() == 2
+    taken = ob.take_requeued()
+    assert [s.row_id for s in taken] == [ids[0]]
+    assert ob.stats.parked == 1 and ob.stats.rows == 2
+    assert [s.row_id for s in ob.load(0, 10)] == [ids[0]]
+    ob.close()
+
+
+def test_take_requeued_recounts_rows_dropped_by_another_process(db) -> None:
+    ob, ids = _parked_outbox(db)
+    other = Outbox(db)
+    other.drop_parked([ids[2]])  # `lora-gw outbox drop` beside the service
+    other.retry_parked([ids[0]])
+    other.close()
+    assert ob.stats.rows == 3
+    assert [s.row_id for s in ob.take_requeued()] == [ids[0]]
+    assert ob.stats.rows == 2 and ob.stats.parked == 1
+    ob.close()
+
+
+def test_take_requeued_takes_a_thousand_by_default(db) -> None:
+    ob, _ = _parked_outbox(db, n=1001)
+    ob.retry_parked()
+    assert len(ob.take_requeued()) == 1000
+    assert len(ob.take_requeued()) == 1
+    ob.close()
+
+
+def test_park_alone_is_flushed_on_the_delete_timer(db) -> None:
+    clock = Clock(0.0)
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, delete_interval_ms=1000), clock=clock)
+    rid = ob.add(accepted(42, 1))
+    clock.t = 0.025  # exactly commit_interval_ms
+    assert [s.row_id for s in ob.maybe_commit()] == [rid]
+    ob.park(rid, "poison")
+    assert ob.seconds_to_commit() == pytest.approx(1.0)
+    clock.t = 1.0245
+    assert ob.maybe_commit() == [] and ob.stats.parked == 0
+    clock.t = 1.0255
+    ob.maybe_commit()
+    assert ob.stats.parked == 1
+    rid2 = ob.add(accepted(42, 2))
+    ob.mark_waiting(rid2)
+    assert ob.seconds_to_commit() == pytest.approx(0.025)
+    ob.close()
+
+
+def test_delete_and_commit_intervals_are_not_shortened(db) -> None:
+    clock = Clock(0.0)
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, delete_interval_ms=1000), clock=clock)
+    ob.add(accepted(42, 1))
+    clock.t = 0.02499
+    assert ob.maybe_commit() == []
+    clock.t = 0.025
+    (a,) = ob.maybe_commit()
+    ob.mark_waiting(a.row_id)
+    clock.t = 0.025 + 0.9995
+    ob.maybe_commit()
+    assert ob.load_waiting(0, 10) == []  # 999.5 ms < 1000 ms: not yet
+    clock.t = 1.03
+    ob.maybe_commit()
+    assert [s.row_id for s in ob.load_waiting(0, 10)] == [a.row_id]
+    ob.close()
+
+
+def test_mixed_state_changes_count_towards_the_flush_threshold(db) -> None:
+    ob = Outbox(db, OutboxSettings(commit_frames=1, delete_interval_ms=60_000), clock=Clock())
+    rows = []
+    for i in range(4):
+        ob.add(accepted(42, i))
+        rows += ob.maybe_commit()
+    ob.acknowledge(rows[0].row_id)
+    ob.mark_waiting(rows[1].row_id)
+    ob.mark_waiting(rows[2].row_id)
+    assert ob.maybe_commit() == [] and ob.count() == 4
+    ob.park(rows[3].row_id, "p")  # 1 + 2 + 1 = 4 × commit_frames
+    ob.maybe_commit()
+    assert ob.count() == 3 and ob.stats.parked == 1 and len(ob.load_waiting(0, 10)) == 2
+    ob.close()
+
+
+def test_commit_without_deletes_leaves_every_state_change_queued(db) -> None:
+    ob = Outbox(db, OutboxSettings(commit_frames=1000))
+    ids = [ob.add(accepted(42, i)) for i in range(3)]
+    ob.commit()
+    ob.acknowledge(ids[0])
+    ob.mark_waiting(ids[1])
+    ob.park(ids[2], "p")
+    ob.add(accepted(42, 9))
+    assert len(ob.commit(include_deletes=False)) == 1
+    assert ob.count() == 4 and ob.load_waiting(0, 10) == [] and ob.stats.parked == 0
+    assert ob.commit(include_deletes=False) == []
+    ob.commit()
+    assert ob.count() == 3 and ob.stats.parked == 1 and ob.stats.deleted == 1
+    ob.close()
+
+
+def test_exactly_max_rows_drops_nothing_and_logs_nothing(db, caplog) -> None:
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=3))
+    for i in range(3):
+        ob.add(accepted(42, i))
+    with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
+        ob.commit()
+    assert "dropped" not in caplog.text and ob.dropped_upto == 0
+    ob.close()
+
+
+def test_unknown_radio_names_and_a_missing_model_version_are_stored_as_defaults(db) -> None:
+    ob = Outbox(db)
+    base = accepted(42, 1, codec="model", model=(3, 1))
+    ob.add(replace(base, model_version=None, radio=replace(RADIO, cr="4/9", crc="weird")))
+    ob.commit()
+    _crash(ob)
+    ob = Outbox(db)
+    (s,) = ob.load(0, 10)
+    f = s.frame
+    assert (f.model_id, f.model_version, f.radio.cr, f.radio.crc) == (3, 0, "4/5", "ok")
+    ob.close()
+
+
+def test_files_written_by_earlier_versions_keep_their_coding_rate_and_crc_codes(db) -> None:
+    """The cr column holds the denominator (5..8), crc 0 ok / 1 absent / 2 failed: existing files."""
+    ob = Outbox(db)
+    rid = ob.add(accepted(42, 1))
+    ob.commit()
+    ob.close()
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE outbox SET cr = 8, crc = 2 WHERE id = ?", (rid,))
+        assert c.execute("SELECT cr, crc FROM outbox").fetchone() == (8, 2)
+    ob = Outbox(db)
+    (s,) = ob.load(0, 10)
+    assert (s.frame.radio.cr, s.frame.radio.crc) == ("4/8", "failed")
+    ob.add(replace(accepted(42, 2), radio=replace(RADIO, cr="4/8", crc="failed")))
+    ob.commit()
+    ob.close()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT cr, crc FROM outbox WHERE id = ?", (rid + 1,)).fetchone() == (8, 2)
+
+
+def test_parked_at_uses_the_wall_clock_in_ms_by_default(db) -> None:
+    import time
+
+    ob = Outbox(db)
+    rid = ob.add(accepted(42, 1))
+    ob.commit()
+    ob.park(rid, "p")
+    ob.commit()
+    (row,) = ob.parked_rows()
+    assert abs(row.parked_ms - time.time() * 1000) < 60_000
+    assert ob._db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    ob.close()
+
+
+def test_a_one_page_file_is_converted_to_small_pages(tmp_path) -> None:
+    path = tmp_path / "g.db"
+    with sqlite3.connect(path) as c:
+        c.execute("PRAGMA page_size = 4096")
+        c.execute("PRAGMA user_version = 1")
+        assert c.execute("PRAGMA page_count").fetchone()[0] == 1
+    ob = Outbox(path)
+    assert ob._db.execute("PRAGMA page_size").fetchone()[0] == 1024
+    ob.close()
+
+
+def test_a_new_file_is_created_with_small_pages_without_a_conversion(tmp_path, caplog) -> None:
+    with caplog.at_level("INFO", logger="gateway.sinks.outbox"):
+        ob = Outbox(tmp_path / "g.db")
+    assert "converted" not in caplog.text and "migrated" not in caplog.text
+    ob.close()
+    with caplog.at_level("INFO", logger="gateway.sinks.outbox"):
+        Outbox(tmp_path / "g.db").close()
+    assert "migrated" not in caplog.text
+
+
+def test_closing_twice_is_quiet(db, caplog) -> None:
+    ob = Outbox(db)
+    ob.close()
+    with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
+        ob.close()
+    assert caplog.text == ""
+
+
+def test_sqlite_errors_other_than_a_full_disk_are_outbox_errors(db) -> None:
+    from gateway.sinks.outbox import OutboxError
+
+    ob = Outbox(db)
+    ob.add(accepted(42, 1))
+    with sqlite3.connect(db) as c:
+        c.execute("DROP TABLE outbox")
+    with pytest.raises(OutboxError, match="commit failed"):
+        ob.commit()
+    with pytest.raises(OutboxError, match="expired"):
+        ob.drop_expired()
+    with pytest.raises(OutboxError, match="requeue"):
+        ob.take_requeued()
+    ob._db.close()
+
+
+def test_expiry_boundary_counts_and_marks_the_dropped_rows(db, caplog) -> None:
+    now = 1_700_000_000_000
+    ob = Outbox(db, OutboxSettings(max_age_s=100.0), wall_ms=lambda: now)
+    old = ob.add(accepted(42, 1, utc_ms=now - 100_001))
+    ob.add(accepted(42, 2, utc_ms=now - 100_000))  # exactly max_age_s: kept
+    ob.commit()
+    with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
+        assert ob.drop_expired() == 1
+        assert ob.drop_expired() == 0
+    assert caplog.text.count("older than") == 1
+    assert ob.dropped_upto == old and ob.stats.rows == 1 and ob.stats.dropped_age == 1
+    ob.close()
+
+
+def test_room_counts_free_space_above_the_floor_and_free_pages(db) -> None:
+    space = Space(50 * 1048576)
+    ob = Outbox(db, OutboxSettings(min_free_mb=1.0), free_bytes=space)
+    assert ob.room_bytes() == 49 * 1048576
+    for i in range(200):
+        ob.add(accepted(42, i, payload=bytes(500)))
+    ob.commit()
+    for i in range(1, 201):
+        ob.acknowledge(i)
+    ob.commit()
+    free_pages = ob._db.execute("PRAGMA freelist_count").fetchone()[0]
+    assert free_pages > 0
+    assert ob.room_bytes() == 49 * 1048576 + free_pages * 1024
+    space.free = 0
+    assert ob.room_bytes() == free_pages * 1024  # below the floor: only the file's own free pages
+    assert ob.free_mb() == 0.0
+    space.free = 10 * 1048576 + 110_000
+    assert ob.free_mb() == 10.1
+    ob.close()
+
+
+def test_the_database_cap_bounds_the_room(db) -> None:
+    ob = Outbox(db, OutboxSettings(min_free_mb=0.0, max_db_mb=2.0), free_bytes=Space(10**12))
+    assert ob._db.execute("PRAGMA max_page_count").fetchone()[0] == 2048
+    used = ob._db.execute("PRAGMA page_count").fetchone()[0]
+    free_pages = ob._db.execute("PRAGMA freelist_count").fetchone()[0]
+    assert ob.room_bytes() == (2048 - used) * 1024 + free_pages * 1024
+    ob.close()
+
+
+def test_a_frame_needing_exactly_the_room_left_is_stored(db) -> None:
+    floor = 1048576
+    space = Space(floor + NEED_ONE)
+    ob = Outbox(db, OutboxSettings(min_free_mb=1.0), free_bytes=space)
+    ob.add(accepted(42, 1))
+    assert len(ob.commit()) == 1 and not ob.disk_full
+    space.free = floor + NEED_ONE - 1
+    ob.add(accepted(42, 2))
+    assert ob.commit() == [] and ob.disk_full and ob.stats.dropped_disk_full == 1
+    ob.add(accepted(42, 3))
+    ob.add(accepted(42, 4))
+    assert ob.commit() == [] and ob.stats.dropped_disk_full == 3
+    assert ob.count() == 1
+    ob.close()
+
+
+def test_without_a_floor_or_cap_the_free_space_is_not_consulted(db) -> None:
+    ob = Outbox(db, OutboxSettings(min_free_mb=0.0), free_bytes=Space(0))
+    ob.add(accepted(42, 1))
+    assert len(ob.commit()) == 1 and not ob.disk_full
+    ob.close()
+
+
+def test_a_disk_full_episode_ends_at_exactly_enough_room_and_logs_its_count(db, caplog) -> None:
+    floor = 1048576
+    space = Space(0)
+    ob = Outbox(db, OutboxSettings(min_free_mb=1.0), free_bytes=space)
+    ob.add(accepted(42, 1))
+    ob.add(accepted(42, 2))
+    assert ob.commit() == [] and ob.disk_full
+    ob.acknowledge(99)  # a deletes-only commit does not end the episode
+    ob.commit()
+    assert ob.disk_full
+    space.free = floor + 2 * (96 + 64) - 1
+    ob.check_space()
+    assert ob.disk_full
+    space.free = floor + 2 * (96 + 64)
+    ob.add(accepted(42, 3))
+    ob.check_space()
+    assert ob.disk_full  # a frame is pending: its commit decides
+    ob._pending, ob._pending_frames = [], []
+    with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
+        ob.check_space()
+    assert not ob.disk_full
+    assert "2 frames were dropped while the disk was full" in caplog.text
+    space.free = 0
+    ob.add(accepted(42, 4))
+    ob.commit()
+    space.free = 10 * floor
+    caplog.clear()
+    ob.add(accepted(42, 5))
+    with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
+        assert len(ob.commit()) == 1
+    assert not ob.disk_full and "1 frames were dropped" in caplog.text
+    ob.close()
+
+
+def test_stats_defaults_and_a_fresh_outbox_state(db) -> None:
+    from gateway.sinks.outbox import OutboxStats
+
+    assert OutboxStats().as_dict() == dict.fromkeys(OutboxStats().as_dict(), 0)
+    ob = Outbox(db, wall_ms=lambda: 1_700_000_000_000)
+    assert ob.disk_full is False and ob.dropped_upto == 0
+    assert ob.drop_expired() == 0 and ob.dropped_upto == 0  # nothing expired: nothing marked
+    ob.close()
+
+
+def test_free_mb_rounds_to_one_decimal_of_a_mebibyte(db) -> None:
+    space = Space(10_538_189)  # 10.0500002 MiB
+    ob = Outbox(db, free_bytes=space)
+    assert ob.free_mb() == 10.1
+    space.free = 10_632_561  # 10.14 MiB
+    assert ob.free_mb() == 10.1
+    ob.close()
+
+
+def test_a_held_row_without_reason_or_time_reads_as_empty_and_zero(db) -> None:
+    ob = Outbox(db)
+    rid = ob.add(accepted(42, 1))
+    ob.commit()
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE outbox SET state = 2, reason = NULL, parked_ms = NULL WHERE id = ?", (rid,))
+    (row,) = ob.parked_rows()
+    assert (row.reason, row.parked_ms) == ("", 0)
+    ob.close()
