@@ -47,6 +47,8 @@ from gateway import __version__, paths, statedb
 from gateway.errors import GatewayError
 from gateway.frames.crypto import MAX_EPOCH
 from gateway.frames.registry import key_fingerprint
+from gateway.sinks.history import KEPT_SQL, kept_upto
+from gateway.sinks.outbox import undelivered
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +270,7 @@ def _archive(state: Path, config: Mapping[str, bytes], running: bool) -> tuple[b
             check = con.execute("PRAGMA integrity_check").fetchone()[0]
             tables = _tables(con)
             counters = _counters(con) if "nodes" in tables else {}
-            rows = con.execute("SELECT count(*) FROM outbox").fetchone()[0] if "outbox" in tables else 0
+            rows = undelivered(con)[0] if "outbox" in tables else 0  # kept history rows are not backlog
         finally:
             con.close()
         if check != "ok":
@@ -550,7 +552,10 @@ def _forward(
         if (
             has_outbox and nid in seen and epoch == kep
         ):  # rows a consumer already received: not published again
-            con.execute("DELETE FROM outbox WHERE node_id = ? AND fcnt <= ?", (nid, seen[nid]))
+            con.execute(  # still to deliver only: delivered rows kept as history stay
+                f"DELETE FROM outbox WHERE node_id = ? AND fcnt <= ? AND NOT {KEPT_SQL}",
+                (nid, seen[nid], kept_upto(con)),
+            )
         outcomes.append(NodeOutcome(nid, fcnt, epoch, how, before))
     restored = {nid: key_hex for nid, key_hex, *_ in rows}
     retired = 0
@@ -660,7 +665,7 @@ def restore(
             con.execute("BEGIN IMMEDIATE")
             outcomes, retired = _forward(con, target, seen or {}, new_epoch, keyed)
             con.execute("COMMIT")
-            rows = con.execute("SELECT count(*) FROM outbox").fetchone()[0] if "outbox" in tables else 0
+            rows = undelivered(con)[0] if "outbox" in tables else 0  # kept history rows are not backlog
             con.execute("PRAGMA journal_mode = WAL")
         finally:
             con.close()
