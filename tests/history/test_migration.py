@@ -62,7 +62,10 @@ def test_a_previous_database_keeps_its_history_and_its_backlog(tmp_path):
     assert rows == [(-3, 10, KEPT), (-2, 11, KEPT), (-1, 12, KEPT), (7, 13, 0)]  # oldest first, below
     with HistoryReader(db) as r:
         assert [(h.fcnt, h.received_ms, h.model_version, h.payload) for h in r.rows()] == [
-            (10, 1000, 9, b"\x0a"), (11, 2000, 9, b"\x0b"), (12, 3000, 9, b"\x0c"), (13, 4000, 9, b"\x0d")
+            (10, 1000, 9, b"\x0a"),
+            (11, 2000, 9, b"\x0b"),
+            (12, 3000, 9, b"\x0c"),
+            (13, 4000, 9, b"\x0d"),
         ]
         assert r.stats()["rows"] == 4 and [u.frames for u in r.node_models()] == [4]
     ob = Outbox(db, history=HistorySettings(max_mb=150 / 1024 / 1024), wall_ms=lambda: 5000)

@@ -25,7 +25,8 @@ def db(tmp_path):
 
 
 def model_frame(fcnt: int, version: int = 9, utc_ms: int = T0):
-    return accepted(42, fcnt, payload=bytes([fcnt & 0xFF, 7, 7]), codec="model", model=(4, version), utc_ms=utc_ms)
+    payload = bytes([fcnt & 0xFF, 7, 7])
+    return accepted(42, fcnt, payload=payload, codec="model", model=(4, version), utc_ms=utc_ms)
 
 
 def opened(db, **kw) -> Outbox:
@@ -64,8 +65,8 @@ def test_delivered_model_rows_stay_unwritten_as_history_and_are_never_published_
     assert new == ids[4] + 1 and [s.row_id for s in ob.load(0, 10)] == [new]
     ob.close()
     with HistoryReader(db) as r:
-        rows = list(r.rows())
-        assert [(h.fcnt, h.model_id, h.model_version) for h in rows] == [(i, 4, 9) for i in (0, 1, 2, 3, 4, 10)]
+        got = [(h.fcnt, h.model_id, h.model_version) for h in r.rows()]
+    assert got == [(i, 4, 9) for i in (0, 1, 2, 3, 4, 10)]
     with sqlite3.connect(db) as con:
         assert undelivered(con) == (1, T0)  # what doctor and backup count: the one not delivered
 
