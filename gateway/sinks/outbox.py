@@ -15,8 +15,9 @@ Durability (WAL journal):
   roll back the last commits (never corrupts). Fewest writes: the WAL is synced at checkpoints only.
 - ``synchronous = full``: the WAL is synced at every commit, so commits also survive a power cut on
   storage that honours flushes; costs one fsync per group commit.
-A row is deleted only after a PUBACK with a success reason code; a crash between PUBACK and the
-delete's commit publishes that row again after restart (same message id: consumers de-duplicate).
+A row is deleted (or kept as history, below) only after a PUBACK with a success reason code; a crash
+between PUBACK and the commit that records it publishes that row again after restart (same message id:
+consumers de-duplicate).
 
 A full disk is a state, not a crash. New frames are stored only while the state directory's filesystem
 has more than ``min_free_mb`` free (or the database's own free pages can take them), so that deletes,
