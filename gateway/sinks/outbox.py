@@ -314,6 +314,7 @@ class Outbox:
         self._waiting: list[tuple[int]] = []
         self._parks: list[tuple[str, int, int]] = []  # (reason, parked at, row id)
         self._deletes_since: float | None = None
+        self._history_written = False  # the transaction being written called the history's hook
         self._closed = False
         self.dropped_upto = 0  # rows up to this id may have been dropped by a bound: do not publish them
         self.disk_full = False  # new frames are being dropped for want of space (an episode)
@@ -471,7 +472,7 @@ class Outbox:
         try:
             deleted, kept, upto = self._write(with_deletes)
         except sqlite3.Error as exc:
-            if self.history is not None:
+            if self.history is not None and self._history_written:  # its counters undone with the rows
                 self.history.rolled_back()
             if not statedb.is_disk_full(exc):
                 raise OutboxError(f"outbox: commit failed: {exc}") from None
@@ -503,6 +504,7 @@ class Outbox:
         Returns the rows deleted, the rows kept (as history) and W after it."""
         deleted = kept = 0
         upto = self.kept_upto
+        self._history_written = False
         with statedb.transaction(self._db) as db:
             if self._pending:
                 db.executemany(
@@ -532,6 +534,7 @@ class Outbox:
                 )
                 self.stats.parked += max(0, cur.rowcount)
             if self.history is not None and (self._pending or kept):  # after the deliveries: they trim
+                self._history_written = True
                 self.history.write(db, (s.frame for s in self._pending_frames))
         if self._pending and self._has_nodes:
             self.stats.counters_unmatched += unmatched

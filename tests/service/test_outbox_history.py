@@ -169,3 +169,29 @@ def test_waiting_and_parked_rows_below_w_stay_undelivered_and_a_requeued_one_get
     deliver(ob, [last + 1, waiting])
     assert ob.stats.rows == 1 and dict(table(db))[waiting] == KEPT and upto(db) == last + 1
     ob.close()
+
+
+def test_a_failed_commit_without_new_frames_leaves_the_history_counters_alone(db):
+    """A commit of acknowledgements alone that SQLite refuses (disk full) wrote nothing of the history:
+    its counters stay those of the last good commit (not those before it)."""
+    ob = opened(db)
+    ob.add(model_frame(1))
+    lpp = ob.add(accepted(42, 2))
+    ob.commit()
+    assert ob.history.stats.rows == 1
+    real, calls = ob._deliver, []
+
+    def full(conn):
+        calls.append(1)
+        err = sqlite3.OperationalError("database or disk is full")
+        err.sqlite_errorcode = sqlite3.SQLITE_FULL
+        raise err
+
+    ob._deliver = full
+    ob.acknowledge(lpp)
+    assert ob.commit() == [] and calls and ob.disk_full
+    assert ob.history.stats.rows == 1 and ob.history.stats.stored == 1
+    ob._deliver = real
+    ob.commit()  # the acknowledgement was kept for the next try
+    assert ob.stats.deleted == 1 and ob.history.stats.rows == 1
+    ob.close()
