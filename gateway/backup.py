@@ -50,6 +50,10 @@ from gateway.frames.registry import key_fingerprint
 from gateway.sinks.history import KEPT_SQL, kept_upto
 from gateway.sinks.outbox import undelivered
 
+# Each node's highest counter among the outbox rows still to deliver (as before history was kept there:
+# delivered rows kept as history may be from before a counter reset, so they raise no counter).
+_TOPS = f"SELECT node_id, max(fcnt) FROM outbox WHERE NOT {KEPT_SQL} GROUP BY node_id"
+
 log = logging.getLogger(__name__)
 
 PLAIN_MAGIC = b"LGWBAK1\n"
@@ -486,7 +490,7 @@ def _read_target(db: Path) -> _TargetState:
             ):
                 known.nodes[nid] = _Known(key_hex, nxt, kep)
         if "outbox" in tables:
-            for nid, top in con.execute("SELECT node_id, max(fcnt) FROM outbox GROUP BY node_id"):
+            for nid, top in con.execute(_TOPS, (kept_upto(con),)):
                 if nid in known.nodes:
                     known.nodes[nid].next_fcnt = max(known.nodes[nid].next_fcnt, top + 1)
         if "retired_keys" in tables:
@@ -518,7 +522,7 @@ def _forward(
     knowledge. Returns the outcome per node and how many target-only keys were retired."""
     outcomes = []
     has_outbox = "outbox" in _tables(con)
-    tops = dict(con.execute("SELECT node_id, max(fcnt) FROM outbox GROUP BY node_id")) if has_outbox else {}
+    tops = dict(con.execute(_TOPS, (kept_upto(con),))) if has_outbox else {}
     rows = con.execute("SELECT node_id, key_hex, next_fcnt, key_epoch, counter_epoch FROM nodes").fetchall()
     utc = datetime.now(UTC).isoformat(timespec="seconds")
     for nid, key_hex, nxt, kep, cep in rows:
