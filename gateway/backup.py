@@ -47,6 +47,12 @@ from gateway import __version__, paths, statedb
 from gateway.errors import GatewayError
 from gateway.frames.crypto import MAX_EPOCH
 from gateway.frames.registry import key_fingerprint
+from gateway.sinks.history import KEPT_SQL, kept_upto
+from gateway.sinks.outbox import undelivered
+
+# Each node's highest counter among the outbox rows still to deliver (as before history was kept there:
+# delivered rows kept as history may be from before a counter reset, so they raise no counter).
+_TOPS = f"SELECT node_id, max(fcnt) FROM outbox WHERE NOT {KEPT_SQL} GROUP BY node_id"
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +274,7 @@ def _archive(state: Path, config: Mapping[str, bytes], running: bool) -> tuple[b
             check = con.execute("PRAGMA integrity_check").fetchone()[0]
             tables = _tables(con)
             counters = _counters(con) if "nodes" in tables else {}
-            rows = con.execute("SELECT count(*) FROM outbox").fetchone()[0] if "outbox" in tables else 0
+            rows = undelivered(con)[0] if "outbox" in tables else 0  # kept history rows are not backlog
         finally:
             con.close()
         if check != "ok":
@@ -484,7 +490,7 @@ def _read_target(db: Path) -> _TargetState:
             ):
                 known.nodes[nid] = _Known(key_hex, nxt, kep)
         if "outbox" in tables:
-            for nid, top in con.execute("SELECT node_id, max(fcnt) FROM outbox GROUP BY node_id"):
+            for nid, top in con.execute(_TOPS, (kept_upto(con),)):
                 if nid in known.nodes:
                     known.nodes[nid].next_fcnt = max(known.nodes[nid].next_fcnt, top + 1)
         if "retired_keys" in tables:
@@ -516,7 +522,7 @@ def _forward(
     knowledge. Returns the outcome per node and how many target-only keys were retired."""
     outcomes = []
     has_outbox = "outbox" in _tables(con)
-    tops = dict(con.execute("SELECT node_id, max(fcnt) FROM outbox GROUP BY node_id")) if has_outbox else {}
+    tops = dict(con.execute(_TOPS, (kept_upto(con),))) if has_outbox else {}
     rows = con.execute("SELECT node_id, key_hex, next_fcnt, key_epoch, counter_epoch FROM nodes").fetchall()
     utc = datetime.now(UTC).isoformat(timespec="seconds")
     for nid, key_hex, nxt, kep, cep in rows:
@@ -550,7 +556,10 @@ def _forward(
         if (
             has_outbox and nid in seen and epoch == kep
         ):  # rows a consumer already received: not published again
-            con.execute("DELETE FROM outbox WHERE node_id = ? AND fcnt <= ?", (nid, seen[nid]))
+            con.execute(  # still to deliver only: delivered rows kept as history stay
+                f"DELETE FROM outbox WHERE node_id = ? AND fcnt <= ? AND NOT {KEPT_SQL}",
+                (nid, seen[nid], kept_upto(con)),
+            )
         outcomes.append(NodeOutcome(nid, fcnt, epoch, how, before))
     restored = {nid: key_hex for nid, key_hex, *_ in rows}
     retired = 0
@@ -660,7 +669,7 @@ def restore(
             con.execute("BEGIN IMMEDIATE")
             outcomes, retired = _forward(con, target, seen or {}, new_epoch, keyed)
             con.execute("COMMIT")
-            rows = con.execute("SELECT count(*) FROM outbox").fetchone()[0] if "outbox" in tables else 0
+            rows = undelivered(con)[0] if "outbox" in tables else 0  # kept history rows are not backlog
             con.execute("PRAGMA journal_mode = WAL")
         finally:
             con.close()

@@ -8,6 +8,7 @@ buckets, training summary, metrics, creation time and ``sha256`` — the SHA-256
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -121,6 +122,19 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
     raw_meta = np.frombuffer(json.dumps(meta, separators=(",", ":")).encode(), dtype=np.uint8)
     np.savez_compressed(buf, ints=ints, freq=freq, meta=raw_meta)
     return buf.getvalue()
+
+
+def bitstream_bytes(model: Model) -> int:
+    """The size of ``model``'s weight file without its ``generation`` block: the part a node holds
+    (its tables are exported from it) and ``model train --max-bytes`` caps; the learned time structure
+    for ``model generate`` never leaves the gateway. ``model.meta`` is left as it was."""
+    saved = copy.deepcopy(model.meta)
+    try:
+        model.meta["generation"] = {}
+        return len(to_bytes(model))
+    finally:
+        model.meta.clear()
+        model.meta.update(saved)
 
 
 def write_atomic(path: Path, data: bytes, error: type[CodecError] = WeightsError) -> None:

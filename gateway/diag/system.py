@@ -28,6 +28,7 @@ from gateway.codec.errors import StoreError
 from gateway.codec.store import ModelStore
 from gateway.diag.report import Check
 from gateway.service.config import Config
+from gateway.sinks.outbox import undelivered
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def read_outbox(db: Path, now_s: float | None = None) -> OutboxFacts:
         check = con.execute("PRAGMA quick_check(1)").fetchone()[0]
         depth = oldest = nodes = None
         if _table(con, "outbox"):
-            depth, first = con.execute("SELECT COUNT(*), MIN(created_ms) FROM outbox").fetchone()
+            depth, first = undelivered(con)  # rows still to deliver (kept history rows are not backlog)
             oldest = None if first is None else max(0.0, (now_ms - first) / 1000.0)
         if _table(con, "nodes"):
             nodes = con.execute("SELECT COUNT(*) FROM nodes").fetchone()[0]

@@ -1,20 +1,33 @@
 """Telemetry history: every learned-model frame the gateway accepted, kept for training new versions.
 
-Rows live in the state database beside the outbox and are written **inside the outbox's group-commit
-transaction** (:meth:`HistoryWriter.write` is the outbox's commit hook), so keeping history costs no
-extra transaction and no extra fsync, and a frame is in the history exactly when it is in the outbox.
+**The history is the outbox's own rows** (schema v2): a model frame's outbox row is not deleted when
+the broker acknowledges it but *kept*, so keeping history writes no second copy of the frame. A
+separate history table (v1) cost a copy of every row and its pages in each group commit: on
+``bench/pipeline.py --history`` +21 % disk bytes per frame (403 → 489) with a 50-byte payload, more
+than the 10 % target allows for any copy, however compact. Marking each published row (one ``UPDATE``
+per row) cost as much (the marked leaf pages are written again), so a kept row is not written at all
+when it is published: one number, ``outbox_kept.upto``, says that every row up to that id still in
+state 0 was delivered (gateway.sinks.outbox explains how it advances); a row acknowledged out of order,
+or dropped from the publishing order by an outbox bound, is marked ``state = -1`` (KEPT) instead.
+The outbox's scans (publishing, ``max_rows``, expiry, redecode) never look at kept rows.
 
-What is stored is the frame's codec payload with its node, counter, receive time and the model id and
-*full* version whose fingerprint verified it — not the decoded integers. The payload is the lossless,
-most compact form of those integers (about 1–2 bytes per sample where int32 cells would take 4 per
-channel), and storing it costs the pipeline no decode at all; ``history export`` decodes lazily with
-exactly that installed version (``model remove`` refuses versions nodes still use, so they stay
-decodable). Frames of other codecs (LPP, raw) have no model schema and are not kept.
+What is kept is the frame's codec payload with its node, counter, receive time and the model id and
+*full* version whose fingerprint verified it (the outbox's ``model`` column) — not the decoded
+integers. The payload is the lossless, most compact form of those integers (about 1–2 bytes per sample
+where int32 cells would take 4 per channel), and keeping it costs the pipeline no decode at all;
+``history export`` decodes lazily with exactly that installed version (``model remove`` refuses
+versions nodes still use, so they stay decodable). Frames of other codecs (LPP, raw) have no model
+schema and are deleted once delivered, as before. A frame is in the history from its group commit on,
+delivered or not.
 
 Bounds (``[history]``): ``retention_days`` (rows older than that go, checked once a minute) and
 ``max_mb`` (the rows' payload + per-row overhead; the oldest rows go first, down to 90 % of the cap,
-so the trimming is not repeated at every commit). Both drops are counted and happen in the same
-transaction as the frames that caused them.
+so the trimming is not repeated at every commit). Both drop delivered rows only — a frame still to be
+published is the outbox's, bounded by ``[outbox] max_rows``/``max_age_s`` — and both are counted and
+happen in the same transaction as the frames that caused them.
+
+A database from a gateway with the v1 table is migrated once (its rows become kept rows, older than
+every outbox row; rows the outbox still holds get their full version from it) and the table dropped.
 
 ``node_models`` records, per node and model version, when the node last sent a frame with it (also in
 the same transaction, written whether or not history is enabled): ``model remove`` and ``model list``
@@ -37,22 +50,26 @@ from gateway.pipeline.message import AcceptedFrame
 log = logging.getLogger(__name__)
 
 COMPONENT = "history"
-SCHEMA_VERSION = 1
-ROW_OVERHEAD = 40  # bytes a row takes besides its payload (columns, b-tree cell): the max_mb estimate
+SCHEMA_VERSION = 2  # v2: the history is the outbox's kept rows (v1: a table of its own)
+ROW_OVERHEAD = 56  # bytes an outbox row takes besides its payload (columns, b-tree cell): the max_mb estimate
 TRIM_TO = 0.9  # a max_mb trim goes down to this share of the cap
 RETENTION_CHECK_S = 60.0
 _AGE_BATCH = 5000  # retention: at most this many of the oldest rows are looked at per check
 
+# Which outbox rows are history, in the outbox's terms (gateway.sinks.outbox: kind = format * 16 + codec,
+# codec 2 = model; model = version div 8 * 128 + model id * 8 + version mod 8, < 128 in rows of outbox v2).
+KEPT = -1  # outbox state of a row kept only as history (below 0: no held-row predicate, state >= 2, sees it)
+ROWS_SQL = "kind & 15 = 2 AND model IS NOT NULL"
+KEPT_SQL = "(state = -1 OR (state = 0 AND id <= ?))"  # delivered rows (parameter: outbox_kept.upto)
+MODEL_ID_SQL = "((model >> 3) & 15)"
+MODEL_VERSION_SQL = "((model & 7) | ((model >> 7) << 3))"
+_SOURCE = (
+    "SELECT node_id, fcnt, created_ms AS received_ms, "
+    f"{MODEL_ID_SQL} AS model_id, {MODEL_VERSION_SQL} AS model_version, payload FROM outbox WHERE {ROWS_SQL}"
+)
+_LEGACY_SOURCE = "SELECT node_id, fcnt, received_ms, model_id, model_version, payload FROM history"
+
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY,            -- arrival order (oldest first)
-    node_id INTEGER NOT NULL,
-    fcnt INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,      -- receive time, Unix ms
-    model_id INTEGER NOT NULL,
-    model_version INTEGER NOT NULL,    -- the full version whose fingerprint verified the frame
-    payload BLOB NOT NULL              -- the codec payload: the samples, losslessly
-);
 CREATE TABLE IF NOT EXISTS node_models (
     node_id INTEGER NOT NULL,
     model_id INTEGER NOT NULL,
@@ -119,8 +136,27 @@ class NodeModel:
     frames: int
 
 
+def model_code(model_id: int, version: int) -> int:
+    """The outbox's ``model`` column: the model id (0–15, as on air) and the *full* version."""
+    return ((version >> 3) << 7) | (model_id << 3) | (version & 7)
+
+
+def kept_upto(db: sqlite3.Connection) -> int:
+    """``outbox_kept.upto``: rows up to this id still in state 0 were delivered (0: none, or no table)."""
+    try:
+        row = db.execute("SELECT upto FROM outbox_kept").fetchone()
+    except sqlite3.OperationalError:  # a database from before outbox schema v3
+        return 0
+    return int(row[0]) if row else 0
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def ensure_schema(db: sqlite3.Connection) -> None:
-    """Create the tables (one transaction); refuse a database made by a newer gateway."""
+    """Create the tables and move a v1 history table into the outbox (one transaction); refuse a
+    database made by a newer gateway. Needs the outbox's schema (v3) in place."""
     with statedb.transaction(db):
         for statement in _SCHEMA.split(";"):
             if statement.strip():
@@ -131,10 +167,39 @@ def ensure_schema(db: sqlite3.Connection) -> None:
                 f"history: the state database has history schema v{row[0]}, newer than this gateway"
                 f" (v{SCHEMA_VERSION}); upgrade lora-gw"
             )
-        if not row:
+        if "history" in _tables(db):
+            moved = _migrate_v1(db)
+            log.info("history: %d rows moved from the v1 history table into the outbox (kept rows)", moved)
+        if not row or row[0] < SCHEMA_VERSION:
             db.execute(
-                "INSERT INTO schema_versions (component, version) VALUES (?, ?)", (COMPONENT, SCHEMA_VERSION)
+                "INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)",
+                (COMPONENT, SCHEMA_VERSION),
             )
+
+
+def _migrate_v1(db: sqlite3.Connection) -> int:
+    """v1 → v2 inside the caller's transaction. A v1 row the outbox still holds (same node, counter and
+    receive time: not delivered yet) gives that row its full version; the others become kept rows with
+    ids below every outbox row, in their order (the oldest are trimmed first). Returns the rows moved."""
+    code = "((h.model_version >> 3) << 7) | (h.model_id << 3) | (h.model_version & 7)"
+    db.execute("CREATE INDEX history_v1_move ON outbox (node_id, fcnt)")
+    db.execute(
+        f"UPDATE outbox SET model = {code} FROM history AS h WHERE h.node_id = outbox.node_id"
+        " AND h.fcnt = outbox.fcnt AND h.received_ms = outbox.created_ms AND outbox.kind & 15 = 2"
+    )
+    base = min(1, db.execute("SELECT coalesce(min(id), 1) FROM outbox").fetchone()[0])
+    top = db.execute("SELECT coalesce(max(id), 0) FROM history").fetchone()[0]
+    cur = db.execute(
+        "INSERT INTO outbox (id, node_id, fcnt, state, created_ms, kind, model, payload, rssi_dbm10, snr_db4,"
+        " freq_hz, freq_error_hz, sf, bw_hz, cr, crc)"
+        f" SELECT h.id - ? - 1 + ?, h.node_id, h.fcnt, {KEPT}, h.received_ms, 2, {code}, h.payload,"
+        " 0, 0, 0, 0, 0, 0, 5, 0 FROM history AS h WHERE NOT EXISTS (SELECT 1 FROM outbox AS o"
+        " WHERE o.node_id = h.node_id AND o.fcnt = h.fcnt AND o.created_ms = h.received_ms)",
+        (top, base),
+    )
+    db.execute("DROP INDEX history_v1_move")
+    db.execute("DROP TABLE history")
+    return max(0, cur.rowcount)
 
 
 class HistoryWriter:
@@ -157,19 +222,25 @@ class HistoryWriter:
         self.stats = HistoryStats()
         self._saved: HistoryStats | None = None
         ensure_schema(db)
-        rows, size = db.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM history").fetchone()
+        rows, size = db.execute(
+            f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox WHERE {ROWS_SQL}"
+        ).fetchone()
         self.stats.rows, self.stats.bytes = rows, size + ROW_OVERHEAD * rows
 
     def write(self, db: sqlite3.Connection, frames: Iterable[AcceptedFrame]) -> None:
-        """Inside the caller's open transaction: record the model frames among ``frames``."""
+        """Inside the caller's open transaction, after it inserted ``frames`` into the outbox: count the
+        model frames among them as history (their rows are the history), record which node used which
+        version, and apply the bounds."""
         self._saved = replace(self.stats)
-        rows = []
+        sizes = []
         used: dict[tuple[int, int, int], list[int]] = {}  # (node, id, version) → [first, last, count]
         for f in frames:
-            if f.codec != "model" or f.model_id is None or f.model_version is None:
+            if f.codec != "model" or f.model_id is None:  # the outbox rows ROWS_SQL selects
+                continue
+            sizes.append(len(f.payload))
+            if f.model_version is None:
                 continue
             t = f.radio.utc_ms
-            rows.append((f.node_id, f.fcnt, t, f.model_id, f.model_version, f.payload))
             u = used.setdefault((f.node_id, f.model_id, f.model_version), [t, t, 0])
             u[0], u[1], u[2] = min(u[0], t), max(u[1], t), u[2] + 1
         if used:
@@ -181,15 +252,9 @@ class HistoryWriter:
             )
         if not self.settings.enabled:
             return
-        if rows:
-            db.executemany(
-                "INSERT INTO history (node_id, fcnt, received_ms, model_id, model_version, payload)"
-                " VALUES (?,?,?,?,?,?)",
-                rows,
-            )
-            self.stats.stored += len(rows)
-            self.stats.rows += len(rows)
-            self.stats.bytes += sum(len(r[5]) + ROW_OVERHEAD for r in rows)
+        self.stats.stored += len(sizes)
+        self.stats.rows += len(sizes)
+        self.stats.bytes += sum(sizes) + ROW_OVERHEAD * len(sizes)
         now = self._clock()
         if now >= self._next_age_check:
             self._next_age_check = now + RETENTION_CHECK_S
@@ -205,16 +270,19 @@ class HistoryWriter:
 
     def _drop_old(self, db: sqlite3.Connection) -> None:
         cutoff = self._wall_ms() - int(self.settings.retention_days * 86400_000)
+        upto = kept_upto(db)
         n = size = 0
-        while True:  # the oldest rows by id, a bounded batch at a time (no index on time needed)
+        while True:  # the oldest delivered rows by id, a bounded batch at a time (no index on time needed)
             top, count, nbytes = db.execute(
                 "SELECT max(id), count(*), coalesce(sum(length(payload)), 0) FROM"
-                " (SELECT id, received_ms, payload FROM history ORDER BY id LIMIT ?) WHERE received_ms < ?",
-                (_AGE_BATCH, cutoff),
+                f" (SELECT id, created_ms, payload FROM outbox WHERE {KEPT_SQL} ORDER BY id LIMIT ?)"
+                " WHERE created_ms < ?",
+                (upto, _AGE_BATCH, cutoff),
             ).fetchone()
             if not count:
                 break
-            db.execute("DELETE FROM history WHERE id <= ? AND received_ms < ?", (top, cutoff))
+            where = f"id <= ? AND created_ms < ? AND {KEPT_SQL}"
+            db.execute(f"DELETE FROM outbox WHERE {where}", (top, cutoff, upto))
             n, size = n + count, size + nbytes
             if count < _AGE_BATCH:
                 break
@@ -223,17 +291,18 @@ class HistoryWriter:
             log.info("history: dropped %d rows older than %g days", n, self.settings.retention_days)
 
     def _drop_oldest(self, db: sqlite3.Connection, excess: int) -> None:
+        upto = kept_upto(db)
         n = size = 0
         while excess > 0 and self.stats.rows - n > 0:
             batch = max(1, excess // max(1, self.stats.bytes // max(1, self.stats.rows)))
             top, count, nbytes = db.execute(
                 "SELECT max(id), count(*), coalesce(sum(length(payload)), 0) FROM"
-                " (SELECT id, payload FROM history ORDER BY id LIMIT ?)",
-                (batch,),
+                f" (SELECT id, payload FROM outbox WHERE {KEPT_SQL} ORDER BY id LIMIT ?)",
+                (upto, batch),
             ).fetchone()
             if not count:
-                break
-            db.execute("DELETE FROM history WHERE id <= ?", (top,))
+                break  # the rest is still to be delivered: the outbox's bounds hold it
+            db.execute(f"DELETE FROM outbox WHERE id <= ? AND {KEPT_SQL}", (top, upto))
             n, size = n + count, size + nbytes
             excess -= nbytes + ROW_OVERHEAD * count
         if n:
@@ -260,7 +329,10 @@ class HistoryReader:
         except sqlite3.Error as exc:
             self._db.close()
             raise HistoryError(f"history: cannot open {self.path}: {exc}") from None
-        self._tables = found & {"history", "node_models"}
+        self._tables = found & {"outbox", "history", "node_models"}
+        # A v1 table not migrated yet (no service has opened the database since the upgrade) still holds
+        # every model frame, the outbox's too: read it alone.
+        self._source = _LEGACY_SOURCE if "history" in found else _SOURCE
 
     def close(self) -> None:
         self._db.close()
@@ -280,19 +352,19 @@ class HistoryReader:
         until_ms: int | None = None,
     ) -> Iterator[HistoryRow]:
         """Matching rows, per node in counter order (a node's series in time order)."""
-        if "history" not in self._tables:
+        if not self._tables & {"outbox", "history"}:
             return
         where, params = _where(node_id, model_id, since_ms, until_ms)
         cur = self._db.execute(
-            "SELECT node_id, fcnt, received_ms, model_id, model_version, payload FROM history"
-            f"{where} ORDER BY node_id, received_ms, fcnt",
+            "SELECT node_id, fcnt, received_ms, model_id, model_version, payload FROM"
+            f" ({self._source}){where} ORDER BY node_id, received_ms, fcnt",
             params,
         )
         for r in cur:
             yield HistoryRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]))
 
     def stats(self, model_id: int | None = None) -> dict[str, object]:
-        if "history" not in self._tables:
+        if not self._tables & {"outbox", "history"}:
             return {
                 "rows": 0,
                 "nodes": 0,
@@ -306,14 +378,14 @@ class HistoryReader:
         where, params = _where(None, model_id, None, None)
         rows, nodes, first, last, size = self._db.execute(
             "SELECT count(*), count(DISTINCT node_id), min(received_ms), max(received_ms),"
-            f" coalesce(sum(length(payload)), 0) FROM history{where}",
+            f" coalesce(sum(length(payload)), 0) FROM ({self._source}){where}",
             params,
         ).fetchone()
         per_model = [
             {"model": f"{m}@{v}", "rows": n, "nodes": k}
             for m, v, n, k in self._db.execute(
-                "SELECT model_id, model_version, count(*), count(DISTINCT node_id) FROM history"
-                f"{where} GROUP BY model_id, model_version ORDER BY model_id, model_version",
+                "SELECT model_id, model_version, count(*), count(DISTINCT node_id) FROM"
+                f" ({self._source}){where} GROUP BY model_id, model_version ORDER BY model_id, model_version",
                 params,
             )
         ]

@@ -15,8 +15,9 @@ Durability (WAL journal):
   roll back the last commits (never corrupts). Fewest writes: the WAL is synced at checkpoints only.
 - ``synchronous = full``: the WAL is synced at every commit, so commits also survive a power cut on
   storage that honours flushes; costs one fsync per group commit.
-A row is deleted only after a PUBACK with a success reason code; a crash between PUBACK and the
-delete's commit publishes that row again after restart (same message id: consumers de-duplicate).
+A row is deleted (or kept as history, below) only after a PUBACK with a success reason code; a crash
+between PUBACK and the commit that records it publishes that row again after restart (same message id:
+consumers de-duplicate).
 
 A full disk is a state, not a crash. New frames are stored only while the state directory's filesystem
 has more than ``min_free_mb`` free (or the database's own free pages can take them), so that deletes,
@@ -31,6 +32,18 @@ order, so it can never hold the queue up. The operator lists, requeues or drops 
 a requeued row goes to state 3, which the running service takes back into its queue (state 0) at its
 next redecode round. Row states: 0 to publish, 1 raw published and waiting for its model, 2 parked,
 3 requeued by the operator.
+
+History (``[history] enabled``, gateway.sinks.history): a delivered model frame's row is *kept* as
+telemetry history instead of deleted, at no write at all. ``outbox_kept.upto`` = W says that every row
+with id ≤ W still in state 0 was delivered; a commit with acknowledgements moves W up past the
+acknowledged rows, the rows in other states and the gaps, stopping at the first row still to publish
+(reading ~ the acknowledged rows, writing one row of ``outbox_kept``). A row acknowledged beyond W
+(out of order: a refused or retried row before it) and a history row an outbox bound drops from the
+publishing order (``max_rows``, expiry) are marked KEPT (-1). Every scan of rows still to deliver —
+publishing (``load``: id > W), ``max_rows``, expiry, redecode (state 1, partial index), parked rows
+(state ≥ 2, partial index) — skips kept rows, and new ids start above W. A requeued row taken back
+below W gets a new id (state 0 below W would read as delivered). Measured on ``bench/pipeline.py
+--history``: see gateway.sinks.history and README.md.
 
 One thread owns an Outbox (the service's core thread); it is not thread-safe by design. Operator commands
 open an Outbox of their own for the parked-row methods (``parked_rows``, ``retry_parked``,
@@ -49,12 +62,19 @@ from pathlib import Path
 from gateway import statedb
 from gateway.errors import GatewayError
 from gateway.pipeline.message import AcceptedFrame, RadioMeta, StoredFrame
-from gateway.sinks.history import HistorySettings, HistoryWriter
+from gateway.sinks.history import (
+    KEPT,
+    ROWS_SQL,
+    HistorySettings,
+    HistoryWriter,
+    kept_upto,
+    model_code,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3
+SCHEMA_VERSION = 3
+TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3  # KEPT (-1): delivered, kept as history
 PAGE_SIZE = statedb.PAGE_SIZE
 _ROW_BYTES = 96  # a row's columns and b-tree overhead besides its payload (for the free-space estimate)
 _CR = {"4/5": 5, "4/6": 6, "4/7": 7, "4/8": 8}
@@ -72,7 +92,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     state INTEGER NOT NULL DEFAULT 0, -- 0 to publish, 1 waiting for its model, 2 parked, 3 requeued
     created_ms INTEGER NOT NULL,      -- receive time, Unix ms (age bound, published time)
     kind INTEGER NOT NULL,            -- format index * 16 + codec index
-    model INTEGER,                    -- model_id * 8 + version mod 8, NULL unless codec = model
+    model INTEGER,                    -- see model_code (model id, full version), NULL unless codec = model
     payload BLOB NOT NULL,
     rssi_dbm10 INTEGER NOT NULL,
     snr_db4 INTEGER NOT NULL,
@@ -88,6 +108,15 @@ CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version 
 # v2: parked (poison) messages keep why and when; the partial index holds parked and requeued rows only.
 _V2_COLUMNS = (("reason", "TEXT"), ("parked_ms", "INTEGER"))
 _V2_INDEX = "CREATE INDEX IF NOT EXISTS outbox_held ON outbox (state, id) WHERE state >= 2"
+# v3: delivered history rows are kept (outbox_kept.upto, state KEPT); rows waiting for a model get an index
+# of their own, so that redecode rounds do not scan the history; ``model`` holds the full version.
+_V3 = (
+    "CREATE TABLE IF NOT EXISTS outbox_kept (upto INTEGER NOT NULL)",
+    "INSERT INTO outbox_kept (upto) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM outbox_kept)",
+    "CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (id) WHERE state = 1",
+)
+# The rows still to deliver, as index-friendly parts (the first takes W): kept rows are in none of them.
+_OPEN_PARTS = ("id > ? AND state = 0", "state = 1", "state >= 2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +170,7 @@ class OutboxStats:
     dropped_size: int = 0
     dropped_age: int = 0
     dropped_disk_full: int = 0  # frames that passed every check but could not be stored
+    kept: int = 0  # delivered rows kept as history (not deleted)
     counters_unmatched: int = 0  # next_fcnt updates that found no nodes row
     rows: int = 0
     parked: int = 0  # rows parked (or requeued and not yet taken back) now
@@ -153,6 +183,7 @@ class OutboxStats:
             "dropped_size": self.dropped_size,
             "dropped_age": self.dropped_age,
             "dropped_disk_full": self.dropped_disk_full,
+            "kept": self.kept,
             "counters_unmatched": self.counters_unmatched,
             "rows": self.rows,
             "parked": self.parked,
@@ -170,8 +201,8 @@ def _row_to_stored(row: tuple) -> StoredFrame:
         next_fcnt=fcnt + 1,
         format=fmt,
         codec=codec,
-        model_id=None if model is None else model >> 3,
-        model_version=None if model is None else model & 7,
+        model_id=None if model is None else (model >> 3) & 15,
+        model_version=None if model is None else (model & 7) | ((model >> 7) << 3),
         payload=bytes(payload),
         radio=RadioMeta(
             rssi_dbm=rssi / 10.0,
@@ -194,7 +225,7 @@ def _frame_params(rid: int, f: AcceptedFrame) -> tuple:
         kind = _FORMATS.index(f.format) * 16 + _CODECS.index(f.codec)
     except ValueError:
         raise OutboxError(f"node {f.node_id:08x}: unknown format/codec {f.format}/{f.codec}") from None
-    model = None if f.model_id is None else f.model_id * 8 + ((f.model_version or 0) & 7)
+    model = None if f.model_id is None else model_code(f.model_id, f.model_version or 0)
     return (
         rid,
         f.node_id,
@@ -218,6 +249,20 @@ _SELECT = (
     "SELECT id, node_id, fcnt, state, created_ms, kind, model, payload, rssi_dbm10, snr_db4, freq_hz,"
     " freq_error_hz, sf, bw_hz, cr, crc FROM outbox"
 )
+
+
+def undelivered(db: sqlite3.Connection) -> tuple[int, int | None]:
+    """(rows still to deliver, the oldest one's receive time in Unix ms or None), without the kept history
+    rows: for the outbox and for readers of a state database they do not own (doctor, backup)."""
+    w = kept_upto(db)
+    n, first = 0, None
+    for part in _OPEN_PARTS:
+        params = (w,) if "?" in part else ()
+        sql = f"SELECT count(*), min(created_ms) FROM outbox WHERE {part}"
+        count, oldest = db.execute(sql, params).fetchone()
+        n += count
+        first = oldest if first is None or (oldest is not None and oldest < first) else first
+    return n, first
 
 
 class Outbox:
@@ -252,12 +297,14 @@ class Outbox:
             self._cap_pages = self._cap()
             self._migrate()
             self._has_nodes = self._nodes_table()
-            self._next_id = (self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0) + 1
+            self.kept_upto = kept_upto(self._db)  # W: rows up to it in state 0 were delivered
+            top = self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0
+            self._next_id = max(top, self.kept_upto) + 1  # a new row is never below W
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox: cannot open {self.path}: {exc}") from None
         self.history = None if history is None else HistoryWriter(self._db, history, clock, wall_ms)
         self.stats = OutboxStats()
-        self.stats.rows = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self.stats.rows = self.count()
         self.stats.parked = self._held_count()
         self._pending: list[tuple] = []
         self._pending_frames: list[StoredFrame] = []
@@ -267,6 +314,7 @@ class Outbox:
         self._waiting: list[tuple[int]] = []
         self._parks: list[tuple[str, int, int]] = []  # (reason, parked at, row id)
         self._deletes_since: float | None = None
+        self._history_written = False  # the transaction being written called the history's hook
         self._closed = False
         self.dropped_upto = 0  # rows up to this id may have been dropped by a bound: do not publish them
         self.disk_full = False  # new frames are being dropped for want of space (an episode)
@@ -318,6 +366,9 @@ class Outbox:
                     f" (v{SCHEMA_VERSION}); upgrade lora-gw"
                 )
             version = row[0] if row else 1  # no row: the v1 table was just created above
+            if version < 3:
+                for statement in _V3:
+                    db.execute(statement)
             if version < 2:
                 columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
                 for name, kind in _V2_COLUMNS:
@@ -326,6 +377,8 @@ class Outbox:
                 db.execute(_V2_INDEX)
                 if row:
                     log.info("outbox: %s migrated to schema v2 (parked messages)", self.path)
+            if row and version < 3:
+                log.info("outbox: %s migrated to schema v3 (delivered history rows kept)", self.path)
             if version < SCHEMA_VERSION or not row:
                 db.execute(
                     "INSERT OR REPLACE INTO schema_versions (component, version) VALUES ('outbox', ?)",
@@ -417,9 +470,9 @@ class Outbox:
         if not (self._pending or with_deletes):
             return []
         try:
-            deleted = self._write(with_deletes)
+            deleted, kept, upto = self._write(with_deletes)
         except sqlite3.Error as exc:
-            if self.history is not None:
+            if self.history is not None and self._history_written:  # its counters undone with the rows
                 self.history.rolled_back()
             if not statedb.is_disk_full(exc):
                 raise OutboxError(f"outbox: commit failed: {exc}") from None
@@ -432,7 +485,9 @@ class Outbox:
         self.stats.commits += 1
         self.stats.stored += len(stored)
         self.stats.deleted += deleted
-        self.stats.rows += len(stored) - deleted
+        self.stats.kept += kept
+        self.stats.rows += len(stored) - deleted - kept
+        self.kept_upto = upto
         self._pending, self._pending_frames, self._counters = [], [], {}
         self._pending_since = None
         if with_deletes:
@@ -444,10 +499,12 @@ class Outbox:
             self._drop_oldest(self.stats.rows - self.settings.max_rows)
         return stored
 
-    def _write(self, with_deletes: bool) -> int:
+    def _write(self, with_deletes: bool) -> tuple[int, int, int]:
         """One transaction: the pending rows, their counters, then (optionally) deletes and state changes.
-        Returns the rows deleted."""
-        deleted = 0
+        Returns the rows deleted, the rows kept (as history) and W after it."""
+        deleted = kept = 0
+        upto = self.kept_upto
+        self._history_written = False
         with statedb.transaction(self._db) as db:
             if self._pending:
                 db.executemany(
@@ -464,21 +521,69 @@ class Outbox:
                         [(n, node, epoch) for node, (n, epoch) in self._counters.items()],
                     )
                     unmatched = max(0, len(self._counters) - cur.rowcount)
-                if self.history is not None:
-                    self.history.write(db, (s.frame for s in self._pending_frames))
-            if with_deletes and self._deletes:
+            if with_deletes and self._deletes and self._keeping():
+                deleted, kept, upto = self._deliver(db)
+            elif with_deletes and self._deletes:
                 deleted = max(0, db.executemany("DELETE FROM outbox WHERE id = ?", self._deletes).rowcount)
             if with_deletes and self._waiting:
                 db.executemany("UPDATE outbox SET state = 1 WHERE id = ?", self._waiting)
             if with_deletes and self._parks:
                 cur = db.executemany(
-                    "UPDATE outbox SET state = 2, reason = ?, parked_ms = ? WHERE id = ? AND state < 2",
+                    "UPDATE outbox SET state = 2, reason = ?, parked_ms = ? WHERE id = ? AND state IN (0, 1)",
                     self._parks,
                 )
                 self.stats.parked += max(0, cur.rowcount)
+            if self.history is not None and (self._pending or kept):  # after the deliveries: they trim
+                self._history_written = True
+                self.history.write(db, (s.frame for s in self._pending_frames))
         if self._pending and self._has_nodes:
             self.stats.counters_unmatched += unmatched
-        return deleted
+        return deleted, kept, upto
+
+    def _keeping(self) -> bool:
+        return self.history is not None and self.history.settings.enabled
+
+    def _deliver(self, db: sqlite3.Connection) -> tuple[int, int, int]:
+        """The acknowledged rows, history on: the others are deleted, the history's stay. W moves up past
+        them (and past rows in other states and gaps) to the first row still to publish; those it cannot
+        cover are marked KEPT. Returns (deleted, kept, new W)."""
+        cur = db.executemany(f"DELETE FROM outbox WHERE id = ? AND NOT ({ROWS_SQL})", self._deletes)
+        deleted = max(0, cur.rowcount)
+        acked = {rid for (rid,) in self._deletes}
+        upto, covered = self.kept_upto, set()
+        limit = len(acked) + 64
+        stop = False
+        while not stop:
+            rows = db.execute(
+                "SELECT id, state FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (upto, limit)
+            ).fetchall()
+            for rid, state in rows:
+                if state == TO_PUBLISH and rid not in acked:
+                    stop = True  # still to publish: W stops below it
+                    break
+                if state == TO_PUBLISH:
+                    covered.add(rid)
+                upto = rid
+            stop = stop or len(rows) < limit
+        rest = [(rid, upto) for rid in sorted(acked - covered)]
+        cur = db.executemany(
+            f"UPDATE outbox SET state = {KEPT} WHERE id = ? AND state BETWEEN 0 AND 3"
+            " AND (state != 0 OR id > ?)",
+            rest,
+        )
+        if upto != self.kept_upto:
+            db.execute("UPDATE outbox_kept SET upto = ?", (upto,))
+        return deleted, len(covered) + max(0, cur.rowcount), upto
+
+    def _retire(self, db: sqlite3.Connection, where: str, params: tuple) -> int:
+        """Take rows still to deliver that match ``where`` out of the publishing order (a bound's counted
+        loss): deleted, or with history on, history rows marked KEPT (they stay history, as any other
+        accepted model frame). ``where`` must select rows still to deliver only. Returns how many."""
+        n = 0
+        if self._keeping():
+            cur = db.execute(f"UPDATE outbox SET state = {KEPT} WHERE {where} AND {ROWS_SQL}", params)
+            n += max(0, cur.rowcount)
+        return n + max(0, db.execute(f"DELETE FROM outbox WHERE {where}", params).rowcount)
 
     # -- space -----------------------------------------------------------------------------------------
 
@@ -542,51 +647,61 @@ class Outbox:
         return round(self._free_bytes() / 1048576, 1)
 
     def _drop_oldest(self, n: int) -> None:
+        """``max_rows``: the ``n`` oldest rows still to deliver leave the publishing order (kept rows do
+        not count)."""
+        open_rows = "((id > ? AND state = 0) OR state BETWEEN 1 AND 3)"
         try:
             with statedb.transaction(self._db) as db:
-                top = db.execute("SELECT max(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,))
-                upto = top.fetchone()[0] or 0
-                cur = db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,)
+                top = db.execute(
+                    f"SELECT max(id) FROM (SELECT id FROM outbox WHERE {open_rows} ORDER BY id LIMIT ?)",
+                    (self.kept_upto, n),
                 )
+                upto = top.fetchone()[0] or 0
+                dropped = self._retire(db, f"id <= ? AND {open_rows}", (upto, self.kept_upto))
         except sqlite3.Error as exc:
             if not statedb.is_disk_full(exc):
                 raise OutboxError(f"outbox: cannot apply max_rows: {exc}") from None
             return  # tried again after the next commit
         self.dropped_upto = max(self.dropped_upto, upto)
-        self.stats.dropped_size += cur.rowcount
-        self.stats.rows -= cur.rowcount
+        self.stats.dropped_size += dropped
+        self.stats.rows -= dropped
         log.warning(
             "outbox: full (%d rows max): dropped the %d oldest unpublished frames",
             self.settings.max_rows,
-            cur.rowcount,
+            dropped,
         )
 
     def drop_expired(self) -> int:
-        """Delete rows older than ``max_age_s`` (counted and logged loss); returns how many."""
+        """Drop rows still to deliver older than ``max_age_s`` (counted and logged loss; history rows stay
+        history); returns how many."""
         cutoff = self._wall_ms() - int(self.settings.max_age_s * 1000)
+        top = n = 0
         try:
             with statedb.transaction(self._db) as db:
-                top = db.execute("SELECT max(id) FROM outbox WHERE created_ms < ?", (cutoff,)).fetchone()[0]
-                cur = db.execute("DELETE FROM outbox WHERE created_ms < ?", (cutoff,))
+                for part in _OPEN_PARTS:
+                    where = f"{part} AND created_ms < ?"
+                    params = (self.kept_upto, cutoff) if "?" in part else (cutoff,)
+                    found = db.execute(f"SELECT max(id) FROM outbox WHERE {where}", params).fetchone()[0]
+                    top = max(top, found or 0)
+                    n += self._retire(db, where, params)
         except sqlite3.Error as exc:
             if not statedb.is_disk_full(exc):
                 raise OutboxError(f"outbox: cannot drop expired frames: {exc}") from None
             return 0  # tried again at the next expiry round
-        self.dropped_upto = max(self.dropped_upto, top or 0)
-        if cur.rowcount > 0:
-            self.stats.dropped_age += cur.rowcount
-            self.stats.rows -= cur.rowcount
-            log.warning("outbox: dropped %d frames older than %.0f s", cur.rowcount, self.settings.max_age_s)
-        return max(cur.rowcount, 0)
+        self.dropped_upto = max(self.dropped_upto, top)
+        if n > 0:
+            self.stats.dropped_age += n
+            self.stats.rows -= n
+            log.warning("outbox: dropped %d frames older than %.0f s", n, self.settings.max_age_s)
+        return n
 
     # -- reading ---------------------------------------------------------------------------------------
 
     def load(self, after_id: int, limit: int) -> list[StoredFrame]:
         """Stored frames still to publish with id > ``after_id``, oldest first (backlog after a restart)."""
-        rows = self._db.execute(
-            f"{_SELECT} WHERE id > ? AND state = 0 ORDER BY id LIMIT ?", (after_id, limit)
-        )
+        after_id = max(after_id, self.kept_upto)  # rows up to W in state 0 were delivered (kept as history)
+        sql = f"{_SELECT} WHERE id > ? AND state = 0 ORDER BY id LIMIT ?"
+        rows = self._db.execute(sql, (after_id, limit))
         return [_row_to_stored(r) for r in rows]
 
     def load_waiting(self, after_id: int, limit: int) -> list[StoredFrame]:
@@ -606,7 +721,7 @@ class Outbox:
         Also notices rows another process deleted (``drop_parked``) and corrects the row count."""
         rows: list[StoredFrame] = []
         try:
-            if self._db.execute("SELECT 1 FROM outbox WHERE state = 3 LIMIT 1").fetchone() is not None:
+            if self._db.execute("SELECT 1 FROM outbox WHERE state >= 2 AND state = 3 LIMIT 1").fetchone():
                 self._requeue(limit, rows)  # (usually there is none: no write transaction at all)
         except sqlite3.Error as exc:
             if not statedb.is_disk_full(exc):
@@ -624,12 +739,20 @@ class Outbox:
         with statedb.transaction(self._db) as db:
             found = [
                 _row_to_stored(r)
-                for r in db.execute(f"{_SELECT} WHERE state = 3 ORDER BY id LIMIT ?", (limit,))
+                for r in db.execute(f"{_SELECT} WHERE state >= 2 AND state = 3 ORDER BY id LIMIT ?", (limit,))
             ]
-            db.executemany(
-                "UPDATE outbox SET state = 0, reason = NULL, parked_ms = NULL WHERE id = ?",
-                [(s.row_id,) for s in found],
-            )
+            moved = []
+            for i, s in enumerate(found):
+                new = s.row_id
+                if new <= self.kept_upto:  # state 0 there reads as delivered: the row gets a new id
+                    new = self._next_id + len(moved)
+                    moved.append(new)
+                    found[i] = StoredFrame(new, s.frame, s.waiting_model)
+                db.execute(
+                    "UPDATE outbox SET id = ?, state = 0, reason = NULL, parked_ms = NULL WHERE id = ?",
+                    (new, s.row_id),
+                )
+        self._next_id += len(moved)
         rows.extend(found)  # only once committed
 
     def parked_rows(self, ids: list[int] | None = None) -> list[ParkedRow]:
@@ -681,7 +804,8 @@ class Outbox:
         return self._db.execute("SELECT 1 FROM outbox WHERE id = ?", (row_id,)).fetchone() is not None
 
     def count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        """Rows still to deliver (kept history rows are not counted); W read again, for other processes."""
+        return undelivered(self._db)[0]
 
     def close(self) -> None:
         """Commit everything pending (frames, deletes) and checkpoint the WAL."""

@@ -3,8 +3,9 @@
 Shared by ``lora-gw model retrain`` and the service's ``[models] auto_retrain``. The candidate is
 judged against the version it starts from on the newest ``holdout_pct`` of each node's series (data
 neither was fitted to), and installed as the next version only when it is lossless, at least
-``min_gain_pct`` smaller and its weight file fits a node (4096 bytes). The old version stays
-installed: frames are bound to their version's fingerprint, so nodes switch explicitly.
+``min_gain_pct`` smaller and its bitstream part fits a node (4096 bytes: the weight file without the
+learned time structure for generation, which stays on the gateway and may add several KB). The old
+version stays installed: frames are bound to their version's fingerprint, so nodes switch explicitly.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from gateway.codec import ModelStore
 from gateway.codec.adapt import adapt, score
 from gateway.codec.errors import DataError, StoreError
 from gateway.codec.model import Model
-from gateway.codec.weights import save, to_bytes
+from gateway.codec.weights import bitstream_bytes, save, to_bytes
 from gateway.sinks.history import HistoryReader
 from gateway.sinks.history_export import Export, export
 
 log = logging.getLogger(__name__)
-MAX_WEIGHT_BYTES = 4096  # what a node's firmware holds (model train's --max-bytes default)
+MAX_WEIGHT_BYTES = 4096  # the bitstream part a node's firmware holds (model train's --max-bytes default)
 
 
 @dataclass
@@ -101,11 +102,15 @@ def retrain_model(
     before, after = score(init, test), score(candidate, test)
     a, c = float(before["bytes_per_sample"]), float(after["bytes_per_sample"])  # type: ignore[arg-type]
     gain = (a - c) / a * 100 if a else 0.0
-    size = len(to_bytes(candidate))
+    node_size = bitstream_bytes(candidate)
+    size = len(to_bytes(candidate))  # after: the metadata in step with the whole file
     if not after["lossless"]:
         refused = "it is not lossless"
-    elif size > MAX_WEIGHT_BYTES:
-        refused = f"its weight file ({size} bytes) exceeds {MAX_WEIGHT_BYTES}"
+    elif node_size > MAX_WEIGHT_BYTES:
+        refused = (
+            f"its bitstream part ({node_size} bytes of the {size}-byte weight file) exceeds the"
+            f" {MAX_WEIGHT_BYTES} bytes a node holds"
+        )
     elif gain < min_gain_pct:
         refused = f"gain {gain:.2f} % < {min_gain_pct:g} %"
     else:
@@ -122,6 +127,7 @@ def retrain_model(
         "after": after,
         "gain_pct": round(gain, 2),
         "weight_file_bytes": size,
+        "bitstream_bytes": node_size,
         "min_gain_pct": min_gain_pct,
         "better": refused is None,
         "refused": refused,

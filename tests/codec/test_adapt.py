@@ -134,3 +134,47 @@ def test_retrain_without_enough_history_says_so(tmp_path, capsys):
     assert main(["--state-dir", str(tmp_path), "model", "retrain", "0"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (after the progress lines)
     assert last.startswith("lora-gw: only 0 samples of model 0 in the last 60 days of history;")
+
+
+def test_retrain_judges_the_bitstream_part_a_node_holds_not_the_whole_weight_file(
+    tmp_path, sandpoint, monkeypatch
+):
+    """The weight file may carry the learned time structure for ``model generate`` (it never leaves
+    the gateway: ~0.5 KB for these 5 channels, several KB for many): a candidate whose bitstream part
+    fits the limit is installed even when the whole file does not; one whose bitstream part exceeds it
+    is refused, saying so. The limit is set between the two parts' sizes (4096 at 5 channels fits both)."""
+    from gateway.codec import generate
+    from gateway.codec.weights import bitstream_bytes, to_bytes
+    from gateway.sinks import retrain
+
+    real_adapt = retrain.adapt
+
+    def adapt_with_time_structure(init, q, **kw):
+        candidate = real_adapt(init, q, **kw)
+        assert generate.attach(candidate, q, None, 1 << 16) is not None  # the richest one learned
+        return candidate
+
+    monkeypatch.setattr(retrain, "adapt", adapt_with_time_structure)
+    old = install_demo(tmp_path)
+    site = Site(tmp_path, [NODE])
+    try:
+        assert site.stream(NODE, old, sandpoint[:1600], T0_MS) == 100
+        days = float(days_since_t0())
+        out = retrain.retrain_model(tmp_path, 0, days=days, dry_run=True)
+        whole, part = out.result["weight_file_bytes"], out.result["bitstream_bytes"]
+        assert whole == len(to_bytes(out.candidate)) and part == bitstream_bytes(out.candidate)
+        assert whole >= part + 300 and out.candidate.meta["generation"]["format"]
+        monkeypatch.setattr(retrain, "MAX_WEIGHT_BYTES", part + 100)  # the whole file is over it
+        out = retrain.retrain_model(tmp_path, 0, days=days)
+        assert out.installed and out.result["refused"] is None
+        assert ModelStore(tmp_path).load(0, 2).meta["generation"]["format"]  # installed with it
+        monkeypatch.setattr(retrain, "MAX_WEIGHT_BYTES", part - 1)
+        out = retrain.retrain_model(tmp_path, 0, version=1, days=days)
+        part, whole = out.result["bitstream_bytes"], out.result["weight_file_bytes"]
+        assert not out.installed and out.result["refused"] == (
+            f"its bitstream part ({part} bytes of the {whole}-byte weight file) exceeds the"
+            f" {retrain.MAX_WEIGHT_BYTES} bytes a node holds"
+        )
+        assert part > retrain.MAX_WEIGHT_BYTES and ModelStore(tmp_path).versions(0) == [1, 2]
+    finally:
+        site.close()

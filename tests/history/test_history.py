@@ -106,9 +106,10 @@ def test_retention_drops_the_oldest_days_counted(tmp_path, sandpoint):
     model = install_demo(tmp_path)
     s = Site(tmp_path, [A], HistorySettings(retention_days=2.0))
     try:
-        s.stream(A, model, sandpoint[:24 * 6], T0_MS)  # six days, one commit every 64 frames
+        # six days, one commit every 64 frames, delivered (rows still to publish are the outbox's)
+        s.stream(A, model, sandpoint[:24 * 6], T0_MS, deliver=True)
         s.now_ms += 61_000  # the next check (once a minute of the outbox's clock)
-        s.stream(A, model, sandpoint[24 * 6 : 24 * 6 + 16], s.now_ms + HOUR_MS)
+        s.stream(A, model, sandpoint[24 * 6 : 24 * 6 + 16], s.now_ms + HOUR_MS, deliver=True)
         st = s.outbox.history.stats
         with HistoryReader(s.db) as r:
             first = r.stats()["first_ms"]
@@ -124,7 +125,7 @@ def test_max_mb_keeps_the_newest_rows_within_the_cap(tmp_path, sandpoint):
     cap = 0.002  # MB: about 2 KB of rows
     s = Site(tmp_path, [A], HistorySettings(max_mb=cap))
     try:
-        s.stream(A, model, sandpoint[:1600], T0_MS)
+        s.stream(A, model, sandpoint[:1600], T0_MS, deliver=True)
         st = s.outbox.history.stats
         assert st.dropped_size > 0 and st.bytes <= cap * 1024 * 1024
         with HistoryReader(s.db) as r:
@@ -141,11 +142,11 @@ def test_history_off_keeps_no_rows_but_still_tracks_versions(tmp_path, sandpoint
     model = install_demo(tmp_path)
     s = Site(tmp_path, [A], HistorySettings(enabled=False))
     try:
-        s.stream(A, model, sandpoint[:64], T0_MS)
+        s.stream(A, model, sandpoint[:64], T0_MS, deliver=True)
     finally:
         s.close()
     with HistoryReader(tmp_path / "gateway.db") as r:
-        assert r.stats()["rows"] == 0
+        assert r.stats()["rows"] == 0  # delivered rows are deleted
         uses = r.node_models()
     assert [(u.node_id, u.model_id, u.model_version, u.frames) for u in uses] == [(A, 0, 1, 4)]
 

@@ -70,10 +70,18 @@ class Site:
         self.encoders = {nid: FrameEncoder(nid) for nid in node_ids}
 
     def stream(
-        self, node_id: int, model: Model, q: np.ndarray, start_ms: int, interval_ms: int = HOUR_MS
+        self,
+        node_id: int,
+        model: Model,
+        q: np.ndarray,
+        start_ms: int,
+        interval_ms: int = HOUR_MS,
+        deliver: bool = False,
     ) -> int:
         """Send ``q`` (samples × channels) as frames of the model's size, one sample per interval;
-        returns the frames accepted. Commits like the service (group commit at the end)."""
+        returns the frames accepted. Commits like the service (group commit every 64 frames and at the
+        end); ``deliver``: every committed frame is acknowledged as a broker's PUBACK would, and the
+        acknowledgements ride with the next commit (the last ones with a commit of their own)."""
         n = model.samples_per_frame
         accepted = 0
         for i in range(0, len(q) - n + 1, n):
@@ -86,9 +94,16 @@ class Site:
                 self.pipeline.accept(result[1])
                 accepted += 1
             if self.outbox.pending >= 64:
-                self.outbox.commit()
-        self.outbox.commit()
+                self._commit(deliver)
+        self._commit(deliver)
+        if deliver:
+            self.outbox.commit()
         return accepted
+
+    def _commit(self, deliver: bool) -> None:
+        for stored in self.outbox.commit():
+            if deliver:
+                self.outbox.acknowledge(stored.row_id)
 
     def close(self) -> None:
         self.outbox.close()

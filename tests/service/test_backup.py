@@ -287,3 +287,33 @@ def test_the_lock_of_another_user_still_locks(tmp_path):
         assert not backup.service_running(state)
     finally:
         shutil.rmtree(base)
+
+
+def test_kept_history_rows_survive_a_restore_and_raise_no_counter(tmp_path):
+    """Delivered learned-model rows kept as the history are in the backup and stay after a restore
+    with ``seen`` (only rows still to deliver that a consumer has are dropped), and do not count as
+    accepted-but-unpublished frames when counters are raised (they may be from before a reset)."""
+    from gateway.sinks.history import HistoryReader, HistorySettings
+    from gateway.sinks.outbox import Outbox
+
+    from .frames_util import accepted
+
+    state = _state(tmp_path, nodes=((0x2A, KEY, 0),))
+    ob = Outbox(state / "gateway.db", history=HistorySettings())
+    ids = [ob.add(accepted(0x2A, f, codec="model", model=(4, 9))) for f in (300, 301)]
+    ob.commit()
+    for rid in ids:
+        ob.acknowledge(rid)  # delivered and kept
+    ob.commit()
+    with NodeRegistry(state / "gateway.db") as reg:
+        reg.set_next_fcnt(0x2A, 5)  # as after `nodes reset-counter`: the kept rows are from before it
+    ob.add(accepted(0x2A, 10, codec="model", model=(4, 9)))  # still to deliver
+    ob.close()
+    out = tmp_path / "b.lgwbak"
+    assert backup.backup(state, out).outbox_rows == 1  # the manifest counts rows still to deliver
+    kept = backup.restore(out, tmp_path / "k", new_epoch=False)
+    assert _counters(kept.database)[0x2A][0] == 11  # above the row still to deliver, not above 301
+    result = backup.restore(out, tmp_path / "r", new_epoch=False, seen={0x2A: 10})
+    assert _counters(result.database)[0x2A][0] == 11
+    with HistoryReader(result.database) as r:
+        assert [h.fcnt for h in r.rows()] == [300, 301]  # the undelivered 10 (seen) is dropped

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from gateway.frames.registry import Node, NodeRegistry
-from gateway.sinks.outbox import Outbox, OutboxError, OutboxSettings
+from gateway.sinks.outbox import SCHEMA_VERSION, Outbox, OutboxError, OutboxSettings
 
 from .frames_util import RADIO, accepted
 
@@ -222,7 +222,8 @@ def test_v1_outbox_migrates_in_place_and_parks_rows_that_survive_reopening(db):
     clock = FakeClock()
     ob = Outbox(db, clock=clock, wall_ms=lambda: 1_800_000_000_000)
     with sqlite3.connect(db) as con:
-        assert con.execute("SELECT version FROM schema_versions WHERE component='outbox'").fetchone()[0] == 2
+        version = con.execute("SELECT version FROM schema_versions WHERE component='outbox'").fetchone()[0]
+        assert version == SCHEMA_VERSION
         assert {"reason", "parked_ms"} <= {r[1] for r in con.execute("PRAGMA table_info(outbox)")}
     assert [r.row_id for r in ob.load(0, 10)] == [5] and [r.row_id for r in ob.load_waiting(0, 10)] == [6]
     ob.park(5, "broker PUBACK: Topic Name invalid")
@@ -247,6 +248,8 @@ def test_v1_outbox_migrates_in_place_and_parks_rows_that_survive_reopening(db):
 def test_a_newer_outbox_schema_is_refused(db):
     Outbox(db).close()
     with sqlite3.connect(db) as con:
-        con.execute("UPDATE schema_versions SET version = 3 WHERE component = 'outbox'")
+        con.execute(
+            "UPDATE schema_versions SET version = ? WHERE component = 'outbox'", (SCHEMA_VERSION + 1,)
+        )
     with pytest.raises(OutboxError, match="newer than this gateway"):
         Outbox(db)

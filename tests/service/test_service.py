@@ -60,8 +60,20 @@ def start(config: Path, env: dict[str, str] | None = None, log: Path | None = No
 
 
 def outbox_rows(db: Path) -> set[str]:
+    """Rows still to deliver (delivered learned-model rows stay in the table as the history)."""
     with sqlite3.connect(db) as c:
-        return {message_id(n, f) for n, f in c.execute("SELECT node_id, fcnt FROM outbox")}
+        upto = c.execute("SELECT upto FROM outbox_kept").fetchone()[0]
+        sql = "SELECT node_id, fcnt FROM outbox WHERE state >= 0 AND NOT (state = 0 AND id <= ?)"
+        rows = c.execute(sql, (upto,))
+        return {message_id(n, f) for n, f in rows}
+
+
+def kept_rows(db: Path) -> set[str]:
+    with sqlite3.connect(db) as c:
+        upto = c.execute("SELECT upto FROM outbox_kept").fetchone()[0]
+        sql = "SELECT node_id, fcnt FROM outbox WHERE state = -1 OR (state = 0 AND id <= ?)"
+        rows = c.execute(sql, (upto,))
+        return {message_id(n, f) for n, f in rows}
 
 
 def wait(predicate, timeout_s: float = 20.0) -> bool:
@@ -108,6 +120,8 @@ def test_sigterm_publishes_offline_flushes_and_notifies_systemd(tmp_path, broker
     assert len(ids) == len(set(ids))  # never twice
     # a clean stop with the broker up delivers everything it accepted: nothing left, nothing missing
     assert outbox_rows(tmp_path / "state" / "gateway.db") == set()
+    model_ids = {m["msg_id"] for m in msgs if m.get("model_id") is not None}
+    assert model_ids and kept_rows(tmp_path / "state" / "gateway.db") == model_ids  # [history] on: kept
     final = re.search(r"stopping: rx (\d+), accepted (\d+), published (\d+)", proc.stderr.read().decode())
     assert final is not None
     assert int(final.group(2)) == int(final.group(3)) == len(ids)
