@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.downlink.manager import Downlinker, Uplink, repeated_uplink
+from gateway.frames import DecodedFrame, PayloadCodec
 from gateway.pipeline.message import StoredFrame
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import Renderer
@@ -121,7 +122,7 @@ class Core:
         self.downlink = downlink  # acknowledgements and commands, decided after the commit
         self._uplinks: dict[int, Uplink] = {}  # outbox row id → what its downlink window needs
         if downlink is not None:
-            pipeline.on_control = lambda f: downlink.control(f.node_id, f.frame_type, f.payload)
+            pipeline.on_control = self._control
             pipeline.on_duplicate = self._repeated
         self.observer = observer
         self.packets: deque[tuple[RxPacket, float]] = deque()  # appended by the radio thread only
@@ -232,6 +233,14 @@ class Core:
             self._uplinks[rid] = Uplink(
                 decoded.node_id, decoded.fcnt, decoded.ack_requested, packet.monotonic_s, packet.freq_hz
             )
+
+    def _control(self, frame: DecodedFrame) -> None:
+        """A verified uplink that is not telemetry: a node-info report, or an acknowledgement."""
+        assert self.downlink is not None
+        if frame.codec is PayloadCodec.INFO:
+            self.downlink.report(frame.node_id, frame.payload, frame.fcnt, frame.counter_epoch)
+        else:
+            self.downlink.control(frame.node_id, frame.frame_type, frame.payload)
 
     def _repeated(self, packet: RxPacket) -> None:
         """A node repeats a frame whose acknowledgement it missed: acknowledge it again, unless the first
@@ -453,6 +462,7 @@ class Core:
             "pending_commit": self.outbox.pending,
             "dropped_disk_full": self.outbox.stats.dropped_disk_full,
             "drops": dict(self.pipeline.drops),
+            "control": dict(self.pipeline.control),
             "published": self.published,
             "raw_published": self.raw_published,
             "refused": self.refused,

@@ -33,7 +33,7 @@ def test_sim_node_acts_on_verified_commands_only(tmp_path):
         window(cmd)  # replayed
         assert st.rejected == 2 and st.commands == [b"\x01\x1e\x00"]
         window(good.command(1, b"\x02\x03\x09\x00"))
-        assert st.model == (3, 9)
+        assert st.model is None and st.switch is None  # 3@9 is not in this node's firmware: ignored
         # the next uplink reports the confirmed command: frame type 1 with its downlink counter
         up = net._uplink(0, st)
         assert (up[0] >> 4) & 3 == 1 and st.confirm_due is None
