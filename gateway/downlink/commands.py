@@ -236,6 +236,17 @@ class DownlinkStore:
                 (status, dl_fcnt, row_id),
             )
 
+    def recent(self, node_id: int, limit: int = 5) -> list[tuple[str | None, bytes, str, float]]:
+        """(id, payload, status, created wall time) of the node's last commands, newest first; the
+        internal states read as their reported ones (``done``: sent, ``sending``: queued)."""
+        rows = self.db.execute(
+            "SELECT cmd_id, payload, status, created_wall FROM downlink_commands WHERE node_id = ?"
+            " ORDER BY row_id DESC LIMIT ?",
+            (node_id, limit),
+        ).fetchall()
+        shown = {"done": "sent", "sending": "queued"}
+        return [(r[0], bytes(r[1]), shown.get(r[2], r[2]), r[3]) for r in rows]
+
     def awaiting_ack(self, node_id: int) -> Command | None:
         """The confirmed command last sent to the node and not yet acknowledged."""
         r = self.db.execute(

@@ -165,6 +165,23 @@ def install_demo_model(state_dir: Path) -> Model | None:
     return model
 
 
+def firmware_models(state_dir: Path, model: Model | None) -> tuple[Model, ...]:
+    """What the emulator's simulated nodes hold: every version of ``model``'s id installed when the
+    service starts (a firmware built with the gateway's models), so a later version is one they lack."""
+    if model is None:
+        return ()
+    store, held = ModelStore(state_dir), []
+    for version in store.versions(model.model_id):
+        try:
+            m = store.load(model.model_id, version)
+        except CodecError as exc:
+            log.warning("model %d@%d not given to the simulated nodes: %s", model.model_id, version, exc)
+            continue
+        if m.version <= 0xFFFF and m.schema.names == model.schema.names:
+            held.append(m)
+    return tuple(held) or (model,)
+
+
 SET_INTERVAL = 0x01  # node commands (docs/frame-format.md, "Node commands")
 SET_MODEL = 0x02
 REPORT_INFO = 0x03
