@@ -30,10 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tell a node to switch its learned model (only to a version it reported holding)",
         description="Queue the node command 0x02 (set model) for the node's next receive window. Refused"
         " (exit 2) unless the gateway has ID@VERSION installed and the node's last node-info report lists"
-        " it with the same fingerprint. --force sends it to a node that never reported, or reported"
-        " without that version: a node that lacks the model ignores the command at best, or sends frames"
-        " the gateway cannot decode. A running gateway sends it within a second of the node's next uplink;"
-        " `lora-gw nodes show NODE` shows its status.",
+        " it with the same fingerprint. --force sends it to a node that never reported (firmware without"
+        " node info): a node that lacks the model ignores the command at best, or sends frames the gateway"
+        " cannot decode. A report without that version, or with another model under its number, is never"
+        " overridden. A running gateway sends it in the node's next receive window; `lora-gw nodes show"
+        " NODE` shows its status, MQTT lora/<gw>/nodes/<node>/command/status too.",
         epilog="examples:\n"
         "  lora-gw nodes set-model garden 3@9 --confirm\n"
         "  lora-gw nodes set-model 0x1234 3@9 --force   # a node whose firmware sends no node info",
@@ -54,8 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="send it although the node has not reported holding the version (never when the gateway"
-        " lacks it)",
+        help="send it to a node that never reported its models (default: refuse)",
     )
     p.add_argument("--json", action="store_true", help="print the queued command as JSON")
     p.set_defaults(func=cmd_set_model)

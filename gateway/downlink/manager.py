@@ -97,6 +97,8 @@ class Downlinker:
         self.commands_rejected = 0
         self.info = info
         self._installed = installed
+        self.tx_stats: Callable[[], dict] | None = None  # the radio thread's runner's figures (wiring)
+        self.home_freq_hz: int | None = None  # the radio's channel, for the duty-cycle figure (wiring)
         self.switch_refused: Counter[str] = Counter()  # set-model commands refused, by reason
         self.reports = 0  # node-info reports stored
         self._clock = clock

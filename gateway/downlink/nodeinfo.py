@@ -4,8 +4,9 @@ A "set model" command (0x02) for a version the node does not hold would leave it
 gateway can decode, or a model the gateway does not have; one for a version the gateway has not
 installed would make every frame of the node ``unknown_model``. So the command is queued only when the
 gateway has the version installed and the node's last report lists it with the same fingerprint
-prefix. ``force`` overrides only the node's side (for firmware that never reports); the gateway's side
-is never overridden. Used by the core thread (reports, MQTT commands) and by ``lora-gw nodes set-model``.
+prefix. ``force`` overrides only a missing report (firmware that never reports); a report that lacks the
+version, or lists another model under its number, and a version the gateway lacks are never overridden.
+Used by the core thread (reports, MQTT commands) and by ``lora-gw nodes set-model``.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def check_switch(
     force: bool = False,
 ) -> str | None:
     """Raise SwitchRefused saying why node ``node`` must not be told to use ``model_id@version``; with
-    ``force`` a node-side refusal becomes the returned warning (None: nothing to warn about)."""
+    ``force`` a missing report becomes the returned warning (None: nothing to warn about)."""
     ref = f"{model_id}@{version}"
     set_model_command(model_id, version)  # the range checks
     if installed_fp is None:
@@ -94,27 +95,26 @@ def check_switch(
             f" frames under it (lora-gw model install FILE first)",
             "not_installed",
         )
-    why: tuple[str, str] | None = None
     if reported is None:
-        why = ("not_reported", f"node {node} has not reported the models its firmware holds")
-    else:
-        held = reported.info.held(model_id, version)
-        if held is None:
-            why = (
-                "not_held",
-                f"node {node} reported holding {reported.models_text} ({reported.reported_utc}), not {ref}",
-            )
-        elif not installed_fp.startswith(held.fp_prefix):
-            why = (
-                "other_fingerprint",
-                f"node {node} holds another model {ref} (fingerprint {held.fp_prefix.hex()}…, the gateway's"
-                f" {installed_fp[: len(held.fp_prefix)].hex()}…): its frames would fail as model_mismatch",
-            )
-    if why is None:
-        return None
-    if not force:
-        raise SwitchRefused(f"{why[1]}; not sent", why[0])
-    return f"{why[1]}; sent anyway (--force): a node without {ref} ignores it or stops being decodable"
+        why = f"node {node} has not reported the models its firmware holds"
+        if not force:
+            raise SwitchRefused(f"{why}; refused (--force sends it anyway)", "not_reported")
+        return f"{why}; sent anyway (--force): a node without {ref} ignores it or stops being decodable"
+    held = reported.info.held(model_id, version)
+    if held is None:
+        raise SwitchRefused(
+            f"node {node} reported holding {reported.models_text} ({reported.reported_utc}), not {ref};"
+            " refused (a node updated since can be asked to report again: command 03)",
+            "not_held",
+        )
+    if not installed_fp.startswith(held.fp_prefix):
+        raise SwitchRefused(
+            f"node {node} holds another model {ref} (fingerprint {held.fp_prefix.hex()}…, the gateway's"
+            f" {installed_fp[: len(held.fp_prefix)].hex()}…): its frames would fail as model_mismatch;"
+            " refused",
+            "other_fingerprint",
+        )
+    return None
 
 
 class NodeInfoStore:
