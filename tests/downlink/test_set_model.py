@@ -26,15 +26,17 @@ from tests.history.util import install_demo
 NODE = 0x5101
 
 
-def version_2(state: Path) -> Model:
-    """The demo model again as version 2 (another fingerprint), installed staged."""
+def version_2(state: Path, version: int = 2) -> Model:
+    """The demo model again as another version (another fingerprint), installed staged."""
     demo = demo_model()
-    v2 = Model(demo.schema, demo.params, demo.samples_per_frame, model_id=0, version=2, meta=dict(demo.meta))
-    src = state / "v2.npz"
-    weights.save(v2, src)
+    m = Model(
+        demo.schema, demo.params, demo.samples_per_frame, model_id=0, version=version, meta=dict(demo.meta)
+    )
+    src = state / f"v{version}.npz"
+    weights.save(m, src)
     ModelStore(state).install(src, activate=False)
     src.unlink()
-    return v2
+    return m
 
 
 @pytest.fixture
