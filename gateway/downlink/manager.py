@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 from gateway.downlink.commands import CommandRejected, DownlinkStore, Status, parse_command
 from gateway.downlink.dutycycle import DutyCycleLedger
-from gateway.downlink.nodeinfo import Installed, NodeInfoStore, SwitchRefused, check_switch, parse_set_model
+from gateway.downlink.nodeinfo import (
+    Installed,
+    NodeInfoStore,
+    Reported,
+    SwitchRefused,
+    check_switch,
+    parse_set_model,
+)
 from gateway.downlink.scheduler import TxQueue, TxRequest
 from gateway.frames.downlink import DownlinkEncoder
 from gateway.frames.errors import FrameError
@@ -101,6 +108,7 @@ class Downlinker:
         self.home_freq_hz: int | None = None  # the radio's channel, for the duty-cycle figure (wiring)
         self.switch_refused: Counter[str] = Counter()  # set-model commands refused, by reason
         self.reports = 0  # node-info reports stored
+        self.reported: dict[int, Reported] = info.all() if info is not None else {}  # last per node
         self._clock = clock
         self._next_rescan = clock() + 1.0
         self._topic_of: dict[int, str] = {}
@@ -173,6 +181,7 @@ class Downlinker:
             log.info("node %08x: node info of counter %d is older than the stored one", node_id, fcnt)
             return
         self.reports += 1
+        self.reported[node_id] = stored
         i = stored.info
         log.info(
             "node %08x reports firmware %s, models %s, active %s",

@@ -79,6 +79,7 @@ class Pipeline:
         if frame.codec is PayloadCodec.INFO:  # what the node holds: not telemetry, never published
             self.decoder.accept(frame)
             self.control["node_info"] += 1
+            self.last_drop = ("node_info", frame.node_id, "node info report")  # the packet list's result
             if self.on_control is not None:
                 self.on_control(frame)
             return None

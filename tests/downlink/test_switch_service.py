@@ -23,7 +23,7 @@ def test_operator_switches_a_reporting_node_and_its_frames_decode_under_the_new_
     state.mkdir(mode=0o700)
     install_demo(state)
     version_2(state)  # installed before the start: the simulated firmware holds 0@1 and 0@2
-    sub = Collector(broker.port, f"{BASE}/#")
+    sub = Collector(broker.port, "lora/gwt/#")
 
     def lora_gw(*argv: str) -> tuple[int, str, str]:
         code = cli.main(["--state-dir", str(state), *argv])
@@ -69,6 +69,14 @@ def test_operator_switches_a_reporting_node_and_its_frames_decode_under_the_new_
         assert [(c["id"], c["status"]) for c in json.loads(out)["commands"]] == [
             ("set-model-0@2", "acknowledged")
         ]
+        # the stats topic shows each node's report where it shows the node
+        assert sub.wait_for(
+            lambda: any(
+                (m["nodes"].get("sim-1") or {}).get("node_info", {}).get("active_model") == "0@2"
+                for m in sub.json_on("lora/gwt/stats")
+            ),
+            10,
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:
