@@ -274,7 +274,7 @@ def _firmware(reported: nodes_switch.Reported | None) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         node = registry.find(args.node)
-        reports, commands = nodes_switch.reports(registry)
+        reports, commands = nodes_switch.reports(registry, node.node_id)
     reported, cmds = reports.get(node.node_id), commands.get(node.node_id, [])
     if args.json:
         print(json.dumps({**node.to_dict(args.show_keys), **nodes_switch.info_dict(reported, cmds)}))

@@ -113,16 +113,21 @@ def cmd_set_model(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- nodes list / show
-def reports(registry: NodeRegistry) -> tuple[dict[int, Reported], dict[int, list]]:
-    """(node id → last node-info report, node id → recent commands) from the registry's database."""
+def reports(
+    registry: NodeRegistry, node_id: int | None = None
+) -> tuple[dict[int, Reported], dict[int, list]]:
+    """(node id → last node-info report, and for ``node_id`` its recent commands) from the registry's
+    database."""
     try:
         db = statedb.connect(registry.path)
     except statedb.StateDbError:
         return {}, {}
     try:
         found = NodeInfoStore(db, create=False).all()
+        if node_id is None:
+            return found, {}
         store = DownlinkStore(db, owner=False)  # creates its (empty) tables at most; recovers nothing
-        return found, {n.node_id: store.recent(n.node_id) for n in registry.nodes()}
+        return found, {node_id: store.recent(node_id)}
     except sqlite3.Error:
         return {}, {}
     finally:
