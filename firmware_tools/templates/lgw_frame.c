@@ -162,9 +162,9 @@ static int lgw_seal(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, u
 int lgw_build_frame_payload(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, uint8_t codec,
                             uint8_t flags, const uint8_t *payload, int len, uint8_t *out, int out_cap) {
     int head;
-    /* Raw (0x00) and LPP (0x01) only: a learned-model frame's check binds its model's fingerprint,
-       so those come from the model export's lgw_build_frame. */
-    if (!node || !out || len < 0 || (len > 0 && !payload) || codec > 0x01u || (flags & 0x30u) == 0x30u)
+    /* Raw (0x00), LPP (0x01) and node info (0x02, made by lgw_build_info) only: a learned-model frame's
+       check binds its model's fingerprint, so those come from the model export's lgw_build_frame. */
+    if (!node || !out || len < 0 || (len > 0 && !payload) || codec > 0x02u || (flags & 0x30u) == 0x30u)
         return LGW_E_ARG;
     head = lgw_header_len(node->node_id);
     if (head + len + (node->secured ? 4 : 2) > out_cap || head + len + (node->secured ? 4 : 2) > LGW_MAX_FRAME)
@@ -180,8 +180,7 @@ int lgw_build_info(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, ui
                    const uint8_t fw[3], uint8_t active_id, uint32_t active_version,
                    const lgw_held_model_t *models, int n_models, uint8_t *out, int out_cap) {
     int head, at, i, k, len;
-    if (!node || !out || !fw || n_models < 0 || n_models > LGW_INFO_MAX_MODELS || (n_models > 0 && !models) ||
-        (flags & 0x30u) == 0x30u)
+    if (!node || !out || !fw || n_models < 0 || n_models > LGW_INFO_MAX_MODELS || (n_models > 0 && !models))
         return LGW_E_ARG;
     if (active_id == LGW_NO_MODEL) active_version = 0;
     else if (active_id > 15u || active_version > 0xFFFFu) return LGW_E_ARG;
@@ -204,6 +203,5 @@ int lgw_build_info(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, ui
         out[at++] = (uint8_t)(models[i].version >> 8);
         for (k = 0; k < 4; k++) out[at++] = models[i].fingerprint[k];
     }
-    lgw_write_header(node, fcnt, LGW_CODEC_INFO, flags, out);
-    return lgw_seal(node, key_epoch, fcnt, out, head, at, out_cap, (const uint8_t *)0);
+    return lgw_build_frame_payload(node, key_epoch, fcnt, LGW_CODEC_INFO, flags, out + head, len, out, out_cap);
 }

@@ -39,8 +39,9 @@ typedef struct {
 #define LGW_CMD_SET_MODEL 0x02u    /* model id (u8), version (u16 LE): switch only to a model you hold */
 #define LGW_CMD_REPORT_INFO 0x03u  /* send a node-info frame (lgw_build_info) next */
 
-/* A frame around an already made raw (LGW_CODEC_RAW) or Cayenne LPP (LGW_CODEC_LPP) payload; other
-   codec bytes are LGW_E_ARG (learned-model frames come from lgw_build_frame). payload may
+/* A frame around an already made raw (LGW_CODEC_RAW), Cayenne LPP (LGW_CODEC_LPP) or node-info
+   (LGW_CODEC_INFO; lgw_build_info makes it) payload; other codec bytes are LGW_E_ARG (learned-model
+   frames come from lgw_build_frame). payload may
    point into out (at offset 4 + id length) or elsewhere. key_epoch: the node's key epoch (0 for a
    new node; see "After a node lost its counter" in docs/frame-format.md). Returns the frame length,
    or a negative LGW_E_* error. */

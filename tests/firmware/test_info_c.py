@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from gateway.frames import FrameDecoder, FrameEncoder, Node, nodeinfo
+from gateway.frames import FrameDecoder, FrameEncoder, Node, PayloadCodec, nodeinfo
 from gateway.frames.nodeinfo import NO_MODEL, HeldModel, NodeInfo, held_model
 
 from .test_export_c import E_SPACE, KEY, NODES
@@ -78,9 +78,13 @@ def test_c_info_frames_match_python_and_decode(export, sanitized, harnesses) -> 
     refused = [request(5, None, 0, info, [bytes(8)] * len(info.models)) for info in REFUSED]
     null_fp = request(5, None, 0, NodeInfo((1, 0, 0), None, (HeldModel(1, 1, bytes(4)),)), [bytes(8)])
     lines = [v[0] for v in vs] + refused + [null_fp.replace(" 0000000000000000", " -")]
+    # lgw_build_frame_payload frames a node-info payload made elsewhere (codec 0x02), nothing above it
+    body = nodeinfo.encode(NodeInfo((1, 2, 0), None, ()))
+    lines += [f"P 5 0 - 0 9 0 2 255 {body.hex()}", f"P 5 0 - 0 9 0 3 255 {body.hex()}"]
     got = harnesses[(export, sanitized)].run(lines)
     assert got[: len(vs)] == [v[1] for v in vs]
-    assert got[len(vs) :] == [E_ARG] * (len(REFUSED) + 1)
+    assert got[len(vs) : -2] == [E_ARG] * (len(REFUSED) + 1)
+    assert got[-2:] == [FrameEncoder(5).encode(body, codec=PayloadCodec.INFO, fcnt=9).hex(), E_ARG]
     for info in REFUSED:  # the Python encoder refuses the same
         with pytest.raises(ValueError):
             nodeinfo.encode(info)
