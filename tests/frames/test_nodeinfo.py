@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.frames import FrameDecoder, FrameEncoder, FrameError, Node, PayloadCodec, nodeinfo
@@ -89,3 +91,15 @@ def test_encoder_refuses_what_the_format_cannot_carry() -> None:
         nodeinfo.encode(NodeInfo((1, 0, 0), None, (HeldModel(1, 1, bytes(8)),)))
     with pytest.raises(ValueError, match="firmware"):
         nodeinfo.encode(NodeInfo((1, 0, 256), None, ()))
+
+
+def test_lora_gw_decode_shows_a_report(run) -> None:
+    assert run("nodes", "add", "5")[0] == 0
+    code, out, _ = run("decode", VECTOR_16.replace(" ", ""))
+    assert code == 0 and "codec         info" in out
+    assert "node info     firmware 1.2.0, sends with 3@9, holds 3@9 (a1b2c3d4), 3@10 (01020304)" in out
+    code, out, _ = run("decode", VECTOR_16.replace(" ", ""), "--json")
+    assert code == 0 and json.loads(out)["node_info"] == INFO.to_dict()
+    bad = _hex("00 05 0400 02 00 010200 ff0000 01")
+    code, _, err = run("decode", (bad + crc16(bad).to_bytes(2, "little")).hex())
+    assert code == 2 and "does not hold its 1 model entries" in err
