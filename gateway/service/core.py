@@ -121,6 +121,7 @@ class Core:
         self._on_published = on_published
         self.downlink = downlink  # acknowledgements and commands, decided after the commit
         self._uplinks: dict[int, Uplink] = {}  # outbox row id → what its downlink window needs
+        self._packet: RxPacket | None = None  # the packet being ingested
         if downlink is not None:
             pipeline.on_control = self._control
             pipeline.on_duplicate = self._repeated
@@ -218,6 +219,7 @@ class Core:
 
     def _ingest(self, item: tuple[RxPacket, float]) -> None:
         packet, t0 = item
+        self._packet = packet  # for ``_control``, which the pipeline calls from ``process``
         result = self.pipeline.process(packet)
         if self.observer is not None:
             self.observer.packet(packet, None if result is None else result[0])
@@ -238,7 +240,13 @@ class Core:
         """A verified uplink that is not telemetry: a node-info report, or an acknowledgement."""
         assert self.downlink is not None
         if frame.codec is PayloadCodec.INFO:
+            # stored (committed) first; then its receive window, like any uplink's: a queued command,
+            # or the acknowledgement it asked for
             self.downlink.report(frame.node_id, frame.payload, frame.fcnt, frame.counter_epoch)
+            pkt = self._packet
+            if pkt is not None:
+                up = Uplink(frame.node_id, frame.fcnt, frame.ack_requested, pkt.monotonic_s, pkt.freq_hz)
+                self.downlink.committed(up)
         else:
             self.downlink.control(frame.node_id, frame.frame_type, frame.payload)
 

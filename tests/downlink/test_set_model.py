@@ -17,11 +17,13 @@ from gateway.downlink.dutycycle import DutyCycleLedger, sub_bands
 from gateway.downlink.manager import Downlinker, DownlinkSettings, Uplink
 from gateway.downlink.nodeinfo import NodeInfoStore
 from gateway.downlink.scheduler import TxQueue
-from gateway.frames import Node, NodeFormat, NodeRegistry, nodeinfo
+from gateway.frames import FrameEncoder, Node, NodeFormat, NodeRegistry, nodeinfo
 from gateway.frames.downlink import DownlinkDecoder
 from gateway.frames.nodeinfo import HeldModel, NodeInfo, held_model
 from gateway.radio.sx1276 import LoRaConfig
 from tests.history.util import install_demo
+from tests.service.core_util import Running
+from tests.service.test_service import wait
 
 NODE = 0x5101
 
@@ -221,6 +223,30 @@ def test_a_command_queued_beside_the_service_goes_in_the_next_window(state, caps
         assert req is not None and len(dl.queue) == 0
         down = DownlinkDecoder(NODE, None).decode(req.payload)
         assert down.command == b"\x02\x00\x01\x00"
+    finally:
+        db.close()
+        reg.close()
+
+
+def test_a_report_opens_its_receive_window_like_any_uplink(state, broker) -> None:
+    """Through the real core: the report is stored, then acknowledged (it asked) with the queued command."""
+    install_demo(state)
+    dl, reg, db = downlinker(state)
+    dl.command("sim-1", b'{"payload_hex": "011e00", "id": "iv"}')
+    gw = Running(state / "gateway.db", broker.port, downlink=dl)
+    try:
+        info = NodeInfo((1, 4, 2), None, ())
+        gw.submit(FrameEncoder(NODE).encode_info(info, ack_requested=True))
+        assert wait(lambda: len(dl.queue) == 1, 10)
+    finally:
+        gw.stop()
+    req = dl.queue.pop()
+    assert req is not None and req.kind == "ack+command"
+    down = DownlinkDecoder(NODE, None).decode(req.payload)
+    assert (down.acked_fcnt, down.command) == (0, b"\x01\x1e\x00")
+    try:
+        assert dl.info.get(NODE).info == info  # type: ignore[union-attr]
+        assert gw.core.stats()["control"] == {"node_info": 1} and gw.core.stats()["drops"] == {}
     finally:
         db.close()
         reg.close()
