@@ -27,7 +27,7 @@ from gateway.downlink.scheduler import TxQueue, TxRunner
 from gateway.errors import ConfigError
 from gateway.frames import FrameEncoder, FrameError, FrameType, Node, NodeRegistry
 from gateway.frames.downlink import DownlinkDecoder
-from gateway.frames.nodeinfo import NodeInfo, held_model
+from gateway.frames.nodeinfo import MAX_MODELS, NodeInfo, held_model
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 from gateway.service.config import RadioSection
@@ -179,7 +179,7 @@ def firmware_models(state_dir: Path, model: Model | None) -> tuple[Model, ...]:
             continue
         if m.version <= 0xFFFF and m.schema.names == model.schema.names:
             held.append(m)
-    return tuple(held) or (model,)
+    return tuple(held[-MAX_MODELS:]) or (model,)  # a report lists at most 16: the newest
 
 
 SET_INTERVAL = 0x01  # node commands (docs/frame-format.md, "Node commands")
@@ -196,7 +196,6 @@ class SimNodeState:
     def __init__(self, held: tuple[Model, ...] = (), report_info: bool = True) -> None:
         self.held = {(m.model_id, m.version): m for m in held}
         self.info_due = report_info
-        self.info_sent = 0
         self.switch: Model | None = None  # a set-model command the node acted on, for its telemetry
         self.downlinks: DownlinkDecoder | None = None
         self.last_fcnt = 0
@@ -295,7 +294,6 @@ class SimNetwork:
         self.rx_delay_s = rx_delay_s
         self.tx: TxRunner | None = None
         held = tuple(firmware) if firmware is not None else ((model,) if model is not None else ())
-        self.report_info = report_info
         self.node_state = [SimNodeState(held, report_info) for _ in range(nodes)]
         self.interval_s = interval_s
         self.rng = np.random.default_rng(seed)
@@ -448,7 +446,6 @@ class SimNetwork:
             st.switch = None
         if st.info_due:
             st.info_due, st.ack_expected = False, False
-            st.info_sent += 1
             return enc.encode_info(self.node_info(i))
         if not self.confirmed:
             return self.telemetry[i].frame(enc)
