@@ -8,6 +8,8 @@ from lgw_build_frame (the LPP build: lgw_build_frame_payload, lgw_lpp_init, lgw_
 the libgcc helpers it pulls in and a byte-loop memset/memcpy (gcc may emit calls to them).
 stack_bytes: the deepest path from lgw_build_frame through the call graph of -fstack-usage /
 -fcallgraph-info, plus LIBGCC_ALLOWANCE for a libgcc leaf helper at the end of a path.
+info: the model build with the node-info builder linked too (lgw_build_frame and lgw_build_info), its
+stack from lgw_build_info (a firmware that reports the models it holds, docs/nodes.md).
 
 Needs Debian's gcc-arm-none-eabi; this script installs nothing and says so when it is missing.
 """
@@ -176,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         export_lpp(root / "lpp")
         (root / "mw").mkdir()
         (root / "lw").mkdir()
+        (root / "iw").mkdir()
         m = measure(root / "model", ["lgw_build_frame"], root / "mw")
+        info = measure(root / "model", ["lgw_build_info", "lgw_build_frame"], root / "iw")
         lp = measure(root / "lpp", ["lgw_build_frame_payload", "lgw_lpp_init", "lgw_lpp_add"], root / "lw")
     p = model.params
     result = {
@@ -190,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             **m,
         },
         "lpp": lp,
+        "info": {**info, "added_flash_bytes": info["flash_bytes"] - m["flash_bytes"]},
         "flash_bytes": m["flash_bytes"],
         "stack_bytes": m["stack_bytes"],
         "targets": {"flash_bytes": TARGET_FLASH, "stack_bytes": TARGET_STACK},
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        for name in ("model", "lpp"):
+        for name in ("model", "lpp", "info"):
             r = result[name]
             print(f"{name:6} flash {r['flash_bytes']:6} B   stack {r['stack_bytes']:4} B   {r['sections']}")
     return 0

@@ -162,9 +162,9 @@ static int lgw_seal(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, u
 int lgw_build_frame_payload(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, uint8_t codec,
                             uint8_t flags, const uint8_t *payload, int len, uint8_t *out, int out_cap) {
     int head;
-    /* Raw (0x00) and LPP (0x01) only: a learned-model frame's check binds its model's fingerprint,
-       so those come from the model export's lgw_build_frame. */
-    if (!node || !out || len < 0 || (len > 0 && !payload) || codec > 0x01u || (flags & 0x30u) == 0x30u)
+    /* Raw (0x00), LPP (0x01) and node info (0x02, made by lgw_build_info) only: a learned-model frame's
+       check binds its model's fingerprint, so those come from the model export's lgw_build_frame. */
+    if (!node || !out || len < 0 || (len > 0 && !payload) || codec > 0x02u || (flags & 0x30u) == 0x30u)
         return LGW_E_ARG;
     head = lgw_header_len(node->node_id);
     if (head + len + (node->secured ? 4 : 2) > out_cap || head + len + (node->secured ? 4 : 2) > LGW_MAX_FRAME)
@@ -172,4 +172,36 @@ int lgw_build_frame_payload(const lgw_node_t *node, uint32_t key_epoch, uint32_t
     lgw_copy(out + head, payload, len); /* first: payload may overlap the header's bytes */
     lgw_write_header(node, fcnt, codec, flags, out);
     return lgw_seal(node, key_epoch, fcnt, out, head, head + len, out_cap, (const uint8_t *)0);
+}
+
+/* Node info (codec byte 0x02): layout 0 | fw major, minor, patch | active id | active version (2 LE) |
+   count | count x (id | version (2 LE) | fingerprint[0..4)). */
+int lgw_build_info(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, uint8_t flags,
+                   const uint8_t fw[3], uint8_t active_id, uint32_t active_version,
+                   const lgw_held_model_t *models, int n_models, uint8_t *out, int out_cap) {
+    int head, at, i, k, len;
+    if (!node || !out || !fw || n_models < 0 || n_models > LGW_INFO_MAX_MODELS || (n_models > 0 && !models))
+        return LGW_E_ARG;
+    if (active_id == LGW_NO_MODEL) active_version = 0;
+    else if (active_id > 15u || active_version > 0xFFFFu) return LGW_E_ARG;
+    for (i = 0; i < n_models; i++)
+        if (models[i].model_id > 15u || models[i].version > 0xFFFFu || !models[i].fingerprint) return LGW_E_ARG;
+    head = lgw_header_len(node->node_id);
+    len = 8 + 7 * n_models;
+    if (head + len + (node->secured ? 4 : 2) > out_cap || head + len + (node->secured ? 4 : 2) > LGW_MAX_FRAME)
+        return LGW_E_SPACE;
+    at = head;
+    out[at++] = 0; /* layout */
+    for (i = 0; i < 3; i++) out[at++] = fw[i];
+    out[at++] = active_id;
+    out[at++] = (uint8_t)active_version;
+    out[at++] = (uint8_t)(active_version >> 8);
+    out[at++] = (uint8_t)n_models;
+    for (i = 0; i < n_models; i++) {
+        out[at++] = models[i].model_id;
+        out[at++] = (uint8_t)models[i].version;
+        out[at++] = (uint8_t)(models[i].version >> 8);
+        for (k = 0; k < 4; k++) out[at++] = models[i].fingerprint[k];
+    }
+    return lgw_build_frame_payload(node, key_epoch, fcnt, LGW_CODEC_INFO, flags, out + head, len, out, out_cap);
 }

@@ -32,14 +32,42 @@ typedef struct {
 /* Codec bytes. */
 #define LGW_CODEC_RAW 0x00u
 #define LGW_CODEC_LPP 0x01u
+#define LGW_CODEC_INFO 0x02u /* node info: lgw_build_info */
 
-/* A frame around an already made raw (LGW_CODEC_RAW) or Cayenne LPP (LGW_CODEC_LPP) payload; other
-   codec bytes are LGW_E_ARG (learned-model frames come from lgw_build_frame). payload may
+/* Node commands: the first byte of a downlink's command (docs/frame-format.md, "Node commands"). */
+#define LGW_CMD_SET_INTERVAL 0x01u /* u16 LE seconds */
+#define LGW_CMD_SET_MODEL 0x02u    /* model id (u8), version (u16 LE): switch only to a model you hold */
+#define LGW_CMD_REPORT_INFO 0x03u  /* send a node-info frame (lgw_build_info) next */
+
+/* A frame around an already made raw (LGW_CODEC_RAW), Cayenne LPP (LGW_CODEC_LPP) or node-info
+   (LGW_CODEC_INFO; lgw_build_info makes it) payload; other codec bytes are LGW_E_ARG (learned-model
+   frames come from lgw_build_frame). payload may
    point into out (at offset 4 + id length) or elsewhere. key_epoch: the node's key epoch (0 for a
    new node; see "After a node lost its counter" in docs/frame-format.md). Returns the frame length,
    or a negative LGW_E_* error. */
 int lgw_build_frame_payload(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, uint8_t codec,
                             uint8_t flags, const uint8_t *payload, int len, uint8_t *out, int out_cap);
+
+/* A model the firmware holds, for lgw_build_info: id 0..15, version 0..65535, and its 8-byte
+   fingerprint (of which the first 4 bytes are sent), e.g. {LGW_MODEL_ID, LGW_MODEL_VERSION, LGW_MODEL_FP}. */
+typedef struct {
+    uint8_t model_id;
+    uint32_t version;
+    const uint8_t *fingerprint;
+} lgw_held_model_t;
+
+#define LGW_INFO_MAX_MODELS 16
+#define LGW_NO_MODEL 0xFFu /* active_id of a node that sends raw or Cayenne LPP payloads */
+
+/* A node-info frame (codec byte 0x02, docs/frame-format.md "Node info"): firmware version
+   fw[0].fw[1].fw[2], the model the node sends with (active_id, active_version; LGW_NO_MODEL: none)
+   and the n_models (0..16) models it holds. The gateway sends a set-model command only for a model
+   listed here: send it at boot, after switching models, and on LGW_CMD_REPORT_INFO. Returns the frame
+   length, or LGW_E_ARG (an id above 15, a version above 65535, a NULL fingerprint, n_models outside
+   0..16) or LGW_E_SPACE. */
+int lgw_build_info(const lgw_node_t *node, uint32_t key_epoch, uint32_t fcnt, uint8_t flags,
+                   const uint8_t fw[3], uint8_t active_id, uint32_t active_version,
+                   const lgw_held_model_t *models, int n_models, uint8_t *out, int out_cap);
 
 /* Frame header length (1 + node id bytes + 2 + 1): where the payload starts inside a frame. */
 int lgw_header_len(uint32_t node_id);

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import paths
 from gateway.errors import GatewayError
-from gateway.frames import lpp, radiohead
+from gateway.frames import lpp, nodeinfo, radiohead
 from gateway.frames.decoder import FrameDecoder
 from gateway.frames.errors import FrameError, Reason
 from gateway.frames.registry import Node, NodeRegistry, parse_node_ref
@@ -153,6 +153,9 @@ def _from_frame(frame: DecodedFrame, verdict: str) -> dict:
             del result[key]
     if frame.codec is PayloadCodec.MODEL:
         result["values"] = []
+    if frame.codec is PayloadCodec.INFO:
+        result["values"] = []
+        result["node_info"] = nodeinfo.parse(frame.payload, frame.node_id).to_dict()
     return result
 
 
@@ -175,6 +178,7 @@ def _print(args: argparse.Namespace, result: dict) -> int:
         "model_version": "model version",
         "radiohead": "radiohead",
         "payload_hex": "payload",
+        "node_info": "node info",
         "note": "note",
     }
     for key, label in labels.items():
@@ -187,6 +191,12 @@ def _print(args: argparse.Namespace, result: dict) -> int:
             value = f"{value} (0x{value:08x})"
         elif key == "radiohead":
             value = " ".join(f"{k}={v}" for k, v in value.items())
+        elif key == "node_info":
+            held = ", ".join(f"{m['model_id']}@{m['version']} ({m['fp_prefix']})" for m in value["models"])
+            value = (
+                f"firmware {value['firmware']}, sends with {value['active_model'] or 'raw/LPP'},"
+                f" holds {held or 'no models'}"
+            )
         elif isinstance(value, bool):
             value = "yes" if value else "no"
         print(f"{label:<14}{value}")

@@ -1,4 +1,5 @@
-"""``lora-gw nodes add|list|show|rename|remove|reset-counter``: the node registry in the state database.
+"""``lora-gw nodes add|list|show|rename|remove|reset-counter|set-model``: the node registry in the state
+database (``set-model``, and the firmware reports ``list``/``show`` print: gateway.cli.nodes_switch).
 
 Stored names are printed through ``shown`` (escaped): a name from before names were checked may hold
 control characters or bytes a terminal cannot print."""
@@ -9,7 +10,7 @@ import argparse
 import json
 import secrets
 
-from gateway.cli import keyinput
+from gateway.cli import keyinput, nodes_switch
 from gateway.cli.notices import warn
 from gateway.frames.registry import NAME_RULE, Node, NodeRegistry, RegistryError, parse_node_ref, shown
 from gateway.frames.types import NodeFormat, PayloadCodec
@@ -151,6 +152,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--new-epoch", action="store_true", help="secured nodes: next key epoch, counter from 0 (preferred)"
     )
     reset.set_defaults(func=cmd_reset_counter)
+    nodes_switch.register(sub)
 
 
 def _open(args: argparse.Namespace) -> NodeRegistry:
@@ -236,14 +238,16 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         nodes = registry.nodes()
+        reports, _ = nodes_switch.reports(registry)
     if args.json:
-        print(json.dumps([n.to_dict(args.show_keys) for n in nodes]))
+        out = [{**n.to_dict(args.show_keys), **nodes_switch.info_dict(reports.get(n.node_id))} for n in nodes]
+        print(json.dumps(out))
         return 0
     if not nodes:
         print("no nodes registered (add one with: lora-gw nodes add ID)")
         return 0
     header = f"{'ID':>10}  {'HEX':<10}  {'NAME':<16}  {'FORMAT':<9}  {'PROFILE':<7}  "
-    header += f"{'MODEL':>5}  {'NEXT FCNT':>10}"
+    header += f"{'MODEL':>5}  {'NEXT FCNT':>10}  {'FIRMWARE':<8}  HOLDS"
     if args.show_keys:
         header += "  KEY"
     print(header)
@@ -252,7 +256,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         model = "-" if n.model_id is None else str(n.model_id)
         line = (
             f"{n.node_id:>10}  0x{n.node_id:08x}  {shown(n.name, 40):<16}  {n.format.value:<9}  "
-            f"{profile:<7}  {model:>5}  {n.next_fcnt:>10}"
+            f"{profile:<7}  {model:>5}  {n.next_fcnt:>10}  {_firmware(reports.get(n.node_id))}"
         )
         if args.show_keys:
             line += "  " + (n.key.hex() if n.key else "-")
@@ -260,12 +264,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _firmware(reported: nodes_switch.Reported | None) -> str:
+    """FIRMWARE and HOLDS of ``nodes list``: ``-`` for a node that never reported."""
+    if reported is None:
+        return f"{'-':<8}  -"
+    return f"{reported.info.firmware_version:<8}  {reported.models_text}"
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args) as registry:
         node = registry.find(args.node)
-    print(
-        json.dumps(node.to_dict(args.show_keys)) if args.json else "\n".join(_describe(node, args.show_keys))
-    )
+        reports, commands = nodes_switch.reports(registry, node.node_id)
+    reported, cmds = reports.get(node.node_id), commands.get(node.node_id, [])
+    if args.json:
+        print(json.dumps({**node.to_dict(args.show_keys), **nodes_switch.info_dict(reported, cmds)}))
+    else:
+        lines = _describe(node, args.show_keys)
+        if node.format is NodeFormat.FRAME:
+            lines += nodes_switch.describe(reported, cmds)
+        print("\n".join(lines))
     return 0
 
 

@@ -1,7 +1,8 @@
 """Commands from MQTT to nodes: validation, a durable per-node queue (state database), statuses.
 
 ``lora/<gateway_id>/nodes/<node>/command`` carries JSON ``{"payload_hex" | "payload_b64", "confirm",
-"expires_s", "id"}``. A valid command is stored (committed) before ``queued`` is reported; it is sent in
+"expires_s", "id", "force"}`` (``force``: a set-model command for a node that never reported its models).
+A valid command is stored (committed) before ``queued`` is reported; it is sent in
 the receive window after the node's next uplink (Class A) and reported ``sent``, then ``acknowledged``
 when a confirmed one is acknowledged by the node's next uplink; ``expired`` when its time ran out before
 a window, ``rejected`` (with the reason) when it cannot be taken. The same table holds the per-node
@@ -84,8 +85,19 @@ class Status:
         return json.dumps(out).encode()
 
 
-def parse_command(raw: bytes) -> tuple[bytes, bool, float | None, str | None]:
-    """(payload, confirm, expires_s, id) from the MQTT message, or CommandRejected with the reason."""
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A command as the MQTT message gives it."""
+
+    payload: bytes
+    confirm: bool
+    expires_s: float | None
+    cmd_id: str | None
+    force: bool = False
+
+
+def parse_command(raw: bytes) -> Request:
+    """The command in the MQTT message, or CommandRejected with the reason."""
     try:
         msg = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -96,7 +108,7 @@ def parse_command(raw: bytes) -> tuple[bytes, bool, float | None, str | None]:
     if cmd_id is not None and (not isinstance(cmd_id, str | int) or isinstance(cmd_id, bool)):
         raise CommandRejected("malformed: id must be a string or an integer")
     cmd_id = None if cmd_id is None else str(cmd_id)[:MAX_ID_LEN]
-    unknown = set(msg) - {"payload_hex", "payload_b64", "confirm", "expires_s", "id"}
+    unknown = set(msg) - {"payload_hex", "payload_b64", "confirm", "expires_s", "id", "force"}
     if unknown:
         raise CommandRejected(f"malformed: unknown field {sorted(unknown)[0]!r}", cmd_id)
     has_hex, has_b64 = "payload_hex" in msg, "payload_b64" in msg
@@ -117,9 +129,11 @@ def parse_command(raw: bytes) -> tuple[bytes, bool, float | None, str | None]:
         raise CommandRejected("malformed: empty payload", cmd_id)
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandRejected(f"oversized: {len(payload)} bytes, at most {MAX_COMMAND_BYTES}", cmd_id)
-    confirm = msg.get("confirm", False)
+    confirm, force = msg.get("confirm", False), msg.get("force", False)
     if not isinstance(confirm, bool):
         raise CommandRejected("malformed: confirm must be true or false", cmd_id)
+    if not isinstance(force, bool):
+        raise CommandRejected("malformed: force must be true or false", cmd_id)
     expires = msg.get("expires_s")
     if expires is not None:
         if (
@@ -131,7 +145,7 @@ def parse_command(raw: bytes) -> tuple[bytes, bool, float | None, str | None]:
                 f"malformed: expires_s must be a number in (0, {MAX_EXPIRES_S:.0f}]", cmd_id
             )
         expires = float(expires)
-    return payload, confirm, expires, cmd_id
+    return Request(payload, confirm, expires, cmd_id, force)
 
 
 class DownlinkStore:
@@ -142,13 +156,17 @@ class DownlinkStore:
         db: sqlite3.Connection,
         wall: Callable[[], float] = time.time,
         max_queue: int = MAX_QUEUE_PER_NODE,
+        owner: bool = True,
     ) -> None:
+        """``owner``: the service's core (at start, a window the last run left unfinished is queued
+        again); an operator command beside a running service only enqueues, so it passes False."""
         self.db = db
         self._wall = wall
         self.max_queue = max_queue
         db.executescript(SCHEMA)
-        with transaction(db):  # a window the last run did not finish: the command is still to be sent
-            db.execute("UPDATE downlink_commands SET status = 'queued' WHERE status = 'sending'")
+        if owner:
+            with transaction(db):  # a window the last run did not finish: the command is still to be sent
+                db.execute("UPDATE downlink_commands SET status = 'queued' WHERE status = 'sending'")
 
     # -- counters ----------------------------------------------------------------------------------------
     def take_fcnt(self, node_id: int, key_epoch: int) -> int:
@@ -217,6 +235,17 @@ class DownlinkStore:
                 "UPDATE downlink_commands SET status = ?, dl_fcnt = coalesce(?, dl_fcnt) WHERE row_id = ?",
                 (status, dl_fcnt, row_id),
             )
+
+    def recent(self, node_id: int, limit: int = 5) -> list[tuple[str | None, bytes, str, float]]:
+        """(id, payload, status, created wall time) of the node's last commands, newest first; the
+        internal states read as their reported ones (``done``: sent, ``sending``: queued)."""
+        rows = self.db.execute(
+            "SELECT cmd_id, payload, status, created_wall FROM downlink_commands WHERE node_id = ?"
+            " ORDER BY row_id DESC LIMIT ?",
+            (node_id, limit),
+        ).fetchall()
+        shown = {"done": "sent", "sending": "queued"}
+        return [(r[0], bytes(r[1]), shown.get(r[2], r[2]), r[3]) for r in rows]
 
     def awaiting_ack(self, node_id: int) -> Command | None:
         """The confirmed command last sent to the node and not yet acknowledged."""

@@ -11,14 +11,24 @@ window.
 from __future__ import annotations
 
 import logging
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.downlink.commands import CommandRejected, DownlinkStore, Status, parse_command
 from gateway.downlink.dutycycle import DutyCycleLedger
+from gateway.downlink.nodeinfo import (
+    Installed,
+    NodeInfoStore,
+    Reported,
+    SwitchRefused,
+    check_switch,
+    parse_set_model,
+)
 from gateway.downlink.scheduler import TxQueue, TxRequest
 from gateway.frames.downlink import DownlinkEncoder
+from gateway.frames.errors import FrameError
 from gateway.frames.types import FrameType, NodeFormat
 from gateway.frames.wire import FLAG_ACK_REQUESTED, NODE_ID_LEN_MASK
 
@@ -71,7 +81,13 @@ class Downlinker:
         settings: DownlinkSettings,
         node_by_topic: Callable[[str], object] | None = None,
         topic_base: str = "lora/gateway/nodes",
+        info: NodeInfoStore | None = None,
+        installed: Installed | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``info``: the nodes' reports (a set-model command needs one listing its version, unless
+        forced); ``installed``: the installed model versions' fingerprints (a set-model command for a
+        version the gateway lacks is always refused)."""
         self._node_get = node_get
         self.store = store
         self.ledger = ledger
@@ -86,6 +102,15 @@ class Downlinker:
         self.commands_scheduled = 0
         self.acks_sent = 0
         self.commands_rejected = 0
+        self.info = info
+        self._installed = installed
+        self.tx_stats: Callable[[], dict] | None = None  # the radio thread's runner's figures (wiring)
+        self.home_freq_hz: int | None = None  # the radio's channel, for the duty-cycle figure (wiring)
+        self.switch_refused: Counter[str] = Counter()  # set-model commands refused, by reason
+        self.reports = 0  # node-info reports stored
+        self.reported: dict[int, Reported] = info.all() if info is not None else {}  # last per node
+        self._clock = clock
+        self._next_rescan = clock() + 1.0
         self._topic_of: dict[int, str] = {}
         self._pending: set[int] = store.nodes_with_queued()  # nodes with queued commands
         self._results: deque = deque()
@@ -109,10 +134,12 @@ class Downlinker:
         cmd_id = None
         try:
             node = self._node_by_topic(node_topic) if self._node_by_topic else None
-            payload, confirm, expires, cmd_id = parse_command(raw)
+            req = parse_command(raw)
+            cmd_id = req.cmd_id
             if node is None:
                 raise CommandRejected("unknown node", cmd_id)
-            self.store.enqueue(node.node_id, payload, confirm, expires, cmd_id)  # type: ignore[attr-defined]
+            self._check_model_switch(node, node_topic, req.payload, req.force, cmd_id)
+            self.store.enqueue(node.node_id, req.payload, req.confirm, req.expires_s, cmd_id)  # type: ignore[attr-defined]
             self._topic_of[node.node_id] = node_topic  # type: ignore[attr-defined]
             self._pending.add(node.node_id)  # type: ignore[attr-defined]
         except CommandRejected as exc:
@@ -120,6 +147,49 @@ class Downlinker:
             self._status(Status(None, node_topic, exc.cmd_id or cmd_id, "rejected", exc.reason))
             return
         self._status(Status(node.node_id, node_topic, cmd_id, "queued"))  # type: ignore[attr-defined]
+
+    def _check_model_switch(
+        self, node: object, node_topic: str, payload: bytes, force: bool, cmd_id: str | None
+    ) -> None:
+        """A set-model command goes only to a node that reported holding that version, for a version
+        the gateway has installed (gateway.downlink.nodeinfo)."""
+        target = parse_set_model(payload)
+        if target is None:
+            return
+        node_id: int = node.node_id  # type: ignore[attr-defined]
+        fp = self._installed(*target) if self._installed is not None else None
+        reported = self.info.get(node_id) if self.info is not None else None
+        try:
+            warning = check_switch(node_topic, target[0], target[1], reported, fp, force)
+        except SwitchRefused as exc:
+            self.switch_refused[exc.reason] += 1
+            log.warning("downlink: node %08x set-model %d@%d refused: %s", node_id, *target, exc.message)
+            raise CommandRejected(f"model switch refused: {exc.message}", cmd_id) from None
+        if warning is not None:
+            log.warning("downlink: node %08x: %s", node_id, warning)
+
+    def report(self, node_id: int, payload: bytes, fcnt: int, counter_epoch: int) -> None:
+        """A verified node-info uplink: stored (it decides which set-model commands may go)."""
+        if self.info is None:
+            return
+        try:
+            stored = self.info.record(node_id, payload, fcnt, counter_epoch)
+        except FrameError as exc:  # the decoder parsed it already; a store that reads it differently
+            log.warning("node %08x: node info not stored: %s", node_id, exc.message)
+            return
+        if stored is None:
+            log.info("node %08x: node info of counter %d is older than the stored one", node_id, fcnt)
+            return
+        self.reports += 1
+        self.reported[node_id] = stored
+        i = stored.info
+        log.info(
+            "node %08x reports firmware %s, models %s, active %s",
+            node_id,
+            i.firmware_version,
+            stored.models_text,
+            "none" if i.active is None else f"{i.active[0]}@{i.active[1]}",
+        )
 
     def _topic(self, node_id: int, node: object) -> str:
         return self._topic_of.get(node_id) or getattr(node, "name", None) or f"{node_id}"
@@ -223,7 +293,12 @@ class Downlinker:
         return done
 
     def poll_results(self) -> None:
-        """Core thread: statuses of downlinks the radio thread finished."""
+        """Core thread: statuses of downlinks the radio thread finished; once a second, the commands an
+        operator queued beside the service (``lora-gw nodes set-model``)."""
+        now = self._clock()
+        if now >= self._next_rescan:
+            self._next_rescan = now + 1.0
+            self._pending |= self.store.nodes_with_queued()
         while self._results:
             node_id, topic, cmd, is_ack, result = self._results.popleft()
             if result == "sent" and is_ack:
@@ -245,6 +320,8 @@ class Downlinker:
             "acks_scheduled": self.acks_scheduled,
             "commands_scheduled": self.commands_scheduled,
             "commands_rejected": self.commands_rejected,
+            "model_switch_refused": dict(self.switch_refused),
+            "node_info_reports": self.reports,
             "acks_sent": self.acks_sent,
             "tx_dropped_duty_cycle": self.ledger.dropped,
             **(self.tx_stats() if self.tx_stats is not None else {}),

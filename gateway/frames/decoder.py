@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
-from gateway.frames import lpp, radiohead
+from gateway.frames import lpp, nodeinfo, radiohead
 from gateway.frames.counter import AHEAD, DEFAULT_MAX_GAP, DUPLICATE, NEW, WRAP, reconstruct
 from gateway.frames.crypto import MAX_EPOCH, NodeCrypto
 from gateway.frames.errors import FrameError, Reason
@@ -400,6 +400,9 @@ class FrameDecoder:
                 raise FrameError(Reason.BAD_PAYLOAD, f"node {node_id}: {exc.message}") from None
         elif codec is PayloadCodec.RAW:
             values = _raw_values(payload)
+        elif codec is PayloadCodec.INFO:
+            nodeinfo.parse(payload, node_id)  # bad_payload before anything acts on it
+            values = None
         else:
             values = None
         frame = DecodedFrame(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from gateway.frames import lpp
+from gateway.frames import lpp, nodeinfo
 from gateway.frames.crypto import NodeCrypto
 from gateway.frames.types import Direction, FrameType, PayloadCodec, Reading
 from gateway.frames.wire import (
@@ -118,6 +118,10 @@ class FrameEncoder:
             fingerprint=model.fingerprint,
             **options,
         )
+
+    def encode_info(self, info: nodeinfo.NodeInfo, **options: Any) -> bytes:
+        """A node-info frame (codec byte 0x02): firmware version and the models the node holds."""
+        return self.encode(nodeinfo.encode(info), codec=PayloadCodec.INFO, **options)
 
     def encode_lpp(self, readings: Iterable[Reading | tuple], **options: object) -> bytes:
         """A telemetry frame carrying Cayenne LPP readings."""

@@ -32,6 +32,7 @@ class PayloadCodec(StrEnum):
     RAW = "raw"
     LPP = "lpp"
     MODEL = "model"
+    INFO = "info"  # a node's report of its firmware and the models it holds (gateway.frames.nodeinfo)
     RADIOHEAD = "radiohead"
 
 

@@ -23,6 +23,7 @@ NODE_ID_LEN_MASK = 0x03  # node id length − 1
 # Codec byte.
 CODEC_RAW = 0x00
 CODEC_LPP = 0x01
+CODEC_INFO = 0x02  # node info: firmware version and the models the node holds (gateway.frames.nodeinfo)
 CODEC_MODEL_FLAG = 0x80  # 1mmmmvvv: model id (4 bits), version mod 8 (3 bits)
 
 CRC_LEN = 2
@@ -78,6 +79,8 @@ def codec_byte(codec: PayloadCodec, model_id: int | None = None, model_version: 
         return CODEC_RAW
     if codec is PayloadCodec.LPP:
         return CODEC_LPP
+    if codec is PayloadCodec.INFO:
+        return CODEC_INFO
     if codec is PayloadCodec.MODEL:
         if model_id is None or not 0 <= model_id <= 15:
             raise ValueError(f"model id {model_id} is outside 0..15")
@@ -88,13 +91,15 @@ def codec_byte(codec: PayloadCodec, model_id: int | None = None, model_version: 
 
 
 def parse_codec_byte(value: int) -> tuple[PayloadCodec, int | None, int | None]:
-    """(codec, model id, model version mod 8); reserved values 0x02–0x7F raise unknown_codec."""
+    """(codec, model id, model version mod 8); reserved values 0x03–0x7F raise unknown_codec."""
     if value & CODEC_MODEL_FLAG:
         return PayloadCodec.MODEL, (value >> 3) & 0x0F, value & 0x07
     if value == CODEC_LPP:
         return PayloadCodec.LPP, None, None
     if value == CODEC_RAW:
         return PayloadCodec.RAW, None, None
+    if value == CODEC_INFO:
+        return PayloadCodec.INFO, None, None
     raise FrameError(Reason.UNKNOWN_CODEC, f"codec byte 0x{value:02x} is reserved")
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.frames import DecodedFrame, FrameDecoder, FrameError, FrameType
+from gateway.frames import DecodedFrame, FrameDecoder, FrameError, FrameType, PayloadCodec
 from gateway.pipeline.message import AcceptedFrame, RadioMeta
 from gateway.radio.packet import CrcState, RxPacket
 
@@ -49,10 +49,12 @@ class Pipeline:
         self.received = 0
         self.passed = 0  # passed every check and handed to storage (accepted once its commit is durable)
         self.drops: Counter[str] = Counter()
+        self.control: Counter[str] = Counter()  # verified uplinks that are not telemetry, handed on
         self.last_drop: tuple[str, int | None, str] = ("", None, "")
         self._unwarned: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
-        # Verified non-telemetry uplinks (a node acknowledging a confirmed downlink) go here, if set.
+        # Verified non-telemetry uplinks (a node acknowledging a confirmed downlink, a node's info report)
+        # go here, if set.
         self.on_control: Callable[[DecodedFrame], None] | None = None
         # Verified retransmissions of the last accepted frame (a node that missed its acknowledgement).
         self.on_duplicate: Callable[[RxPacket], None] | None = None
@@ -73,6 +75,13 @@ class Pipeline:
             self._drop(exc.reason, None, exc.message)
             if exc.reason == "duplicate" and self.on_duplicate is not None:
                 self.on_duplicate(packet)
+            return None
+        if frame.codec is PayloadCodec.INFO:  # what the node holds: not telemetry, never published
+            self.decoder.accept(frame)
+            self.control["node_info"] += 1
+            self.last_drop = ("node_info", frame.node_id, "node info report")  # the packet list's result
+            if self.on_control is not None:
+                self.on_control(frame)
             return None
         if frame.frame_type is not FrameType.TELEMETRY:
             self.decoder.accept(frame)

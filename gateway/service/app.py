@@ -210,6 +210,7 @@ class Gateway:
         from gateway.service.radio import (
             DriverSource,
             SimNetwork,
+            firmware_models,
             install_demo_model,
             lora_config,
             open_sx1276,
@@ -230,6 +231,7 @@ class Gateway:
                 path_loss_db=e.path_loss_db,
                 fault=e.fault,
                 interferers=e.interferers,
+                firmware=firmware_models(self.state_dir, model),
             )
             net.register(self.registry)
             return net

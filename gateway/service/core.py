@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.downlink.manager import Downlinker, Uplink, repeated_uplink
+from gateway.frames import DecodedFrame, PayloadCodec
 from gateway.pipeline.message import StoredFrame
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import Renderer
@@ -120,8 +121,9 @@ class Core:
         self._on_published = on_published
         self.downlink = downlink  # acknowledgements and commands, decided after the commit
         self._uplinks: dict[int, Uplink] = {}  # outbox row id → what its downlink window needs
+        self._packet: RxPacket | None = None  # the packet being ingested
         if downlink is not None:
-            pipeline.on_control = lambda f: downlink.control(f.node_id, f.frame_type, f.payload)
+            pipeline.on_control = self._control
             pipeline.on_duplicate = self._repeated
         self.observer = observer
         self.packets: deque[tuple[RxPacket, float]] = deque()  # appended by the radio thread only
@@ -217,6 +219,7 @@ class Core:
 
     def _ingest(self, item: tuple[RxPacket, float]) -> None:
         packet, t0 = item
+        self._packet = packet  # for ``_control``, which the pipeline calls from ``process``
         result = self.pipeline.process(packet)
         if self.observer is not None:
             self.observer.packet(packet, None if result is None else result[0])
@@ -232,6 +235,20 @@ class Core:
             self._uplinks[rid] = Uplink(
                 decoded.node_id, decoded.fcnt, decoded.ack_requested, packet.monotonic_s, packet.freq_hz
             )
+
+    def _control(self, frame: DecodedFrame) -> None:
+        """A verified uplink that is not telemetry: a node-info report, or an acknowledgement."""
+        assert self.downlink is not None
+        if frame.codec is PayloadCodec.INFO:
+            # stored (committed) first; then its receive window, like any uplink's: a queued command,
+            # or the acknowledgement it asked for
+            self.downlink.report(frame.node_id, frame.payload, frame.fcnt, frame.counter_epoch)
+            pkt = self._packet
+            if pkt is not None:
+                up = Uplink(frame.node_id, frame.fcnt, frame.ack_requested, pkt.monotonic_s, pkt.freq_hz)
+                self.downlink.committed(up)
+        else:
+            self.downlink.control(frame.node_id, frame.frame_type, frame.payload)
 
     def _repeated(self, packet: RxPacket) -> None:
         """A node repeats a frame whose acknowledgement it missed: acknowledge it again, unless the first
@@ -453,6 +470,7 @@ class Core:
             "pending_commit": self.outbox.pending,
             "dropped_disk_full": self.outbox.stats.dropped_disk_full,
             "drops": dict(self.pipeline.drops),
+            "control": dict(self.pipeline.control),
             "published": self.published,
             "raw_published": self.raw_published,
             "refused": self.refused,

@@ -283,11 +283,13 @@ def _run(
         "frames_published": core.published + core.raw_published,
         "frames_lost_air": max(0, net.frames_sent - heard + damaged),
         "frames_dropped": dict(pipeline.drops),
+        "frames_control": dict(pipeline.control),  # verified, not telemetry: node-info reports
         "bytes_on_air": net.bytes_on_air,
         "airtime_s": round(net.airtime_s, 3),
         "air": fates,
         "wall_s": round(time.monotonic() - started, 2),
         "confirmed": confirmed,
+        "node_info_reports": dstats["node_info_reports"],
         "ack_requests_accepted": dstats["ack_requests"],
         "acks_sent": dstats["acks_sent"],
         "acks_received_by_nodes": net.acks_received_by_nodes,

@@ -12,8 +12,10 @@ from gateway import statedb
 from gateway.downlink.commands import DownlinkStore
 from gateway.downlink.dutycycle import ledger_for
 from gateway.downlink.manager import Downlinker, DownlinkSettings
+from gateway.downlink.nodeinfo import NodeInfoStore
 from gateway.downlink.scheduler import TxQueue, TxRunner
 from gateway.frames import NodeRegistry, RegistryError
+from gateway.pipeline.models import InstalledModels
 from gateway.service.config import Config, RadioSection
 from gateway.service.radio import lora_config
 from gateway.sinks.mqtt import MqttSink
@@ -55,6 +57,8 @@ class DownlinkService:
         self.db = statedb.connect(db_file)
         self.ledger = ledger_for(radio, self.db, wall)
         self.store = DownlinkStore(self.db, wall, s.max_queue)
+        self.info = NodeInfoStore(self.db)
+        self._models = InstalledModels(db_file.parent)
         self.queue = TxQueue()
         self.runner: TxRunner = source.attach_downlink(self.queue, s.max_late_s)
         self._registry = registry
@@ -68,6 +72,8 @@ class DownlinkService:
             s,
             node_by_topic=self._node,
             topic_base=base,
+            info=self.info,
+            installed=self._installed,
         )
         self._base = base
         self.manager.tx_stats = self.runner.stats.as_dict
@@ -80,6 +86,10 @@ class DownlinkService:
         except (RegistryError, ValueError):
             return None
         return self._registry.get(node.node_id)  # with a key from the secrets file, if any
+
+    def _installed(self, model_id: int, version: int) -> bytes | None:
+        model = self._models.model(model_id, version)
+        return None if model is None or model.version != version else model.fingerprint
 
     def _on_command(self, topic: str, payload: bytes) -> None:
         node_ref = topic[len(self._base) + 1 :].split("/", 1)[0]

@@ -182,17 +182,29 @@ class Operations:
 
     def stats(self) -> dict[str, Any]:
         """Added to the stats topic: what HA's gateway diagnostics and ``/metrics`` read."""
+        reports = self._reports()
         out: dict[str, Any] = {
             "rx_per_min": self.monitor.rx_per_min(),
             "outbox_oldest_age_s": self._oldest_age_s if self._oldest_age_s is not None else 0.0,
             "outbox_bytes": self._db_bytes(),
             "radio": self._safe_radio_stats(),
             "nodes": {
-                st.name: {"node_id": f"{st.node_id:08x}", "online": bool(st.online), **st.link()}
+                st.name: {
+                    "node_id": f"{st.node_id:08x}",
+                    "online": bool(st.online),
+                    **st.link(),
+                    **({"node_info": reports[st.node_id]} if st.node_id in reports else {}),
+                }
                 for st in self.monitor.states()
             },
         }
         return out
+
+    def _reports(self) -> dict[int, dict]:
+        """The firmware and models each node last reported (node info), kept by the downlink."""
+        downlink = getattr(self.core, "downlink", None)
+        reported = getattr(downlink, "reported", None) or {}
+        return {nid: r.to_dict() for nid, r in reported.items()}
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -318,9 +330,19 @@ def web_sources(ops: Operations) -> Any:
         snap.pop("nodes", None)  # /api/nodes has them
         return snap
 
+    def nodes() -> list[dict[str, Any]]:
+        """The monitor's view of each node, with the node info of the last stats snapshot."""
+        known = ops.snapshot.get("nodes") or {}
+        out = ops.monitor.nodes()
+        for view in out:
+            info = (known.get(view.get("name")) or {}).get("node_info")
+            if info is not None:
+                view["node_info"] = info
+        return out
+
     return WebSources(
         status=status,
-        nodes=lambda: {"nodes": ops.monitor.nodes(), "history": ops.monitor.history()},
+        nodes=lambda: {"nodes": nodes(), "history": ops.monitor.history()},
         packets=lambda: {"packets": ops.monitor.packets()},
         stats=lambda: ops.snapshot,
     )

@@ -27,6 +27,7 @@ from gateway.downlink.scheduler import TxQueue, TxRunner
 from gateway.errors import ConfigError
 from gateway.frames import FrameEncoder, FrameError, FrameType, Node, NodeRegistry
 from gateway.frames.downlink import DownlinkDecoder
+from gateway.frames.nodeinfo import MAX_MODELS, NodeInfo, held_model
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 from gateway.service.config import RadioSection
@@ -127,6 +128,11 @@ class Telemetry:
         self._temp = float(rng.uniform(12, 24))
         self._hum = float(rng.uniform(40, 70))
 
+    def use(self, model: Model) -> None:
+        """Send with ``model`` from the next frame on (a set-model command)."""
+        self.model = model
+        self._series = None
+
     def frame(self, enc: FrameEncoder) -> bytes:
         if self.model is not None:
             m = self.model
@@ -159,15 +165,38 @@ def install_demo_model(state_dir: Path) -> Model | None:
     return model
 
 
+def firmware_models(state_dir: Path, model: Model | None) -> tuple[Model, ...]:
+    """What the emulator's simulated nodes hold: every version of ``model``'s id installed when the
+    service starts (a firmware built with the gateway's models), so a later version is one they lack."""
+    if model is None:
+        return ()
+    store, held = ModelStore(state_dir), []
+    for version in store.versions(model.model_id):
+        try:
+            m = store.load(model.model_id, version)
+        except CodecError as exc:
+            log.warning("model %d@%d not given to the simulated nodes: %s", model.model_id, version, exc)
+            continue
+        if m.version <= 0xFFFF and m.schema.names == model.schema.names:
+            held.append(m)
+    return tuple(held[-MAX_MODELS:]) or (model,)  # a report lists at most 16: the newest
+
+
 SET_INTERVAL = 0x01  # node commands (docs/frame-format.md, "Node commands")
 SET_MODEL = 0x02
+REPORT_INFO = 0x03
+SIM_FIRMWARE = (1, 0, 0)  # the version the simulated nodes report
 
 
 class SimNodeState:
     """What one simulated node keeps of the downlink: its checker, the acknowledgements it got, the
-    commands it acted on."""
+    commands it acted on; and its firmware: the models it holds (``held``) and whether its next uplink
+    is a node-info report (at boot, after a model switch, on request)."""
 
-    def __init__(self) -> None:
+    def __init__(self, held: tuple[Model, ...] = (), report_info: bool = True) -> None:
+        self.held = {(m.model_id, m.version): m for m in held}
+        self.info_due = report_info
+        self.switch: Model | None = None  # a set-model command the node acted on, for its telemetry
         self.downlinks: DownlinkDecoder | None = None
         self.last_fcnt = 0
         self.ack_expected = False
@@ -187,8 +216,15 @@ class SimNodeState:
             self.interval_s = float(max(1, int.from_bytes(command[1:3], "little")))
             log.info("sim node %08x: reporting interval set to %.0f s", node_id, self.interval_s)
         elif command[0] == SET_MODEL and len(command) == 4:
-            self.model = (command[1], int.from_bytes(command[2:4], "little"))
+            target = (command[1], int.from_bytes(command[2:4], "little"))
+            model = self.held.get(target)
+            if model is None:  # what real firmware must do: never switch to a model it does not hold
+                log.info("sim node %08x: set model %d@%d ignored: not in this firmware", node_id, *target)
+                return
+            self.model, self.switch, self.info_due = target, model, True
             log.info("sim node %08x: model set to %d v%d", node_id, *self.model)
+        elif command[0] == REPORT_INFO and len(command) == 1:
+            self.info_due = True
         else:
             log.info("sim node %08x: unknown command %s ignored", node_id, command.hex())
 
@@ -231,7 +267,11 @@ class SimNetwork:
         interferers: tuple = (),
         confirmed: bool = False,
         rx_delay_s: float = 1.0,
+        firmware: tuple[Model, ...] | None = None,
+        report_info: bool = True,
     ) -> None:
+        """``firmware``: the models every node holds (default: ``model`` alone); ``report_info``: nodes
+        send a node-info report at boot, after a model switch and when asked (command 0x03)."""
         from gateway.radio.sim import Link, RadioSim
 
         link = Link(loss=loss) if path_loss_db is None else Link(path_loss_db=path_loss_db, loss=loss)
@@ -253,7 +293,8 @@ class SimNetwork:
         self.confirmed = confirmed  # nodes request an acknowledgement of every uplink
         self.rx_delay_s = rx_delay_s
         self.tx: TxRunner | None = None
-        self.node_state = [SimNodeState() for _ in range(nodes)]
+        held = tuple(firmware) if firmware is not None else ((model,) if model is not None else ())
+        self.node_state = [SimNodeState(held, report_info) for _ in range(nodes)]
         self.interval_s = interval_s
         self.rng = np.random.default_rng(seed)
         self.model = model
@@ -400,9 +441,21 @@ class SimNetwork:
             st.confirm_due = None
             st.ack_expected = False
             return frame
+        if st.switch is not None:
+            self.telemetry[i].use(st.switch)
+            st.switch = None
+        if st.info_due:
+            st.info_due, st.ack_expected = False, False
+            return enc.encode_info(self.node_info(i))
         if not self.confirmed:
             return self.telemetry[i].frame(enc)
         return self.telemetry[i].frame(_Confirming(enc))
+
+    def node_info(self, i: int) -> NodeInfo:
+        """What node ``i``'s firmware reports: its version, the model it sends with, the models it holds."""
+        st, m = self.node_state[i], self.telemetry[i].model
+        held = tuple(held_model(mid, v, model.fingerprint) for (mid, v), model in sorted(st.held.items()))
+        return NodeInfo(SIM_FIRMWARE, None if m is None else (m.model_id, m.version), held)
 
     def _close_window(self, i: int, node, st: SimNodeState) -> None:
         packet = node.radio.receive(0.0005)

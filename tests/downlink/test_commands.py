@@ -7,7 +7,13 @@ import sqlite3
 
 import pytest
 
-from gateway.downlink.commands import MAX_COMMAND_BYTES, CommandRejected, DownlinkStore, parse_command
+from gateway.downlink.commands import (
+    MAX_COMMAND_BYTES,
+    CommandRejected,
+    DownlinkStore,
+    Request,
+    parse_command,
+)
 from gateway.downlink.dutycycle import DutyCycleLedger, sub_bands
 from gateway.downlink.manager import Downlinker, DownlinkSettings, Uplink
 from gateway.downlink.scheduler import TxQueue
@@ -29,6 +35,7 @@ KEY = bytes(range(16))
         (b'{"payload_hex": "01", "confirm": "yes"}', "malformed"),
         (b'{"payload_hex": "01", "expires_s": -1}', "malformed"),
         (b'{"payload_hex": "01", "colour": 1}', "malformed"),
+        (b'{"payload_hex": "01", "force": 1}', "malformed"),
         (json.dumps({"payload_hex": "00" * (MAX_COMMAND_BYTES + 1)}).encode(), "oversized"),
     ],
 )
@@ -39,12 +46,10 @@ def test_bad_commands_rejected_with_reason(raw, reason):
 
 
 def test_good_command_parsed():
-    assert parse_command(b'{"payload_b64": "AR4A", "confirm": true, "expires_s": 60, "id": 7}') == (
-        b"\x01\x1e\x00",
-        True,
-        60.0,
-        "7",
+    assert parse_command(b'{"payload_b64": "AR4A", "confirm": true, "expires_s": 60, "id": 7}') == Request(
+        b"\x01\x1e\x00", True, 60.0, "7", False
     )
+    assert parse_command(b'{"payload_hex": "02000100", "force": true}').force
 
 
 class Wall:

@@ -49,7 +49,8 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
         # the gateway subscribes right after it says "online": commands may need a moment to be heard
         time.sleep(0.3)
         send("sim-1", {"payload_hex": "011e00", "confirm": True, "id": "interval"})
-        send("sim-2", {"payload_b64": "AgMJAA==", "expires_s": 0.001, "id": "late"})
+        send("sim-2", {"payload_b64": "ARQA", "expires_s": 0.001, "id": "late"})
+        send("sim-2", {"payload_b64": "AgMJAA==", "id": "model"})  # set model 3@9: not installed
         send("sim-1", b"{not json")
         send("nobody", {"payload_hex": "01", "id": "who"})
         send("sim-2", {"payload_hex": "00" * 49, "id": "big"})
@@ -64,6 +65,7 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
         }
         assert rejected["who"] == "unknown node"
         assert rejected["big"].startswith("oversized")
+        assert rejected["model"].startswith("model switch refused: node sim-2: model 3@9 is not installed")
         assert rejected[None].startswith("malformed")
     finally:
         stop.set()

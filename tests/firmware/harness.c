@@ -3,6 +3,9 @@
  *   P ID SECURED KEY EPOCH FCNT FLAGS CODEC PAYLOAD|-   -> lgw_build_frame_payload
  *   L ID SECURED KEY FCNT (CH TYPE RAW)... -> LPP readings, then a frame with codec 0x01 (--lpp export)
  *   M ID SECURED KEY EPOCH FCNT FLAGS N V... -> lgw_build_frame_ex (model export)
+ *   I ID SECURED KEY EPOCH FCNT FLAGS CAP FW ACTIVE_ID ACTIVE_VERSION N (MODEL_ID VERSION FP|-)...
+ *                                          -> lgw_build_info (FW: 3 bytes hex, FP: 8 bytes hex)
+ *   J ID SECURED KEY FCNT                  -> lgw_build_info holding the exported model (model export)
  * Answers: the frame as hex, or "E <code>". Hex fields are lower-case without separators. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +68,39 @@ int main(void) {
             int n = unhex(next(&save), payload, (int)sizeof payload);
             answer(lgw_build_frame_payload(&node, epoch, fcnt, codec, flags, payload, n, out, cap), out);
         }
+        else if (cmd[0] == 'I') {
+            static uint8_t fps[LGW_INFO_MAX_MODELS + 2][8];
+            lgw_held_model_t held[LGW_INFO_MAX_MODELS + 2];
+            uint8_t fw[3];
+            uint32_t epoch = (uint32_t)strtoul(next(&save), NULL, 0);
+            uint32_t fcnt = (uint32_t)strtoul(next(&save), NULL, 0);
+            uint8_t flags = (uint8_t)strtoul(next(&save), NULL, 0);
+            int cap = atoi(next(&save));
+            uint8_t active_id;
+            uint32_t active_version;
+            int n, i;
+            unhex(next(&save), fw, 3);
+            active_id = (uint8_t)strtoul(next(&save), NULL, 0);
+            active_version = (uint32_t)strtoul(next(&save), NULL, 0);
+            n = atoi(next(&save));
+            for (i = 0; i < n && i < LGW_INFO_MAX_MODELS + 2; i++) {
+                char *fp;
+                held[i].model_id = (uint8_t)strtoul(next(&save), NULL, 0);
+                held[i].version = (uint32_t)strtoul(next(&save), NULL, 0);
+                fp = next(&save);
+                held[i].fingerprint = strcmp(fp, "-") == 0 ? NULL : fps[i];
+                unhex(fp, fps[i], 8);
+            }
+            answer(lgw_build_info(&node, epoch, fcnt, flags, fw, active_id, active_version, held, n, out, cap),
+                   out);
+        }
 #ifdef LGW_CHANNELS
+        else if (cmd[0] == 'J') {
+            static const uint8_t fw[3] = {1, 0, 0};
+            const lgw_held_model_t held[1] = {{LGW_MODEL_ID, LGW_MODEL_VERSION, LGW_MODEL_FP}};
+            uint32_t fcnt = (uint32_t)strtoul(next(&save), NULL, 0);
+            answer(lgw_build_info(&node, 0, fcnt, 0, fw, LGW_MODEL_ID, LGW_MODEL_VERSION, held, 1, out, 255), out);
+        }
         else if (cmd[0] == 'M') {
             static int32_t samples[LGW_MAX_SAMPLES * LGW_CHANNELS + 1];
             uint32_t epoch = (uint32_t)strtoul(next(&save), NULL, 0);

@@ -164,7 +164,7 @@ class TestRejections:
     def test_unknown_codec(self, decoder: FrameDecoder) -> None:
         from gateway.frames.wire import crc16
 
-        body = bytes.fromhex("00050000") + b"\x05payload"
+        body = bytes.fromhex("00050000") + b"\x03payload"
         assert reason_of(decoder, body + crc16(body).to_bytes(2, "little")) == "unknown_codec"
 
     def test_bad_payload(self, decoder: FrameDecoder) -> None:

@@ -49,7 +49,9 @@ def test_codec_byte_round_trip() -> None:
             byte = wire.codec_byte(PayloadCodec.MODEL, model_id, version)
             assert wire.parse_codec_byte(byte) == (PayloadCodec.MODEL, model_id, version % 8)
     assert wire.codec_byte(PayloadCodec.MODEL, 3, 9) == 0x99
-    for reserved in (0x02, 0x40, 0x7F):
+    assert wire.codec_byte(PayloadCodec.INFO) == 2
+    assert wire.parse_codec_byte(2) == (PayloadCodec.INFO, None, None)
+    for reserved in (0x03, 0x40, 0x7F):
         with pytest.raises(FrameError) as err:
             wire.parse_codec_byte(reserved)
         assert err.value.reason == "unknown_codec"

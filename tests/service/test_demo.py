@@ -16,8 +16,13 @@ def test_demo_runs_the_real_pipeline_to_a_real_broker(broker):
     assert summary["frames_sent"] >= 4 and summary["bytes_on_air"] > 0
     assert summary["frames_published"] == len(readings) > 0
     other_drops = sum(v for k, v in summary["frames_dropped"].items() if k != "radio_crc_failed")
-    # every frame sent is accounted for: published, lost/damaged on the air, or dropped with a reason
-    assert summary["frames_sent"] == summary["frames_published"] + summary["frames_lost_air"] + other_drops
+    control = sum(summary["frames_control"].values())  # node-info reports: verified, not published
+    # every frame sent is accounted for: published, lost/damaged on the air, dropped with a reason, or
+    # taken as a node's report
+    assert summary["frames_sent"] == (
+        summary["frames_published"] + summary["frames_lost_air"] + other_drops + control
+    )
+    assert summary["node_info_reports"] == control > 0  # the simulated nodes report at boot
     r = readings[0]
     assert r["node_name"].startswith("sim-") and r["values"] and "rssi" in r["radio"]
 

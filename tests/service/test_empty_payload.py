@@ -52,7 +52,8 @@ def test_all_base_frame_is_published_with_every_sample(tmp_path, broker):
     db = state / "gateway.db"
     model = install_demo_model(state)
     assert model is not None and ModelStore(state).active(model.model_id) is not None
-    net = SimNetwork(nodes=1, interval_s=1.0, seed=3, speed=4.0, model=model)
+    # no node-info report: counters 0, 1, 2 are the three frames below
+    net = SimNetwork(nodes=1, interval_s=1.0, seed=3, speed=4.0, model=model, report_info=False)
     with NodeRegistry(db) as registry:
         net.register(registry)
     sensors = net.telemetry[0] = BaseFrames(model)
