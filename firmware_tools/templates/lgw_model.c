@@ -208,6 +208,12 @@ static int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const 
 #endif
         *tab = b;
     }
+#if LGW_HAS_PMODE
+    if (lgw_pmode[c] & 1) { /* PMODE_SNAP: the predicted change rounded onto the residual grid */
+        int64_t g = lgw_grid[c], delta = lgw_asr(acc + 2048, 12);
+        return (int64_t)xp[c] + lgw_asr(lgw_floor_div(delta * 256 + g / 2, g) * g + 128, 8);
+    }
+#endif
     return (int64_t)xp[c] + lgw_asr(acc + 2048, 12);
 }
 
@@ -243,8 +249,16 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
                 int64_t e = r - lgw_asr(m * g + 128, 8);
                 if (t == 0) lgw_put_first(&rc, c, m);
                 else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], m);
-                /* Jitter table by the lattice phase of m: ((m * g) mod 256) >> 6 (docs/codec.md). */
-                lgw_put_value(&rc, LGW_CHANNELS * LGW_T + 4 * c + (int)(((uint64_t)(m * g) & 255u) >> 6), 0, e);
+                /* Jitter table by the lattice phase of m: ((m * g) mod 256) >> 6 (docs/codec.md), or
+                   under PMODE_LATTICE_PHASE ((256 pred + m g) mod g) * 4 / g (floor modulo). */
+                int ph = (int)(((uint64_t)(m * g) & 255u) >> 6);
+#if LGW_HAS_PMODE
+                if (lgw_pmode[c] & 2) {
+                    int64_t u = pred * 256 + m * g;
+                    ph = (int)(((u - lgw_floor_div(u, g) * g) * 4) / g);
+                }
+#endif
+                lgw_put_value(&rc, LGW_CHANNELS * LGW_T + 4 * c + ph, 0, e);
                 continue;
             }
 #endif
