@@ -368,8 +368,8 @@ def choose_pmode(
     parts = []
     for half in (False, True):
         sel = np.flatnonzero(late == half)
-        if len(sel) > 1500:
-            sel = np.sort(rng.choice(sel, 1500, replace=False))
+        if len(sel) > 600:  # a sample of each half: the search prices up to 36 variants per channel
+            sel = np.sort(rng.choice(sel, 600, replace=False))
         parts.append((frames[sel], fd[sel], first[sel]))
     c = frames.shape[2]
 
@@ -384,7 +384,8 @@ def choose_pmode(
     # The grids that suit the residuals of the given row, and those that suit the plain changes (a
     # fractional row smears a lattice the snapped row would keep).
     of_deltas: list[int] = []
-    choose_grid(fd[:, 1:, ch].ravel(), rng, of_deltas)
+    if np.any(a1) or np.any(a2) or lev:  # (for a plain-delta row they are the same list)
+        choose_grid(fd[:, 1:, ch].ravel(), rng, of_deltas)
     # Two steps always competes: readings that are mostly even (a converter with twice the schema's
     # resolution) rank behind the multiples of two under choose_grid's proxy.
     grids = list(
@@ -402,12 +403,22 @@ def choose_pmode(
     fit_a1, fit_a2 = w[:c], np.zeros(c, dtype=np.int64)
     fit_a2[:ch] = w[c : c + ch]
     rows = [(a1, a2, int(lev)), (fit_a1, fit_a2, int(w[-1]))]
-    for g in grids:
-        for r in rows:
-            for mode in (PMODE_SNAP, PMODE_LATTICE_PHASE, PMODE_SNAP | PMODE_LATTICE_PHASE):
-                got = costs(r, g, mode)
-                if sum(got) < best_cost and all(a <= 1.01 * b for a, b in zip(got, plain, strict=True)):
-                    best, best_cost = (*r, g, mode), sum(got)
+
+    # Both modes at once first, for every grid and row; the single modes only on the three best
+    # of those, and only where they came within 3 % of the best so far.
+    def consider(r: tuple[np.ndarray, np.ndarray, int], g: int, mode: int, got: list[float]) -> None:
+        nonlocal best, best_cost
+        if sum(got) < best_cost and all(a <= 1.01 * b for a, b in zip(got, plain, strict=True)):
+            best, best_cost = (*r, g, mode), sum(got)
+
+    both = PMODE_SNAP | PMODE_LATTICE_PHASE
+    first_round = {(g, i): costs(r, g, both) for g in grids for i, r in enumerate(rows)}
+    for (g, i), got in first_round.items():
+        consider(rows[i], g, both, got)
+    for g, i in sorted(first_round, key=lambda key: sum(first_round[key]))[:3]:
+        if sum(first_round[(g, i)]) <= 1.03 * best_cost:
+            for mode in (PMODE_SNAP, PMODE_LATTICE_PHASE):
+                consider(rows[i], g, mode, costs(rows[i], g, mode))
     return best
 
 
