@@ -209,7 +209,7 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 resid = read_first(t.freq[c][0], t.cum[c][0], t.lut[c][0], k - _WINDOW)
             g = t.grid[c]
             if g != 256:  # jitter table by the lattice phase of the grid index (model.grid_phase)
-                # model.PMODE_LATTICE_PHASE (bit 2): the phase within one grid period instead
+                # model.PMODE_LATTICE_PHASE (pmode & 2): the phase within one grid period instead
                 lat = t.pmode[c] & 2
                 ph = ((((pred << 8) + resid * g) % g) << 2) // g if lat else ((resid * g) & 255) >> 6
                 resid = ((resid * g + 128) >> 8) + read(t.jfreq[c][ph], t.jcum[c][ph], t.jlut[c][ph], 0)
