@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.codec import DATASETS, _say, order0_bound_bytes
 from gateway.codec import tables, train_to_size
-from gateway.codec.model import GRID_ONE, grid_phase, grid_split
+from gateway.codec.model import GRID_ONE, grid_split, jitter_phase
 from gateway.codec.rangecoder import PROB_TOTAL
 from gateway.codec.train import frames_of
 
@@ -80,7 +80,7 @@ def coded_bits(model, frames: np.ndarray) -> dict[str, np.ndarray]:
         nraw[:, 0] = np.where(win, n0 + nt0, nraw[:, 0])
     sbits = -np.log2(p.freq[chan, table, sym] / PROB_TOTAL)
     jsym, _, jn = tables.to_symbols(e, 0)
-    jf = p.jfreq[chan, grid_phase(m, grid), jsym]
+    jf = p.jfreq[chan, jitter_phase(pred, m, grid, p.pmode[chan]), jsym]
     jbits = np.where(grid != GRID_ONE, -np.log2(jf / PROB_TOTAL) + jn, 0.0)
     return {"symbol": sbits, "raw": nraw, "jitter": jbits}
 

@@ -98,6 +98,7 @@ def _tables(model: Model) -> str:
         "LEV": bool(np.any(p.lev)),
         "GRID": bool(grid_channels),
         "WINDOW": bool(np.any(p.shift[:, 0] >= tables.WINDOW)),
+        "PMODE": bool(np.any(p.pmode)),  # prediction modes (bitstream revision 4)
     }
     out = [
         f"#define LGW_Q_LIMIT ((int64_t){Q_LIMIT})",
@@ -121,6 +122,8 @@ def _tables(model: Model) -> str:
     out.append(_c_array("uint8_t", "lgw_shift", p.shift.ravel().tolist(), 32))
     if has["GRID"]:
         out.append(_c_array("int32_t", "lgw_grid", _check_int32("grid", p.grid)))
+    if has["PMODE"]:
+        out.append(_c_array("uint8_t", "lgw_pmode", p.pmode.tolist(), 32))
     stream: list[int] = []
     starts: list[int] = []
     for c in range(c_n):

@@ -15,6 +15,28 @@ static int64_t lgw_floor_div(int64_t a, int64_t b) {
 }
 #endif
 
+/* For helpers kept out of lgw_encode_samples: inlined, their 64-bit temporaries would enlarge the
+   frame of the function at the root of the deepest call path (the stack budget is 512 bytes),
+   while called they return before that path goes deeper. */
+#if defined(__GNUC__)
+#define LGW_NOINLINE __attribute__((noinline))
+#else
+#define LGW_NOINLINE
+#endif
+
+#if LGW_HAS_PMODE
+/* PMODE_SNAP: a predicted change rounded onto the residual grid g (docs/codec.md, "Samples"). */
+static LGW_NOINLINE int64_t lgw_snap(int64_t delta, int64_t g) {
+    return lgw_asr(lgw_floor_div(delta * 256 + g / 2, g) * g + 128, 8);
+}
+
+/* PMODE_LATTICE_PHASE: ((256 pred + m g) mod g) * 4 / g, floor modulo. */
+static LGW_NOINLINE int lgw_lattice_phase(int64_t pred, int64_t m, int64_t g) {
+    int64_t u = pred * 256 + m * g;
+    return (int)(((u - lgw_floor_div(u, g) * g) * 4) / g);
+}
+#endif
+
 typedef struct {
     uint32_t low;
     uint32_t range;
@@ -178,7 +200,7 @@ static int64_t lgw_first_pred(int c, const int32_t *x0) {
 }
 
 /* Later samples (t >= 1): xt = row t, xp = row t - 1, xpp = row t - 2 (NULL at t = 1). Sets *tab. */
-static int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const int32_t *xpp, int *tab) {
+static LGW_NOINLINE int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const int32_t *xpp, int *tab) {
     int64_t acc = 0;
     int j;
     (void)xt;
@@ -208,6 +230,9 @@ static int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const 
 #endif
         *tab = b;
     }
+#if LGW_HAS_PMODE
+    if (lgw_pmode[c] & 1) return (int64_t)xp[c] + lgw_snap(lgw_asr(acc + 2048, 12), lgw_grid[c]);
+#endif
     return (int64_t)xp[c] + lgw_asr(acc + 2048, 12);
 }
 
@@ -241,10 +266,16 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
                 int64_t g = lgw_grid[c];
                 int64_t m = lgw_floor_div(r * 256 + g / 2, g);
                 int64_t e = r - lgw_asr(m * g + 128, 8);
+                /* Jitter table by the lattice phase of m: ((m * g) mod 256) >> 6 (docs/codec.md), or
+                   under PMODE_LATTICE_PHASE ((256 pred + m g) mod g) * 4 / g (floor modulo); chosen
+                   before m is sent, so pred and g need not live across the calls below. */
+                int ph = (int)(((uint64_t)(m * g) & 255u) >> 6);
+#if LGW_HAS_PMODE
+                if (lgw_pmode[c] & 2) ph = lgw_lattice_phase(pred, m, g);
+#endif
                 if (t == 0) lgw_put_first(&rc, c, m);
                 else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], m);
-                /* Jitter table by the lattice phase of m: ((m * g) mod 256) >> 6 (docs/codec.md). */
-                lgw_put_value(&rc, LGW_CHANNELS * LGW_T + 4 * c + (int)(((uint64_t)(m * g) & 255u) >> 6), 0, e);
+                lgw_put_value(&rc, LGW_CHANNELS * LGW_T + 4 * c + ph, 0, e);
                 continue;
             }
 #endif

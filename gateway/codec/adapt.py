@@ -29,11 +29,13 @@ from gateway.codec.model import (
     GRID_ONE,
     JITTER_PHASES,
     MAX_SAMPLES,
+    PMODE_SNAP,
     SHIFT,
     Model,
     Params,
-    grid_phase,
     grid_split,
+    jitter_phase,
+    snap_delta,
 )
 from gateway.codec.train import (
     Progress,
@@ -156,7 +158,13 @@ def adapt(
             np.zeros(feats.shape[1], dtype=np.int64),
             _fixed(_ridge(feats.astype(np.float64), y, 2)),
         ]
-        costs = [_exact_entropy(y - ((feats @ w + (1 << (SHIFT - 1))) >> SHIFT)) for w in options]
+        snap = bool(old.pmode[ch] & PMODE_SNAP)  # the kept mode rounds the change onto the grid
+
+        def change(w: np.ndarray, feats: np.ndarray = feats, ch: int = ch, snap: bool = snap) -> np.ndarray:
+            delta = (feats @ w + (1 << (SHIFT - 1))) >> SHIFT
+            return snap_delta(delta, old.grid[ch]) if snap else delta
+
+        costs = [_exact_entropy(y - change(w)) for w in options]
         w = options[int(np.argmin(costs))]
         a1[ch], a2[ch, :ch], lev[ch] = w[:c], w[c : c + ch], w[-1]
 
@@ -189,9 +197,11 @@ def adapt(
         hi.astype(np.int64),
         grid,
         old.jfreq,
+        old.pmode,
     )
     frames = np.concatenate([frames_of(q[s:], n) for s in range(0, n, max(1, n // 4))])
     resid = Model(init.schema, stub, n, init.model_id, init.version).residuals(frames)
+    pred = frames - resid
     fd = np.zeros_like(frames)
     fd[:, 1:] = frames[:, 1:] - frames[:, :-1]
     thr = np.zeros((c, buckets - 1), dtype=np.int64)
@@ -203,7 +213,7 @@ def adapt(
             m, e = grid_split(resid[:, :, ch], grid[ch])
             resid[:, :, ch] = m
             sym, _, _ = tables.to_symbols(e.ravel(), 0)
-            ph = grid_phase(m.ravel(), grid[ch])
+            ph = jitter_phase(pred[:, :, ch], m, grid[ch], old.pmode[ch]).ravel()
             for i in range(JITTER_PHASES):  # one jitter table per lattice phase (bitstream revision 3)
                 prior = _prior_counts(old.jfreq[ch, i], prior_samples)
                 jfreq[ch, i] = tables.quantise_freqs(np.bincount(sym[ph == i], minlength=tables.NSYM) + prior)
@@ -215,7 +225,19 @@ def adapt(
             shift[ch, ti], freq[ch, ti] = _table(r, int(old.shift[ch, ti]), old.freq[ch, ti], prior_samples)
 
     params = Params(
-        base, a0, a1, a2, lev, thr, shift, freq, lo.astype(np.int64), hi.astype(np.int64), grid, jfreq
+        base,
+        a0,
+        a1,
+        a2,
+        lev,
+        thr,
+        shift,
+        freq,
+        lo.astype(np.int64),
+        hi.astype(np.int64),
+        grid,
+        jfreq,
+        old.pmode,
     )
     model = Model(init.schema, params, n, init.model_id, version if version is not None else init.version + 1)
     say("measuring the adapted model on its training data")
@@ -268,15 +290,15 @@ def channel_bits(model: Model, frames: np.ndarray) -> np.ndarray:
     """Ideal coded bits per channel of whole frames (symbol cost under the model's tables + raw bits):
     how the payload splits between channels (the range coder adds < 1 byte per frame on top)."""
     p = model.params
-    resid = model.residuals(frames)
-    _, table = model.predict_all(frames)
+    pred, table = model.predict_all(frames)
+    resid = frames - pred
     out = np.zeros(len(model.schema))
     for ch in range(len(model.schema)):
         r = resid[:, :, ch]
         if p.grid[ch] != GRID_ONE:
             r, e = grid_split(r, p.grid[ch])
             sym, _, _ = tables.to_symbols(e.ravel(), 0)
-            ph = grid_phase(r.ravel(), p.grid[ch])
+            ph = jitter_phase(pred[:, :, ch], r, p.grid[ch], p.pmode[ch]).ravel()
             out[ch] += float(-np.log2(p.jfreq[ch, ph, sym] / 4096.0).sum())
         t = table[:, :, ch]
         for ti in range(p.shift.shape[1]):

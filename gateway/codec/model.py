@@ -34,6 +34,9 @@ GRID_MAX = 1 << 20
 # exactly revision 2's bitstream and keeps revision 2's fingerprint (old frames and nodes stay valid).
 FINGERPRINT_TAG = b"lora-gw codec bitstream 3\x00"
 FINGERPRINT_TAG_2 = b"lora-gw codec bitstream 2\x00"
+# Revision 4 added the per-channel prediction mode (pmode); a model whose modes are all 0 codes
+# exactly revision 3's (or 2's) bitstream and keeps that revision's fingerprint.
+FINGERPRINT_TAG_4 = b"lora-gw codec bitstream 4\x00"
 FINGERPRINT_LEN = 8
 _FP_ARRAYS = ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq")
 
@@ -62,6 +65,34 @@ def grid_phase(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return ((m * grid) & (GRID_ONE - 1)) >> _PHASE_SHIFT
 
 
+# Prediction modes (Params.pmode, bitstream revision 4), per channel, used only where grid != 256:
+# SNAP rounds the predicted change of a later sample onto the residual grid, so a prediction from a
+# lattice point stays on the lattice (a fractional prediction would smear a sensor whose readings
+# are mostly even, or multiples of 10.1, over the empty values); LATTICE_PHASE picks the jitter
+# table by where the predicted value pred + m*grid/256 falls within one grid period (quarters),
+# instead of within one step: the lattice is then one of the readings themselves, not of their
+# differences (CGM current: 84 % even values, so the parity of the last reading tells the next's).
+PMODE_SNAP = 1
+PMODE_LATTICE_PHASE = 2
+PMODE_ALL = PMODE_SNAP | PMODE_LATTICE_PHASE
+
+
+def snap_delta(delta: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A predicted change rounded onto the grid: grid_value of its grid index (encoder and decoder)."""
+    return grid_value((delta * GRID_ONE + (grid >> 1)) // grid, grid)
+
+
+def lattice_phase(pred: np.ndarray, m: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Jitter table under PMODE_LATTICE_PHASE: ((256·pred + m·grid) mod grid) · 4 // grid (floor
+    modulo, so 0..3): the quarter of the grid period in which the predicted lattice point lies."""
+    return (((pred * GRID_ONE + m * grid) % grid) * JITTER_PHASES) // grid
+
+
+def jitter_phase(pred: np.ndarray, m: np.ndarray, grid: np.ndarray, pmode: np.ndarray) -> np.ndarray:
+    """The jitter table of each value: lattice_phase where pmode asks for it, else grid_phase."""
+    return np.where(pmode & PMODE_LATTICE_PHASE, lattice_phase(pred, m, grid), grid_phase(m, grid))
+
+
 @dataclass(frozen=True, slots=True)
 class Params:
     """Integer weights. C channels, K activity buckets, 2 + K tables per channel.
@@ -81,6 +112,8 @@ class Params:
                        is sent as m (context tables) and jitter e = r - round(m * grid / 256)
     jfreq[C, 4, 64]    jitter symbol frequencies (binning shift 0), used where grid != 256, one
                        table per lattice phase of the grid index (grid_phase)
+    pmode[C]           prediction mode bits (PMODE_SNAP, PMODE_LATTICE_PHASE), only where
+                       grid != 256; all 0 (the default) is revision 3's bitstream
     """
 
     base: np.ndarray
@@ -95,6 +128,11 @@ class Params:
     hi: np.ndarray
     grid: np.ndarray
     jfreq: np.ndarray
+    pmode: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.pmode is None:
+            object.__setattr__(self, "pmode", np.zeros(len(self.base), dtype=np.int64))
 
     @property
     def channels(self) -> int:
@@ -119,6 +157,7 @@ class Params:
             "hi": (c,),
             "grid": (c,),
             "jfreq": (c, JITTER_PHASES, tables.NSYM),
+            "pmode": (c,),
         }
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
@@ -131,6 +170,9 @@ class Params:
             raise CodecError("weights: every jitter table must be positive and sum to 4096")
         if np.any(self.grid < GRID_ONE) or np.any(self.grid > GRID_MAX):
             raise CodecError("weights: residual grid out of range")
+        assert self.pmode is not None
+        if np.any(self.pmode & ~PMODE_ALL) or np.any((self.pmode != 0) & (self.grid == GRID_ONE)):
+            raise CodecError("weights: prediction mode out of range or set on a channel without grid")
         first = self.shift[:, 0] - np.where(self.shift[:, 0] >= tables.WINDOW, tables.WINDOW, 0)
         if np.any(self.shift[:, 1:] < 0) or np.any(self.shift[:, 1:] > tables.MAX_SHIFT):
             raise CodecError("weights: binning shift out of range")
@@ -150,15 +192,27 @@ def phased_jitter(p: Params) -> bool:
     return bool(np.any(p.jfreq != p.jfreq[:, :1]))
 
 
+def uses_pmode(p: Params) -> bool:
+    """Whether any channel has a prediction mode (bitstream revision 4; else revision 3's or 2's)."""
+    return bool(np.any(p.pmode))
+
+
 def fingerprint_message(model: Model) -> bytes:
     """The canonical bytes the fingerprint hashes: tag, header, integer arrays, schema steps.
 
     ``jfreq`` enters as C×4×64 under revision 3's tag; a model whose phase tables are equal codes
-    revision 2's bitstream and hashes as revision 2 did (tag 2, ``jfreq`` as C×64)."""
+    revision 2's bitstream and hashes as revision 2 did (tag 2, ``jfreq`` as C×64). A model with a
+    prediction mode hashes under revision 4's tag, ``jfreq`` as C×4×64 and ``pmode`` after it."""
     p = model.params
     head = struct.pack(
         "<BIBBB", model.model_id, model.version, model.samples_per_frame, p.channels, p.buckets
     )
+    steps = ",".join(repr(float(ch.step)) for ch in model.schema.channels).encode("ascii")
+    if uses_pmode(p):
+        arrays = b"".join(
+            np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in (*_FP_ARRAYS, "pmode")
+        )
+        return FINGERPRINT_TAG_4 + head + arrays + steps
     phased = phased_jitter(p)
     arrays = b"".join(
         np.ascontiguousarray(
@@ -166,7 +220,6 @@ def fingerprint_message(model: Model) -> bytes:
         ).tobytes()
         for name in _FP_ARRAYS
     )
-    steps = ",".join(repr(float(ch.step)) for ch in model.schema.channels).encode("ascii")
     return (FINGERPRINT_TAG if phased else FINGERPRINT_TAG_2) + head + arrays + steps
 
 
@@ -232,9 +285,13 @@ class Model:
         off0 = x[:, 0] - p.base
         pred[:, 0] = p.base + ((off0 @ p.a0.T + HALF) >> SHIFT)
         table[:, 0] = 0
+        snap = (p.pmode & PMODE_SNAP) != 0
         for t in range(1, n):
             acc = d[:, t - 1] @ p.a1.T + d[:, t] @ p.a2.T + p.lev * (x[:, t - 1] - p.base)
-            pred[:, t] = x[:, t - 1] + ((acc + HALF) >> SHIFT)
+            delta = (acc + HALF) >> SHIFT
+            if snap.any():
+                delta = np.where(snap, snap_delta(delta, p.grid), delta)
+            pred[:, t] = x[:, t - 1] + delta
             table[:, t] = 1 if t == 1 else 2 + activity_bucket(d[:, t - 1], p.thr)
         np.clip(pred, -Q_LIMIT, Q_LIMIT, out=pred)
         return pred, table
@@ -281,7 +338,7 @@ class Model:
         cum = self._cum[chan, table, sym]
         freq = self.params.freq[chan, table, sym]
         jsym, jraw, jnraw = tables.to_symbols(e, 0)
-        phase = grid_phase(m, grid)
+        phase = jitter_phase(pred, m, grid, self.params.pmode[chan])
         jcum = self._jcum[chan, phase, jsym]
         jfreq = np.where(grid != GRID_ONE, self.params.jfreq[chan, phase, jsym], 0)  # 0: no jitter
         count_sym = 0 if n == self.samples_per_frame else n
@@ -424,7 +481,10 @@ class Model:
                     tb = 0
                 else:
                     acc = lev_acc[:, ch] + d[:, t] @ p.a2[ch] if ch else lev_acc[:, ch]
-                    pr = x[:, t - 1, ch] + ((acc + HALF) >> SHIFT)
+                    delta = (acc + HALF) >> SHIFT
+                    if p.pmode[ch] & PMODE_SNAP:
+                        delta = snap_delta(delta, p.grid[ch])
+                    pr = x[:, t - 1, ch] + delta
                     tb = 1 if t == 1 else 2 + np.searchsorted(p.thr[ch], np.abs(d[:, t - 1, ch]), side="left")
                 np.clip(pr, -Q_LIMIT, Q_LIMIT, out=pr)
                 r, v = dd.target()
@@ -446,7 +506,10 @@ class Model:
                 grid = int(p.grid[ch])
                 if grid != GRID_ONE:
                     # (m·g) & 0xC0 is grid_phase · 64, the phase's row in the flattened jitter tables.
-                    ph64 = (resid * grid) & 0xC0
+                    if p.pmode[ch] & PMODE_LATTICE_PHASE:
+                        ph64 = lattice_phase(pr, resid, np.int64(grid)) << 6
+                    else:
+                        ph64 = (resid * grid) & 0xC0
                     r, v = dd.target()
                     js = jlut[ph64 * (PROB_TOTAL // tables.NSYM) + v]
                     jidx = ph64 + js
@@ -505,7 +568,10 @@ class Model:
                 else:
                     tb = 1 if t == 1 else 2 + int(activity_bucket(prev_d[ch : ch + 1], p.thr[ch])[0])
                     acc = int(prev_d @ p.a1[ch] + cur_d @ p.a2[ch] + p.lev[ch] * (x[t - 1, ch] - p.base[ch]))
-                    pr = x[t - 1, ch] + ((acc + HALF) >> SHIFT)
+                    delta = (acc + HALF) >> SHIFT
+                    if p.pmode[ch] & PMODE_SNAP:
+                        delta = int(snap_delta(np.int64(delta), p.grid[ch]))
+                    pr = x[t - 1, ch] + delta
                 sym = rng.choice(tables.NSYM, p=probs[ch, tb])
                 k = int(p.shift[ch, tb])
                 if tb == 0 and k >= tables.WINDOW:  # windowed bins; an escape lands just outside
@@ -518,7 +584,8 @@ class Model:
                     raw = int(rng.integers(0, 1 << nb)) if nb else 0
                     resid = tables.from_symbols(np.int64(sym), np.int64(raw), np.int64(k))
                 if p.grid[ch] != GRID_ONE:
-                    js = rng.choice(tables.NSYM, p=jprobs[ch, int(grid_phase(np.int64(resid), p.grid[ch]))])
+                    ph = jitter_phase(np.int64(pr), np.int64(resid), p.grid[ch], p.pmode[ch])
+                    js = rng.choice(tables.NSYM, p=jprobs[ch, int(ph)])
                     jn = int(tables.raw_bits(np.int64(js), 0))
                     jr = int(rng.integers(0, 1 << jn)) if jn else 0
                     resid = grid_value(resid, p.grid[ch]) + tables.from_symbols(np.int64(js), np.int64(jr), 0)

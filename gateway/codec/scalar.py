@@ -43,6 +43,7 @@ class ScalarTables:
     jfreq: list[list[list[int]]]
     jcum: list[list[list[int]]]
     jlut: list[list[bytes]]
+    pmode: list[int]
     count_freq: list[int]
     count_cum: list[int]
 
@@ -76,6 +77,7 @@ def build(
         jfreq=params.jfreq.tolist(),
         jcum=jcum.tolist(),
         jlut=[[bytes(t.astype("uint8")) for t in ch] for ch in jlut],
+        pmode=params.pmode.tolist(),
         count_freq=count_freq.tolist(),
         count_cum=count_cum.tolist(),
     )
@@ -186,7 +188,11 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                     acc += w * prev_d[j]
                 for j, w in t.a2[c]:
                     acc += w * cur_d[j]
-                pred = prev[c] + ((acc + 2048) >> 12)
+                delta = (acc + 2048) >> 12
+                if t.pmode[c] & 1:  # model.PMODE_SNAP: the change rounded onto the grid
+                    g = t.grid[c]
+                    delta = ((((delta << 8) + (g >> 1)) // g) * g + 128) >> 8
+                pred = prev[c] + delta
                 if step == 1:
                     tab = 1
                 else:
@@ -203,7 +209,9 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 resid = read_first(t.freq[c][0], t.cum[c][0], t.lut[c][0], k - _WINDOW)
             g = t.grid[c]
             if g != 256:  # jitter table by the lattice phase of the grid index (model.grid_phase)
-                ph = ((resid * g) & 255) >> 6
+                # model.PMODE_LATTICE_PHASE (pmode & 2): the phase within one grid period instead
+                lat = t.pmode[c] & 2
+                ph = ((((pred << 8) + resid * g) % g) << 2) // g if lat else ((resid * g) & 255) >> 6
                 resid = ((resid * g + 128) >> 8) + read(t.jfreq[c][ph], t.jcum[c][ph], t.jlut[c][ph], 0)
             value = pred + resid
             if not -_LIMIT < value < _LIMIT:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -14,12 +15,16 @@ from gateway.codec.model import (
     JITTER_PHASES,
     MAX_CONTEXTS,
     MAX_SAMPLES,
+    PMODE_LATTICE_PHASE,
+    PMODE_SNAP,
     SHIFT,
     Model,
     Params,
     activity_bucket,
     grid_phase,
     grid_split,
+    jitter_phase,
+    snap_delta,
 )
 from gateway.codec.schema import Schema
 
@@ -101,18 +106,21 @@ def _table_cost(r: np.ndarray, k: int | None = None) -> float:
     return tables.cost_bits(counts, tables.quantise_freqs(counts)) + float(nraw.sum())
 
 
-def jitter_tables(m: np.ndarray, e: np.ndarray, grid: int) -> tuple[np.ndarray, float]:
+def jitter_tables(
+    m: np.ndarray, e: np.ndarray, grid: int, phase: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """Jitter tables (4 × 64, one per lattice phase of the grid index) and their cost in bits.
 
     The four phases get their own tables only where that saves at least 1 % of the jitter's bits
     (a lattice step that is not a whole number of steps); else all four are the same table, which
-    codes exactly as revision 2's single jitter table did."""
+    codes exactly as revision 2's single jitter table did. ``phase``: each value's table where it
+    is not grid_phase(m) (model.jitter_phase under a prediction mode)."""
     m, e = np.ravel(m), np.ravel(e)
     sym, _, nraw = tables.to_symbols(e, 0)
     counts = np.bincount(sym, minlength=tables.NSYM)
     single = tables.quantise_freqs(counts)
     single_bits = tables.cost_bits(counts, single) + float(nraw.sum())
-    ph = grid_phase(m, np.int64(grid))
+    ph = grid_phase(m, np.int64(grid)) if phase is None else np.ravel(phase)
     phased = np.empty((JITTER_PHASES, tables.NSYM), dtype=np.int64)
     phased_bits = float(nraw.sum())
     for i in range(JITTER_PHASES):
@@ -124,12 +132,13 @@ def jitter_tables(m: np.ndarray, e: np.ndarray, grid: int) -> tuple[np.ndarray, 
     return np.tile(single, (JITTER_PHASES, 1)), single_bits
 
 
-def choose_grid(r: np.ndarray, rng: np.random.Generator) -> int:
+def choose_grid(r: np.ndarray, rng: np.random.Generator, ranked_out: list[int] | None = None) -> int:
     """Residual grid (1/256 units) for one channel: 256 unless a coarser grid codes cheaper.
 
     Sensors whose readings are scaled ADC counts leave residuals on a lattice (e.g. multiples
     of ~10.1 ± 1); coding the lattice index and the small jitter apart recovers bits that the
-    binned tables would spend on empty values.
+    binned tables would spend on empty values. ``ranked_out`` receives the candidates, cheapest
+    first, whether or not they beat the plain code (the prediction-mode search tries them again).
     """
     if len(r) > 8000:
         r = rng.choice(r, 8000, replace=False)
@@ -150,11 +159,14 @@ def choose_grid(r: np.ndarray, rng: np.random.Generator) -> int:
     # each candidate compete too.
     ranked += sorted({round(g / k) for g in ranked for k in range(2, 9) if g / k >= 384} - set(ranked))
     best, best_cost = GRID_ONE, plain
+    costs = {}
     for g in ranked:
         m, e = grid_split(r, np.int64(g))
-        cost = _table_cost(m) + jitter_tables(m, e, g)[1]
+        cost = costs[g] = _table_cost(m) + jitter_tables(m, e, g)[1]
         if cost < best_cost * 0.98:
             best, best_cost = g, cost
+    if ranked_out is not None:
+        ranked_out[:] = sorted(costs, key=costs.__getitem__)
     return best
 
 
@@ -241,7 +253,9 @@ def train(
     )
     # Frames at every phase of the series, so the tables see each sample position evenly.
     n = samples_per_frame
-    frames = np.concatenate([frames_of(q[s:], n) for s in range(0, n, max(1, n // 4))])
+    phases = range(0, n, max(1, n // 4))
+    frames = np.concatenate([frames_of(q[s:], n) for s in phases])
+    late = np.concatenate([s + n * np.arange((len(q) - s) // n) >= len(q) // 2 for s in phases])
     probe = Model(schema, stub, n, model_id, version)
     resid = probe.residuals(frames)
     fd = np.zeros_like(frames)
@@ -252,24 +266,160 @@ def train(
     grid = np.full(c, GRID_ONE, dtype=np.int64)
     jfreq = np.tile(flat, (c, JITTER_PHASES, 1))
     rng = np.random.default_rng(0)
+    ranked: list[list[int]] = []
     for ch in range(c):
-        grid[ch] = choose_grid(resid[:, :, ch].ravel(), rng)
+        ranked.append([])
+        grid[ch] = choose_grid(resid[:, :, ch].ravel(), rng, ranked[ch])
+    pmode = np.zeros(c, dtype=np.int64)
+    say("choosing prediction modes")
+    for ch in range(c):
+        a1[ch], a2[ch], lev[ch], grid[ch], pmode[ch] = choose_pmode(
+            frames,
+            fd,
+            resid[:, 0, ch],
+            late,
+            ch,
+            (a1[ch], a2[ch], lev[ch], base[ch]),
+            int(grid[ch]),
+            ranked[ch],
+            buckets,
+            rng,
+        )
+    if pmode.any():
+        probe = Model(
+            schema, replace(stub, a1=a1, a2=a2, lev=lev, grid=grid, pmode=pmode), n, model_id, version
+        )
+        resid = probe.residuals(frames)
+    pred = frames - resid
+    for ch in range(c):
         if grid[ch] != GRID_ONE:
             m, e = grid_split(resid[:, :, ch], grid[ch])
             resid[:, :, ch] = m
-            jfreq[ch] = jitter_tables(m, e, int(grid[ch]))[0]
+            jfreq[ch] = jitter_tables(
+                m, e, int(grid[ch]), jitter_phase(pred[:, :, ch], m, grid[ch], pmode[ch])
+            )[0]
     for ch in range(c):
         groups = table_groups(resid[:, :, ch], fd[:, :, ch], buckets, thr[ch])
         shift[ch, 0], freq[ch, 0], _ = _best_first_table(groups[0])
         for ti, r in enumerate(groups[1:], start=1):
             shift[ch, ti], freq[ch, ti], _ = _best_table(r)
-    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq)
+    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq, pmode)
     model = Model(schema, params, n, model_id, version)
     say("measuring the model on its training data")
     model.meta["metrics"] = measure(model, q)
     model.meta["training"] = {"samples": len(q), "buckets": buckets}
     model.meta["generation"] = reversion_meta(q, d)
     return model
+
+
+def _channel_cost(
+    frames: np.ndarray,
+    fd: np.ndarray,
+    first: np.ndarray,
+    ch: int,
+    row: tuple[np.ndarray, np.ndarray, int, int],
+    grid: int,
+    pmode: int,
+    buckets: int,
+) -> float:
+    """Coded bits of one channel's training frames under a predictor row, grid and prediction mode
+    (first-sample, context and jitter tables each fitted to them); ``first`` the first samples'
+    residuals, which no mode changes."""
+    a1, a2, lev, base = row
+    x = frames[:, :, ch]
+    acc = fd[:, :-1] @ a1 + fd[:, 1:, :ch] @ a2[:ch] + lev * (x[:, :-1] - base)
+    delta = (acc + (1 << (SHIFT - 1))) >> SHIFT
+    if pmode & PMODE_SNAP:
+        delta = snap_delta(delta, np.int64(grid))
+    pred = np.concatenate([x[:, :1] - first[:, None], x[:, :-1] + delta], axis=1)
+    r = x - pred
+    bits = 0.0
+    if grid != GRID_ONE:
+        r, e = grid_split(r, np.int64(grid))
+        bits += jitter_tables(r, e, grid, jitter_phase(pred, r, np.int64(grid), np.int64(pmode)))[1]
+    groups = table_groups(r, fd[:, :, ch], buckets, np.zeros(buckets - 1, dtype=np.int64))
+    bits += _best_first_table(groups[0])[2]
+    return bits + sum(_best_table(g)[2] for g in groups[1:])
+
+
+def choose_pmode(
+    frames: np.ndarray,
+    fd: np.ndarray,
+    first: np.ndarray,
+    late: np.ndarray,
+    ch: int,
+    row: tuple[np.ndarray, np.ndarray, int, int],
+    grid: int,
+    ranked: list[int],
+    buckets: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """One channel's (a1, a2, lev, grid, pmode): the given row, grid and mode 0 unless a prediction
+    mode (bitstream revision 4) on one of the best-ranked grids, with that row or a fit of the
+    predictor, codes the training frames ≥ 1 % cheaper, and ≤ 1 % dearer in either half of the series
+    (``late``: the frame lies in the second half).
+
+    Why a refit: a fractional prediction smears the exact values a lattice sensor repeats, so the
+    plain-delta row often wins the entropy race; snapped onto the grid, a fitted row keeps them
+    (CGM current: the previous change's weight ~0.7 saves ~0.3 bit per value). Why both halves: a
+    sensor's lattice can come and go (the CGM set's glucose readings are all even for a third of
+    the recording, then not): a mode that only pays in one stretch is a bet on the past."""
+    a1, a2, lev, base = row
+    parts = []
+    for half in (False, True):
+        sel = np.flatnonzero(late == half)
+        if len(sel) > 600:  # a sample of each half: the search prices up to 36 variants per channel
+            sel = np.sort(rng.choice(sel, 600, replace=False))
+        parts.append((frames[sel], fd[sel], first[sel]))
+    c = frames.shape[2]
+
+    def costs(r: tuple[np.ndarray, np.ndarray, int], g: int, mode: int) -> list[float]:
+        return [
+            _channel_cost(f, d, r0, ch, (*r, int(base)), g, mode, buckets) for f, d, r0 in parts if len(f)
+        ]
+
+    best = (a1, a2, int(lev), grid, 0)
+    plain = costs((a1, a2, int(lev)), grid, 0)
+    best_cost = 0.99 * sum(plain)
+    # The grids that suit the residuals of the given row, and those that suit the plain changes (a
+    # fractional row smears a lattice the snapped row would keep).
+    of_deltas: list[int] = []
+    if np.any(a1) or np.any(a2) or lev:  # (for a plain-delta row they are the same list)
+        choose_grid(fd[:, 1:, ch].ravel(), rng, of_deltas)
+    # Two steps always competes: readings that are mostly even (a converter with twice the schema's
+    # resolution) rank behind the multiples of two under choose_grid's proxy.
+    grids = list(
+        dict.fromkeys([g for g in [grid, 2 * GRID_ONE, *ranked[:2], *of_deltas[:2]] if g != GRID_ONE])
+    )
+    if frames.shape[1] < 3:
+        return best
+    # A least-absolute-error fit on the deltas (own and other channels' previous, earlier channels'
+    # current, level): the row a snapped prediction can use without losing the lattice.
+    prev = fd[:, 1:-1].reshape(-1, c)
+    cur = fd[:, 2:].reshape(-1, c)
+    level = (frames[:, 1:-1, ch] - base).reshape(-1, 1)
+    feats = np.concatenate([prev, cur[:, :ch], level], axis=1).astype(np.float64)
+    w = _fixed(_ridge(feats, cur[:, ch].astype(np.float64)))
+    fit_a1, fit_a2 = w[:c], np.zeros(c, dtype=np.int64)
+    fit_a2[:ch] = w[c : c + ch]
+    rows = [(a1, a2, int(lev)), (fit_a1, fit_a2, int(w[-1]))]
+
+    # Both modes at once first, for every grid and row; the single modes only on the three best
+    # of those, and only where they came within 3 % of the best so far.
+    def consider(r: tuple[np.ndarray, np.ndarray, int], g: int, mode: int, got: list[float]) -> None:
+        nonlocal best, best_cost
+        if sum(got) < best_cost and all(a <= 1.01 * b for a, b in zip(got, plain, strict=True)):
+            best, best_cost = (*r, g, mode), sum(got)
+
+    both = PMODE_SNAP | PMODE_LATTICE_PHASE
+    first_round = {(g, i): costs(r, g, both) for g in grids for i, r in enumerate(rows)}
+    for (g, i), got in first_round.items():
+        consider(rows[i], g, both, got)
+    for g, i in sorted(first_round, key=lambda key: sum(first_round[key]))[:3]:
+        if sum(first_round[(g, i)]) <= 1.03 * best_cost:
+            for mode in (PMODE_SNAP, PMODE_LATTICE_PHASE):
+                consider(rows[i], g, mode, costs(rows[i], g, mode))
+    return best
 
 
 def reversion_meta(q: np.ndarray, d: np.ndarray) -> dict[str, list[float]]:

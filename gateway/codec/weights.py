@@ -24,14 +24,17 @@ import numpy as np
 
 from gateway.codec import tables
 from gateway.codec.errors import CodecError, SchemaError, WeightsError
-from gateway.codec.model import JITTER_PHASES, Model, Params, phased_jitter
+from gateway.codec.model import JITTER_PHASES, Model, Params, phased_jitter, uses_pmode
 from gateway.codec.schema import Q_LIMIT, Schema, printable
 
 #: Format 1 holds one jitter table per channel; format 2 (written only when a model's jitter tables
-#: differ by lattice phase, bitstream revision 3) holds the four. Both load.
+#: differ by lattice phase, bitstream revision 3) holds the four; format 3 (written only when some
+#: channel has a prediction mode, bitstream revision 4) holds the four and ``pmode`` after ``grid``
+#: in ``ints``. All three load.
 FORMAT = "lora-gw-codec/1"
 FORMAT_PHASED = "lora-gw-codec/2"
-FORMATS = {FORMAT: 1, FORMAT_PHASED: JITTER_PHASES}
+FORMAT_PMODE = "lora-gw-codec/3"
+FORMATS = {FORMAT: 1, FORMAT_PHASED: JITTER_PHASES, FORMAT_PMODE: JITTER_PHASES}
 MAX_FILE_BYTES = 1 << 20
 #: Limit on the members' total uncompressed size (a 32-channel, 8-bucket model needs < 100 KB).
 MAX_UNPACKED_BYTES = 1 << 20
@@ -39,6 +42,7 @@ MEMBERS = ("ints.npy", "freq.npy", "meta.npy")
 
 
 def _pack(p: Params) -> np.ndarray:
+    """Every integer parameter in the file's order; ``pmode`` last, only in format 3."""
     parts = [
         p.base,
         p.a0.ravel(),
@@ -51,20 +55,25 @@ def _pack(p: Params) -> np.ndarray:
         p.hi,
         p.grid,
     ]
+    if uses_pmode(p):
+        parts.append(p.pmode)
     return np.concatenate(parts).astype(np.int32)
 
 
-def _unpack(ints: np.ndarray, freq: np.ndarray, c: int, k: int, phases: int = 1) -> Params:
+def _unpack(
+    ints: np.ndarray, freq: np.ndarray, c: int, k: int, phases: int = 1, pmode: bool = False
+) -> Params:
     """``phases`` jitter tables per channel follow the channel's ``k + 2`` tables in ``freq`` (1 in
-    format 1: that table then serves every phase, which codes exactly as before)."""
-    sizes = [c, c * c, c * c, c * c, c, c * (k - 1), c * (k + 2), c, c, c]
+    format 1: that table then serves every phase, which codes exactly as before); ``pmode``: the
+    prediction modes follow ``grid`` (format 3; else all 0)."""
+    sizes = [c, c * c, c * c, c * c, c, c * (k - 1), c * (k + 2), c, c, c] + ([c] if pmode else [])
     if len(ints) != sum(sizes) or freq.size != c * (k + 2 + phases) * tables.NSYM:
         raise WeightsError("weights: array sizes do not match the channel and bucket counts")
     out, pos = [], 0
     for n in sizes:
         out.append(ints[pos : pos + n].astype(np.int64))
         pos += n
-    base, a0, a1, a2, lev, thr, shift, lo, hi, grid = out
+    base, a0, a1, a2, lev, thr, shift, lo, hi, grid = out[:10]
     freq = freq.astype(np.int64).reshape(c, k + 2 + phases, tables.NSYM)
     jfreq = freq[:, k + 2 :]
     if phases == 1:
@@ -82,6 +91,7 @@ def _unpack(ints: np.ndarray, freq: np.ndarray, c: int, k: int, phases: int = 1)
         hi,
         grid,
         jfreq,
+        out[10] if pmode else None,
     )
 
 
@@ -99,10 +109,10 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
     ints = _pack(model.params)
     p = model.params
     phased = phased_jitter(p)
-    jit = p.jfreq if phased else p.jfreq[:, :1]
+    jit = p.jfreq if phased or uses_pmode(p) else p.jfreq[:, :1]
     freq = np.concatenate([p.freq, jit], axis=1).astype(np.uint16)
     meta: dict[str, Any] = {
-        "format": FORMAT_PHASED if phased else FORMAT,
+        "format": FORMAT_PMODE if uses_pmode(p) else (FORMAT_PHASED if phased else FORMAT),
         "name": model.meta.get("name", f"model-{model.model_id}"),
         "model_id": model.model_id,
         "version": model.version,
@@ -317,6 +327,7 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         raise WeightsError(
             f"{source}: unknown weight format {meta.get('format') if isinstance(meta, dict) else None!r}"
+            f" (this gateway reads {', '.join(FORMATS)}: a newer trainer's file needs a newer gateway)"
         )
     if _digest(ints, freq, meta) != meta.get("sha256"):
         raise WeightsError(f"{source}: SHA-256 mismatch, the file is corrupt or was altered")
@@ -324,7 +335,8 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
     try:
         schema = Schema.from_list(meta["schema"], source)
         c, k = meta["channels"], meta["buckets"]
-        params = _unpack(ints.ravel(), freq.ravel(), c, k, FORMATS[meta["format"]])
+        fmt = meta["format"]
+        params = _unpack(ints.ravel(), freq.ravel(), c, k, FORMATS[fmt], fmt == FORMAT_PMODE)
         bad = np.flatnonzero(params.lo > params.hi) if len(params.lo) == len(schema) else []
         if len(bad):
             ch = int(bad[0])

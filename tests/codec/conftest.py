@@ -32,6 +32,21 @@ def demo() -> Model:
     return demo_model()
 
 
+def parity_series(n: int = 1200, seed: int = 3) -> np.ndarray:
+    """Two channels like a CGM sensor's current: a smooth drift whose changes persist (AR(1) on the
+    deltas), read mostly as even values (one in six odd): the case of the prediction modes."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, 2))
+    for ch in range(2):
+        d = np.zeros(n)
+        for t in range(1, n):
+            d[t] = 0.7 * d[t - 1] + rng.normal(0, 30)
+        out[:, ch] = 5000 + np.cumsum(d)
+    even = 2 * np.rint(out / 2)
+    odd = rng.random(out.shape) < 1 / 6
+    return (even + odd * rng.choice([-1, 1], size=out.shape)).astype(np.int64)
+
+
 def grid_series(n: int = 600, seed: int = 7) -> np.ndarray:
     """Three channels of scaled-ADC style data (values on a ~10.1 lattice ± 1), like Daphnet."""
     rng = np.random.default_rng(seed)

@@ -22,12 +22,17 @@ def _from_doc(model: Model) -> bytes:
     jf = p.jfreq.tolist()
     phased = any(jf[c][i] != jf[c][0] for c in range(p.channels) for i in (1, 2, 3))
     msg = b"lora-gw codec bitstream 3\x00" if phased else b"lora-gw codec bitstream 2\x00"
+    modes = any(p.pmode.tolist())  # revision 4: prediction modes, jfreq whole, pmode after it
+    if modes:
+        phased, msg = True, b"lora-gw codec bitstream 4\x00"
     msg += struct.pack("<B", model.model_id) + struct.pack("<I", model.version)
     msg += bytes((model.samples_per_frame, p.channels, p.thr.shape[1] + 1))
     for name in ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq"):
         arr = p.jfreq[:, 0] if name == "jfreq" and not phased else getattr(p, name)
         for v in np.asarray(arr).ravel().tolist():
             msg += struct.pack("<i", v)
+    if modes:
+        msg += b"".join(struct.pack("<i", v) for v in p.pmode.tolist())
     msg += ",".join(repr(float(c.step)) for c in model.schema.channels).encode("ascii")
     return hashlib.sha256(msg).digest()[:8]
 
@@ -72,7 +77,12 @@ def test_phased_jitter_tables_hash_as_revision_3():
     from .conftest import grid_series
 
     schema = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
-    gm = train(grid_series(), schema, 16, buckets=2)
+    trained = train(grid_series(), schema, 16, buckets=2)
+    # This lattice is one of the readings too, so the trainer adds prediction modes (revision 4,
+    # hashed as the document says); without them the same tables code revision 3's bitstream.
+    assert trained.params.pmode.any() and _from_doc(trained) == trained.fingerprint
+    assert fingerprint_message(trained).startswith(b"lora-gw codec bitstream 4\x00")
+    gm = Model(schema, dataclasses.replace(trained.params, pmode=np.zeros(3, dtype=np.int64)), 16)
     assert np.any(gm.params.jfreq != gm.params.jfreq[:, :1])
     assert fingerprint_message(gm).startswith(b"lora-gw codec bitstream 3\x00")
     assert _from_doc(gm) == gm.fingerprint

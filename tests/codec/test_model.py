@@ -211,9 +211,13 @@ def test_phase_tables_save_bits_on_held_out_lattice_data():
 def test_weight_formats_one_and_two_load(demo):
     """A model with phase tables is written as format 2 (four jitter tables per channel); one
     without keeps format 1 (the shipped demo), whose single table serves every phase."""
+    import dataclasses
+
     from gateway.codec.weights import from_bytes, to_bytes
 
-    gm, test, _ = _lattice_model()
+    trained, test, schema = _lattice_model()
+    assert from_bytes(to_bytes(trained), "modes.npz").meta["format"] == "lora-gw-codec/3"  # revision 4
+    gm = Model(schema, dataclasses.replace(trained.params, pmode=np.zeros(trained.params.channels, int)), 16)
     back = from_bytes(to_bytes(gm), "phased.npz")
     assert back.meta["format"] == "lora-gw-codec/2"
     assert np.array_equal(back.params.jfreq, gm.params.jfreq) and back.fingerprint == gm.fingerprint

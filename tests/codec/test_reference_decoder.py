@@ -4,13 +4,15 @@ It is what the node/firmware C port should look like; agreeing with it on real p
 both the implementation and the document.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from gateway.codec import Channel, Schema, train
+from gateway.codec import Channel, Model, Schema, train
 from gateway.codec.train import frames_of
 
-from .conftest import grid_series
+from .conftest import grid_series, parity_series
 
 
 class RefDecoder:
@@ -90,6 +92,7 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
     c_n = p.channels
     base, a0, a1, a2, lev = (v.tolist() for v in (p.base, p.a0, p.a1, p.a2, p.lev))
     thr, shift, freq, grid, jfreq = (v.tolist() for v in (p.thr, p.shift, p.freq, p.grid, p.jfreq))
+    pmode = p.pmode.tolist()
     dec = RefDecoder(payload)
     count_freq = [4096 - 64] + [1] * 64
     s = dec.symbol(count_freq)
@@ -105,13 +108,20 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
                 acc = sum(a1[c][j] * d[t - 1][j] for j in range(c_n))
                 acc += sum(a2[c][j] * d[t][j] for j in range(c))
                 acc += lev[c] * (x[t - 1][c] - base[c])
-                pred = x[t - 1][c] + ((acc + 2048) >> 12)
+                change = (acc + 2048) >> 12
+                if pmode[c] & 1:  # snapped: round(change / grid) grid steps, each round(j·g/256)
+                    j = (change * 256 + grid[c] // 2) // grid[c]
+                    change = (j * grid[c] + 128) // 256
+                pred = x[t - 1][c] + change
                 tab = 1 if t == 1 else 2 + sum(1 for th in thr[c] if abs(d[t - 1][c]) > th)
             pred = max(-(1 << 30), min(1 << 30, pred))
             k = shift[c][tab]
             r = unbin(dec, freq[c][tab], k) if k < 32 else unbin_first(dec, freq[c][0], k - 32)
             if grid[c] != 256:
-                phase = (r * grid[c]) % 256 // 64  # the grid index's lattice phase picks the table
+                if pmode[c] & 2:  # where the predicted lattice point falls within one grid period
+                    phase = (pred * 256 + r * grid[c]) % grid[c] * 4 // grid[c]
+                else:
+                    phase = (r * grid[c]) % 256 // 64  # the grid index's lattice phase picks the table
                 r = ((r * grid[c] + 128) >> 8) + unbin(dec, jfreq[c][phase], 0)
             x[t][c] = pred + r
             if t:
@@ -156,3 +166,17 @@ def test_reference_decoder_first_sample_escapes(model, series, jump):
     assert ref_decode(model, payload) == frame.tolist()
     assert model.decode(payload).tolist() == frame.tolist()
     assert model.decode_many([payload])[0].tolist() == frame.tolist()
+
+
+@pytest.mark.parametrize("modes", [[3, 3], [1, 2], [2, 1]])
+def test_reference_decoder_agrees_with_prediction_modes(modes):
+    """Bitstream revision 4: snapped changes and the lattice-phase jitter, each alone and together."""
+    x = parity_series(1500)
+    schema = Schema(tuple(Channel(f"cgm{i}", "", 1.0) for i in range(2)))
+    pm = train(x[:1100], schema, 16, buckets=2)
+    grid = np.where(pm.params.grid != 256, pm.params.grid, 512)
+    forced = Model(schema, replace(pm.params, grid=grid, pmode=np.array(modes)), 16)
+    for frame in [*frames_of(x[1100:], 16)[:6], x[1100:1103]]:
+        payload = forced.encode(frame)
+        assert ref_decode(forced, payload) == frame.tolist()
+        assert forced.decode(payload).tolist() == frame.tolist()

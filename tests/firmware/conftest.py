@@ -12,7 +12,7 @@ import pytest
 from firmware_tools.export_c import export_lpp, export_model
 from gateway.codec import Channel, Model, Schema, demo_model, train
 from gateway.codec.csvio import read_csv
-from tests.codec.conftest import grid_series
+from tests.codec.conftest import grid_series, parity_series
 
 from . import cbuild
 
@@ -49,7 +49,14 @@ def datasets() -> dict[str, tuple]:
     a1 = p.a1.copy()
     a1[0, 1] = 900
     full = Model(schema, replace(p, lev=lev, a1=a1), 12, model_id=15, version=0xFFFF_FFFF)
+    # Prediction modes (bitstream revision 4): trained where they pay, then snap on both channels and
+    # the lattice phase on the first, so every mode's path of the C encoder runs.
+    pq = parity_series(2000)
+    pschema = Schema(tuple(Channel(f"cgm{i}", "", 1.0) for i in range(2)))
+    pm = train(pq[:1500], pschema, 16, buckets=2, model_id=6, version=4)
+    pm = Model(pschema, replace(pm.params, pmode=np.where(pm.params.grid != 256, [3, 1], 0)), 16, 6, 4)
     return {
+        "pmode": (pm, pq[1500:]),
         "demo": (demo, dq),
         "weather": (weather, q),
         "grid": (train(g[:400], gschema, 16, buckets=2, model_id=9, version=11), g[400:]),
