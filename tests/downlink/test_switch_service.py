@@ -35,7 +35,8 @@ def test_operator_switches_a_reporting_node_and_its_frames_decode_under_the_new_
         return json.loads(out)["node_info"] if code == 0 else None
 
     log = tmp_path / "service.log"
-    proc = start(write_config(tmp_path, broker.port, nodes=2, interval_s=2.0, speed=8.0), log=log)
+    # 4x virtual time, not 8x: receive windows a loaded host still meets
+    proc = start(write_config(tmp_path, broker.port, nodes=2, interval_s=2.0, speed=4.0), log=log)
     try:
         assert wait(lambda: reported("sim-1") is not None, 20), log.read_text()[-3000:]
         info = reported("sim-1")
@@ -53,13 +54,13 @@ def test_operator_switches_a_reporting_node_and_its_frames_decode_under_the_new_
         def statuses() -> list[str]:
             return [m["status"] for m in sub.json_on("/sim-1/command/status") if m["id"] == "set-model-0@2"]
 
-        assert sub.wait_for(lambda: "acknowledged" in statuses(), 20), (statuses(), log.read_text()[-3000:])
+        assert sub.wait_for(lambda: "acknowledged" in statuses(), 40), (statuses(), log.read_text()[-3000:])
         assert statuses()[0] == "sent"
 
         def versions(node: str) -> set[int]:
             return {m["model_version"] for m in sub.json_on(f"/{node}/telemetry")}
 
-        assert sub.wait_for(lambda: 2 in versions("sim-1"), 20), versions("sim-1")
+        assert sub.wait_for(lambda: 2 in versions("sim-1"), 30), versions("sim-1")
         assert versions("sim-2") == {1}  # only the node told to switch did
         after = [m for m in sub.json_on("/sim-1/telemetry") if m["model_version"] == 2][-1]
         assert after["values"] and after["model_id"] == 0
