@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from gateway.hw.clock import VirtualClock, wait_event
 from gateway.radio import regs
 from gateway.radio.airtime import symbol_time_s, time_on_air_s
+from gateway.radio.faults import FAULTS
 from gateway.radio.regs import Irq, Mode, Reg
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,7 @@ IMAGE_CAL_DURATION_S = 0.010  # datasheet 2.1.3.8: about 10 ms
 CAD_SYMBOLS = 2  # a CAD lasts about two symbols (datasheet 4.1.6)
 RX_LORA_MODES = (Mode.RXCONTINUOUS, Mode.RXSINGLE)
 
-# Wiring faults an installer meets in the field, so that every diagnostic check can fail in a test:
-#   chip-absent     every SPI read returns 0x00 (no power reaching the module, or the wrong chip select)
-#   chip-unpowered  every SPI read returns 0xFF (MISO floating high: not wired, or the chip unpowered)
-#   no-dio0         the DIO0 line never rises (not wired to the configured GPIO); RegIrqFlags still works
-#   reset-stuck     the RESET pulse never reaches the chip: registers keep their values
-#   spi-marginal    above SPI_MARGINAL_HZ the chip latches bit 0 of written data wrongly (long wires)
-FAULTS = ("none", "chip-absent", "chip-unpowered", "no-dio0", "reset-stuck", "spi-marginal")
+# Wiring faults (FAULTS): see gateway.radio.faults. spi-marginal: above this the chip latches bit 0 wrongly.
 SPI_MARGINAL_HZ = 5_000_000
 SPI_MAX_HZ = 10_000_000  # datasheet table 8 (SPI timing): fSCK max 10 MHz
 # spidev reads the device's own maximum at open(): the device tree's spi-max-frequency, 125 MHz for

@@ -20,13 +20,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.frames.registry import topic_name
 from gateway.pipeline.render import utc_iso
 from gateway.radio.packet import RxPacket
-from gateway.sinks.homeassistant import Discovery, Sensor, expire_after_s, sensors_of
-from gateway.sinks.monitor import Monitor, NodeState
+from gateway.sinks.monitor import Monitor, NodeState, expire_after_s
+
+if TYPE_CHECKING:  # Home Assistant's code is imported only when [homeassistant] is on
+    from gateway.sinks.homeassistant import Discovery, Sensor
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,12 @@ class Operations:
         self.settings = settings
         self.base = base_topic
         self.monitor = Monitor(clock)
-        self.discovery = Discovery(gateway_id, base_topic, settings.discovery_prefix)
+        self.discovery: Discovery | None = None
+        if settings.homeassistant:
+            from gateway.sinks.homeassistant import Discovery, sensors_of
+
+            self.discovery = Discovery(gateway_id, base_topic, settings.discovery_prefix)
+            self._sensors_of = sensors_of
         self._lookup = node_lookup
         self._registry_nodes = registry_nodes
         self._radio_stats = radio_stats
@@ -83,7 +90,7 @@ class Operations:
 
     def attach(self, core: Any) -> None:
         self.core = core
-        if self.settings.homeassistant:
+        if self.discovery is not None:
             core.sink.subscribe(self.discovery.birth_topic)
 
     # -- from the core --------------------------------------------------------------------------------------
@@ -139,7 +146,7 @@ class Operations:
             kind = getattr(getattr(node, "format", None), "value", None) or str(msg.get("format", "frame"))
             if "model_id" in msg:
                 kind = f"{kind}+model {msg['model_id']}"
-            self._sensors[nid] = (st.name, sensors_of(st.values), interval, kind)
+            self._sensors[nid] = (st.name, self._sensors_of(st.values), interval, kind)
             self._announce(nid)
 
     def tick(self, now: float) -> None:
@@ -149,8 +156,9 @@ class Operations:
         if core.sink.connected and core.sink.stats.connects != self._connects:
             self._connects = core.sink.stats.connects
             self._announce_all()  # a new connection: the broker may have lost what was retained
+        birth = self.discovery.birth_topic if self.discovery is not None else None
         for topic, payload in core.sink.take_messages():
-            if topic == self.discovery.birth_topic and payload.strip() == b"online":
+            if topic == birth and payload.strip() == b"online":
                 log.info("homeassistant: %s is online, announcing every entity again", topic)
                 self._announce_all()
         if now < self._next_check:
@@ -219,6 +227,8 @@ class Operations:
             self._pending.popleft()
 
     def _announce(self, node_id: int, force: bool = False) -> None:
+        if self.discovery is None:
+            return
         name, sensors, interval, kind = self._sensors[node_id]
         signature = (name, sensors, expire_after_s(interval), kind)
         old = self._announced.get(node_id)
@@ -239,7 +249,7 @@ class Operations:
         for st in self.monitor.states():
             if st.online is not None:
                 self._send(f"{self._node_topic(st)}/status", b"online" if st.online else b"offline")
-        if not self.settings.homeassistant:
+        if self.discovery is None:
             return
         for topic, payload in self.discovery.gateway_configs(self.settings.stats_interval_s):
             self._send(topic, payload)

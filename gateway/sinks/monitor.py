@@ -22,6 +22,12 @@ PACKETS_KEPT = 100
 RATE_WINDOW_S = 60.0
 
 
+def expire_after_s(interval_s: float) -> int:
+    """Seconds without a report before a node is unavailable: three reporting intervals (a lost frame
+    or two is normal), at least one interval plus a minute."""
+    return int(max(3 * interval_s, interval_s + 60))
+
+
 @dataclass(slots=True)
 class NodeState:
     node_id: int
