@@ -510,6 +510,8 @@ def _interferers(sec: _Section, k: str) -> tuple[Interferer, ...]:
         return ()
     if not isinstance(v, list):
         raise ConfigError(f"{sec.key(k)}: must be a list of {{freq_hz = ..., rssi_dbm = ...}} tables")
+    if not v:
+        return ()
     from gateway.radio.air import Interferer
 
     out = []
