@@ -297,6 +297,7 @@ def operations(cfg: Config, registry: NodeRegistry, source: Any, db: Path) -> Op
             homeassistant=cfg.homeassistant.enabled,
             discovery_prefix=cfg.homeassistant.discovery_prefix,
             stats_interval_s=cfg.gateway.stats_interval_s,
+            retain_telemetry=cfg.mqtt.retain_telemetry,
         ),
         NodeCache(registry.get),
         registry.nodes,

@@ -131,6 +131,19 @@ class Monitor:
                 st.history.append((st.last_seen, float(st.rssi), float(st.snr)))
             return st
 
+    def get(self, node_id: int) -> NodeState | None:
+        with self._lock:
+            return self._nodes.get(node_id)
+
+    def rename(self, node_id: int, name: str) -> str | None:
+        """Give a known node its new topic name; returns the old one if it changed (else None)."""
+        with self._lock:
+            st = self._nodes.get(node_id)
+            if st is None or st.name == name:
+                return None
+            old, st.name = st.name, name
+            return old
+
     def forget(self, node_id: int) -> NodeState | None:
         with self._lock:
             return self._nodes.pop(node_id, None)

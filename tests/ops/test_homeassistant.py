@@ -77,7 +77,7 @@ class Recorder:
             connected=True,
             stats=SimpleNamespace(connects=1),
             take_messages=self._take,
-            subscribe=self.subscribed.append,
+            subscribe=lambda topic, handler=None, retained_only=False: self.subscribed.append(topic),
         )
         self.pipeline = SimpleNamespace(last_drop=("", None, ""))
         self.outbox = SimpleNamespace(load=lambda after, n: [])
@@ -120,7 +120,12 @@ def ops(tmp_path: Path):
 
 def test_announce_once_then_again_only_when_something_changes(ops) -> None:
     o, core, _reg, msg, clock = ops
-    assert core.subscribed == ["homeassistant/status"]
+    assert core.subscribed == [  # HA's birth, and what earlier runs left retained (reconciled on connecting)
+        "homeassistant/status",
+        "lora/gw1/nodes/+/status",
+        "lora/gw1/nodes/+/link",
+        "homeassistant/sensor/+/+/config",
+    ]
     o.tick(clock[0])  # the connection: gateway entities
     assert len(core.topics("/lora_gw_gw1/")) == 6  # (issue 18 added "Models drifting")
     o.published("lora/gw1/nodes/rh-node/telemetry", json.dumps(msg).encode())
