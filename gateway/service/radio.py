@@ -21,16 +21,19 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from gateway.codec import DEMO_MODEL, CodecError, Model, ModelStore, demo_model
+from gateway.codec import DEMO_MODEL, CodecError, ModelStore, demo_model
 from gateway.errors import ConfigError
 from gateway.frames import FrameEncoder, FrameError, FrameType, Node, NodeRegistry
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 from gateway.service.config import RadioSection
 
-if TYPE_CHECKING:  # downlink code: imported when [downlink] is on (attach_downlink) or by the emulated nodes
+# Annotations only: numpy and Model are the emulated nodes' (a chip's service with no learned model never
+# loads numpy); the downlink code is imported when [downlink] is on (attach_downlink) or by emulated nodes.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gateway.codec import Model
     from gateway.downlink.scheduler import TxQueue, TxRunner
     from gateway.frames.downlink import DownlinkDecoder
 
@@ -260,6 +263,8 @@ class SimNetwork:
         self.tx: TxRunner | None = None
         self.node_state = [SimNodeState() for _ in range(nodes)]
         self.interval_s = interval_s
+        import numpy as np
+
         self.rng = np.random.default_rng(seed)
         self.model = model
         self.node_ids = [SIM_NODE_BASE + i + 1 for i in range(nodes)]
