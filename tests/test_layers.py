@@ -153,3 +153,71 @@ def test_the_same_service_with_the_features_on_imports_them(tmp_path: Path) -> N
     assert published >= 3
     for feature, names in OPTIONAL.items():
         assert names[0] in modules, f"{feature} is on but {names[0]} was not imported"
+
+
+RUN_ON_A_CHIP = r"""
+import json, sys, threading, time
+import gateway.service.radio as service_radio
+from gateway.frames import FrameEncoder, Node
+from gateway.radio.sim import RadioSim
+from gateway.service.app import Gateway
+from gateway.service.config import load_config
+
+sim = None
+
+def open_emulated_sx1276(radio):  # the real driver on the register-level emulator instead of spidev
+    global sim
+    sim = RadioSim(nodes=1, config=service_radio.lora_config(radio), speed=1.0)
+    sim.gateway.begin(receive=True)
+    return sim.gateway
+
+service_radio.open_sx1276 = open_emulated_sx1276
+gw = Gateway(load_config(sys.argv[1]))
+gw.registry.add(Node(node_id=0x77, name="lpp-node"))
+
+def node_then_stop():
+    enc = FrameEncoder(0x77)
+    deadline = time.monotonic() + 8
+    while gw.core.published < 3 and time.monotonic() < deadline:
+        sim.nodes[0].send(enc.encode_lpp([(1, "temperature", 21.5)]))
+        time.sleep(0.1)
+    gw.request_stop()
+
+threading.Thread(target=node_then_stop, daemon=True).start()
+gw.run()
+print(json.dumps({"published": gw.core.published, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_a_service_on_a_chip_without_a_learned_model_never_imports_numpy(tmp_path: Path) -> None:
+    """``[radio] backend = "sx1276"`` with the default sections (downlink on, the rest off), LPP frames,
+    no model installed: numpy (16 MB of the service's memory) and the codec's model code stay unloaded."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        f'[gateway]\nid = "layers-{uuid.uuid4().hex[:8]}"\nstate_dir = "{state}"\n'
+        '[radio]\nbackend = "sx1276"\n'
+        '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\ntopic_prefix = "lora-test"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", RUN_ON_A_CHIP, str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PKG.parent,
+        env={**os.environ, "PYTHONPATH": str(PKG.parent)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    modules = set(result["modules"])
+    assert result["published"] >= 3
+    assert "gateway.service.downlink" in modules  # on by default
+    loaded = sorted(m for m in modules if m == "numpy" or m.startswith(("numpy.", "gateway.codec.model")))
+    assert not loaded, loaded

@@ -66,11 +66,11 @@ class CodecStats:
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """JSON-ready stats per model."""
-        import numpy as np
-
         out: dict[str, dict[str, object]] = {}
         with self._lock:
             for key, acc in self._acc.items():
+                import numpy as np  # a model has decoded frames, so numpy is loaded already
+
                 mean = acc.abs_err / acc.err_samples if acc.err_samples else np.zeros_like(acc.abs_err)
                 entry: dict[str, object] = {
                     "frames": acc.frames,
