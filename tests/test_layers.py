@@ -80,6 +80,15 @@ OPTIONAL = {
     "auto_retrain": ("gateway.service.upkeep", "gateway.sinks.retrain", "gateway.sinks.history_export"),
 }
 
+def clean_env() -> dict[str, str]:
+    """The environment for a service subprocess, without what other tests may have left in it
+    (LORA_GW_* overrides, a systemd notify socket)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORA_GW_") and k != "NOTIFY_SOCKET"}
+    return {**env, "PYTHONPATH": str(PKG.parent)}
+
+
 RUN_SERVICE = r"""
 import json, sys, threading, time
 from gateway.service.app import Gateway
@@ -103,7 +112,6 @@ def run_service(tmp_path: Path, extra: str) -> tuple[int, set[str]]:
     """A real service (emulated radio, the broker at 127.0.0.1:1883) in a fresh interpreter, stopped once
     it has published 3 frames: what it published and every module it had loaded."""
     import json
-    import os
     import subprocess
     import sys
     import uuid
@@ -123,7 +131,7 @@ def run_service(tmp_path: Path, extra: str) -> tuple[int, set[str]]:
         text=True,
         timeout=60,
         cwd=PKG.parent,
-        env={**os.environ, "PYTHONPATH": str(PKG.parent)},
+        env=clean_env(),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.splitlines()[-1])
@@ -193,7 +201,6 @@ def test_a_service_on_a_chip_without_a_learned_model_never_imports_numpy(tmp_pat
     """``[radio] backend = "sx1276"`` with the default sections (downlink on, the rest off), LPP frames,
     no model installed: numpy (16 MB of the service's memory) and the codec's model code stay unloaded."""
     import json
-    import os
     import subprocess
     import sys
     import uuid
@@ -212,7 +219,7 @@ def test_a_service_on_a_chip_without_a_learned_model_never_imports_numpy(tmp_pat
         text=True,
         timeout=60,
         cwd=PKG.parent,
-        env={**os.environ, "PYTHONPATH": str(PKG.parent)},
+        env=clean_env(),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.splitlines()[-1])
