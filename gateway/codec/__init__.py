@@ -7,16 +7,44 @@ Public API: :class:`Schema`, :class:`Model` (``encode``/``decode``/``values``/``
 
 from __future__ import annotations
 
+import importlib
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 from gateway.codec.errors import CodecError, DataError, PayloadError, SchemaError, StoreError, WeightsError
-from gateway.codec.model import MAX_SAMPLES, Model
-from gateway.codec.schema import Channel, Schema
 from gateway.codec.stats import CodecStats
 from gateway.codec.store import ModelStore
-from gateway.codec.train import train, train_to_size
-from gateway.codec.weights import load as load_weights
-from gateway.codec.weights import save as save_weights
+
+if TYPE_CHECKING:
+    from gateway.codec.model import MAX_SAMPLES, Model
+    from gateway.codec.schema import Channel, Schema
+    from gateway.codec.train import train, train_to_size
+    from gateway.codec.weights import load as load_weights
+    from gateway.codec.weights import save as save_weights
+
+# Loaded on first use (PEP 562): they need numpy, which a gateway with no learned model installed never
+# loads (about 16 MB of its memory; README, "pipeline: peak RSS").
+_LAZY = {
+    "MAX_SAMPLES": ("gateway.codec.model", "MAX_SAMPLES"),
+    "Model": ("gateway.codec.model", "Model"),
+    "Channel": ("gateway.codec.schema", "Channel"),
+    "Schema": ("gateway.codec.schema", "Schema"),
+    "train": ("gateway.codec.train", "train"),
+    "train_to_size": ("gateway.codec.train", "train_to_size"),
+    "load_weights": ("gateway.codec.weights", "load"),
+    "save_weights": ("gateway.codec.weights", "save"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
 
 DEMO_MODEL = "weather-demo.npz"
 

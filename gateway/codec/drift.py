@@ -18,11 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from gateway.codec.model import Model
 from gateway.codec.stats import CodecStats
+
+if TYPE_CHECKING:  # no numpy until a model frame is decoded (gateway.codec.stats)
+    import numpy as np
+
+    from gateway.codec.model import Model
 
 log = logging.getLogger(__name__)
 BUCKET_S = 3600.0

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only once a model frame is decoded (none without a learned model installed)
+    import numpy as np
 
-from gateway.codec.model import Model
+    from gateway.codec.model import Model
+
+
+def _empty() -> np.ndarray:
+    import numpy as np
+
+    return np.zeros(0)
 
 
 @dataclass
@@ -19,11 +27,11 @@ class _Acc:
     frames: int = 0
     samples: int = 0
     payload_bytes: int = 0
-    abs_err: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    abs_err: np.ndarray = field(default_factory=_empty)
     err_samples: int = 0
     trained: list[float] = field(default_factory=list)
     names: tuple[str, ...] = ()
-    steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    steps: np.ndarray = field(default_factory=_empty)
 
 
 class CodecStats:
@@ -35,6 +43,8 @@ class CodecStats:
 
     def observe(self, model: Model, payload: bytes, samples: np.ndarray) -> None:
         """Account one decoded frame (its payload and the N × C quantised samples)."""
+        import numpy as np
+
         x = np.asarray(samples, dtype=np.int64)
         resid = np.abs(model.residuals(x[None])[0, 1:]) if len(x) > 1 else np.zeros((0, x.shape[1]))
         with self._lock:
@@ -59,6 +69,8 @@ class CodecStats:
         out: dict[str, dict[str, object]] = {}
         with self._lock:
             for key, acc in self._acc.items():
+                import numpy as np  # a model has decoded frames, so numpy is loaded already
+
                 mean = acc.abs_err / acc.err_samples if acc.err_samples else np.zeros_like(acc.abs_err)
                 entry: dict[str, object] = {
                     "frames": acc.frames,

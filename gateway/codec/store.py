@@ -16,15 +16,23 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.codec import weights
 from gateway.codec.errors import StoreError, WeightsError
-from gateway.codec.model import Model
 from gateway.paths import MODELS_DIR
+
+if TYPE_CHECKING:
+    from gateway.codec.model import Model
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^m(\d+)-v(\d+)\.npz$")
+
+
+def _weights() -> Any:
+    """gateway.codec.weights, imported when a weight file is read or written (it needs numpy)."""
+    from gateway.codec import weights
+
+    return weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +81,7 @@ class ModelStore:
 
     def _save_index(self, index: dict[str, Any]) -> None:
         data = json.dumps({"models": index}, indent=1, sort_keys=True).encode()
-        weights.write_atomic(self._index_path, data, StoreError)
+        _weights().write_atomic(self._index_path, data, StoreError)
 
     def path(self, model_id: int, version: int) -> Path:
         return self.root / f"m{model_id}-v{version}.npz"
@@ -93,19 +101,19 @@ class ModelStore:
     def install(self, source: str | os.PathLike[str], activate: bool = True) -> Model:
         """Verify a weight file and install it as the active version of its model id (``activate=False``:
         staged, installed beside the active version, which stays active)."""
-        data = weights.read_file(source, StoreError)
-        model = weights.from_bytes(data, str(source))
+        data = _weights().read_file(source, StoreError)
+        model = _weights().from_bytes(data, str(source))
         with self._lock:
             dest = self.path(model.model_id, model.version)
             if dest.exists():
-                old = weights.load(dest)
+                old = _weights().load(dest)
                 if old.meta.get("sha256") != model.meta.get("sha256"):
                     raise StoreError(
                         f"model {model.key} is already installed with different weights; "
                         "give the new file a higher version or remove the old one first"
                     )
             else:
-                weights.write_atomic(dest, data, StoreError)
+                _weights().write_atomic(dest, data, StoreError)
             index = self._index()
             entry = index.get(str(model.model_id), {})
             if not activate and entry.get("active") is not None:
@@ -130,7 +138,7 @@ class ModelStore:
             version = versions[-1] if version is None else version
             if version not in versions:
                 raise StoreError(f"model {model_id}@{version} is not installed")
-            weights.load(self.path(model_id, version))  # refuse to activate a corrupt file
+            _weights().load(self.path(model_id, version))  # refuse to activate a corrupt file
             index = self._index()
             entry = index.get(str(model_id), {})
             if entry.get("active") != version:
@@ -205,7 +213,7 @@ class ModelStore:
         cached = self._cache.get((model_id, version))
         if cached and cached[0] == mtime:
             return cached[1]
-        model = weights.load(path)
+        model = _weights().load(path)
         if (model.model_id, model.version) != (model_id, version):
             raise WeightsError(f"{path}: file holds model {model.key}")
         self._cache[(model_id, version)] = (mtime, model)
@@ -261,7 +269,7 @@ class ModelStore:
             if version is not None and item.version != version:
                 continue
             try:
-                weights.load(item.path)
+                _weights().load(item.path)
                 out.append((item, None))
             except WeightsError as exc:
                 out.append((item, exc.message))

@@ -13,8 +13,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from gateway.codec import CodecError, Model, ModelStore
+from gateway.codec import CodecError, ModelStore
+
+if TYPE_CHECKING:
+    from gateway.codec import Model
 
 log = logging.getLogger(__name__)
 

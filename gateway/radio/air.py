@@ -1,7 +1,8 @@
 """The virtual air: emulated SX1276 chips hearing each other under a virtual clock.
 
 A frame is heard only by chips in receive on the same frequency (within a quarter of the bandwidth),
-spreading factor, bandwidth, sync word and IQ polarity, and only when its SNR is above the
+spreading factor, bandwidth, sync word and IQ polarity (RegInvertIQ and RegInvertIQ2 together, see
+``emulator.iq_polarity``), and only when its SNR is above the
 demodulator limit. Time on air follows the datasheet formula. Each chip demodulates one frame at a
 time; frames overlapping on one channel collide: a frame survives only when it is at least
 ``capture_db`` (6 dB) stronger than every other one (a stronger frame can take over the receiver
@@ -207,7 +208,7 @@ class VirtualAir:
         if tx.sync_word != rp.sync_word:
             self._count(rx, "not_heard_sync")
             return
-        if tx.iq_tx_inverted != rp.iq_rx_inverted:
+        if tx.iq_tx_inverted is None or rp.iq_rx_inverted is None or tx.iq_tx_inverted != rp.iq_rx_inverted:
             self._count(rx, "not_heard_iq")
             return
         if rp.sf == 6 and (

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from gateway.hw.clock import VirtualClock, wait_event
 from gateway.radio import regs
 from gateway.radio.airtime import symbol_time_s, time_on_air_s
+from gateway.radio.faults import FAULTS
 from gateway.radio.regs import Irq, Mode, Reg
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,24 @@ IMAGE_CAL_DURATION_S = 0.010  # datasheet 2.1.3.8: about 10 ms
 CAD_SYMBOLS = 2  # a CAD lasts about two symbols (datasheet 4.1.6)
 RX_LORA_MODES = (Mode.RXCONTINUOUS, Mode.RXSINGLE)
 
-# Wiring faults an installer meets in the field, so that every diagnostic check can fail in a test:
-#   chip-absent     every SPI read returns 0x00 (no power reaching the module, or the wrong chip select)
-#   chip-unpowered  every SPI read returns 0xFF (MISO floating high: not wired, or the chip unpowered)
-#   no-dio0         the DIO0 line never rises (not wired to the configured GPIO); RegIrqFlags still works
-#   reset-stuck     the RESET pulse never reaches the chip: registers keep their values
-#   spi-marginal    above SPI_MARGINAL_HZ the chip latches bit 0 of written data wrongly (long wires)
-FAULTS = ("none", "chip-absent", "chip-unpowered", "no-dio0", "reset-stuck", "spi-marginal")
+# Wiring faults (FAULTS): see gateway.radio.faults. spi-marginal: above this the chip latches bit 0 wrongly.
 SPI_MARGINAL_HZ = 5_000_000
 SPI_MAX_HZ = 10_000_000  # datasheet table 8 (SPI timing): fSCK max 10 MHz
 # spidev reads the device's own maximum at open(): the device tree's spi-max-frequency, 125 MHz for
 # the spidev nodes of the Raspberry Pi overlays (unconfirmed against every kernel); far above 10 MHz
 SPIDEV_DEFAULT_HZ = 125_000_000
+
+
+def iq_polarity(inverted: bool, invert_iq2: int) -> bool | None:
+    """The IQ polarity one direction really uses: RegInvertIQ's bit for it (bit 6 RX, bit 0 TX with 0 =
+    inverted) and RegInvertIQ2 (0x3B, LoRa page) together. The datasheet documents only RegInvertIQ;
+    Semtech's reference driver (LoRaMac-node sx1276.c, SX1276SetRx and SX1276Send) always writes 0x3B
+    with it: 0x19 (RFLR_INVERTIQ2_ON) for inverted IQ, 0x1D (RFLR_INVERTIQ2_OFF, the reset value) for
+    normal. What the chip does when the two disagree is not documented; here it demodulates with
+    neither polarity (None), so a driver that sets only one of them fails here too."""
+    if invert_iq2 == (regs.INVERT_IQ2_INVERTED if inverted else regs.INVERT_IQ2_NORMAL):
+        return inverted
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +83,8 @@ class RadioParams:
     crc: bool
     ldro: bool
     sync_word: int
-    iq_rx_inverted: bool
-    iq_tx_inverted: bool
+    iq_rx_inverted: bool | None  # None: RegInvertIQ and RegInvertIQ2 disagree (see iq_polarity)
+    iq_tx_inverted: bool | None
     preamble: int
     payload_length: int
     max_payload_length: int
@@ -292,8 +299,8 @@ class EmulatedSX1276:
             crc=bool(regs.RX_PAYLOAD_CRC_ON.get(lo[Reg.MODEM_CONFIG2])),
             ldro=bool(regs.LOW_DATA_RATE_OPTIMIZE.get(lo[Reg.MODEM_CONFIG3])),
             sync_word=lo[Reg.SYNC_WORD],
-            iq_rx_inverted=bool(regs.INVERT_IQ_RX.get(lo[Reg.INVERT_IQ])),
-            iq_tx_inverted=not regs.INVERT_IQ_TX_OFF.get(lo[Reg.INVERT_IQ]),
+            iq_rx_inverted=iq_polarity(bool(regs.INVERT_IQ_RX.get(lo[Reg.INVERT_IQ])), lo[Reg.INVERT_IQ2]),
+            iq_tx_inverted=iq_polarity(not regs.INVERT_IQ_TX_OFF.get(lo[Reg.INVERT_IQ]), lo[Reg.INVERT_IQ2]),
             preamble=max(6, (lo[Reg.PREAMBLE_MSB] << 8) | lo[Reg.PREAMBLE_LSB]),
             payload_length=lo[Reg.PAYLOAD_LENGTH],
             max_payload_length=lo[Reg.MAX_PAYLOAD_LENGTH],

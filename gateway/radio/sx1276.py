@@ -293,6 +293,12 @@ class SX1276:
         self._op_tx = 0x80 | self._lf_bit_for(cfg) | Mode.TX
         self._op_rx = 0x80 | self._lf_bit_for(cfg) | Mode.RXCONTINUOUS
         self._shifted_rx = self._rx_frequency_hz(cfg) != cfg.frequency_hz
+        # RegInvertIQ2 must agree with the direction in use (0x19 inverted, 0x1D normal: Semtech's reference
+        # driver writes it with RegInvertIQ in both SetRx and Send). Configured for receive; transmit()
+        # switches it only when the TX polarity differs, and entering RX (or CAD) puts the RX value back.
+        self._iq2_rx = regs.INVERT_IQ2_INVERTED if cfg.invert_iq_rx else regs.INVERT_IQ2_NORMAL
+        self._iq2_tx = regs.INVERT_IQ2_INVERTED if cfg.invert_iq_tx else regs.INVERT_IQ2_NORMAL
+        self._iq2_on_tx = False  # RegInvertIQ2 holds the TX value (between transmit and _restore_rx)
 
     def _burst_read(self, reg: int, count: int) -> list[int]:
         return self.spi.transfer([reg & regs.ADDRESS_MASK] + [0] * count)[1:]
@@ -468,7 +474,8 @@ class SX1276:
         # IQ polarity (Semtech's reference driver: RegInvertIQ b6 RX, b0 TX-normal; RegInvertIQ2)
         self.invert_iq_rx = int(cfg.invert_iq_rx)
         self.invert_iq_tx_off = int(not cfg.invert_iq_tx)
-        self._write(Reg.INVERT_IQ2, regs.INVERT_IQ2_INVERTED if cfg.invert_iq_rx else regs.INVERT_IQ2_NORMAL)
+        self._write(Reg.INVERT_IQ2, self._iq2_rx)  # receive's value (see _prepare)
+        self._iq2_on_tx = False
         self._apply_errata(cfg, code)
         # FIFO halves, IRQs, DIO0 = RxDone, DIO1 = RxTimeout
         self._burst_write(Reg.FIFO_TX_BASE_ADDR, [FIFO_TX_BASE, FIFO_RX_BASE])
@@ -517,8 +524,15 @@ class SX1276:
         self._burst_write(Reg.FIFO_ADDR_PTR, [FIFO_RX_BASE, FIFO_TX_BASE, FIFO_RX_BASE, 0, IRQ_MASK, 0xFF])
         self._enter_rx()
 
+    def _iq2_back_to_rx(self) -> None:
+        """RegInvertIQ2 to its receive value if a transmission left the TX one (before RX or CAD)."""
+        if self._iq2_on_tx:
+            self._write(Reg.INVERT_IQ2, self._iq2_rx)
+            self._iq2_on_tx = False
+
     def _enter_rx(self) -> None:
         """RXCONTINUOUS (flags already cleared), then note the valid-header counter."""
+        self._iq2_back_to_rx()
         self._write(Reg.OP_MODE, self._op_rx)
         self._expected_op_mode = self._op_rx
         # The datasheet says both "since the last transition into RX" and "reset in SLEEP" for the
@@ -729,7 +743,8 @@ class SX1276:
 
         Receiving resumes after TxDone (when waiting). Raises HardwareError if TxDone never comes.
         Six SPI transactions up to the TX mode write (plus one status read when a packet might be
-        pending in receive); ``last_tx_decision_to_mode_s`` is the time this call took to get there.
+        pending in receive, and one RegInvertIQ2 write when the TX IQ polarity is not the receive one,
+        undone on the way back); ``last_tx_decision_to_mode_s`` is the time this call took to get there.
         """
         decided = time.perf_counter()
         if not 1 <= len(payload) <= 255:
@@ -743,6 +758,9 @@ class SX1276:
             self._receiving = False
             if self._shifted_rx:
                 self._write_frf(self.config.frequency_hz)
+            if self._iq2_tx != self._iq2_rx and not self._iq2_on_tx:  # a gateway: normal IQ in, inverted out
+                self._write(Reg.INVERT_IQ2, self._iq2_tx)
+                self._iq2_on_tx = True
             # FifoAddrPtr = TX base, bases and mask as configured, every IRQ flag cleared
             self._burst_write(
                 Reg.FIFO_ADDR_PTR, [FIFO_TX_BASE, FIFO_TX_BASE, FIFO_RX_BASE, 0, IRQ_MASK, 0xFF]
@@ -768,7 +786,8 @@ class SX1276:
         return toa
 
     def wait_tx_done(self, timeout_s: float) -> None:
-        """Wait for TxDone (the DIO0 edge, or polling), then go back to receive in three transactions."""
+        """Wait for TxDone (the DIO0 edge, or polling), then go back to receive in three transactions
+        (four when RegInvertIQ2 goes back to its receive value, see ``_enter_rx``)."""
         deadline = self.clock.monotonic() + timeout_s
         while True:
             remaining = deadline - self.clock.monotonic()
@@ -796,6 +815,7 @@ class SX1276:
             self._receiving = False
             self._write(Reg.DIO_MAPPING1, (regs.DIO0_CAD_DONE << 6) | (regs.DIO1_CAD_DETECTED << 4))
             self._write(Reg.IRQ_FLAGS, 0xFF)
+            self._iq2_back_to_rx()
             self._set_mode(Mode.CAD)
         done = self._wait_flag(Irq.CAD_DONE, timeout_s)
         flags = self._restore_rx()

@@ -30,7 +30,6 @@ from gateway.service.core import Core, CoreSettings
 from gateway.service.journal import use_journal_format
 from gateway.service.notify import Notifier
 from gateway.service.operations import Operations, OperationsSettings, start_web
-from gateway.service.upkeep import ModelUpkeep
 from gateway.sinks.history import HistorySettings
 from gateway.sinks.mqtt import MqttSettings, MqttSink, shown_url
 from gateway.sinks.outbox import Outbox, OutboxSettings
@@ -190,13 +189,17 @@ class Gateway:
         )
         self.operations.attach(self.core)
         self.stop_event = threading.Event()
-        m = cfg.models
-        self.upkeep = (
-            ModelUpkeep(
-                self.state_dir, m.auto_retrain, auto_activate=m.auto_activate, min_gain_pct=m.min_gain_pct
-            )
-            if m.auto_retrain != "off"
-            else None
+        self.upkeep = self._upkeep()
+
+    def _upkeep(self) -> Any:
+        """[models] auto_retrain: the retraining thread; its code (history export, training) only if on."""
+        m = self.cfg.models
+        if m.auto_retrain == "off":
+            return None
+        from gateway.service.upkeep import ModelUpkeep
+
+        return ModelUpkeep(
+            self.state_dir, m.auto_retrain, auto_activate=m.auto_activate, min_gain_pct=m.min_gain_pct
         )
 
     def _downlink(self, db: Path) -> Any:
@@ -296,6 +299,7 @@ def operations(cfg: Config, registry: NodeRegistry, source: Any, db: Path) -> Op
             homeassistant=cfg.homeassistant.enabled,
             discovery_prefix=cfg.homeassistant.discovery_prefix,
             stats_interval_s=cfg.gateway.stats_interval_s,
+            retain_telemetry=cfg.mqtt.retain_telemetry,
         ),
         NodeCache(registry.get),
         registry.nodes,

@@ -20,12 +20,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
-from gateway.radio.air import Interferer
-from gateway.radio.emulator import FAULTS
+from gateway.radio.faults import FAULTS
 from gateway.sinks.url import BrokerUrl, parse_broker_url, redact_url
+
+if TYPE_CHECKING:  # the emulated air is loaded only when interferers are configured
+    from gateway.radio.air import Interferer
 
 ENV_URL = "LORA_GW_MQTT_URL"
 ENV_USERNAME = "LORA_GW_MQTT_USERNAME"
@@ -508,6 +510,10 @@ def _interferers(sec: _Section, k: str) -> tuple[Interferer, ...]:
         return ()
     if not isinstance(v, list):
         raise ConfigError(f"{sec.key(k)}: must be a list of {{freq_hz = ..., rssi_dbm = ...}} tables")
+    if not v:
+        return ()
+    from gateway.radio.air import Interferer
+
     out = []
     for i, item in enumerate(v):
         one = _Section(f"{sec.key(k)}[{i}]", item)

@@ -30,9 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.downlink.manager import Downlinker, Uplink, repeated_uplink
 from gateway.frames import DecodedFrame, PayloadCodec
 from gateway.pipeline.message import StoredFrame
 from gateway.pipeline.pipeline import Pipeline
@@ -41,6 +40,9 @@ from gateway.radio.packet import RxPacket
 from gateway.service.notify import Notifier
 from gateway.sinks.mqtt import Delivery, MqttSink, RefusalLog, Unpublishable
 from gateway.sinks.outbox import Outbox
+
+if TYPE_CHECKING:  # the downlink code is imported only when [downlink] is on (gateway.service.downlink)
+    from gateway.downlink.manager import Downlinker, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,9 @@ class Core:
         self._uplinks: dict[int, Uplink] = {}  # outbox row id → what its downlink window needs
         self._packet: RxPacket | None = None  # the packet being ingested
         if downlink is not None:
+            from gateway.downlink.manager import Uplink, repeated_uplink
+
+            self._uplink, self._repeated_uplink = Uplink, repeated_uplink
             pipeline.on_control = self._control
             pipeline.on_duplicate = self._repeated
         self.observer = observer
@@ -232,7 +237,7 @@ class Core:
             self._rx_time.clear()
         self._rx_time[rid] = t0
         if self.downlink is not None and decoded.format.value == "frame" and len(self._uplinks) < 100_000:
-            self._uplinks[rid] = Uplink(
+            self._uplinks[rid] = self._uplink(
                 decoded.node_id, decoded.fcnt, decoded.ack_requested, packet.monotonic_s, packet.freq_hz
             )
 
@@ -245,7 +250,9 @@ class Core:
             self.downlink.report(frame.node_id, frame.payload, frame.fcnt, frame.counter_epoch)
             pkt = self._packet
             if pkt is not None:
-                up = Uplink(frame.node_id, frame.fcnt, frame.ack_requested, pkt.monotonic_s, pkt.freq_hz)
+                up = self._uplink(
+                    frame.node_id, frame.fcnt, frame.ack_requested, pkt.monotonic_s, pkt.freq_hz
+                )
                 self.downlink.committed(up)
         else:
             self.downlink.control(frame.node_id, frame.frame_type, frame.payload)
@@ -253,7 +260,7 @@ class Core:
     def _repeated(self, packet: RxPacket) -> None:
         """A node repeats a frame whose acknowledgement it missed: acknowledge it again, unless the first
         copy is still waiting for its commit (its acknowledgement follows that)."""
-        up = repeated_uplink(packet.payload, packet.monotonic_s, packet.freq_hz)
+        up = self._repeated_uplink(packet.payload, packet.monotonic_s, packet.freq_hz)
         if up is None or self.downlink is None:
             return
         if any(u.node_id == up.node_id for u in self._uplinks.values()):

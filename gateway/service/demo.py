@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -24,11 +22,12 @@ from typing import Any
 
 from gateway import paths
 from gateway.downlink.manager import DownlinkSettings
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError
 from gateway.frames import FrameDecoder, NodeRegistry
 from gateway.pipeline.pipeline import Pipeline
 from gateway.pipeline.render import NodeCache, Renderer
 from gateway.service.app import codec_stats, model_resolver
+from gateway.service.broker import BrokerUnavailable, PrivateMosquitto, _answers
 from gateway.service.config import ENV_PASSWORD, ENV_USERNAME, RadioSection
 from gateway.service.core import Core, CoreSettings
 from gateway.service.downlink import DownlinkService
@@ -43,73 +42,6 @@ log = logging.getLogger(__name__)
 DEMO_GATEWAY_ID = "demo"
 DEMO_INTERVAL_S = 4.0  # each simulated node reports every ~4 simulated seconds (ALOHA: ~15 % collide)
 DEMO_SPEED = 5.0  # simulated seconds per real second
-
-
-class BrokerUnavailable(GatewayError):
-    reason = "no_broker"
-
-
-def _answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-class PrivateMosquitto:
-    """A mosquitto on a free 127.0.0.1 port, anonymous, no persistence; removed on ``stop``."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("mosquitto") or next(
-            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
-        )
-        if binary is None:
-            raise BrokerUnavailable(
-                "no MQTT broker answers on 127.0.0.1:1883 and mosquitto is not installed: "
-                "sudo apt-get install mosquitto (or pass --broker mqtt://host:port)"
-            )
-        self.dir = Path(tempfile.mkdtemp(prefix="lora-gw-mosquitto-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        conf = self.dir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-        if os.geteuid() == 0:
-            lines.append("user root")  # else it switches to user mosquitto, who cannot read our temp dir
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 10
-        while not _answers("127.0.0.1", self.port, 0.2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
-                self.stop()
-                raise BrokerUnavailable(
-                    f"private mosquitto did not start: {err.splitlines()[-1] if err else '?'}"
-                )
-            time.sleep(0.05)
-        log.info("started a private mosquitto on 127.0.0.1:%d", self.port)
-
-    @property
-    def url(self) -> BrokerUrl:
-        return BrokerUrl("127.0.0.1", self.port, False)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def with_env_credentials(broker: BrokerUrl, env: Mapping[str, str]) -> BrokerUrl:

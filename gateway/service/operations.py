@@ -7,6 +7,13 @@ may use the registry and the outbox; the HTTP thread reads only ``monitor`` and 
 Topics (``<p>`` = prefix/gateway id): ``<p>/nodes/<node>/status`` retained ``online``/``offline`` (offline
 once the node has been silent for :func:`expire_after_s` of its reporting interval), ``<p>/nodes/<node>/link``
 retained ``{"last_seen", "rssi", "snr", "frames", "lost", "loss_pct"}`` (at most every ``link_interval_s``).
+
+Retained messages never outlive what they describe: a renamed node's old topics are emptied (and its Home
+Assistant entities re-announced with the new name and state topics, under the same config topics, which
+are keyed by node id); a removed node's are emptied and its entities withdrawn. Whatever an earlier run
+left on the broker is reconciled at every connection: the retained messages under ``<p>/nodes/`` and the
+discovery configs of this gateway's nodes that the broker sends on subscribing are withdrawn when no
+registered node has that name or id any more.
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.frames.registry import topic_name
 from gateway.pipeline.render import utc_iso
 from gateway.radio.packet import RxPacket
-from gateway.sinks.homeassistant import Discovery, Sensor, expire_after_s, sensors_of
-from gateway.sinks.monitor import Monitor, NodeState
+from gateway.sinks.monitor import Monitor, NodeState, expire_after_s
+
+if TYPE_CHECKING:  # Home Assistant's code is imported only when [homeassistant] is on
+    from gateway.sinks.homeassistant import Discovery, Sensor
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,7 @@ class OperationsSettings:
     registry_check_s: float = 30.0
     values_interval_s: float = 1.0  # a node's values are parsed at most this often (see ``published``)
     snapshot_interval_s: float = 2.0  # how fresh /api/status and /metrics are
+    retain_telemetry: bool = False  # [mqtt] retain_telemetry: a node's telemetry topic is retained too
 
 
 class Operations:
@@ -60,7 +70,12 @@ class Operations:
         self.settings = settings
         self.base = base_topic
         self.monitor = Monitor(clock)
-        self.discovery = Discovery(gateway_id, base_topic, settings.discovery_prefix)
+        self.discovery: Discovery | None = None
+        if settings.homeassistant:
+            from gateway.sinks.homeassistant import Discovery, sensors_of
+
+            self.discovery = Discovery(gateway_id, base_topic, settings.discovery_prefix)
+            self._sensors_of = sensors_of
         self._lookup = node_lookup
         self._registry_nodes = registry_nodes
         self._radio_stats = radio_stats
@@ -77,14 +92,28 @@ class Operations:
         self._next_registry = self._started + settings.registry_check_s
         self._next_snapshot = self._started
         self._next_check = self._started
-        self._silent: set[int] = set()  # registered, never heard this run, announced offline
+        self._silent: dict[int, str] = {}  # registered, never heard this run, announced offline: topic name
+        self._retained: list[tuple[str, bytes]] = []  # retained messages from the broker, for ``tick``
+        self._retained_configs: dict[int, set[str]] = {}  # discovery configs kept for registered nodes
+        self._known: tuple[float, dict[int, str]] | None = None  # registry: node id → topic name (cached)
         self._oldest_age_s: float | None = None
         self._parse_due: dict[int, float] = {}
 
     def attach(self, core: Any) -> None:
         self.core = core
-        if self.settings.homeassistant:
+        if self.discovery is not None:
             core.sink.subscribe(self.discovery.birth_topic)
+        if self._registry_nodes is None:
+            return  # nothing to reconcile against
+
+        def keep(topic: str, payload: bytes) -> None:  # inside the sink's wait; ``tick`` acts on them
+            self._retained.append((topic, payload))
+
+        filters = [f"{self.base}/nodes/+/{suffix}" for suffix in self._node_suffixes()]
+        if self.discovery is not None:
+            filters.append(f"{self.discovery.prefix}/sensor/+/+/config")
+        for topic_filter in filters:
+            core.sink.subscribe(topic_filter, keep, retained_only=True)
 
     # -- from the core --------------------------------------------------------------------------------------
 
@@ -128,8 +157,13 @@ class Operations:
         node = self._lookup(nid)
         interval = self._interval(node)
         values = list(msg.get("values") or []) if msg is not None else None
+        old_name = self.monitor.rename(nid, name)
+        if old_name is not None:
+            self._renamed(nid, old_name, name)
         st = self.monitor.telemetry(nid, name, fcnt, received, rssi, snr, values, interval)
-        self._silent.discard(nid)
+        silent_as = self._silent.pop(nid, None)
+        if silent_as is not None and silent_as != name:  # renamed before it was ever heard
+            self._send(f"{self.base}/nodes/{silent_as}/status", b"")
         if st.online is not True:
             st.online = True
             self._send(f"{self._node_topic(st)}/status", b"online")
@@ -139,7 +173,7 @@ class Operations:
             kind = getattr(getattr(node, "format", None), "value", None) or str(msg.get("format", "frame"))
             if "model_id" in msg:
                 kind = f"{kind}+model {msg['model_id']}"
-            self._sensors[nid] = (st.name, sensors_of(st.values), interval, kind)
+            self._sensors[nid] = (st.name, self._sensors_of(st.values), interval, kind)
             self._announce(nid)
 
     def tick(self, now: float) -> None:
@@ -149,8 +183,11 @@ class Operations:
         if core.sink.connected and core.sink.stats.connects != self._connects:
             self._connects = core.sink.stats.connects
             self._announce_all()  # a new connection: the broker may have lost what was retained
+        if self._retained:
+            self._reconcile()
+        birth = self.discovery.birth_topic if self.discovery is not None else None
         for topic, payload in core.sink.take_messages():
-            if topic == self.discovery.birth_topic and payload.strip() == b"online":
+            if topic == birth and payload.strip() == b"online":
                 log.info("homeassistant: %s is online, announcing every entity again", topic)
                 self._announce_all()
         if now < self._next_check:
@@ -215,6 +252,87 @@ class Operations:
     def _node_topic(self, st: NodeState) -> str:
         return f"{self.base}/nodes/{st.name}"
 
+    def _node_suffixes(self) -> tuple[str, ...]:
+        """The retained topics of a node (telemetry only when ``retain_telemetry``)."""
+        return ("status", "link", "telemetry") if self.settings.retain_telemetry else ("status", "link")
+
+    def _renamed(self, node_id: int, old: str, new: str) -> None:
+        """Empty the old name's retained topics, state the node's status under the new one and re-announce
+        its entities (same config topics: HA keeps the entity and its history, with the new name)."""
+        log.info(
+            "node %08x: renamed %s -> %s, clearing the retained topics of the old name", node_id, old, new
+        )
+        for suffix in self._node_suffixes():
+            self._send(f"{self.base}/nodes/{old}/{suffix}", b"")
+        st = self.monitor.get(node_id)
+        if st is not None and st.online is not None:
+            self._send(f"{self._node_topic(st)}/status", b"online" if st.online else b"offline")
+        if st is not None and node_id in self._link_due:  # the link figures move at once too
+            self._link_due[node_id] = self._clock() + self.settings.link_interval_s
+            self._send(f"{self._node_topic(st)}/link", json.dumps(st.link()).encode())
+        if node_id in self._sensors:
+            _name, sensors, interval, kind = self._sensors[node_id]
+            self._sensors[node_id] = (new, sensors, interval, kind)
+            self._announce(node_id)
+
+    def _known_nodes(self) -> dict[int, str] | None:
+        """Registered node id → topic name, read at most once a second (None: the registry failed)."""
+        now = self._clock()
+        if self._known is None or now - self._known[0] >= 1.0:
+            assert self._registry_nodes is not None
+            try:
+                nodes = self._registry_nodes()
+            except Exception as exc:  # a locked database must not stop the core
+                log.warning("registry read failed, retained topics not reconciled now: %s", exc)
+                return None
+            self._known = (now, {n.node_id: topic_name(n.node_id, n.name) for n in nodes})
+        return self._known[1]
+
+    def _reconcile(self) -> None:
+        """Retained messages the broker holds from earlier runs: withdraw those of names and node ids no
+        longer registered; note the discovery configs of registered nodes (see ``_announce``)."""
+        known = self._known_nodes()
+        if known is None:
+            return  # kept for the next tick
+        batch, self._retained = self._retained, []
+        names = set(known.values()) | {st.name for st in self.monitor.states()}
+        node_topics = f"{self.base}/nodes/"
+        for topic, payload in batch:
+            if not payload:
+                continue
+            if topic.startswith(node_topics):
+                name = topic[len(node_topics) :].split("/", 1)[0]
+                if name not in names:
+                    log.info("retained %s: no registered node is named %s any more, clearing it", topic, name)
+                    self._send(topic, b"")
+                continue
+            node_id = self._config_node(topic, payload)
+            if node_id is None:
+                continue
+            if node_id in known:
+                if node_id not in self._announced:
+                    self._retained_configs.setdefault(node_id, set()).add(topic)
+                continue
+            log.info("homeassistant: node %08x is no longer registered, withdrawing %s", node_id, topic)
+            self._send(topic, b"")
+
+    def _config_node(self, topic: str, payload: bytes) -> int | None:
+        """The node id of a discovery config this gateway announced (its object and its via_device say so),
+        else None (the gateway's own configs, other gateways', other integrations')."""
+        if self.discovery is None:
+            return None
+        ident = self.discovery.gateway_ident
+        obj = topic.split("/")[-3]
+        suffix = obj[len(ident) + 1 :]
+        if not obj.startswith(f"{ident}_") or len(suffix) != 8:
+            return None
+        try:
+            node_id = int(suffix, 16)
+            via = json.loads(payload).get("device", {}).get("via_device")
+        except (ValueError, AttributeError):
+            return None
+        return node_id if via == ident else None
+
     def _send(self, topic: str, payload: bytes) -> None:
         """Retained, in order; kept until the sink takes it (a full window or a broker outage)."""
         if len(self._pending) >= 10_000:
@@ -231,6 +349,8 @@ class Operations:
             self._pending.popleft()
 
     def _announce(self, node_id: int, force: bool = False) -> None:
+        if self.discovery is None:
+            return
         name, sensors, interval, kind = self._sensors[node_id]
         signature = (name, sensors, expire_after_s(interval), kind)
         old = self._announced.get(node_id)
@@ -238,9 +358,9 @@ class Operations:
             return
         configs = self.discovery.node_configs(node_id, name, sensors, interval, kind)
         topics = [t for t, _ in configs]
-        if old is not None:
-            for gone in set(old[1]) - set(topics):  # a channel the node no longer sends
-                self._send(gone, b"")
+        before = set(old[1]) if old is not None else self._retained_configs.pop(node_id, set())
+        for gone in before - set(topics):  # a channel the node no longer sends (this run or an earlier one)
+            self._send(gone, b"")
         if old is None or old[0] != signature:
             log.info("homeassistant: node %08x (%s): announcing %d entities", node_id, name, len(configs))
         for topic, payload in configs:
@@ -251,7 +371,7 @@ class Operations:
         for st in self.monitor.states():
             if st.online is not None:
                 self._send(f"{self._node_topic(st)}/status", b"online" if st.online else b"offline")
-        if not self.settings.homeassistant:
+        if self.discovery is None:
             return
         for topic, payload in self.discovery.gateway_configs(self.settings.stats_interval_s):
             self._send(topic, payload)
@@ -259,9 +379,9 @@ class Operations:
             self._announce(node_id, force=True)
 
     def _check_registry(self, now: float) -> None:
-        """Removed nodes lose their entities (empty retained configs) and their status; renamed nodes are
-        announced under their new name by their next telemetry. Registered nodes never heard are announced
-        offline once their silence is longer than their expiry."""
+        """Removed nodes lose their entities (empty retained configs) and their retained topics; renamed nodes
+        move theirs to the new name (``_renamed``). Registered nodes never heard are announced offline once
+        their silence is longer than their expiry."""
         if self._registry_nodes is None:
             return
         try:
@@ -269,8 +389,14 @@ class Operations:
         except Exception as exc:  # a locked database must not stop the core
             log.warning("registry check failed: %s", exc)
             return
+        self._known = (now, {nid: topic_name(nid, n.name) for nid, n in nodes.items()})
         for st in self.monitor.states():
-            if st.node_id in nodes:
+            node = nodes.get(st.node_id)
+            if node is not None:
+                name = topic_name(st.node_id, node.name)
+                old_name = self.monitor.rename(st.node_id, name)
+                if old_name is not None:
+                    self._renamed(st.node_id, old_name, name)
                 continue
             self.monitor.forget(st.node_id)
             self._link_due.pop(st.node_id, None)
@@ -281,15 +407,24 @@ class Operations:
             )
             for topic in old[1] if old else []:
                 self._send(topic, b"")
-            self._send(f"{self._node_topic(st)}/status", b"")
-            self._send(f"{self._node_topic(st)}/link", b"")
+            for suffix in self._node_suffixes():
+                self._send(f"{self._node_topic(st)}/{suffix}", b"")
+        for nid in [n for n in self._silent if n not in nodes]:  # removed before it was ever heard
+            self._send(f"{self.base}/nodes/{self._silent.pop(nid)}/status", b"")
         heard = {st.node_id for st in self.monitor.states()}
         for nid, node in nodes.items():
-            if nid in heard or nid in self._silent:
+            name = topic_name(nid, node.name)
+            if nid in heard:
+                continue
+            if nid in self._silent:
+                if self._silent[nid] != name:  # renamed while silent
+                    self._send(f"{self.base}/nodes/{self._silent[nid]}/status", b"")
+                    self._silent[nid] = name
+                    self._send(f"{self.base}/nodes/{name}/status", b"offline")
                 continue
             if now - self._started > expire_after_s(self._interval(node)):
-                self._silent.add(nid)
-                self._send(f"{self.base}/nodes/{topic_name(nid, node.name)}/status", b"offline")
+                self._silent[nid] = name
+                self._send(f"{self.base}/nodes/{name}/status", b"offline")
 
     def _outbox_oldest_age(self) -> float | None:
         try:

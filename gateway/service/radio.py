@@ -19,18 +19,24 @@ from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from gateway.codec import DEMO_MODEL, CodecError, Model, ModelStore, demo_model
-from gateway.downlink.scheduler import TxQueue, TxRunner
+from gateway.codec import DEMO_MODEL, CodecError, ModelStore, demo_model
 from gateway.errors import ConfigError
 from gateway.frames import FrameEncoder, FrameError, FrameType, Node, NodeRegistry
-from gateway.frames.downlink import DownlinkDecoder
 from gateway.frames.nodeinfo import MAX_MODELS, NodeInfo, held_model
 from gateway.radio.packet import RxPacket
 from gateway.radio.sx1276 import SX1276, LoRaConfig, Pins
 from gateway.service.config import RadioSection
+
+# Annotations only: numpy and Model are the emulated nodes' (a chip's service with no learned model never
+# loads numpy); the downlink code is imported when [downlink] is on (attach_downlink) or by emulated nodes.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gateway.codec import Model
+    from gateway.downlink.scheduler import TxQueue, TxRunner
+    from gateway.frames.downlink import DownlinkDecoder
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ class DriverSource:
         self.tx: TxRunner | None = None  # downlink windows, served by this thread only
 
     def attach_downlink(self, queue: TxQueue, max_late_s: float) -> TxRunner:
+        from gateway.downlink.scheduler import TxRunner
+
         self.tx = TxRunner(self.driver, self.driver.clock, queue, max_late_s)
         return self.tx
 
@@ -296,10 +304,14 @@ class SimNetwork:
         held = tuple(firmware) if firmware is not None else ((model,) if model is not None else ())
         self.node_state = [SimNodeState(held, report_info) for _ in range(nodes)]
         self.interval_s = interval_s
+        import numpy as np
+
         self.rng = np.random.default_rng(seed)
         self.model = model
         self.node_ids = [SIM_NODE_BASE + i + 1 for i in range(nodes)]
         self.encoders = [FrameEncoder(nid) for nid in self.node_ids]
+        from gateway.frames.downlink import DownlinkDecoder
+
         for st, nid in zip(self.node_state, self.node_ids, strict=True):
             st.downlinks = DownlinkDecoder(nid, None)  # open nodes until ``register`` gives their keys
         self.telemetry = [Telemetry(np.random.default_rng(seed * 1000 + i), model) for i in range(nodes)]
@@ -316,6 +328,8 @@ class SimNetwork:
     def register(self, registry: NodeRegistry) -> None:
         """Register the simulated nodes (once) and continue where the gateway is: its counter and, for a node
         the operator gave a key, that key and its key epoch (as a provisioned node would)."""
+        from gateway.frames.downlink import DownlinkDecoder
+
         for i, nid in enumerate(self.node_ids):
             node = registry.get(nid)
             if node is None:
@@ -324,6 +338,8 @@ class SimNetwork:
             self.node_state[i].downlinks = DownlinkDecoder(nid, node.key, node.key_epoch)
 
     def attach_downlink(self, queue: TxQueue, max_late_s: float) -> TxRunner:
+        from gateway.downlink.scheduler import TxRunner
+
         self.tx = TxRunner(self.sim.gateway, self.sim.clock, queue, max_late_s)
         return self.tx
 

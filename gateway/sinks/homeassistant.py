@@ -17,6 +17,7 @@ from typing import Any
 from gateway import __version__
 from gateway.frames import lpp
 from gateway.pipeline.render import reading_keys
+from gateway.sinks.monitor import expire_after_s  # HA's expire_after is the node's expiry
 
 ORIGIN = {"name": "lora-gw", "sw_version": __version__}
 MANUFACTURER = "lora-gw"
@@ -81,12 +82,6 @@ def classify(kind: str, unit: str | None) -> tuple[str | None, str | None]:
     if dc is not None and (unit is None or unit not in DEVICE_CLASS_UNITS[dc]):
         dc = None
     return dc, ("total_increasing" if dc in TOTAL_CLASSES else "measurement")
-
-
-def expire_after_s(interval_s: float) -> int:
-    """Seconds without a report before a node is unavailable: three reporting intervals (a lost frame
-    or two is normal), at least one interval plus a minute."""
-    return int(max(3 * interval_s, interval_s + 60))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,12 @@ PACKETS_KEPT = 100
 RATE_WINDOW_S = 60.0
 
 
+def expire_after_s(interval_s: float) -> int:
+    """Seconds without a report before a node is unavailable: three reporting intervals (a lost frame
+    or two is normal), at least one interval plus a minute."""
+    return int(max(3 * interval_s, interval_s + 60))
+
+
 @dataclass(slots=True)
 class NodeState:
     node_id: int
@@ -124,6 +130,19 @@ class Monitor:
             if st.rssi is not None and st.snr is not None:
                 st.history.append((st.last_seen, float(st.rssi), float(st.snr)))
             return st
+
+    def get(self, node_id: int) -> NodeState | None:
+        with self._lock:
+            return self._nodes.get(node_id)
+
+    def rename(self, node_id: int, name: str) -> str | None:
+        """Give a known node its new topic name; returns the old one if it changed (else None)."""
+        with self._lock:
+            st = self._nodes.get(node_id)
+            if st is None or st.name == name:
+                return None
+            old, st.name = st.name, name
+            return old
 
     def forget(self, node_id: int) -> NodeState | None:
         with self._lock:

@@ -276,7 +276,9 @@ class MqttSink:
         self._isolating = 0  # > 0: one message at a time, for this many more deliveries
         self._subscriptions: list[str] = []  # (re)subscribed on every connection
         self._messages: list[tuple[str, bytes]] = []  # received, until ``take_messages``
-        self._handlers: list[tuple[str, Callable[[str, bytes], None]]] = []  # topic filter → handler
+        # topic filter → handler, and whether it sees only retained messages (those the broker sends on
+        # subscribing, with the retain flag; live ones are forwarded without it)
+        self._handlers: list[tuple[str, Callable[[str, bytes], None], bool]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -348,13 +350,16 @@ class MqttSink:
         self._close(client)
         self._connected = False
 
-    def subscribe(self, topic: str, handler: Callable[[str, bytes], None] | None = None) -> None:
+    def subscribe(
+        self, topic: str, handler: Callable[[str, bytes], None] | None = None, retained_only: bool = False
+    ) -> None:
         """Receive ``topic`` (QoS 1) on this and every later connection; see ``take_messages``. With
         ``handler``, messages matching it go to ``handler(topic, payload)`` instead (in the owner thread,
-        inside ``wait``)."""
+        inside ``wait``); with ``retained_only`` too, only the retained messages the broker sends when the
+        subscription is made (at every connection), never the live ones."""
         self._subscriptions.append(topic)
         if handler is not None:
-            self._handlers.append((topic, handler))
+            self._handlers.append((topic, handler, retained_only))
         if self._connected and self._client is not None:
             self._client.subscribe(topic, qos=1)
 
@@ -366,8 +371,10 @@ class MqttSink:
     def _on_message(self, gen: int, msg: mqtt.MQTTMessage) -> None:
         if gen != self._generation:
             return
-        for topic_filter, handler in self._handlers:
+        for topic_filter, handler, retained_only in self._handlers:
             if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                if retained_only and not msg.retain:
+                    return
                 try:
                     handler(msg.topic, bytes(msg.payload))
                 except Exception as exc:  # one bad message must not stop the client

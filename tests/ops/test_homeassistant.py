@@ -73,14 +73,28 @@ class Recorder:
         self.sent: list[tuple[str, bytes]] = []
         self.inbox: list[tuple[str, bytes]] = []
         self.subscribed: list[str] = []
+        self.handlers: dict[str, object] = {}  # topic filter → handler (retained messages, see retain())
         self.sink = SimpleNamespace(
             connected=True,
             stats=SimpleNamespace(connects=1),
             take_messages=self._take,
-            subscribe=self.subscribed.append,
+            subscribe=self._subscribe,
         )
         self.pipeline = SimpleNamespace(last_drop=("", None, ""))
         self.outbox = SimpleNamespace(load=lambda after, n: [])
+
+    def _subscribe(self, topic: str, handler=None, retained_only: bool = False) -> None:
+        self.subscribed.append(topic)
+        if handler is not None:
+            assert retained_only
+            self.handlers[topic] = handler
+
+    def retain(self, topic: str, payload: bytes) -> None:
+        """A retained message the broker sends on subscribing (as MqttSink's handler dispatch does)."""
+        from paho.mqtt.client import topic_matches_sub
+
+        handler = next(h for f, h in self.handlers.items() if topic_matches_sub(f, topic))
+        handler(topic, payload)  # type: ignore[operator]
 
     def _take(self):
         out, self.inbox = self.inbox, []
@@ -120,7 +134,12 @@ def ops(tmp_path: Path):
 
 def test_announce_once_then_again_only_when_something_changes(ops) -> None:
     o, core, _reg, msg, clock = ops
-    assert core.subscribed == ["homeassistant/status"]
+    assert core.subscribed == [  # HA's birth, and what earlier runs left retained (reconciled on connecting)
+        "homeassistant/status",
+        "lora/gw1/nodes/+/status",
+        "lora/gw1/nodes/+/link",
+        "homeassistant/sensor/+/+/config",
+    ]
     o.tick(clock[0])  # the connection: gateway entities
     assert len(core.topics("/lora_gw_gw1/")) == 6  # (issue 18 added "Models drifting")
     o.published("lora/gw1/nodes/rh-node/telemetry", json.dumps(msg).encode())
@@ -169,3 +188,56 @@ def test_a_registered_node_never_heard_is_announced_offline(ops) -> None:
     clock[0] += 120.0
     o.tick(clock[0])
     assert ("lora/gw1/nodes/quiet/status", b"offline") in core.sent
+
+
+def test_a_silent_node_renamed_moves_its_offline_status(ops) -> None:
+    o, core, reg, _msg, clock = ops
+    reg.add(Node(node_id=0x77, name="quiet", interval_s=10.0))
+    clock[0] += 120.0
+    o.tick(clock[0])
+    assert ("lora/gw1/nodes/quiet/status", b"offline") in core.sent
+    reg.rename(0x77, "hush")
+    clock[0] += 11.0
+    o.tick(clock[0])
+    assert core.sent[-2:] == [
+        ("lora/gw1/nodes/quiet/status", b""),
+        ("lora/gw1/nodes/hush/status", b"offline"),
+    ]
+
+
+def test_a_renamed_node_with_retained_telemetry_clears_that_too(tmp_path: Path) -> None:
+    reg = NodeRegistry(tmp_path / "gateway.db")
+    node, msg = telemetry_of_every_kind()["radiohead"]
+    reg.add(node)
+    clock = [1000.0]
+    settings = OperationsSettings(registry_check_s=10, retain_telemetry=True)
+    o = Operations("gw1", "lora/gw1", settings, reg.get, reg.nodes, clock=lambda: clock[0])
+    core = Recorder()
+    o.attach(core)
+    assert "lora/gw1/nodes/+/telemetry" in core.subscribed
+    o.published("lora/gw1/nodes/rh-node/telemetry", json.dumps(msg).encode())
+    reg.rename(node.node_id, "rh-renamed")
+    clock[0] += 11.0
+    o.tick(clock[0])
+    for suffix in ("status", "link", "telemetry"):
+        assert (f"lora/gw1/nodes/rh-node/{suffix}", b"") in core.sent
+    assert ("lora/gw1/nodes/rh-renamed/status", b"online") in core.sent
+    reg.close()
+
+
+def test_a_channel_dropped_while_the_gateway_was_down_loses_its_entity(ops) -> None:
+    """The broker still holds a config of the registered node that its telemetry no longer has: the first
+    announcement of this run withdraws it; the others it replaces."""
+    o, core, _reg, msg, clock = ops
+    stale = "homeassistant/sensor/lora_gw_gw1_0000002a/pressure/config"
+    kept = "homeassistant/sensor/lora_gw_gw1_0000002a/temperature/config"
+    body = json.dumps({"device": {"via_device": "lora_gw_gw1"}}).encode()
+    core.retain(stale, body)
+    core.retain(kept, body)
+    core.retain("homeassistant/sensor/lora_gw_gw1_0000002a_x/y/config", body)  # not one of ours
+    o.tick(clock[0])
+    assert not [t for t, p in core.sent if p == b""]  # a registered node: nothing withdrawn yet
+    o.published("lora/gw1/nodes/rh-node/telemetry", json.dumps(msg).encode())
+    assert (stale, b"") in core.sent
+    assert (kept, b"") not in core.sent and kept in core.topics()
+    assert [t for t, p in core.sent if p == b""] == [stale]

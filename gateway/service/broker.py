@@ -1,0 +1,87 @@
+"""A private Mosquitto on a free loopback port, for the demo and the benchmarks.
+
+A module of its own so that a benchmark can start a broker without loading the demo (and, through it,
+everything the service can wire)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from gateway.errors import GatewayError
+from gateway.sinks.url import BrokerUrl
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(GatewayError):
+    reason = "no_broker"
+
+
+def _answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class PrivateMosquitto:
+    """A mosquitto on a free 127.0.0.1 port, anonymous, no persistence; removed on ``stop``."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+        )
+        if binary is None:
+            raise BrokerUnavailable(
+                "no MQTT broker answers on 127.0.0.1:1883 and mosquitto is not installed: "
+                "sudo apt-get install mosquitto (or pass --broker mqtt://host:port)"
+            )
+        self.dir = Path(tempfile.mkdtemp(prefix="lora-gw-mosquitto-"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        conf = self.dir / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it switches to user mosquitto, who cannot read our temp dir
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not _answers("127.0.0.1", self.port, 0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+                self.stop()
+                raise BrokerUnavailable(
+                    f"private mosquitto did not start: {err.splitlines()[-1] if err else '?'}"
+                )
+            time.sleep(0.05)
+        log.info("started a private mosquitto on 127.0.0.1:%d", self.port)
+
+    @property
+    def url(self) -> BrokerUrl:
+        return BrokerUrl("127.0.0.1", self.port, False)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
