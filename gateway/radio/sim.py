@@ -31,7 +31,7 @@ sleep or wait on it safely. (In that mode do not mix ``send_at`` and direct ``se
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.hw.clock import VirtualClock
 from gateway.hw.gpio import GpiodGpio, RPiGpio
@@ -136,7 +136,10 @@ class RadioSim:
         self, name: str | None = None, config: LoRaConfig | None = None, link: Link | None = None
     ) -> SimNode:
         name = name or f"node{len(self.nodes) + 1}"
-        chip, board, driver = make_radio(self.air, name, config or self.config)
+        if config is None:  # the gateway's counterpart: it listens with the polarity the gateway sends
+            g = self.config
+            config = replace(g, invert_iq_rx=g.invert_iq_tx, invert_iq_tx=g.invert_iq_rx)
+        chip, board, driver = make_radio(self.air, name, config)
         driver.begin(receive=False)
         node = SimNode(name, chip, board, driver)
         self.nodes.append(node)

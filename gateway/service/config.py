@@ -110,6 +110,7 @@ class RadioSection:
     region: str = "EU868"
     duty_cycle_percent: float = 1.0
     tx_power_dbm: int = 14
+    downlink_invert_iq: bool = True  # LoRaWAN practice: nodes listen with inverted IQ
     emulator: EmulatorSection = field(default_factory=EmulatorSection)
 
 
@@ -571,6 +572,7 @@ def _parse_radio(sec: _Section) -> RadioSection:
         region=region,
         duty_cycle_percent=sec.float("duty_cycle_percent", region_duty, 0.0, region_duty),
         tx_power_dbm=_tx_power(sec, d.tx_power_dbm),
+        downlink_invert_iq=sec.bool("downlink_invert_iq", d.downlink_invert_iq),
         emulator=emulator,
     )
 

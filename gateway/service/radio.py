@@ -96,7 +96,9 @@ class DriverSource:
 
 
 def lora_config(radio: RadioSection) -> LoRaConfig:
-    """The driver's LoRaConfig from a ``[radio]`` config section."""
+    """The driver's LoRaConfig from a ``[radio]`` config section: uplinks are received with normal IQ,
+    the gateway's own transmissions (downlinks, diagnostics) go out inverted unless
+    ``downlink_invert_iq = false`` (nodes whose firmware listens with normal IQ)."""
     return LoRaConfig(
         frequency_hz=radio.frequency_hz,
         sf=radio.sf,
@@ -106,6 +108,8 @@ def lora_config(radio: RadioSection) -> LoRaConfig:
         preamble=radio.preamble,
         sync_word=radio.sync_word,
         tx_power_dbm=radio.tx_power_dbm,
+        invert_iq_rx=False,
+        invert_iq_tx=radio.downlink_invert_iq,
     )
 
 
@@ -283,19 +287,21 @@ class SimNetwork:
         from gateway.radio.sim import Link, RadioSim
 
         link = Link(loss=loss) if path_loss_db is None else Link(path_loss_db=path_loss_db, loss=loss)
-        base = config or LoRaConfig()
+        base = config or LoRaConfig(invert_iq_tx=True)
         # LoRaWAN practice: uplinks in normal IQ, downlinks inverted, so nodes never hear each other and
-        # the gateway never hears its own kind (RegInvertIQ 0x33, datasheet; AN1200.24).
+        # the gateway never hears its own kind (RegInvertIQ 0x33, datasheet; AN1200.24). The simulated
+        # nodes listen with the polarity the gateway transmits with ([radio] downlink_invert_iq).
+        inverted = base.invert_iq_tx
         self.sim = RadioSim(
             nodes=0,
-            config=replace(base, invert_iq_rx=False, invert_iq_tx=True),
+            config=replace(base, invert_iq_rx=False, invert_iq_tx=inverted),
             link=link,
             seed=seed,
             speed=speed,
             fault=fault,
             interferers=interferers,
         )
-        node_cfg = replace(base, invert_iq_rx=True, invert_iq_tx=False)
+        node_cfg = replace(base, invert_iq_rx=inverted, invert_iq_tx=False)
         for _ in range(nodes):
             self.sim.add_node(config=node_cfg)
         self.confirmed = confirmed  # nodes request an acknowledgement of every uplink
