@@ -162,3 +162,24 @@ def test_malformed_fill_ar_is_refused_at_install(real_model, tmp_path, change, m
     with pytest.raises(WeightsError, match=message) as exc:
         ModelStore(tmp_path / "state").install(path)
     assert "\n" not in str(exc.value)
+
+
+def test_generated_values_have_the_training_cross_correlations(real_model, split):  # noqa: F811
+    # the innovations are chosen for the values' correlations (NORTA), not the scores' residuals
+    q, _, tr, _, _ = split
+    tm = gen.time_model(real_model)
+    assert tm is not None and tm.gen_chol is not None and not np.allclose(tm.gen_chol, tm.chol)
+    x, _ = gen.generate(real_model, 4 * len(tr), np.random.default_rng(11))
+    want = np.corrcoef(q[tr].T)
+    got = np.corrcoef(x.T)
+    assert np.abs(got - want).max() <= 0.08, np.round(got - want, 3)
+
+
+def test_a_malformed_generation_cholesky_factor_is_refused(real_model):  # noqa: F811
+    meta = json.loads(json.dumps(real_model.meta["generation"]))
+    meta["gen_chol"][0][1] = 0.3
+    with pytest.raises(WeightsError, match="gen_chol must be lower triangular"):
+        gen.validate(meta, 5)
+    meta["gen_chol"] = [[1.0]]
+    with pytest.raises(WeightsError, match="gen_chol has shape"):
+        gen.validate(meta, 5)
