@@ -158,7 +158,7 @@ def autocov(ar: np.ndarray, lags: tuple[int, ...], cov: np.ndarray, hmax: int) -
     return g[: hmax + 1]
 
 
-def _covariances(ar: np.ndarray, lags: tuple[int, ...], chol: np.ndarray, cache: bool = True) -> np.ndarray:
+def covariances(ar: np.ndarray, lags: tuple[int, ...], chol: np.ndarray, cache: bool = True) -> np.ndarray:
     """Γ(-H..H) for H = MAX_RUN + 2·longest lag (index h + H; Γ(-h) = Γ(h)ᵀ), cached per model:
     the service fills one gap at a time with the same model."""
     key = hashlib.sha1(b"".join([ar.tobytes(), repr(tuple(lags)).encode(), chol.tobytes()])).digest()
@@ -190,16 +190,23 @@ def _clusters(bad: np.ndarray, context: int) -> list[tuple[int, int]]:
 
 
 def fill_scores(
-    ar: np.ndarray, lags: tuple[int, ...], chol: np.ndarray, z: np.ndarray, cache: bool = True
+    ar: np.ndarray,
+    lags: tuple[int, ...],
+    chol: np.ndarray,
+    z: np.ndarray,
+    cache: bool = True,
+    both: np.ndarray | None = None,
 ) -> np.ndarray:
     """Every NaN of a T × C score series replaced by its conditional mean; returns a new array.
-    ``cache``: keep the model's covariances for the next call (off for training's trial models)."""
+    ``cache``: keep the model's covariances for the next call (off for training's trial models);
+    ``both``: the covariances already computed (``covariances``)."""
     z = np.array(z, dtype=np.float64)
     bad = np.flatnonzero(np.isnan(z).any(axis=1))
     if len(bad) == 0:
         return z
     m = max(lags)
-    both = _covariances(ar, lags, chol, cache)
+    if both is None:
+        both = covariances(ar, lags, chol, cache)
     hh = len(both) // 2
     known = ~np.isnan(z)
     for a, b in _clusters(bad, m):

@@ -751,7 +751,9 @@ def _fit_fill(z: np.ndarray, lags: list[int], nfull: int) -> tuple[np.ndarray, n
     return ar, np.linalg.cholesky(cov + 1e-9 * np.eye(c))
 
 
-def _gap_errors(ar: np.ndarray, lags: list[int], chol: np.ndarray, z: np.ndarray) -> np.ndarray:
+def _gap_errors(
+    ar: np.ndarray, lags: list[int], chol: np.ndarray, z: np.ndarray, both: np.ndarray
+) -> np.ndarray:
     """Sum and count (2 × C) of the bridge's absolute errors on gaps of FILL_GAPS rows cut out of z."""
     rng = np.random.default_rng(0)
     x = z.copy()
@@ -765,7 +767,7 @@ def _gap_errors(ar: np.ndarray, lags: list[int], chol: np.ndarray, z: np.ndarray
     out = np.zeros((2, z.shape[1]))
     if not gaps:
         return out
-    f = bridge.fill_scores(ar, tuple(lags), chol, x, cache=False)
+    f = bridge.fill_scores(ar, tuple(lags), chol, x, both=both)
     rows = np.concatenate([np.arange(p, p + n) for p, n in gaps])
     err = np.abs(f[rows] - z[rows])
     ok = np.isfinite(err)
@@ -796,8 +798,9 @@ def learn_fill(z: np.ndarray, known: np.ndarray, lags: list[int], nfull: int) ->
             if fitted is None:
                 tot[1] = 0
                 break
+            both = bridge.covariances(fitted[0], tuple(spec_lags), fitted[1], cache=False)
             for k in range(1 - fold, int(chunk[-1]) + 1, 2):
-                tot += _gap_errors(fitted[0], spec_lags, fitted[1], known[chunk == k])
+                tot += _gap_errors(fitted[0], spec_lags, fitted[1], known[chunk == k], both)
         if np.any(tot[1] < 10):
             continue
         score = float(np.mean(tot[0] / tot[1])) / (1.0 if spec is None else FILL_GAIN)
