@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
+from gateway.codec import bridge
 from gateway.codec.csvio import read_header
 from gateway.codec.errors import CodecError, DataError
 from gateway.codec.generate import TimeModel, clock_at, clock_of, parse_times, regular_grid, time_model
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from gateway.codec.schema import Schema
 
 STDIO = "-"
-MAX_RUN = 384  # rows solved in one system; longer runs go in consecutive chunks
+MAX_RUN = bridge.MAX_RUN  # rows solved in one system; longer runs go in consecutive chunks
 PRIOR = 1e-3  # weak pull of every unknown score towards 0 (keeps the system well posed)
 
 
@@ -86,7 +87,13 @@ def _solve_cluster(tm: TimeModel, z: np.ndarray, rows: np.ndarray) -> None:
 
 
 def fill_scores(tm: TimeModel, z: np.ndarray) -> np.ndarray:
-    """Fill every NaN of a T × C score series; returns a new array."""
+    """Fill every NaN of a T × C score series; returns a new array. The conditional mean under the
+    model's fill AR (else its generation AR) by :mod:`gateway.codec.bridge`; a generation AR whose
+    day lag makes its covariance too large to compute (minute data) solves the innovations instead."""
+    f = tm.fill
+    ar, lags, chol = (f.ar, f.lags, f.chol) if f is not None else (tm.ar, tm.lags, tm.chol)
+    if bridge.usable(lags, tm.channels):
+        return bridge.fill_scores(ar, lags, chol, z)
     z = np.array(z, dtype=np.float64)
     bad = np.flatnonzero(np.isnan(z).any(axis=1))
     if len(bad) == 0:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gateway.codec import bridge
+from gateway.codec.bridge import FillAR, fill_ar_from_meta
 from gateway.codec.errors import DataError, WeightsError
 
 if TYPE_CHECKING:
@@ -41,6 +43,13 @@ TUNED_LAG = 24  # its autocorrelation is matched to the data's (one day back in 
 CENSORED_SHARE = 0.005  # training share at a range limit that makes it a saturation, not an extreme
 HOUR_MARG_ROWS = 60  # rows an hour bin's own quantile map needs (else the all-hours one)
 DAILY_R2 = 0.05  # share of variance the hour-of-day profile must explain to count as a cycle
+CROSS_ROUNDS = 8  # rounds matching the generated cross-channel correlations to the training data's
+CROSS_TOL = 0.02  # ... until every pair is this close
+CROSS_ROWS = 40_000  # rows simulated per round (up to 4 runs as long as the training grid)
+FILL_LAGS = (16, 32)  # own-channel AR lengths tried for gap filling (a gait cycle spans ~64 Hz · 0.5 s)
+FILL_GAPS = (6, 16)  # gap lengths (rows) the fill AR is chosen on: the issue's
+FILL_CV_CHUNK = 256  # rows per cross-validation chunk
+FILL_GAIN = 0.97  # a fill AR is stored only when it cuts the held-out bridge error by ≥ 3 %
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], TimeModel]] = weakref.WeakKeyDictionary()
 
 
@@ -147,6 +156,10 @@ class TimeModel:
     censored[C, 2]            1 where the training data pile up at the low / high range limit
                               (saturation: a value past it is held there); 0 where the limit is
                               only the extreme seen (a value past it is folded back inside)
+    fill                      the AR model gap filling uses instead of ``ar`` (None: ``ar``)
+    gen_chol[C, C]            the innovations' Cholesky factor generation uses, chosen so that
+                              generated values have the training data's cross-channel
+                              correlations (None: ``chol``, the fitted one, which filling uses)
     """
 
     mean: np.ndarray
@@ -160,6 +173,8 @@ class TimeModel:
     annual: np.ndarray | None = None
     zscale: np.ndarray | None = None
     censored: np.ndarray | None = None
+    fill: FillAR | None = None
+    gen_chol: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -237,6 +252,8 @@ class TimeModel:
             "annual": r(self.annual if self.annual is not None else np.zeros((self.channels, 2))),
             "z_scale": r(self.zscale if self.zscale is not None else np.ones(self.channels)),
             **({} if self.censored is None else {"censored": r(self.censored)}),
+            **({} if self.fill is None else {"fill": self.fill.to_meta(digits)}),
+            **({} if self.gen_chol is None else {"gen_chol": r(self.gen_chol)}),
         }
 
 
@@ -337,6 +354,8 @@ def validate(meta: Any, channels: int) -> TimeModel:
         annual=_arr(meta, "annual", (c, 2)) if "annual" in meta else None,
         zscale=_arr(meta, "z_scale", (c,)) if "z_scale" in meta else None,
         censored=_arr(meta, "censored", (c, 2)) if "censored" in meta else None,
+        fill=fill_ar_from_meta(meta["fill"], c) if "fill" in meta else None,
+        gen_chol=_arr(meta, "gen_chol", (c, c)) if "gen_chol" in meta else None,
     )
     if tm.zscale is not None and np.any(tm.zscale <= 0):
         raise WeightsError("generation metadata: z_scale must be > 0")
@@ -346,8 +365,9 @@ def validate(meta: Any, channels: int) -> TimeModel:
         raise WeightsError("generation metadata: scale must be ≥ 0")
     if np.any(np.diff(tm.marg, axis=-1) < 0):
         raise WeightsError("generation metadata: marginal quantiles must ascend")
-    if np.any(np.triu(tm.chol, 1) != 0) or np.any(np.diag(tm.chol) < 0):
-        raise WeightsError("generation metadata: chol must be lower triangular with a diagonal ≥ 0")
+    for key, f in (("chol", tm.chol), ("gen_chol", tm.gen_chol)):
+        if f is not None and (np.any(np.triu(f, 1) != 0) or np.any(np.diag(f) < 0)):
+            raise WeightsError(f"generation metadata: {key} must be lower triangular with a diagonal ≥ 0")
     if np.abs(tm.ar).max(initial=0) > 10:
         raise WeightsError("generation metadata: AR weight out of range")
     return tm
@@ -643,13 +663,157 @@ def learn(
     start = None
     if t0 is not None:
         start = t0.isoformat()
-    tm = TimeModel(mean, scale, marg, tuple(lags), ar, chol, interval, start, annual)
-    # A fitted AR rarely has exactly unit stationary spread (near-unit roots, the stability
-    # shrink, the tuned lag): divide the stationary spread out when generating.
-    # (a model too slow to forget a shock for the sum is measured on a long fixed-seed run instead)
-    var, _, stable = _acf(ar, lags, cov, 1) if max(lags) * c <= 600 else (None, None, False)
+    known = np.where(np.isfinite(x) & (sd <= 1e-9), 0.0, z)  # what gap filling sees: night irradiance 0
+    fill_ar = learn_fill(z, known, lags, nfull_of(lags, full))
+    tm = TimeModel(mean, scale, marg, tuple(lags), ar, chol, interval, start, annual, fill=fill_ar)
+    tm = replace(tm, zscale=_stationary_spread(tm, cov))
+    return _match_correlations(tm, cov, x, clock)
+
+
+def _stationary_spread(tm: TimeModel, cov: np.ndarray) -> np.ndarray:
+    """A fitted AR rarely has exactly unit stationary spread (near-unit roots, the stability
+    shrink, the tuned lag): the spread, divided out when generating. (A model too slow to forget
+    a shock for the sum is measured on a long fixed-seed run instead.)"""
+    c = tm.channels
+    var, _, stable = _acf(tm.ar, tm.lags, cov, 1) if max(tm.lags) * c <= 600 else (None, None, False)
     zs = np.sqrt(var) if stable else simulate_z(tm, 40_000, np.random.default_rng(0)).std(axis=0)
-    return replace(tm, zscale=np.maximum(zs, 1e-6))
+    return np.maximum(zs, 1e-6)
+
+
+def _values(tm: TimeModel, z: np.ndarray, clock: np.ndarray | None) -> np.ndarray:
+    """Generated scores → values (unrounded), as ``generate`` maps them."""
+    assert tm.zscale is not None
+    z = np.clip(z / tm.zscale, Z_GRID[0], Z_GRID[-1])
+    mu, sd = tm.profile(clock, len(z))
+    return mu + sd * tm.from_z(z, clock)
+
+
+def _match_correlations(tm: TimeModel, cov: np.ndarray, x: np.ndarray, clock: np.ndarray | None) -> TimeModel:
+    """Choose the innovations' cross-channel correlations so that generated values have the
+    training data's correlation matrix (the NORTA principle): the residual correlation of the
+    scores is not that of the values once the quantile maps, the hourly spreads and the dynamics
+    have acted on it. Secant rounds per pair (the first a plain fixed-point step) on fixed-seed
+    runs at the training rows' own clock, CROSS_ROUNDS at most, until every pair is within
+    CROSS_TOL; the best round is kept."""
+    c = tm.channels
+    ok = np.isfinite(x).all(axis=1)
+    if c < 2 or ok.sum() < 10 * c:
+        return tm
+    target = np.corrcoef(x[ok].T)
+    d = np.sqrt(np.maximum(np.diag(cov), 1e-12))
+    r = cov / np.outer(d, d)
+    reps = max(1, min(4, CROSS_ROWS // len(x)))
+    best: tuple[float, TimeModel] | None = None
+    off = ~np.eye(c, dtype=bool)
+    prev: tuple[np.ndarray, np.ndarray] | None = None
+    for rnd in range(CROSS_ROUNDS):
+        cov_r = r * np.outer(d, d)
+        trial = tm
+        if rnd:  # round 0: the fitted innovations as they are
+            trial = replace(tm, gen_chol=np.linalg.cholesky(cov_r + 1e-9 * np.eye(c)))
+            trial = replace(trial, zscale=_stationary_spread(trial, cov_r))
+        rng = np.random.default_rng(0)
+        gen = np.concatenate([_values(trial, simulate_z(trial, len(x), rng), clock)[ok] for _ in range(reps)])
+        got = np.nan_to_num(np.corrcoef(gen.T))
+        diff = np.where(off, target - got, 0.0)
+        worst = float(np.abs(diff).max())
+        log.debug("cross-channel correlations, round %d: worst pair off by %.3f", rnd, worst)
+        if best is None or worst < best[0]:
+            best = (worst, trial)
+        if worst <= CROSS_TOL:
+            break
+        slope = np.ones((c, c))
+        if prev is not None:  # how far each pair's value correlation moved per unit of innovation one
+            dr, dg = r - prev[0], got - prev[1]
+            slope = np.where(np.abs(dr) > 1e-4, dg / np.where(np.abs(dr) > 1e-4, dr, 1.0), 1.0)
+            slope = np.clip(slope, 0.25, 1.5)
+        prev = (r, got)
+        w, v = np.linalg.eigh(r + diff / slope)
+        r = (v * np.maximum(w, 1e-3)) @ v.T
+        r = r / np.sqrt(np.outer(np.diag(r), np.diag(r)))
+    assert best is not None
+    return best[1]
+
+
+def nfull_of(lags: list[int], full: bool) -> int:
+    """How many leading lags of a generation AR carry cross-channel weights."""
+    order = next((i for i, v in enumerate(lags) if v != i + 1), len(lags))
+    return max(1, min(order, MAX_ORDER)) if full else 1
+
+
+def _fit_fill(z: np.ndarray, lags: list[int], nfull: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """AR weights and Cholesky factor fitted to z, None when too few complete rows: each channel's
+    regression needs 10 rows per weight."""
+    c = z.shape[1]
+    ar, cov, n = _fit_ar(z, lags, nfull)
+    if n < 10 * (c * nfull + len(lags) - nfull):
+        return None
+    return ar, np.linalg.cholesky(cov + 1e-9 * np.eye(c))
+
+
+def _gap_errors(
+    ar: np.ndarray, lags: list[int], chol: np.ndarray, z: np.ndarray, both: np.ndarray
+) -> np.ndarray:
+    """Sum and count (2 × C) of the bridge's absolute errors on gaps of FILL_GAPS rows cut out of z."""
+    rng = np.random.default_rng(0)
+    x = z.copy()
+    gaps = []
+    pos = 2 * FILL_GAPS[1]
+    while pos + 3 * FILL_GAPS[1] < len(z):
+        length = int(rng.integers(FILL_GAPS[0], FILL_GAPS[1] + 1))
+        gaps.append((pos, length))
+        x[pos : pos + length] = np.nan
+        pos += length + 3 * FILL_GAPS[1] + int(rng.integers(0, FILL_GAPS[1]))
+    out = np.zeros((2, z.shape[1]))
+    if not gaps:
+        return out
+    f = bridge.fill_scores(ar, tuple(lags), chol, x, both=both)
+    rows = np.concatenate([np.arange(p, p + n) for p, n in gaps])
+    err = np.abs(f[rows] - z[rows])
+    ok = np.isfinite(err)
+    return np.stack([np.where(ok, err, 0.0).sum(axis=0), ok.sum(axis=0)])
+
+
+def learn_fill(z: np.ndarray, known: np.ndarray, lags: list[int], nfull: int) -> FillAR | None:
+    """An AR for gap filling with longer own-channel lags (FILL_LAGS), when it beats the generation
+    AR's bridge by FILL_GAIN in two-fold cross-validation on the training rows (chunks of
+    FILL_CV_CHUNK rows, alternately in each fold, so both folds see every regime of a recording:
+    fit on one fold, fill gaps of FILL_GAPS rows in each chunk of the other); None: gap filling
+    uses the generation AR. The error is the mean over channels of the mean absolute score error.
+
+    ``z``: the scores the AR is fitted to (NaN: not used); ``known``: the scores gap filling sees.
+    A generation AR whose covariance is too large to compute (a day lag of minute data) is not a
+    candidate: the best fill AR is kept."""
+    c = z.shape[1]
+    chunk = np.arange(len(z)) // FILL_CV_CHUNK
+    specs: list[tuple[list[int], int] | None] = [None] if bridge.usable(lags, c) else []
+    specs += [(list(range(1, p + 1)), min(nfull, p)) for p in FILL_LAGS if bridge.usable([p], c)]
+    best: tuple[float, tuple[list[int], int] | None] | None = None
+    for spec in specs:
+        spec_lags, spec_full = (lags, nfull) if spec is None else spec
+        tot = np.zeros((2, c))
+        for fold in (0, 1):
+            zf = np.where((chunk % 2 == fold)[:, None], z, np.nan)
+            fitted = _fit_fill(zf, spec_lags, spec_full)
+            if fitted is None:
+                tot[1] = 0
+                break
+            both = bridge.covariances(fitted[0], tuple(spec_lags), fitted[1], cache=False)
+            for k in range(1 - fold, int(chunk[-1]) + 1, 2):
+                tot += _gap_errors(fitted[0], spec_lags, fitted[1], known[chunk == k], both)
+        if np.any(tot[1] < 10):
+            continue
+        score = float(np.mean(tot[0] / tot[1])) / (1.0 if spec is None else FILL_GAIN)
+        log.debug("fill AR %s: cross-validated error %.4f", len(spec_lags) if spec else "generation", score)
+        if best is None or score < best[0]:
+            best = (score, spec)
+    if best is None or best[1] is None:
+        return None
+    spec_lags, spec_full = best[1]
+    fitted = _fit_fill(z, spec_lags, spec_full)
+    if fitted is None:
+        return None
+    return FillAR(tuple(spec_lags), spec_full, bridge.stabilise(fitted[0], spec_lags), fitted[1])
 
 
 # ---------------------------------------------------------------------------------------- generation
@@ -658,7 +822,7 @@ def simulate_z(tm: TimeModel, n: int, rng: np.random.Generator) -> np.ndarray:
     c = tm.channels
     m = max(tm.lags)
     burn = 3 * m + 64
-    eps = rng.standard_normal((n + burn, c)) @ tm.chol.T
+    eps = rng.standard_normal((n + burn, c)) @ (tm.chol if tm.gen_chol is None else tm.gen_chol).T
     z = np.zeros((n + burn + m, c))
     terms = [(lag, tm.ar[j]) for j, lag in enumerate(tm.lags)]
     for t in range(m, n + burn + m):
@@ -743,4 +907,3 @@ def attach(
     model.meta["generation"] = old
     weights.to_bytes(model)  # metadata (sha256) back in step with the file the caller keeps
     return None
-
