@@ -4,18 +4,18 @@ numpy pays a fixed cost per operation, which dominates when one frame arrives at
 walks the same bitstream (docs/codec.md) with precomputed lists. ``Model.decode_many`` uses the
 numpy lanes for batches; tests check both against an independent reference.
 
-The inner loop is written for few Python operations per value, branch-free where it can be:
-binning by lookup (``z = base[sym] + raw bits``), zigzag, dot products, the activity bucket
-(``bisect``) and the renormalisation (byte count from ``bit_length``) all run in C. That makes the
-gateway's per-packet cost lower and the coverage-instrumented fuzz target (bench/fuzz.py, which
-pays for every branch and comparison) several times faster.
+The inner loop is written for few Python operations and branches per value: one call per symbol,
+binning by table lookup (``z = z0[sym] + raw bits``), branch-free zigzag, the activity bucket by
+``bisect``, sparse predictor weights, range checks as one shift, and a cut-short payload refused at
+the first sample that needs more bytes than it holds. That keeps the gateway's per-packet cost low
+and the coverage-instrumented fuzz target (bench/fuzz.py, which pays for every branch and
+comparison) fast.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from operator import mul
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,9 +46,9 @@ class ScalarTables:
 
     spf: int
     base: list[int]
-    a0: list[list[int]]  # dense rows; same-sample weights are 0 on and above the diagonal
-    a1: list[list[int]]
-    a2: list[list[int]]
+    a0: list[list[tuple[int, int]]]  # per channel, the (j, weight) pairs of nonzero weights
+    a1: list[list[tuple[int, int]]]
+    a2: list[list[tuple[int, int]]]
     lev: list[int]
     thr: list[list[int]]
     first: list[Bins]  # table 0 of each channel (zigzag binning; unused where window >= 0)
@@ -87,6 +87,9 @@ def build(
     shift = params.shift.tolist()
     chans = range(params.channels)
 
+    def sparse(m: np.ndarray) -> list[list[tuple[int, int]]]:
+        return [[(j, int(w)) for j, w in enumerate(row) if w] for row in m.tolist()]
+
     def table(c: int, tab: int) -> Bins:
         k = shift[c][tab]
         return _bins(params.freq[c, tab], cum[c, tab], lut[c, tab], k if k < _WINDOW else None)
@@ -100,9 +103,9 @@ def build(
     return ScalarTables(
         spf=spf,
         base=params.base.tolist(),
-        a0=params.a0.tolist(),
-        a1=params.a1.tolist(),
-        a2=params.a2.tolist(),
+        a0=sparse(params.a0),
+        a1=sparse(params.a1),
+        a2=sparse(params.a2),
         lev=params.lev.tolist(),
         thr=params.thr.tolist(),
         first=[table(c, 0) for c in chans],
@@ -154,11 +157,11 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 raise PayloadError(impossible)
             code -= r * cv
             raw = (raw << m) | cv
-            # range ≥ 2**24 before, so ≥ 2**8 now: 0..2 bytes bring it back to ≥ 2**24.
-            nb = (32 - r.bit_length()) >> 3
-            code = (code << (nb << 3)) | int.from_bytes(data[pos : pos + nb], "big")
-            rng = r << (nb << 3)
-            pos += nb
+            while r < 1 << 24:
+                code = (code << 8) | data[pos]
+                pos += 1
+                r <<= 8
+            rng = r
         return raw
 
     def symbol(b: Bins) -> int:
@@ -173,10 +176,11 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
         code -= r * cum[sym]
         r *= freq[sym]
         # range ≥ 2**12 after a symbol: 0..2 bytes bring it back to ≥ 2**24.
-        nb = (32 - r.bit_length()) >> 3
-        code = (code << (nb << 3)) | int.from_bytes(data[pos : pos + nb], "big")
-        rng = r << (nb << 3)
-        pos += nb
+        while r < 1 << 24:
+            code = (code << 8) | data[pos]
+            pos += 1
+            r <<= 8
+        rng = r
         nb = nraw[sym]
         return z0[sym] + bits(nb) if nb else z0[sym]
 
@@ -198,8 +202,12 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
     cur = [0] * c_n
     off = [0] * c_n  # first sample's offsets from base (0 for channels not decoded yet)
     for c in range(c_n):
-        pred = base[c] + ((sum(map(mul, t.a0[c], off)) + 2048) >> 12)
-        pred = min(max(pred, -_LIMIT), _LIMIT)
+        acc = 0
+        for j, w in t.a0[c]:  # trained weights are sparse: most rows are empty
+            acc += w * off[j]
+        pred = base[c] + ((acc + 2048) >> 12)
+        if abs(pred) >> _LIMIT_BITS:  # rare: clamp to ±2**30
+            pred = min(max(pred, -_LIMIT), _LIMIT)
         s = t.window[c]
         if s < 0:
             z = symbol(t.first[c])
@@ -227,8 +235,14 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
         cur_d = [0] * c_n
         for c in range(c_n):
             p = prev[c]
-            acc = lev[c] * (p - base[c]) + sum(map(mul, a1[c], prev_d)) + sum(map(mul, a2[c], cur_d))
-            pred = min(max(p + ((acc + 2048) >> 12), -_LIMIT), _LIMIT)
+            acc = lev[c] * (p - base[c])
+            for j, w in a1[c]:
+                acc += w * prev_d[j]
+            for j, w in a2[c]:
+                acc += w * cur_d[j]
+            pred = p + ((acc + 2048) >> 12)
+            if abs(pred) >> _LIMIT_BITS:  # rare: clamp to ±2**30
+                pred = min(max(pred, -_LIMIT), _LIMIT)
             z = symbol(later[c][bisect_left(thr[c], abs(prev_d[c]))] if late else second[c])
             resid = (z >> 1) ^ -(z & 1)
             jt = jitter[c]
