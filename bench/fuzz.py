@@ -109,20 +109,42 @@ def _radiohead() -> tuple[Callable[[bytes], object], list[bytes]]:
     return radiohead.parse, [radiohead.build(0xFF, 3, b"\x01\x67\x00\xe1", ident=9, flags=0x40)]
 
 
+def _codec_models() -> list:
+    """The shipped demo model, and two trained here so that every part of the bitstream is reached:
+    one on tests/codec/data/weather-400.csv (windowed first-sample tables, tables.first_to_symbols)
+    and one on a synthetic lattice series (residual grid and jitter tables by phase)."""
+    import numpy as np
+
+    from gateway.codec import Channel, Schema, demo_model, train
+    from gateway.codec.csvio import read_csv
+
+    data = ROOT / "tests" / "codec" / "data"
+    schema = Schema.load(data / "weather.toml")
+    windowed = train(read_csv(data / "weather-400.csv", schema)[0], schema, 16, buckets=3, model_id=3)
+    rng = np.random.default_rng(7)  # scaled-ADC style: values on a ~10.1 lattice ± 1
+    lattice = np.rint(
+        np.cumsum(rng.integers(-6, 7, size=(400, 3)), axis=0) * 10.1 + rng.integers(-1, 2, (400, 3))
+    )
+    axes = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
+    gridded = train(lattice.astype(np.int64), axes, 16, buckets=3, model_id=4)
+    return [demo_model(), windowed, gridded]
+
+
 def _codec() -> tuple[Callable[[bytes], object], list[bytes]]:
     import numpy as np
 
-    from gateway.codec import demo_model
-
-    model = demo_model()
+    models = _codec_models()
     rng = np.random.default_rng(1)
-    c = model.params.channels
     seeds = []
-    for n in (1, 4, 16):
-        walk = np.cumsum(rng.integers(-3, 4, size=(n, c)), axis=0)
-        with contextlib.suppress(Exception):
-            seeds.append(model.encode(walk))
-    return model.decode, seeds or [b"\x00" * 8]
+    for i, model in enumerate(models):
+        walk = model.generate(64, rng)
+        seeds += [bytes([i]) + model.encode(walk[:n]) for n in (1, 4, 16, 64)]
+
+    def one(data: bytes) -> object:
+        # The first byte picks the model; the rest is the payload, as the gateway hands it over.
+        return models[data[0] % len(models)].decode(data[1:]) if data else models[0].decode(data)
+
+    return one, seeds
 
 
 def _config() -> tuple[Callable[[bytes], object], list[bytes]]:
@@ -156,7 +178,11 @@ TARGETS: dict[str, Target] = {
         Target(
             "frame", "FrameDecoder.decode/inspect/accept over open, secured, RadioHead and bare nodes", _frame
         ),
-        Target("codec", "the demo model's codec decoder (Model.decode)", _codec),
+        Target(
+            "codec",
+            "a trained model's codec decoder (Model.decode): the demo model, a windowed and a gridded one",
+            _codec,
+        ),
         Target("lpp", "Cayenne LPP decoder", _lpp),
         Target("radiohead", "RadioHead header parser", _radiohead),
         Target("config", "the config loader (lora-gw run --config), file bytes", _config, max_len=8192),

@@ -374,7 +374,7 @@ class Model:
     # ------------------------------------------------------------------ decode
     def decode(self, payload: bytes) -> np.ndarray:
         """Codec payload → N × C quantised int64 samples (plain-int path, fast for one frame)."""
-        if not isinstance(payload, bytes | bytearray) or len(payload) > 4096:
+        if not isinstance(payload, (bytes, bytearray)) or len(payload) > 4096:
             raise PayloadError("codec payload must be bytes, at most 4096 long")
         if self._scalar is None:
             self._scalar = scalar.build(

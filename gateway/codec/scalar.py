@@ -3,10 +3,18 @@
 numpy pays a fixed cost per operation, which dominates when one frame arrives at a time; this
 walks the same bitstream (docs/codec.md) with precomputed lists. ``Model.decode_many`` uses the
 numpy lanes for batches; tests check both against an independent reference.
+
+The inner loop is written for few Python operations and branches per value: one call per symbol,
+binning by table lookup (``z = z0[sym] + raw bits``), branch-free zigzag, the activity bucket by
+``bisect``, sparse predictor weights, range checks as one shift, and a cut-short payload refused at
+the first sample that needs more bytes than it holds. That keeps the gateway's per-packet cost low
+and the coverage-instrumented fuzz target (bench/fuzz.py, which pays for every branch and
+comparison) fast.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,33 +27,52 @@ from gateway.codec.rangecoder import PROB_BITS, PROB_TOTAL
 if TYPE_CHECKING:
     from gateway.codec.model import Params
 
-_TOP = 1 << 24
 _LIMIT = 1 << 30
+_LIMIT_BITS = 30
 _WINDOW = tables.WINDOW
+# A value (symbol ≤ 2 bytes, ≤ 51 raw bits in ≤ 4 chunks of ≤ 2 bytes, jitter symbol and ≤ 31 bits)
+# reads at most 16 bytes; the decoder checks "cut short" before every sample, so padding the payload
+# with this many zero bytes (what a decoder reads past the end) covers one sample of any input.
+_VALUE_BYTES = 16
+
+# (freq, cum, lut, z0, nraw): one static table. A symbol ``sym`` stands for the zigzagged residual
+# z0[sym] + nraw[sym] raw bits (tables.symbol_base / tables.raw_bits at the table's shift).
+Bins = tuple[list[int], list[int], bytes, list[int], bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class ScalarTables:
-    """The model's parameters as nested lists, built once per model."""
+    """The model's parameters as plain lists, built once per model."""
 
     spf: int
     base: list[int]
-    a0: list[list[tuple[int, int]]]
+    a0: list[list[tuple[int, int]]]  # per channel, the (j, weight) pairs of nonzero weights
     a1: list[list[tuple[int, int]]]
     a2: list[list[tuple[int, int]]]
     lev: list[int]
     thr: list[list[int]]
-    shift: list[list[int]]
-    freq: list[list[list[int]]]
-    cum: list[list[list[int]]]
-    lut: list[list[bytes]]
+    first: list[Bins]  # table 0 of each channel (zigzag binning; unused where window >= 0)
+    window: list[int]  # table 0's window shift s (tables.first_to_symbols), or -1 for zigzag
+    second: list[Bins]  # table 1
+    later: list[list[Bins]]  # tables 2 + activity bucket
     grid: list[int]
-    jfreq: list[list[list[int]]]
-    jcum: list[list[list[int]]]
-    jlut: list[list[bytes]]
-    pmode: list[int]
+    jitter: list[list[Bins] | None]  # by lattice phase; None where the channel has no grid
+    pmode: list[int]  # model.PMODE_*: bit 0 snap the change onto the grid, bit 1 phase by the lattice
     count_freq: list[int]
     count_cum: list[int]
+
+
+def _bins(freq: np.ndarray, cum: np.ndarray, lut: np.ndarray, k: int | None) -> Bins:
+    """k: the table's zigzag binning shift; None for the windowed first-sample table, whose raw
+    bits the caller reads (z0[sym] is then sym itself, with no raw bits)."""
+    sym = np.arange(tables.NSYM)
+    return (
+        freq.tolist(),
+        cum[: tables.NSYM].tolist(),
+        bytes(lut.astype("uint8")),
+        sym.tolist() if k is None else tables.symbol_base(k).tolist(),
+        bytes(tables.NSYM) if k is None else bytes(tables.raw_bits(sym, k).astype("uint8")),
+    )
 
 
 def build(
@@ -58,9 +85,22 @@ def build(
     jcum: np.ndarray,
     jlut: np.ndarray,
 ) -> ScalarTables:
+    shift = params.shift.tolist()
+    chans = range(params.channels)
+
     def sparse(m: np.ndarray) -> list[list[tuple[int, int]]]:
         return [[(j, int(w)) for j, w in enumerate(row) if w] for row in m.tolist()]
 
+    def table(c: int, tab: int) -> Bins:
+        k = shift[c][tab]
+        return _bins(params.freq[c, tab], cum[c, tab], lut[c, tab], k if k < _WINDOW else None)
+
+    jitter: list[list[Bins] | None] = [
+        None
+        if g == 256
+        else [_bins(params.jfreq[c, ph], jcum[c, ph], jlut[c, ph], 0) for ph in range(params.jfreq.shape[1])]
+        for c, g in zip(chans, params.grid.tolist(), strict=True)
+    ]
     return ScalarTables(
         spf=spf,
         base=params.base.tolist(),
@@ -69,14 +109,12 @@ def build(
         a2=sparse(params.a2),
         lev=params.lev.tolist(),
         thr=params.thr.tolist(),
-        shift=params.shift.tolist(),
-        freq=params.freq.tolist(),
-        cum=cum.tolist(),
-        lut=[[bytes(t.astype("uint8")) for t in ch] for ch in lut],
+        first=[table(c, 0) for c in chans],
+        window=[k - _WINDOW if k >= _WINDOW else -1 for k in (row[0] for row in shift)],
+        second=[table(c, 1) for c in chans],
+        later=[[table(c, tab) for tab in range(2, len(shift[c]))] for c in chans],
         grid=params.grid.tolist(),
-        jfreq=params.jfreq.tolist(),
-        jcum=jcum.tolist(),
-        jlut=[[bytes(t.astype("uint8")) for t in ch] for ch in jlut],
+        jitter=jitter,
         pmode=params.pmode.tolist(),
         count_freq=count_freq.tolist(),
         count_cum=count_cum.tolist(),
@@ -84,82 +122,73 @@ def build(
 
 
 def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
-    # Reads past the end are zeros (the encoder drops trailing zero bytes); a value (symbol, up to
-    # 51 raw bits, jitter symbol and bits) consumes at most 14 bytes, so this padding covers any
-    # input, corrupted or not.
-    data = bytes(payload) + bytes(8 + 16 * 65 * len(t.base))
     length = len(payload)
+    c_n = len(t.base)
+    # Reads past the end are zeros (the encoder drops trailing zero bytes).
+    data = bytes(payload) + bytes(8 + _VALUE_BYTES * c_n)
     code = int.from_bytes(data[:4], "big")
     pos = 4
     rng = 0xFFFFFFFF
+    bad = f"payload does not decode under model {key}"
+    impossible = f"{bad}: impossible coder state"
 
     # Symbol count.
     r = rng >> PROB_BITS
     v = code // r
     if v >= PROB_TOTAL:
-        raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
+        raise PayloadError(impossible)
     s = v - (PROB_TOTAL - 64) + 1 if v >= PROB_TOTAL - 64 else 0
     code -= r * t.count_cum[s]
     rng = r * t.count_freq[s]
-    while rng < _TOP:
+    while rng < 1 << 24:
         code = (code << 8) | data[pos]
         pos += 1
         rng <<= 8
     n = t.spf if s == 0 else s
 
-    def symbol(freq: list[int], cum: list[int], lut: bytes) -> int:
-        """One table symbol."""
-        nonlocal code, rng, pos
-        r = rng >> PROB_BITS
-        v = code // r
-        if v >= PROB_TOTAL:  # code ≥ 4096·r: no encoder reaches this state
-            raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
-        sym = lut[v]
-        code -= r * cum[sym]
-        rng = r * freq[sym]
-        while rng < _TOP:
-            code = (code << 8) | data[pos]
-            pos += 1
-            rng <<= 8
-        return sym
-
-    def read(freq: list[int], cum: list[int], lut: bytes, k: int) -> int:
-        """One binned value: table symbol, then its raw bits."""
-        sym = symbol(freq, cum, lut)
-        if sym < tables.EXACT:
-            z = sym
-        else:
-            raw = bits(k if sym < tables.EXACT + tables.LINEAR else sym - 32 + k)
-            if sym < tables.EXACT + tables.LINEAR:
-                z = tables.EXACT + (((sym - tables.EXACT) << k) | raw)
-            else:
-                q = tables.LINEAR + (1 << (sym - 32)) - 1 + (raw >> k)
-                z = tables.EXACT + ((q << k) | (raw & ((1 << k) - 1)))
-        return z >> 1 if not z & 1 else -((z + 1) >> 1)
-
     def bits(nraw: int) -> int:
         """``nraw`` raw bits, in chunks of at most 16, most significant first."""
         nonlocal code, rng, pos
         raw = 0
-        while nraw > 0:
-            m = 16 if nraw > 16 else nraw
+        while nraw:
+            m = min(nraw, 16)
             nraw -= m
             r = rng >> m
             cv = code // r
             if cv >> m:
-                raise PayloadError(f"payload does not decode under model {key}: impossible coder state")
+                raise PayloadError(impossible)
             code -= r * cv
-            rng = r
             raw = (raw << m) | cv
-            while rng < _TOP:
+            while r < 1 << 24:
                 code = (code << 8) | data[pos]
                 pos += 1
-                rng <<= 8
+                r <<= 8
+            rng = r
         return raw
 
-    def read_first(freq: list[int], cum: list[int], lut: bytes, s: int) -> int:
+    def symbol(b: Bins) -> int:
+        """One table symbol, with its raw bits: the zigzagged value."""
+        nonlocal code, rng, pos
+        freq, cum, lut, z0, nraw = b
+        r = rng >> PROB_BITS
+        v = code // r
+        if v >> PROB_BITS:  # code ≥ 4096·r: no encoder reaches this state
+            raise PayloadError(impossible)
+        sym = lut[v]
+        code -= r * cum[sym]
+        r *= freq[sym]
+        # range ≥ 2**12 after a symbol: 0..2 bytes bring it back to ≥ 2**24.
+        while r < 1 << 24:
+            code = (code << 8) | data[pos]
+            pos += 1
+            r <<= 8
+        rng = r
+        nb = nraw[sym]
+        return z0[sym] + bits(nb) if nb else z0[sym]
+
+    def first_window(b: Bins, s: int) -> int:
         """A first-sample residual: windowed bin + s raw bits, or an escape and its tail."""
-        sym = symbol(freq, cum, lut)
+        sym = symbol(b)  # the windowed table's z0[sym] is sym, with no raw bits (see _bins)
         if sym == tables.ESC_LOW or sym == tables.ESC_HIGH:
             e = bits(tables.ESCAPE_BITS)
             a = (1 << e) - 1 + bits(e)
@@ -168,63 +197,80 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
             w = ((sym - 1) << s) + bits(s)
         return w - (tables.FIRST_HALF << s)
 
-    c_n = len(t.base)
+    base, grid, jitter, pmode = t.base, t.grid, t.jitter, t.pmode
+    lim = length + 4  # pos beyond this: the symbols already need more bytes than the payload has
+    cut_short = f"{bad}: cut short ({length} B, its symbols need more)"
     x: list[list[int]] = []
-    prev = [0] * c_n
-    prev_d = [0] * c_n
-    for step in range(n):
+    cur = [0] * c_n
+    off = [0] * c_n  # first sample's offsets from base (0 for channels not decoded yet)
+    for c in range(c_n):
+        acc = 0
+        for j, w in t.a0[c]:  # trained weights are sparse: most rows are empty
+            acc += w * off[j]
+        pred = base[c] + ((acc + 2048) >> 12)
+        if abs(pred) >> _LIMIT_BITS:  # rare: clamp to ±2**30
+            pred = min(max(pred, -_LIMIT), _LIMIT)
+        s = t.window[c]
+        if s < 0:
+            z = symbol(t.first[c])
+            resid = (z >> 1) ^ -(z & 1)
+        else:
+            resid = first_window(t.first[c], s)
+        jt = jitter[c]
+        if jt:  # jitter table by the lattice phase of the grid index (model.grid_phase)
+            g = grid[c]
+            # model.PMODE_LATTICE_PHASE (pmode & 2): the phase within one grid period instead
+            ph = ((((pred << 8) + resid * g) % g) << 2) // g if pmode[c] & 2 else ((resid * g) & 255) >> 6
+            z = symbol(jt[ph])
+            resid = ((resid * g + 128) >> 8) + ((z >> 1) ^ -(z & 1))
+        value = pred + resid
+        if abs(value) >> _LIMIT_BITS:
+            raise PayloadError(bad)
+        cur[c] = value
+        off[c] = value - base[c]
+    x.append(cur)
+    prev, prev_d = cur, [0] * c_n
+    lev, a1, a2, thr, second, later = t.lev, t.a1, t.a2, t.thr, t.second, t.later
+    for step in range(1, n):
+        if pos > lim:
+            raise PayloadError(cut_short)
+        late = step > 1
         cur = [0] * c_n
         cur_d = [0] * c_n
         for c in range(c_n):
-            if step == 0:
-                acc = 0
-                for j, w in t.a0[c]:
-                    acc += w * (cur[j] - t.base[j])
-                pred = t.base[c] + ((acc + 2048) >> 12)
-                tab = 0
-            else:
-                acc = t.lev[c] * (prev[c] - t.base[c])
-                for j, w in t.a1[c]:
-                    acc += w * prev_d[j]
-                for j, w in t.a2[c]:
-                    acc += w * cur_d[j]
-                delta = (acc + 2048) >> 12
-                if t.pmode[c] & 1:  # model.PMODE_SNAP: the change rounded onto the grid
-                    g = t.grid[c]
-                    delta = ((((delta << 8) + (g >> 1)) // g) * g + 128) >> 8
-                pred = prev[c] + delta
-                if step == 1:
-                    tab = 1
-                else:
-                    a = abs(prev_d[c])
-                    tab = 2
-                    for th in t.thr[c]:
-                        if a > th:
-                            tab += 1
-            pred = -_LIMIT if pred < -_LIMIT else (_LIMIT if pred > _LIMIT else pred)
-            k = t.shift[c][tab]
-            if k < _WINDOW:
-                resid = read(t.freq[c][tab], t.cum[c][tab], t.lut[c][tab], k)
-            else:
-                resid = read_first(t.freq[c][0], t.cum[c][0], t.lut[c][0], k - _WINDOW)
-            g = t.grid[c]
-            if g != 256:  # jitter table by the lattice phase of the grid index (model.grid_phase)
-                # model.PMODE_LATTICE_PHASE (pmode & 2): the phase within one grid period instead
-                lat = t.pmode[c] & 2
-                ph = ((((pred << 8) + resid * g) % g) << 2) // g if lat else ((resid * g) & 255) >> 6
-                resid = ((resid * g + 128) >> 8) + read(t.jfreq[c][ph], t.jcum[c][ph], t.jlut[c][ph], 0)
+            p = prev[c]
+            acc = lev[c] * (p - base[c])
+            for j, w in a1[c]:
+                acc += w * prev_d[j]
+            for j, w in a2[c]:
+                acc += w * cur_d[j]
+            delta = (acc + 2048) >> 12
+            pm = pmode[c]
+            if pm & 1:  # model.PMODE_SNAP: the change rounded onto the grid
+                g = grid[c]
+                delta = ((((delta << 8) + (g >> 1)) // g) * g + 128) >> 8
+            pred = p + delta
+            if abs(pred) >> _LIMIT_BITS:  # rare: clamp to ±2**30
+                pred = min(max(pred, -_LIMIT), _LIMIT)
+            z = symbol(later[c][bisect_left(thr[c], abs(prev_d[c]))] if late else second[c])
+            resid = (z >> 1) ^ -(z & 1)
+            jt = jitter[c]
+            if jt:
+                g = grid[c]
+                ph = ((((pred << 8) + resid * g) % g) << 2) // g if pm & 2 else ((resid * g) & 255) >> 6
+                z = symbol(jt[ph])
+                resid = ((resid * g + 128) >> 8) + ((z >> 1) ^ -(z & 1))
             value = pred + resid
-            if not -_LIMIT < value < _LIMIT:
-                raise PayloadError(f"payload does not decode under model {key}")
+            if abs(value) >> _LIMIT_BITS:
+                raise PayloadError(bad)
             cur[c] = value
-            if step:
-                cur_d[c] = value - prev[c]
+            cur_d[c] = value - p
         x.append(cur)
         prev, prev_d = cur, cur_d
     # The encoder writes the bytes emitted while coding plus at most two (trailing zeros dropped,
     # never below the emitted ones): more is not this model's payload, fewer a truncated one.
     if length > pos - 4 + 2:
-        raise PayloadError(f"payload does not decode under model {key}: {length - pos + 2} bytes too many")
-    if length < pos - 4:
-        raise PayloadError(f"payload does not decode under model {key}: cut short ({length} of {pos - 4} B)")
+        raise PayloadError(f"{bad}: {length - pos + 2} bytes too many")
+    if pos > lim:
+        raise PayloadError(cut_short)
     return x

@@ -8,8 +8,11 @@ import contextlib
 import numpy as np
 import pytest
 
+from gateway.codec import Channel, Model, Schema, train
 from gateway.codec.errors import PayloadError
 from gateway.codec.train import frames_of
+
+from .conftest import grid_series
 
 
 def _flips(payload: bytes, rng: np.random.Generator, count: int) -> list[bytes]:
@@ -86,3 +89,44 @@ def test_cut_short_payloads_are_refused(model, series):
     cuts = [p[:-k] for p in payloads for k in (3, 5, 8) if len(p) > k]
     assert all(isinstance(o, PayloadError) for o in model.decode_each(cuts))
     assert all(_scalar(model, c) is None for c in cuts)
+
+
+def _grid_model() -> tuple[Model, np.ndarray]:
+    x = grid_series()
+    gm = train(x[:400], Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3))), 16, buckets=3)
+    assert (gm.params.grid != 256).any()  # the jitter path is in use
+    return gm, x[400:]
+
+
+@pytest.mark.parametrize("which", ["model", "demo", "grid"])
+def test_scalar_decoder_refuses_and_accepts_exactly_what_the_batch_decoder_does(request, series, which):
+    """The per-packet decoder stops at the first sample whose symbols already need more bytes than
+    the payload holds; the batch decoder runs every lane to the end. Every prefix of real payloads
+    (cut short anywhere, windowed first-sample and jitter tables included) and random bytes must
+    get the same verdict and the same samples from both."""
+    if which == "grid":
+        model, data = _grid_model()
+    else:
+        model = request.getfixturevalue(which)
+        data = model.generate(400, np.random.default_rng(4)) if which == "demo" else series
+    frames = [data[i : i + n] for i, n in ((0, 16), (20, 1), (40, 5), (80, 64))]
+    # A sensor that does not move: likely symbols consume no byte in the last samples and the
+    # payload ends on zero bytes emitted while coding, so it holds exactly the bytes consumed.
+    frames += [np.tile(data[0], (16, 1)) + v for v in range(-3, 4)]
+    payloads = [model.encode(f) for f in frames]
+    for p, f in zip(payloads, frames, strict=True):
+        assert np.array_equal(model.decode(p), f)
+    rng = np.random.default_rng(11)
+    inputs = [p[:k] for p in payloads for k in range(len(p) + 1)]
+    inputs += [bytes(rng.integers(0, 256, size=int(rng.integers(0, 48)), dtype=np.uint8)) for _ in range(300)]
+    inputs += [b"\xfc" + p[1:] for p in payloads]  # another sample count, same body
+    each = model.decode_each(inputs)
+    accepted = 0
+    for data_in, lane in zip(inputs, each, strict=True):
+        one = _scalar(model, data_in)
+        if isinstance(lane, PayloadError):
+            assert one is None, data_in.hex()
+        else:
+            accepted += 1
+            assert one is not None and np.array_equal(one, lane), data_in.hex()
+    assert accepted >= len(payloads)  # the whole payloads at least (trailing-zero cuts decode too)
