@@ -509,7 +509,7 @@ def _empirical_acf(z: np.ndarray, lag: int) -> np.ndarray:
     out = np.zeros(z.shape[1])
     for ch in range(z.shape[1]):
         ok = np.isfinite(a[:, ch]) & np.isfinite(b[:, ch])
-        if ok.sum() > 10:
+        if ok.sum() > 10 and np.ptp(a[ok, ch]) > 0 and np.ptp(b[ok, ch]) > 0:  # a constant: no correlation
             out[ch] = np.corrcoef(a[ok, ch], b[ok, ch])[0, 1]
     return out
 
@@ -699,12 +699,16 @@ def _match_correlations(tm: TimeModel, cov: np.ndarray, x: np.ndarray, clock: np
     ok = np.isfinite(x).all(axis=1)
     if c < 2 or ok.sum() < 10 * c:
         return tm
-    target = np.corrcoef(x[ok].T)
+    varying = x[ok].std(axis=0) > 0  # a constant channel (a stuck sensor) has no correlation to match
+    if varying.sum() < 2:
+        return tm
+    with np.errstate(invalid="ignore", divide="ignore"):
+        target = np.nan_to_num(np.corrcoef(x[ok].T))
     d = np.sqrt(np.maximum(np.diag(cov), 1e-12))
     r = cov / np.outer(d, d)
     reps = max(1, min(4, CROSS_ROWS // len(x)))
     best: tuple[float, TimeModel] | None = None
-    off = ~np.eye(c, dtype=bool)
+    off = ~np.eye(c, dtype=bool) & np.outer(varying, varying)
     prev: tuple[np.ndarray, np.ndarray] | None = None
     for rnd in range(CROSS_ROUNDS):
         cov_r = r * np.outer(d, d)
@@ -714,7 +718,8 @@ def _match_correlations(tm: TimeModel, cov: np.ndarray, x: np.ndarray, clock: np
             trial = replace(trial, zscale=_stationary_spread(trial, cov_r))
         rng = np.random.default_rng(0)
         gen = np.concatenate([_values(trial, simulate_z(trial, len(x), rng), clock)[ok] for _ in range(reps)])
-        got = np.nan_to_num(np.corrcoef(gen.T))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            got = np.nan_to_num(np.corrcoef(gen.T))
         diff = np.where(off, target - got, 0.0)
         worst = float(np.abs(diff).max())
         log.debug("cross-channel correlations, round %d: worst pair off by %.3f", rnd, worst)

@@ -168,7 +168,8 @@ def test_retrain_judges_the_bitstream_part_a_node_holds_not_the_whole_weight_fil
         out = retrain.retrain_model(tmp_path, 0, days=days)
         assert out.installed and out.result["refused"] is None
         assert ModelStore(tmp_path).load(0, 2).meta["generation"]["format"]  # installed with it
-        monkeypatch.setattr(retrain, "MAX_WEIGHT_BYTES", part - 1)
+        # the metadata (training time, dates) makes a candidate's size vary by a few bytes from run to run
+        monkeypatch.setattr(retrain, "MAX_WEIGHT_BYTES", part - 64)
         out = retrain.retrain_model(tmp_path, 0, version=1, days=days)
         part, whole = out.result["bitstream_bytes"], out.result["weight_file_bytes"]
         assert not out.installed and out.result["refused"] == (

@@ -297,3 +297,17 @@ def test_cli_train_refuses_a_negative_generation_budget_in_one_line(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and err[-1].endswith("--max-gen-bytes must be at least 0") and "Traceback" not in err[0]
     assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no NaN correlation on the way either
+def test_a_channel_stuck_at_one_value_does_not_break_learning_the_cross_channel_structure():
+    """A stuck sensor (one channel constant over the whole history, as in a retrain from a node whose
+    sensor died) has no correlation to match: learning skips it instead of failing in the
+    eigen-decomposition on a NaN correlation matrix."""
+    rng = np.random.default_rng(3)
+    n = 800
+    a = np.cumsum(rng.integers(-3, 4, n))
+    q = np.stack([a, a // 2 + rng.integers(-2, 3, n), np.full(n, 42)], axis=1)
+    tm = gen.learn(q)
+    assert np.isfinite(tm.chol).all() and np.isfinite(tm.ar).all()
+    assert tm.gen_chol is None or np.isfinite(tm.gen_chol).all()
