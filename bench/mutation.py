@@ -59,6 +59,8 @@ MODULES: dict[str, list[str]] = {
         "tests/service/test_outbox.py",
         "tests/service/test_outbox_disk_full.py",
         "tests/service/test_outbox_mutants.py",
+        "tests/service/test_outbox_history.py",
+        "tests/history/test_migration.py",
     ],
     "gateway.radio.airtime": ["tests/radio/test_airtime.py", "tests/radio/test_airtime_mutants.py"],
 }
@@ -371,7 +373,9 @@ def _run_tests(tests: list[str], timeout_s: float, hook: _Hook | None) -> str:
     return "survived" if os.WEXITSTATUS(status) == 0 else "killed"
 
 
-def run_module(name: str, tests: list[str], timeout_s: float, limit: int | None = None) -> dict:
+def run_module(
+    name: str, tests: list[str], timeout_s: float, limit: int | None = None, show: bool = False
+) -> dict:
     # the file, found without importing its package (a package __init__ would load the original)
     origin = str(ROOT / (name.replace(".", "/") + ".py"))
     source = Path(origin).read_text()
@@ -397,6 +401,8 @@ def run_module(name: str, tests: list[str], timeout_s: float, limit: int | None 
         results[verdict] += 1
         if verdict == "survived":
             survivors.append({"line": m.line, "mutation": m.what, "code": line})
+            if show:  # as found: a module's run takes minutes
+                print(f"[mutation] survivor {rel}:{m.line} {m.what}: {line}", file=sys.stderr, flush=True)
     judged = results["killed"] + results["timeout"] + results["survived"]
     return {
         "module": rel,
@@ -416,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds a mutant's test run may take")
     ap.add_argument("--limit", type=int, help="first N mutants of each module only")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--list-survivors",
+        action="store_true",
+        help="print each surviving mutant on stderr as soon as it is found (the output always lists them)",
+    )
     args = ap.parse_args(argv)
     chosen = list(MODULES)
     if args.module:
@@ -434,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report = []
     for m in chosen:  # one line per module on stderr as it completes (a full run takes a while)
-        report.append(run_module(m, MODULES[m], args.timeout, args.limit))
+        report.append(run_module(m, MODULES[m], args.timeout, args.limit, args.list_survivors))
         r = report[-1]
         print(
             f"[mutation] {r['module']}: killed {r['killed']}/{r['killed'] + r['survived']}", file=sys.stderr
