@@ -195,3 +195,32 @@ def test_a_failed_commit_without_new_frames_leaves_the_history_counters_alone(db
     ob.commit()  # the acknowledgement was kept for the next try
     assert ob.stats.deleted == 1 and ob.history.stats.rows == 1
     ob.close()
+
+
+def test_a_commit_refused_after_the_history_counted_its_rows_undoes_those_counts(db):
+    """SQLite refuses the group commit (disk full) after the history counted the new model rows: the rows
+    are dropped (counted as dropped_disk_full) and the history's counters are those of the database."""
+    ob = opened(db)
+    ob.add(model_frame(1))
+    ob.commit()
+    real, refusals = ob.history.write, [1]
+
+    def full_after_writing(conn, frames):
+        real(conn, frames)
+        if refusals[0]:
+            refusals[0] -= 1
+            err = sqlite3.OperationalError("database or disk is full")
+            err.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise err
+
+    ob.history.write = full_after_writing
+    ob.add(model_frame(2))
+    ob.add(model_frame(3))
+    assert ob.commit() == [] and ob.stats.dropped_disk_full == 2 and ob.disk_full
+    assert (ob.history.stats.rows, ob.history.stats.stored) == (1, 1)  # not 3: their rows are not there
+    ob.add(model_frame(4))
+    assert len(ob.commit()) == 1 and not ob.disk_full
+    assert (ob.history.stats.rows, ob.history.stats.stored) == (2, 2)
+    ob.close()
+    with HistoryReader(db) as r:
+        assert [h.fcnt for h in r.rows()] == [1, 4] and r.stats()["rows"] == 2

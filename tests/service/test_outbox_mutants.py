@@ -506,8 +506,8 @@ def test_a_disk_full_episode_ends_at_exactly_enough_room_and_logs_its_count(db, 
     ob._pending, ob._pending_frames = [], []
     with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
         ob.check_space()
-    assert not ob.disk_full
-    assert "2 frames were dropped while the disk was full" in caplog.text
+    assert ob.disk_full is False  # a JSON false in the stats topic ("disk_full"), not null
+    assert "); 2 frames were dropped while the disk was full" in caplog.text  # not -2
     space.free = 0
     ob.add(accepted(42, 4))
     ob.commit()
@@ -516,7 +516,7 @@ def test_a_disk_full_episode_ends_at_exactly_enough_room_and_logs_its_count(db, 
     ob.add(accepted(42, 5))
     with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
         assert len(ob.commit()) == 1
-    assert not ob.disk_full and "1 frames were dropped" in caplog.text
+    assert ob.disk_full is False and "); 1 frames were dropped" in caplog.text
     ob.close()
 
 
@@ -548,3 +548,63 @@ def test_a_held_row_without_reason_or_time_reads_as_empty_and_zero(db) -> None:
     (row,) = ob.parked_rows()
     assert (row.reason, row.parked_ms) == ("", 0)
     ob.close()
+
+
+# -- third pass (issue 17, history kept in the outbox): schema version, kept rows, W, bounds ------------
+
+
+def test_the_outbox_schema_written_is_v3_and_a_v4_file_is_refused(db) -> None:
+    """The number other tools read (doctor, backup, an older gateway's refusal): literally 3 today."""
+    from gateway.sinks.outbox import OutboxError
+
+    Outbox(db).close()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT version FROM schema_versions WHERE component = 'outbox'").fetchone() == (3,)
+        c.execute("UPDATE schema_versions SET version = 4 WHERE component = 'outbox'")
+    with pytest.raises(OutboxError, match="schema v4, newer than this gateway"):
+        Outbox(db)
+
+
+def test_a_v2_file_is_migrated_to_v3_only_and_says_so(db, caplog) -> None:
+    """A v2 file (parked columns, no outbox_kept) gets the v3 parts; its log names v3, not v2 again."""
+    ob = Outbox(db)
+    rid = ob.add(accepted(42, 1))
+    ob.commit()
+    ob.close()
+    with sqlite3.connect(db) as c:  # back to what a v2 gateway left
+        c.execute("DROP TABLE outbox_kept")
+        c.execute("DROP INDEX outbox_waiting")
+        c.execute("UPDATE schema_versions SET version = 2 WHERE component = 'outbox'")
+    with caplog.at_level("INFO", logger="gateway.sinks.outbox"):
+        ob = Outbox(db)
+    assert "migrated to schema v3" in caplog.text and "schema v2" not in caplog.text
+    assert [s.row_id for s in ob.load(0, 10)] == [rid] and ob.kept_upto == 0
+    ob.close()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT upto FROM outbox_kept").fetchall() == [(0,)]
+        assert c.execute("SELECT version FROM schema_versions WHERE component = 'outbox'").fetchone() == (3,)
+
+
+def _capped_one_page_over(db) -> Outbox:
+    """An outbox whose max_db_mb leaves exactly one page beyond the file's size (and the disk is huge)."""
+    Outbox(db).close()
+    with sqlite3.connect(db) as c:
+        used = c.execute("PRAGMA page_count").fetchone()[0]
+    cap_mb = (used + 1) * 1024 / 1048576
+    ob = Outbox(db, OutboxSettings(min_free_mb=0.0, max_db_mb=cap_mb), free_bytes=Space(10**12))
+    assert ob.room_bytes() == 1024 and ob._db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    return ob
+
+
+def test_under_a_cap_the_room_is_the_caps_even_with_a_large_free_disk(db) -> None:
+    """Twice a row's size must fit under max_db_mb (the reserve that keeps deletes writable), whatever
+    the disk has free: 2 × (417 + 96) = 1026 bytes > the one page left is refused, though SQLite would
+    still take that row today; 2 × (416 + 96) = 1024 bytes, exactly the room, is stored."""
+    ob = _capped_one_page_over(db)
+    ob.add(accepted(42, 1, payload=bytes(417)))
+    assert ob.commit() == [] and ob.disk_full and ob.stats.dropped_disk_full == 1
+    ob.add(accepted(42, 2, payload=bytes(416)))
+    (stored,) = ob.commit()
+    assert stored.frame.fcnt == 2 and ob.disk_full is False and ob.stats.dropped_disk_full == 1
+    ob.close()
+    assert _rows(db) == [stored.row_id]
