@@ -92,6 +92,12 @@ _BIN_SWAP = {
     ast.Pow: ast.Mult,
 }
 
+_STATES = "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3  # KEPT (-1): delivered, kept as history"
+_HISTORY_HOOK = "self._history_written = False  # the transaction being written called the history's hook"
+_EPISODE = "self._episode_dropped = 0  # frames dropped in this episode (set again when one begins)"
+_RECOUNT = "if held != self.stats.parked - len(rows):  # dropped or expired elsewhere: count again"
+_OLDEST = "first = oldest if first is None or (oldest is not None and oldest < first) else first"
+
 # (module, source line stripped, mutation) → why no test can kill it (keyed by text: lines move)
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("crypto", "if n <= 16:", "LtE->Lt"): "at 16 bytes the many-block path builds the same single block A1",
@@ -174,15 +180,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "if node_hint is None and data[:1] and data[0] >> 6 == 0:",
         "1->2",
     ): "data[:1] and data[:2] are both empty exactly when data is",
-    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "0->1"): (
-        "TO_PUBLISH is not read by any code (the SQL spells the states)"
-    ),
-    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "1->2"): (
-        "WAITING_MODEL is not read by any code"
-    ),
-    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "3->4"): (
-        "REQUEUED is not read by any code"
-    ),
+    ("outbox", _STATES, "1->2"): "WAITING_MODEL is not read by any code (the SQL spells the states)",
+    ("outbox", _STATES, "3->4"): "REQUEUED is not read by any code (the SQL spells the states)",
     ("outbox", "if self._cap_pages is None and self._free_bytes() - self._floor >= need:", "GtE->Gt"): (
         "at equality the fallback room_bytes() (that free space plus free pages) is >= need too"
     ),
@@ -203,6 +202,38 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("outbox", "self._has_nodes = self._nodes_table()", "value->None"): (
         "falsy: the first write with frames asks the database again before any use"
     ),
+    ("outbox", _HISTORY_HOOK, "value->None"): (
+        "_write sets it before its only reader (commit, after _write) runs"
+    ),
+    ("outbox", _HISTORY_HOOK, "False->True"): (
+        "_write sets it before its only reader (commit, after _write) runs"
+    ),
+    ("outbox", "self._history_written = False", "value->None"): (
+        "None and False are both false for its only reader (`… and self._history_written`)"
+    ),
+    ("outbox", _EPISODE, "value->None"): (
+        "read only within a disk-full episode, and _enter_disk_full sets it to 0 as the episode begins"
+    ),
+    ("outbox", _EPISODE, "0->1"): (
+        "read only within a disk-full episode, and _enter_disk_full sets it to 0 as the episode begins"
+    ),
+    ("outbox", "stop = False", "value->None"): (
+        "None and False are both false: it is read only as `while not stop` and `stop or …`"
+    ),
+    ("outbox", "if version < 3:", "Lt->LtE"): (
+        "on a v3 file the v3 statements change nothing (CREATE … IF NOT EXISTS, INSERT … WHERE NOT EXISTS)"
+    ),
+    ("outbox", "if version < 3:", "3->4"): (
+        "on a v3 file the v3 statements change nothing (CREATE … IF NOT EXISTS, INSERT … WHERE NOT EXISTS)"
+    ),
+    ("outbox", "limit = len(acked) + 64", "64->65"): (
+        "the size of W's scan batches only: the walk reads batch after batch until it stops, same W and marks"
+    ),
+    ("outbox", _RECOUNT, "Sub->Add"): (
+        "a recount more after a round that took rows back: count() equals stats.rows, which this process"
+        " keeps exact (another process only drops parked rows, which changes `held`: both recount)"
+    ),
+    ("outbox", _OLDEST, "Lt->LtE"): "at equality both are the same time",
 }
 
 

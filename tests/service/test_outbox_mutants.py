@@ -608,3 +608,57 @@ def test_under_a_cap_the_room_is_the_caps_even_with_a_large_free_disk(db) -> Non
     assert stored.frame.fcnt == 2 and ob.disk_full is False and ob.stats.dropped_disk_full == 1
     ob.close()
     assert _rows(db) == [stored.row_id]
+
+
+def test_a_park_that_finds_its_row_already_parked_or_gone_counts_nothing(db) -> None:
+    ob = Outbox(db, OutboxSettings(commit_frames=1000))
+    kept, gone = ob.add(accepted(42, 1)), ob.add(accepted(42, 2))
+    ob.commit()
+    ob.park(kept, "too big")
+    ob.commit()
+    ob.acknowledge(gone)
+    ob.commit()
+    ob.park(kept, "too big")  # refused again (it was in the publishing queue twice)
+    ob.park(gone, "too big")  # refused after its PUBACK was already recorded
+    ob.commit()
+    assert ob.stats.parked == 1 == len(ob.parked_rows()) and ob.stats.rows == 1 == ob.count()
+    ob.close()
+
+
+def _full(*_args):
+    err = sqlite3.OperationalError("database or disk is full")
+    err.sqlite_errorcode = sqlite3.SQLITE_FULL
+    raise err
+
+
+def test_bounds_that_meet_a_full_disk_drop_nothing_and_are_applied_at_the_next_round(db) -> None:
+    """max_rows and expiry write too (deletes): on a full disk they roll back, count nothing, raise
+    nothing (the commit's frames are still returned for publishing), and apply at their next round."""
+    now = 1_700_000_000_000
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=2, max_age_s=60.0), wall_ms=lambda: now)
+    real = ob._retire
+    ob._retire = _full
+    ids = [ob.add(accepted(42, i, utc_ms=now - 3_600_000)) for i in range(3)]
+    assert [s.row_id for s in ob.commit()] == ids
+    assert ob.stats.dropped_size == 0 and ob.stats.rows == 3 == ob.count() and ob.dropped_upto == 0
+    assert ob.drop_expired() == 0 and ob.stats.dropped_age == 0 and ob.count() == 3
+    ob._retire = real
+    ob.add(accepted(42, 3))
+    ob.commit()  # the next commit: max_rows applies again
+    assert ob.stats.dropped_size == 2 and ob.dropped_upto == ids[1] and ob.count() == 2
+    assert ob.drop_expired() == 1 and ob.stats.dropped_age == 1 and ob.count() == 1 == ob.stats.rows
+    ob.close()
+
+
+def test_a_puback_for_a_row_max_rows_dropped_deletes_and_counts_nothing(db) -> None:
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=1))
+    first, second = ob.add(accepted(42, 1)), ob.add(accepted(42, 2))
+    ob.commit()  # two rows, max_rows 1: the oldest is dropped while its publish is in flight
+    assert ob.stats.dropped_size == 1 and _rows(db) == [second]
+    ob.acknowledge(first)  # its PUBACK arrives afterwards
+    ob.commit()
+    assert ob.stats.deleted == 0 and ob.stats.rows == 1 == ob.count() and ob.backlog == 1
+    ob.acknowledge(second)
+    ob.commit()
+    assert ob.stats.deleted == 1 and ob.stats.rows == 0 == ob.count()
+    ob.close()
