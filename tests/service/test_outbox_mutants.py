@@ -662,3 +662,24 @@ def test_a_puback_for_a_row_max_rows_dropped_deletes_and_counts_nothing(db) -> N
     ob.commit()
     assert ob.stats.deleted == 1 and ob.stats.rows == 0 == ob.count()
     ob.close()
+
+
+def test_a_max_rows_round_that_finds_nothing_left_to_deliver_drops_and_marks_nothing(db) -> None:
+    """The row count can be stale (another process dropped parked rows; the next requeue round counts
+    again): a max_rows round that then finds no row still to deliver drops nothing and marks no id."""
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=1))
+    real, ob._retire = ob._retire, _full  # max_rows cannot apply for now (a full disk)
+    x, p1, p2 = (ob.add(accepted(42, i)) for i in range(3))
+    ob.commit()
+    ob.park(p1, "p")
+    ob.park(p2, "p")
+    ob.commit()
+    other = Outbox(db)
+    other.drop_parked()  # `lora-gw outbox drop` beside the service
+    other.close()
+    ob._retire = real
+    ob.acknowledge(x)
+    ob.commit()  # the stale count is over max_rows, the table has nothing left to deliver
+    assert ob.stats.dropped_size == 0 and ob.dropped_upto == 0 and ob.count() == 0
+    assert ob.take_requeued() == [] and ob.stats.rows == 0 and ob.stats.parked == 0
+    ob.close()
