@@ -186,10 +186,10 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "at equality the fallback room_bytes() (that free space plus free pages) is >= need too"
     ),
     ("outbox", "if version < SCHEMA_VERSION or not row:", "Lt->LtE"): (
-        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+        "rewrites the same ('outbox', SCHEMA_VERSION) row with INSERT OR REPLACE"
     ),
     ("outbox", "if version < SCHEMA_VERSION or not row:", "drop-not"): (
-        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+        "rewrites the same ('outbox', SCHEMA_VERSION) row with INSERT OR REPLACE"
     ),
     ("outbox", 'columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}', "1->2"): (
         "a file below v2 never has the v2 columns (added with the v2 row in one transaction)"

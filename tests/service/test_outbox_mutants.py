@@ -618,8 +618,8 @@ def test_a_park_that_finds_its_row_already_parked_or_gone_counts_nothing(db) -> 
     ob.commit()
     ob.acknowledge(gone)
     ob.commit()
-    ob.park(kept, "too big")  # refused again (it was in the publishing queue twice)
-    ob.park(gone, "too big")  # refused after its PUBACK was already recorded
+    ob.park(kept, "too big")  # already parked: not parked a second time
+    ob.park(gone, "too big")  # no longer in the table (delivered): nothing to park
     ob.commit()
     assert ob.stats.parked == 1 == len(ob.parked_rows()) and ob.stats.rows == 1 == ob.count()
     ob.close()
