@@ -59,6 +59,8 @@ MODULES: dict[str, list[str]] = {
         "tests/service/test_outbox.py",
         "tests/service/test_outbox_disk_full.py",
         "tests/service/test_outbox_mutants.py",
+        "tests/service/test_outbox_history.py",
+        "tests/history/test_migration.py",
     ],
     "gateway.radio.airtime": ["tests/radio/test_airtime.py", "tests/radio/test_airtime_mutants.py"],
 }
@@ -89,6 +91,12 @@ _BIN_SWAP = {
     ast.BitXor: ast.BitOr,
     ast.Pow: ast.Mult,
 }
+
+_STATES = "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3  # KEPT (-1): delivered, kept as history"
+_HISTORY_HOOK = "self._history_written = False  # the transaction being written called the history's hook"
+_EPISODE = "self._episode_dropped = 0  # frames dropped in this episode (set again when one begins)"
+_RECOUNT = "if held != self.stats.parked - len(rows):  # dropped or expired elsewhere: count again"
+_OLDEST = "first = oldest if first is None or (oldest is not None and oldest < first) else first"
 
 # (module, source line stripped, mutation) → why no test can kill it (keyed by text: lines move)
 EQUIVALENT: dict[tuple[str, str, str], str] = {
@@ -172,23 +180,16 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "if node_hint is None and data[:1] and data[0] >> 6 == 0:",
         "1->2",
     ): "data[:1] and data[:2] are both empty exactly when data is",
-    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "0->1"): (
-        "TO_PUBLISH is not read by any code (the SQL spells the states)"
-    ),
-    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "1->2"): (
-        "WAITING_MODEL is not read by any code"
-    ),
-    ("outbox", "TO_PUBLISH, WAITING_MODEL, PARKED, REQUEUED = 0, 1, 2, 3", "3->4"): (
-        "REQUEUED is not read by any code"
-    ),
+    ("outbox", _STATES, "1->2"): "WAITING_MODEL is not read by any code (the SQL spells the states)",
+    ("outbox", _STATES, "3->4"): "REQUEUED is not read by any code (the SQL spells the states)",
     ("outbox", "if self._cap_pages is None and self._free_bytes() - self._floor >= need:", "GtE->Gt"): (
         "at equality the fallback room_bytes() (that free space plus free pages) is >= need too"
     ),
     ("outbox", "if version < SCHEMA_VERSION or not row:", "Lt->LtE"): (
-        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+        "rewrites the same ('outbox', SCHEMA_VERSION) row with INSERT OR REPLACE"
     ),
     ("outbox", "if version < SCHEMA_VERSION or not row:", "drop-not"): (
-        "rewrites the same ('outbox', 2) row with INSERT OR REPLACE"
+        "rewrites the same ('outbox', SCHEMA_VERSION) row with INSERT OR REPLACE"
     ),
     ("outbox", 'columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}', "1->2"): (
         "a file below v2 never has the v2 columns (added with the v2 row in one transaction)"
@@ -201,6 +202,38 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("outbox", "self._has_nodes = self._nodes_table()", "value->None"): (
         "falsy: the first write with frames asks the database again before any use"
     ),
+    ("outbox", _HISTORY_HOOK, "value->None"): (
+        "_write sets it before its only reader (commit, after _write) runs"
+    ),
+    ("outbox", _HISTORY_HOOK, "False->True"): (
+        "_write sets it before its only reader (commit, after _write) runs"
+    ),
+    ("outbox", "self._history_written = False", "value->None"): (
+        "None and False are both false for its only reader (`… and self._history_written`)"
+    ),
+    ("outbox", _EPISODE, "value->None"): (
+        "read only within a disk-full episode, and _enter_disk_full sets it to 0 as the episode begins"
+    ),
+    ("outbox", _EPISODE, "0->1"): (
+        "read only within a disk-full episode, and _enter_disk_full sets it to 0 as the episode begins"
+    ),
+    ("outbox", "stop = False", "value->None"): (
+        "None and False are both false: it is read only as `while not stop` and `stop or …`"
+    ),
+    ("outbox", "if version < 3:", "Lt->LtE"): (
+        "on a v3 file the v3 statements change nothing (CREATE … IF NOT EXISTS, INSERT … WHERE NOT EXISTS)"
+    ),
+    ("outbox", "if version < 3:", "3->4"): (
+        "on a v3 file the v3 statements change nothing (CREATE … IF NOT EXISTS, INSERT … WHERE NOT EXISTS)"
+    ),
+    ("outbox", "limit = len(acked) + 64", "64->65"): (
+        "the size of W's scan batches only: the walk reads batch after batch until it stops, same W and marks"
+    ),
+    ("outbox", _RECOUNT, "Sub->Add"): (
+        "a recount more after a round that took rows back: count() equals stats.rows, which this process"
+        " keeps exact (another process only drops parked rows, which changes `held`: both recount)"
+    ),
+    ("outbox", _OLDEST, "Lt->LtE"): "at equality both are the same time",
 }
 
 
@@ -371,7 +404,9 @@ def _run_tests(tests: list[str], timeout_s: float, hook: _Hook | None) -> str:
     return "survived" if os.WEXITSTATUS(status) == 0 else "killed"
 
 
-def run_module(name: str, tests: list[str], timeout_s: float, limit: int | None = None) -> dict:
+def run_module(
+    name: str, tests: list[str], timeout_s: float, limit: int | None = None, show: bool = False
+) -> dict:
     # the file, found without importing its package (a package __init__ would load the original)
     origin = str(ROOT / (name.replace(".", "/") + ".py"))
     source = Path(origin).read_text()
@@ -397,6 +432,8 @@ def run_module(name: str, tests: list[str], timeout_s: float, limit: int | None 
         results[verdict] += 1
         if verdict == "survived":
             survivors.append({"line": m.line, "mutation": m.what, "code": line})
+            if show:  # as found: a module's run takes minutes
+                print(f"[mutation] survivor {rel}:{m.line} {m.what}: {line}", file=sys.stderr, flush=True)
     judged = results["killed"] + results["timeout"] + results["survived"]
     return {
         "module": rel,
@@ -416,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds a mutant's test run may take")
     ap.add_argument("--limit", type=int, help="first N mutants of each module only")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--list-survivors",
+        action="store_true",
+        help="print each surviving mutant on stderr as soon as it is found (the output always lists them)",
+    )
     args = ap.parse_args(argv)
     chosen = list(MODULES)
     if args.module:
@@ -434,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report = []
     for m in chosen:  # one line per module on stderr as it completes (a full run takes a while)
-        report.append(run_module(m, MODULES[m], args.timeout, args.limit))
+        report.append(run_module(m, MODULES[m], args.timeout, args.limit, args.list_survivors))
         r = report[-1]
         print(
             f"[mutation] {r['module']}: killed {r['killed']}/{r['killed'] + r['survived']}", file=sys.stderr

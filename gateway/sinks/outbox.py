@@ -318,7 +318,7 @@ class Outbox:
         self._closed = False
         self.dropped_upto = 0  # rows up to this id may have been dropped by a bound: do not publish them
         self.disk_full = False  # new frames are being dropped for want of space (an episode)
-        self._episode_dropped = 0
+        self._episode_dropped = 0  # frames dropped in this episode (set again when one begins)
         if self.stats.rows:
             log.info("outbox: %d frames waiting from before the restart", self.stats.rows)
 

@@ -195,3 +195,94 @@ def test_a_failed_commit_without_new_frames_leaves_the_history_counters_alone(db
     ob.commit()  # the acknowledgement was kept for the next try
     assert ob.stats.deleted == 1 and ob.history.stats.rows == 1
     ob.close()
+
+
+def test_a_commit_refused_after_the_history_counted_its_rows_undoes_those_counts(db):
+    """SQLite refuses the group commit (disk full) after the history counted the new model rows: the rows
+    are dropped (counted as dropped_disk_full) and the history's counters are those of the database."""
+    ob = opened(db)
+    ob.add(model_frame(1))
+    ob.commit()
+    real, refusals = ob.history.write, [1]
+
+    def full_after_writing(conn, frames):
+        real(conn, frames)
+        if refusals[0]:
+            refusals[0] -= 1
+            err = sqlite3.OperationalError("database or disk is full")
+            err.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise err
+
+    ob.history.write = full_after_writing
+    ob.add(model_frame(2))
+    ob.add(model_frame(3))
+    assert ob.commit() == [] and ob.stats.dropped_disk_full == 2 and ob.disk_full
+    assert (ob.history.stats.rows, ob.history.stats.stored) == (1, 1)  # not 3: their rows are not there
+    ob.add(model_frame(4))
+    assert len(ob.commit()) == 1 and not ob.disk_full
+    assert (ob.history.stats.rows, ob.history.stats.stored) == (2, 2)
+    ob.close()
+    with HistoryReader(db) as r:
+        assert [h.fcnt for h in r.rows()] == [1, 4] and r.stats()["rows"] == 2
+
+
+def test_w_walks_past_more_waiting_rows_than_one_scan_batch_and_covers_the_acknowledged_behind(db):
+    """W's scan reads the rows above it a batch at a time (acknowledged + 64): 65 rows waiting for their
+    model and then two acknowledged rows — W ends past both, no row is marked one by one."""
+    ob = opened(db)
+    ids = [ob.add(model_frame(i)) for i in range(67)]
+    ob.commit()
+    for rid in ids[:65]:
+        ob.mark_waiting(rid)
+    ob.commit()
+    deliver(ob, ids[65:])
+    assert upto(db) == ids[66] and KEPT not in dict(table(db)).values()
+    assert (ob.stats.kept, ob.stats.rows, ob.count()) == (2, 65, 65) and ob.load(0, 10) == []
+    assert [s.row_id for s in ob.load_waiting(0, 100)] == ids[:65]
+    ob.close()
+
+
+def test_an_out_of_order_acknowledgement_before_a_backlog_longer_than_one_scan_batch(db):
+    """The first row still to publish stops W even with more rows behind it than one scan batch; the
+    acknowledged row beyond it is marked."""
+    ob = opened(db)
+    ids = [ob.add(model_frame(i)) for i in range(70)]
+    ob.commit()
+    deliver(ob, [ids[0], ids[2]])
+    states = dict(table(db))
+    assert upto(db) == ids[0] and states[ids[2]] == KEPT and states[ids[1]] == 0
+    assert [s.row_id for s in ob.load(0, 100)] == [ids[1], *ids[3:]] and ob.stats.rows == 68
+    ob.close()
+
+
+def test_a_requeued_row_exactly_at_w_gets_a_new_id_and_is_published(db):
+    ob = opened(db)
+    done, parked = ob.add(model_frame(1)), ob.add(model_frame(2))
+    ob.commit()
+    ob.park(parked, "broker PUBACK: Topic Name invalid")
+    ob.commit()
+    deliver(ob, [done])  # W passes the parked row, the last one: W == its id
+    assert upto(db) == parked
+    ob.retry_parked([parked])
+    (taken,) = ob.take_requeued()
+    assert taken.row_id == parked + 1 and taken.frame.fcnt == 2
+    assert [s.row_id for s in ob.load(0, 10)] == [parked + 1] and ob.stats.rows == 1
+    ob.close()
+    assert [s.row_id for s in opened(db).load(0, 10)] == [parked + 1]  # and after a restart
+
+
+def test_several_requeued_rows_below_w_get_consecutive_new_ids_in_one_round(db):
+    ob = opened(db)
+    a, b, done = (ob.add(model_frame(i)) for i in range(3))
+    ob.commit()
+    ob.park(a, "p")
+    ob.park(b, "p")
+    ob.commit()
+    deliver(ob, [done])
+    assert upto(db) == done
+    ob.retry_parked()
+    taken = ob.take_requeued()
+    assert [(s.row_id, s.frame.fcnt) for s in taken] == [(done + 1, 0), (done + 2, 1)]
+    assert [s.row_id for s in ob.load(0, 10)] == [done + 1, done + 2] and ob.stats.parked == 0
+    assert ob.add(model_frame(9)) == done + 3  # the next new row comes after them
+    ob.close()

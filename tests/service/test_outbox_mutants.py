@@ -506,8 +506,8 @@ def test_a_disk_full_episode_ends_at_exactly_enough_room_and_logs_its_count(db, 
     ob._pending, ob._pending_frames = [], []
     with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
         ob.check_space()
-    assert not ob.disk_full
-    assert "2 frames were dropped while the disk was full" in caplog.text
+    assert ob.disk_full is False  # a JSON false in the stats topic ("disk_full"), not null
+    assert "); 2 frames were dropped while the disk was full" in caplog.text  # not -2
     space.free = 0
     ob.add(accepted(42, 4))
     ob.commit()
@@ -516,7 +516,7 @@ def test_a_disk_full_episode_ends_at_exactly_enough_room_and_logs_its_count(db, 
     ob.add(accepted(42, 5))
     with caplog.at_level("WARNING", logger="gateway.sinks.outbox"):
         assert len(ob.commit()) == 1
-    assert not ob.disk_full and "1 frames were dropped" in caplog.text
+    assert ob.disk_full is False and "); 1 frames were dropped" in caplog.text
     ob.close()
 
 
@@ -547,4 +547,139 @@ def test_a_held_row_without_reason_or_time_reads_as_empty_and_zero(db) -> None:
         c.execute("UPDATE outbox SET state = 2, reason = NULL, parked_ms = NULL WHERE id = ?", (rid,))
     (row,) = ob.parked_rows()
     assert (row.reason, row.parked_ms) == ("", 0)
+    ob.close()
+
+
+# -- third pass (issue 17, history kept in the outbox): schema version, kept rows, W, bounds ------------
+
+
+def test_the_outbox_schema_written_is_v3_and_a_v4_file_is_refused(db) -> None:
+    """The number other tools read (doctor, backup, an older gateway's refusal): literally 3 today."""
+    from gateway.sinks.outbox import OutboxError
+
+    Outbox(db).close()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT version FROM schema_versions WHERE component = 'outbox'").fetchone() == (3,)
+        c.execute("UPDATE schema_versions SET version = 4 WHERE component = 'outbox'")
+    with pytest.raises(OutboxError, match="schema v4, newer than this gateway"):
+        Outbox(db)
+
+
+def test_a_v2_file_is_migrated_to_v3_only_and_says_so(db, caplog) -> None:
+    """A v2 file (parked columns, no outbox_kept) gets the v3 parts; its log names v3, not v2 again."""
+    ob = Outbox(db)
+    rid = ob.add(accepted(42, 1))
+    ob.commit()
+    ob.close()
+    with sqlite3.connect(db) as c:  # back to what a v2 gateway left
+        c.execute("DROP TABLE outbox_kept")
+        c.execute("DROP INDEX outbox_waiting")
+        c.execute("UPDATE schema_versions SET version = 2 WHERE component = 'outbox'")
+    with caplog.at_level("INFO", logger="gateway.sinks.outbox"):
+        ob = Outbox(db)
+    assert "migrated to schema v3" in caplog.text and "schema v2" not in caplog.text
+    assert [s.row_id for s in ob.load(0, 10)] == [rid] and ob.kept_upto == 0
+    ob.close()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT upto FROM outbox_kept").fetchall() == [(0,)]
+        assert c.execute("SELECT version FROM schema_versions WHERE component = 'outbox'").fetchone() == (3,)
+
+
+def _capped_one_page_over(db) -> Outbox:
+    """An outbox whose max_db_mb leaves exactly one page beyond the file's size (and the disk is huge)."""
+    Outbox(db).close()
+    with sqlite3.connect(db) as c:
+        used = c.execute("PRAGMA page_count").fetchone()[0]
+    cap_mb = (used + 1) * 1024 / 1048576
+    ob = Outbox(db, OutboxSettings(min_free_mb=0.0, max_db_mb=cap_mb), free_bytes=Space(10**12))
+    assert ob.room_bytes() == 1024 and ob._db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    return ob
+
+
+def test_under_a_cap_the_room_is_the_caps_even_with_a_large_free_disk(db) -> None:
+    """Twice a row's size must fit under max_db_mb (the reserve that keeps deletes writable), whatever
+    the disk has free: 2 × (417 + 96) = 1026 bytes > the one page left is refused, though SQLite would
+    still take that row today; 2 × (416 + 96) = 1024 bytes, exactly the room, is stored."""
+    ob = _capped_one_page_over(db)
+    ob.add(accepted(42, 1, payload=bytes(417)))
+    assert ob.commit() == [] and ob.disk_full and ob.stats.dropped_disk_full == 1
+    ob.add(accepted(42, 2, payload=bytes(416)))
+    (stored,) = ob.commit()
+    assert stored.frame.fcnt == 2 and ob.disk_full is False and ob.stats.dropped_disk_full == 1
+    ob.close()
+    assert _rows(db) == [stored.row_id]
+
+
+def test_a_park_that_finds_its_row_already_parked_or_gone_counts_nothing(db) -> None:
+    ob = Outbox(db, OutboxSettings(commit_frames=1000))
+    kept, gone = ob.add(accepted(42, 1)), ob.add(accepted(42, 2))
+    ob.commit()
+    ob.park(kept, "too big")
+    ob.commit()
+    ob.acknowledge(gone)
+    ob.commit()
+    ob.park(kept, "too big")  # already parked: not parked a second time
+    ob.park(gone, "too big")  # no longer in the table (delivered): nothing to park
+    ob.commit()
+    assert ob.stats.parked == 1 == len(ob.parked_rows()) and ob.stats.rows == 1 == ob.count()
+    ob.close()
+
+
+def _full(*_args):
+    err = sqlite3.OperationalError("database or disk is full")
+    err.sqlite_errorcode = sqlite3.SQLITE_FULL
+    raise err
+
+
+def test_bounds_that_meet_a_full_disk_drop_nothing_and_are_applied_at_the_next_round(db) -> None:
+    """max_rows and expiry write too (deletes): on a full disk they roll back, count nothing, raise
+    nothing (the commit's frames are still returned for publishing), and apply at their next round."""
+    now = 1_700_000_000_000
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=2, max_age_s=60.0), wall_ms=lambda: now)
+    real = ob._retire
+    ob._retire = _full
+    ids = [ob.add(accepted(42, i, utc_ms=now - 3_600_000)) for i in range(3)]
+    assert [s.row_id for s in ob.commit()] == ids
+    assert ob.stats.dropped_size == 0 and ob.stats.rows == 3 == ob.count() and ob.dropped_upto == 0
+    assert ob.drop_expired() == 0 and ob.stats.dropped_age == 0 and ob.count() == 3
+    ob._retire = real
+    ob.add(accepted(42, 3))
+    ob.commit()  # the next commit: max_rows applies again
+    assert ob.stats.dropped_size == 2 and ob.dropped_upto == ids[1] and ob.count() == 2
+    assert ob.drop_expired() == 1 and ob.stats.dropped_age == 1 and ob.count() == 1 == ob.stats.rows
+    ob.close()
+
+
+def test_a_puback_for_a_row_max_rows_dropped_deletes_and_counts_nothing(db) -> None:
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=1))
+    first, second = ob.add(accepted(42, 1)), ob.add(accepted(42, 2))
+    ob.commit()  # two rows, max_rows 1: the oldest is dropped while its publish is in flight
+    assert ob.stats.dropped_size == 1 and _rows(db) == [second]
+    ob.acknowledge(first)  # its PUBACK arrives afterwards
+    ob.commit()
+    assert ob.stats.deleted == 0 and ob.stats.rows == 1 == ob.count() and ob.backlog == 1
+    ob.acknowledge(second)
+    ob.commit()
+    assert ob.stats.deleted == 1 and ob.stats.rows == 0 == ob.count()
+    ob.close()
+
+
+def test_a_max_rows_round_that_finds_nothing_left_to_deliver_drops_and_marks_nothing(db) -> None:
+    """The row count can be stale (another process dropped parked rows; the next requeue round counts
+    again): a max_rows round that then finds no row still to deliver drops nothing and marks no id."""
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=1))
+    real, ob._retire = ob._retire, _full  # max_rows cannot apply for now (a full disk)
+    x, p1, p2 = (ob.add(accepted(42, i)) for i in range(3))
+    ob.commit()
+    ob.park(p1, "p")
+    ob.park(p2, "p")
+    ob.commit()
+    other = Outbox(db)
+    other.drop_parked()  # `lora-gw outbox drop` beside the service
+    other.close()
+    ob._retire = real
+    ob.acknowledge(x)
+    ob.commit()  # the stale count is over max_rows, the table has nothing left to deliver
+    assert ob.stats.dropped_size == 0 and ob.dropped_upto == 0 and ob.count() == 0
+    assert ob.take_requeued() == [] and ob.stats.rows == 0 and ob.stats.parked == 0
     ob.close()
