@@ -305,6 +305,7 @@ class Outbox:
         self.history = None if history is None else HistoryWriter(self._db, history, clock, wall_ms)
         self.stats = OutboxStats()
         self.stats.rows = self.count()
+        self._data_version = self._db_version()  # changes only when another connection commits
         self.stats.parked = self._held_count()
         self._pending: list[tuple] = []
         self._pending_frames: list[StoredFrame] = []
@@ -496,8 +497,21 @@ class Outbox:
         if stored and self.disk_full:
             self._leave_disk_full()
         if self.stats.rows > self.settings.max_rows:
+            version = self._db_version()
+            if version != self._data_version:  # e.g. `lora-gw outbox drop` beside the service: count again
+                self._data_version = version
+                self.stats.rows = self.count()
+        if self.stats.rows > self.settings.max_rows:
             self._drop_oldest(self.stats.rows - self.settings.max_rows)
         return stored
+
+    def _db_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: the same while only this connection commits, so a row
+        count kept in memory is recounted only after another process (or connection) wrote."""
+        try:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return -1
 
     def _write(self, with_deletes: bool) -> tuple[int, int, int]:
         """One transaction: the pending rows, their counters, then (optionally) deletes and state changes.

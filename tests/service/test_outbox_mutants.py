@@ -683,3 +683,25 @@ def test_a_max_rows_round_that_finds_nothing_left_to_deliver_drops_and_marks_not
     assert ob.stats.dropped_size == 0 and ob.dropped_upto == 0 and ob.count() == 0
     assert ob.take_requeued() == [] and ob.stats.rows == 0 and ob.stats.parked == 0
     ob.close()
+
+
+def test_at_max_rows_a_drop_by_another_process_is_counted_before_frames_are_dropped(db) -> None:
+    """`lora-gw outbox drop` beside a full outbox: the next commit recounts (the database's
+    data_version moved) instead of dropping a real frame for a row that is already gone."""
+    ob = Outbox(db, OutboxSettings(commit_frames=1000, max_rows=3), wall_ms=lambda: 1_700_000_123_456)
+    ids = [ob.add(accepted(42, i)) for i in range(3)]
+    ob.commit()
+    for rid in ids:
+        ob.park(rid, f"too big {rid}")
+    ob.commit()
+    assert ob.stats.rows == 3
+    other = Outbox(db)
+    other.drop_parked([ids[0]])
+    other.close()
+    ob.add(accepted(42, 10))
+    ob.commit()
+    assert ob.stats.dropped_size == 0 and ob.stats.rows == ob.count() == 3
+    ob.add(accepted(42, 11))  # now really over the cap: the oldest still to deliver goes
+    ob.commit()
+    assert ob.stats.dropped_size == 1 and ob.stats.rows == ob.count() == 3
+    ob.close()
