@@ -110,9 +110,10 @@ def _radiohead() -> tuple[Callable[[bytes], object], list[bytes]]:
 
 
 def _codec_models() -> list:
-    """The shipped demo model, and two trained here so that every part of the bitstream is reached:
-    one on tests/codec/data/weather-400.csv (windowed first-sample tables, tables.first_to_symbols)
-    and one on a synthetic lattice series (residual grid and jitter tables by phase)."""
+    """The shipped demo model, and three trained here so that every part of the bitstream is reached:
+    one on tests/codec/data/weather-400.csv (windowed first-sample tables, tables.first_to_symbols),
+    one on a synthetic lattice series (residual grid and jitter tables by phase) and one on mostly
+    even readings (revision 4's prediction modes: snapped changes, phase by the lattice)."""
     import numpy as np
 
     from gateway.codec import Channel, Schema, demo_model, train
@@ -127,7 +128,16 @@ def _codec_models() -> list:
     )
     axes = Schema(tuple(Channel(f"axis{i}", "", 1.0) for i in range(3)))
     gridded = train(lattice.astype(np.int64), axes, 16, buckets=3, model_id=4)
-    return [demo_model(), windowed, gridded]
+    # bitstream revision 4's prediction modes: a drift whose changes persist, read mostly as even values
+    d = np.zeros((1200, 2))
+    for t in range(1, len(d)):
+        d[t] = 0.7 * d[t - 1] + rng.normal(0, 30, 2)
+    even = 2 * np.rint((5000 + np.cumsum(d, axis=0)) / 2)
+    odd = (rng.random(even.shape) < 1 / 6) * rng.choice([-1, 1], size=even.shape)
+    current = Schema(tuple(Channel(f"isig{i}", "nA", 1.0) for i in range(2)))
+    modes = train((even + odd).astype(np.int64), current, 16, buckets=3, model_id=6)
+    assert modes.params.pmode.any(), "the prediction-mode model was trained without a mode"
+    return [demo_model(), windowed, gridded, modes]
 
 
 def _codec() -> tuple[Callable[[bytes], object], list[bytes]]:
