@@ -44,6 +44,8 @@ class ScalarTables:
     jcum: list[list[list[int]]]
     jlut: list[list[bytes]]
     pmode: list[int]
+    own: list[int]
+    cross: list[list[tuple[int, int]]]
     count_freq: list[int]
     count_cum: list[int]
 
@@ -78,6 +80,8 @@ def build(
         jcum=jcum.tolist(),
         jlut=[[bytes(t.astype("uint8")) for t in ch] for ch in jlut],
         pmode=params.pmode.tolist(),
+        own=np.diagonal(params.actw).tolist(),
+        cross=sparse(np.tril(params.actw, -1)),
         count_freq=count_freq.tolist(),
         count_cum=count_cum.tolist(),
     )
@@ -175,6 +179,7 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
     for step in range(n):
         cur = [0] * c_n
         cur_d = [0] * c_n
+        cur_r = [0] * c_n  # min(|residual|, 65535) of the channels coded at this step
         for c in range(c_n):
             if step == 0:
                 acc = 0
@@ -196,7 +201,9 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 if step == 1:
                     tab = 1
                 else:
-                    a = abs(prev_d[c])
+                    a = t.own[c] * abs(prev_d[c])  # activity (model.activity)
+                    for j, w in t.cross[c]:
+                        a += w * cur_r[j]
                     tab = 2
                     for th in t.thr[c]:
                         if a > th:
@@ -217,6 +224,7 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
             if not -_LIMIT < value < _LIMIT:
                 raise PayloadError(f"payload does not decode under model {key}")
             cur[c] = value
+            cur_r[c] = min(abs(value - pred), 65535)
             if step:
                 cur_d[c] = value - prev[c]
         x.append(cur)
