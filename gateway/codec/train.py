@@ -357,9 +357,9 @@ def choose_actw(
     best_row, best = row, 0.99 * sum(plain)
     sd_own = max(float(np.std(np.abs(prev))), 1e-3)
     sd = np.maximum(np.std(capped.reshape(-1, ch), axis=0), 1e-3)
-    own = 16  # the own weight, so the others' can be fractions of it
-    for mix in (0.25, 0.5, 1.0, 2.0, 4.0):
-        w = np.minimum(np.rint(own * mix * sd_own / (ch * sd)), ACT_WEIGHT_MAX - 1).astype(np.int64)
+    for mix in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 0.0):
+        own = 16 if mix else 0  # the own weight, so the others' can be fractions of it; 0: theirs alone
+        w = np.minimum(np.rint(16 * (mix or 1.0) * sd_own / (ch * sd)), ACT_WEIGHT_MAX - 1).astype(np.int64)
         if not w.any():
             continue
         got = [_bucket_bits(r, own * a + rr @ w, buckets) for r, a, rr in parts]
