@@ -3,8 +3,8 @@
 A full training (gateway.codec.train) searches everything from nothing: the residual grid of each
 channel and the number of activity buckets (6 down to 1, one whole training per try, until the weight
 file fits). Adapting starts from a model that already answers those questions for this kind of
-sensor, keeps them (same schema, frame size, buckets and grid, so the result is a drop-in next
-version) and re-fits only what a change of season or site moves, in one pass:
+sensor, keeps them (same schema, frame size, buckets, grid, prediction modes and activity weights,
+so the result is a drop-in next version) and re-fits only what a change of season or site moves, in one pass:
 
 - ``base`` (the first sample's prior) becomes the new data's median;
 - each channel's predictor rows (``a0``; ``a1``/``a2``/``lev``): the old row competes with a re-fit

@@ -123,7 +123,7 @@ class Params:
     a1[C, C]           later samples: weights on every channel's previous delta
     a2[C, C]           later samples: weights on earlier channels' current delta (j < c)
     lev[C]             later samples: weight on the channel's offset from base (mean reversion)
-    thr[C, K-1]        activity thresholds (activity = |previous delta|), ascending
+    thr[C, K-1]        activity thresholds (:func:`activity`; |previous delta| by default), ascending
     shift[C, 2+K]      binning shift k of each table; table 0's is 32 + s for the windowed
                        first-sample binning (tables.first_to_symbols), else the zigzag one
     freq[C, 2+K, 64]   symbol frequencies (sum 4096) of each table:

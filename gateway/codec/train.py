@@ -566,7 +566,8 @@ def table_groups(
     act = act.ravel()
     if buckets > 1 and len(act):
         qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
-        thr[:] = np.maximum.accumulate(np.floor(qs).astype(np.int64))
+        # (int32 in the weight file: a weighted activity could in principle exceed it)
+        thr[:] = np.minimum(np.maximum.accumulate(np.floor(qs).astype(np.int64)), (1 << 31) - 1)
     groups = [resid[:, 0], resid[:, 1] if n > 1 else np.zeros(0, dtype=np.int64)]
     if n > 2:
         b = activity_bucket(act, thr)
