@@ -99,8 +99,9 @@ def breakdown(name: str, q: np.ndarray, n: int) -> dict[str, object]:
     bits = coded_bits(model, frames)
     ideal_total = sum(float(v.sum()) for v in bits.values())
     count_bits = float(-np.log2((PROB_TOTAL - 64) / PROB_TOTAL)) * len(frames)
-    res_test = model.residuals(frames)
-    res_train = model.residuals(tr_frames)
+    pred_test, tab_test = model.predict_all(frames)
+    pred_train, tab_train = model.predict_all(tr_frames)
+    res_test, res_train = frames - pred_test, tr_frames - pred_train
     chans = []
     for ch in range(p.channels):
         first = sum(float(v[:, 0, ch].sum()) for v in bits.values())
@@ -115,16 +116,13 @@ def breakdown(name: str, q: np.ndarray, n: int) -> dict[str, object]:
             "binned_ideal": binned(rtr, rte, False),
             "binned_4096": binned(rtr, rte, True),
         }
-        # Contexts without the grid: each of the model's tables (position 1, activity buckets) learned
-        # on the training residuals with its own best shift.
-        fd_tr = np.zeros_like(tr_frames[:, :, ch])
-        fd_tr[:, 1:] = np.diff(tr_frames[:, :, ch], axis=1)
-        fd_te = np.zeros_like(frames[:, :, ch])
-        fd_te[:, 1:] = np.diff(frames[:, :, ch], axis=1)
+        # Contexts without the grid: each of the model's tables (position 1, activity buckets, as the
+        # model picks them: with activity weights too) learned on the training residuals with its own
+        # best shift.
         ctx = binned(res_train[:, 1, ch], res_test[:, 1, ch], True) if n > 1 else 0.0
         if n > 2:
-            btr = (np.abs(fd_tr[:, 1:-1])[..., None] > p.thr[ch]).sum(-1).ravel()
-            bte = (np.abs(fd_te[:, 1:-1])[..., None] > p.thr[ch]).sum(-1).ravel()
+            btr = tab_train[:, 2:, ch].ravel() - 2
+            bte = tab_test[:, 2:, ch].ravel() - 2
             rtr2, rte2 = res_train[:, 2:, ch].ravel(), res_test[:, 2:, ch].ravel()
             for b in range(p.buckets):
                 ctx += binned(rtr2[btr == b], rte2[bte == b], True)

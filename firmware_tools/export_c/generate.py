@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.codec import tables
-from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, JITTER_PHASES, Model
+from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, JITTER_PHASES, Model, uses_actw
 from gateway.codec.schema import Q_LIMIT
 from gateway.errors import GatewayError
 from gateway.frames.types import PayloadCodec
@@ -99,6 +99,7 @@ def _tables(model: Model) -> str:
         "GRID": bool(grid_channels),
         "WINDOW": bool(np.any(p.shift[:, 0] >= tables.WINDOW)),
         "PMODE": bool(np.any(p.pmode)),  # prediction modes (bitstream revision 4)
+        "ACTW": uses_actw(p),  # activity weights (bitstream revision 5)
     }
     out = [
         f"#define LGW_Q_LIMIT ((int64_t){Q_LIMIT})",
@@ -124,6 +125,8 @@ def _tables(model: Model) -> str:
         out.append(_c_array("int32_t", "lgw_grid", _check_int32("grid", p.grid)))
     if has["PMODE"]:
         out.append(_c_array("uint8_t", "lgw_pmode", p.pmode.tolist(), 32))
+    if has["ACTW"]:
+        out.append(_c_array("uint16_t", "lgw_actw", p.actw.ravel().tolist(), 32))
     stream: list[int] = []
     starts: list[int] = []
     for c in range(c_n):

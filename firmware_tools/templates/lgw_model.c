@@ -199,8 +199,18 @@ static int64_t lgw_first_pred(int c, const int32_t *x0) {
     return (int64_t)lgw_base[c] + lgw_asr(acc + 2048, 12);
 }
 
+#if LGW_HAS_ACTW
+/* Activity weights (revision 5): ar = min(|residual|, 65535) of the channels coded at this step. */
+#define LGW_AR_PARAM , const uint16_t *ar
+#define LGW_AR_ARG , ar
+#else
+#define LGW_AR_PARAM
+#define LGW_AR_ARG
+#endif
+
 /* Later samples (t >= 1): xt = row t, xp = row t - 1, xpp = row t - 2 (NULL at t = 1). Sets *tab. */
-static LGW_NOINLINE int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const int32_t *xpp, int *tab) {
+static LGW_NOINLINE int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const int32_t *xpp,
+                                          int *tab LGW_AR_PARAM) {
     int64_t acc = 0;
     int j;
     (void)xt;
@@ -222,6 +232,11 @@ static LGW_NOINLINE int64_t lgw_next_pred(int c, const int32_t *xt, const int32_
         int64_t a = (int64_t)xp[c] - xpp[c];
         int b = 2;
         if (a < 0) a = -a;
+#if LGW_HAS_ACTW
+        /* act = actw[c][c] |d| + sum over j < c of actw[c][j] ar[j] (docs/codec.md, "Samples") */
+        a *= lgw_actw[c * LGW_CHANNELS + c];
+        for (j = 0; j < c; j++) a += (int64_t)lgw_actw[c * LGW_CHANNELS + j] * ar[j];
+#endif
 #if LGW_NTHR > 0
         for (j = 0; j < LGW_NTHR; j++)
             if (a > lgw_thr[c * LGW_NTHR + j]) b++;
@@ -239,6 +254,9 @@ static LGW_NOINLINE int64_t lgw_next_pred(int c, const int32_t *xt, const int32_
 int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int out_cap) {
     lgw_rc_t rc;
     int t, c, i;
+#if LGW_HAS_ACTW
+    uint16_t ar[LGW_CHANNELS];
+#endif
     if (!samples || !out || n_samples < 1 || n_samples > LGW_MAX_SAMPLES || out_cap < 0) return LGW_E_ARG;
     for (i = 0; i < n_samples * LGW_CHANNELS; i++)
         if (samples[i] <= -LGW_Q_LIMIT || samples[i] >= LGW_Q_LIMIT) return LGW_E_RANGE;
@@ -257,10 +275,15 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
             int tab = 0;
             int64_t pred, r;
             if (t == 0) pred = lgw_first_pred(c, xt);
-            else pred = lgw_next_pred(c, xt, xt - LGW_CHANNELS, t >= 2 ? xt - 2 * LGW_CHANNELS : (const int32_t *)0, &tab);
+            else
+                pred = lgw_next_pred(c, xt, xt - LGW_CHANNELS, t >= 2 ? xt - 2 * LGW_CHANNELS : (const int32_t *)0,
+                                     &tab LGW_AR_ARG);
             if (pred < -LGW_Q_LIMIT) pred = -LGW_Q_LIMIT;
             if (pred > LGW_Q_LIMIT) pred = LGW_Q_LIMIT;
             r = (int64_t)xt[c] - pred;
+#if LGW_HAS_ACTW
+            ar[c] = (uint16_t)(r > 65535 || r < -65535 ? 65535 : (r < 0 ? -r : r));
+#endif
 #if LGW_HAS_GRID
             if (lgw_grid[c] != 256) {
                 int64_t g = lgw_grid[c];

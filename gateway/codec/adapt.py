@@ -3,8 +3,8 @@
 A full training (gateway.codec.train) searches everything from nothing: the residual grid of each
 channel and the number of activity buckets (6 down to 1, one whole training per try, until the weight
 file fits). Adapting starts from a model that already answers those questions for this kind of
-sensor, keeps them (same schema, frame size, buckets and grid, so the result is a drop-in next
-version) and re-fits only what a change of season or site moves, in one pass:
+sensor, keeps them (same schema, frame size, buckets, grid, prediction modes and activity weights,
+so the result is a drop-in next version) and re-fits only what a change of season or site moves, in one pass:
 
 - ``base`` (the first sample's prior) becomes the new data's median;
 - each channel's predictor rows (``a0``; ``a1``/``a2``/``lev``): the old row competes with a re-fit
@@ -33,6 +33,7 @@ from gateway.codec.model import (
     SHIFT,
     Model,
     Params,
+    activity,
     grid_split,
     jitter_phase,
     snap_delta,
@@ -198,6 +199,7 @@ def adapt(
         grid,
         old.jfreq,
         old.pmode,
+        old.actw,
     )
     frames = np.concatenate([frames_of(q[s:], n) for s in range(0, n, max(1, n // 4))])
     resid = Model(init.schema, stub, n, init.model_id, init.version).residuals(frames)
@@ -208,6 +210,8 @@ def adapt(
     shift = np.zeros((c, ntab), dtype=np.int64)
     freq = np.zeros((c, ntab, tables.NSYM), dtype=np.int64)
     jfreq = old.jfreq.copy()
+    # The kept activity weights (revision 5) read the whole residuals, before the grid split.
+    act = activity(old.actw, fd[:, 1:-1], resid[:, 2:]) if n > 2 else None
     for ch in range(c):
         if grid[ch] != GRID_ONE:
             m, e = grid_split(resid[:, :, ch], grid[ch])
@@ -217,7 +221,9 @@ def adapt(
             for i in range(JITTER_PHASES):  # one jitter table per lattice phase (bitstream revision 3)
                 prior = _prior_counts(old.jfreq[ch, i], prior_samples)
                 jfreq[ch, i] = tables.quantise_freqs(np.bincount(sym[ph == i], minlength=tables.NSYM) + prior)
-        groups = table_groups(resid[:, :, ch], fd[:, :, ch], buckets, thr[ch])
+        groups = table_groups(
+            resid[:, :, ch], fd[:, :, ch], buckets, thr[ch], None if act is None else act[..., ch]
+        )
         shift[ch, 0], freq[ch, 0] = _first_table(
             groups[0], int(old.shift[ch, 0]), old.freq[ch, 0], prior_samples
         )
@@ -238,6 +244,7 @@ def adapt(
         grid,
         jfreq,
         old.pmode,
+        old.actw,
     )
     model = Model(init.schema, params, n, init.model_id, version if version is not None else init.version + 1)
     say("measuring the adapted model on its training data")

@@ -37,6 +37,9 @@ FINGERPRINT_TAG_2 = b"lora-gw codec bitstream 2\x00"
 # Revision 4 added the per-channel prediction mode (pmode); a model whose modes are all 0 codes
 # exactly revision 3's (or 2's) bitstream and keeps that revision's fingerprint.
 FINGERPRINT_TAG_4 = b"lora-gw codec bitstream 4\x00"
+# Revision 5 added the activity weights (actw); a model whose weights are the identity (activity =
+# |previous change|) codes exactly revision 4's (or 3's, or 2's) bitstream and keeps that fingerprint.
+FINGERPRINT_TAG_5 = b"lora-gw codec bitstream 5\x00"
 FINGERPRINT_LEN = 8
 _FP_ARRAYS = ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq")
 
@@ -88,6 +91,24 @@ def lattice_phase(pred: np.ndarray, m: np.ndarray, grid: np.ndarray) -> np.ndarr
     return (((pred * GRID_ONE + m * grid) % grid) * JITTER_PHASES) // grid
 
 
+# Activity weights (Params.actw, bitstream revision 5): a later sample's context is chosen by
+# act = actw[c][c]·|d[t-1][c]| + Σ_{j<c} actw[c][j]·min(|r[t][j]|, ACT_CAP), where r[t][j] are the
+# residuals of the channels already coded at this step: weather's humidity errs most where the
+# temperature just did, one accelerometer axis where the others did (a shared burst of movement).
+ACT_CAP = (1 << 16) - 1
+ACT_WEIGHT_MAX = 1 << 12
+
+
+def activity(actw: np.ndarray, prev_delta: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    """Activity of every channel (last axis) from its previous change and the residuals of the
+    earlier channels at the same step (``resid``, same shape)."""
+    own = np.diagonal(actw) * np.abs(prev_delta)
+    cross = np.tril(actw, -1)
+    if not cross.any():
+        return own
+    return own + np.minimum(np.abs(resid), ACT_CAP) @ cross.T
+
+
 def jitter_phase(pred: np.ndarray, m: np.ndarray, grid: np.ndarray, pmode: np.ndarray) -> np.ndarray:
     """The jitter table of each value: lattice_phase where pmode asks for it, else grid_phase."""
     return np.where(pmode & PMODE_LATTICE_PHASE, lattice_phase(pred, m, grid), grid_phase(m, grid))
@@ -102,7 +123,7 @@ class Params:
     a1[C, C]           later samples: weights on every channel's previous delta
     a2[C, C]           later samples: weights on earlier channels' current delta (j < c)
     lev[C]             later samples: weight on the channel's offset from base (mean reversion)
-    thr[C, K-1]        activity thresholds (activity = |previous delta|), ascending
+    thr[C, K-1]        activity thresholds (:func:`activity`; |previous delta| by default), ascending
     shift[C, 2+K]      binning shift k of each table; table 0's is 32 + s for the windowed
                        first-sample binning (tables.first_to_symbols), else the zigzag one
     freq[C, 2+K, 64]   symbol frequencies (sum 4096) of each table:
@@ -114,6 +135,9 @@ class Params:
                        table per lattice phase of the grid index (grid_phase)
     pmode[C]           prediction mode bits (PMODE_SNAP, PMODE_LATTICE_PHASE), only where
                        grid != 256; all 0 (the default) is revision 3's bitstream
+    actw[C, C]         activity weights (:func:`activity`): diagonal on the channel's own previous
+                       change, j < c on earlier channels' residuals at the same step; the identity
+                       (the default) is revision 4's bitstream
     """
 
     base: np.ndarray
@@ -129,10 +153,13 @@ class Params:
     grid: np.ndarray
     jfreq: np.ndarray
     pmode: np.ndarray | None = None
+    actw: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.pmode is None:
             object.__setattr__(self, "pmode", np.zeros(len(self.base), dtype=np.int64))
+        if self.actw is None:
+            object.__setattr__(self, "actw", np.eye(len(self.base), dtype=np.int64))
 
     @property
     def channels(self) -> int:
@@ -158,6 +185,7 @@ class Params:
             "grid": (c,),
             "jfreq": (c, JITTER_PHASES, tables.NSYM),
             "pmode": (c,),
+            "actw": (c, c),
         }
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
@@ -173,6 +201,9 @@ class Params:
         assert self.pmode is not None
         if np.any(self.pmode & ~PMODE_ALL) or np.any((self.pmode != 0) & (self.grid == GRID_ONE)):
             raise CodecError("weights: prediction mode out of range or set on a channel without grid")
+        assert self.actw is not None
+        if np.any(self.actw < 0) or np.any(self.actw >= ACT_WEIGHT_MAX) or np.any(np.triu(self.actw, 1)):
+            raise CodecError("weights: activity weights out of range or on a later channel")
         first = self.shift[:, 0] - np.where(self.shift[:, 0] >= tables.WINDOW, tables.WINDOW, 0)
         if np.any(self.shift[:, 1:] < 0) or np.any(self.shift[:, 1:] > tables.MAX_SHIFT):
             raise CodecError("weights: binning shift out of range")
@@ -197,17 +228,27 @@ def uses_pmode(p: Params) -> bool:
     return bool(np.any(p.pmode))
 
 
+def uses_actw(p: Params) -> bool:
+    """Whether any channel's activity weights differ from the identity (bitstream revision 5)."""
+    return bool(np.any(p.actw != np.eye(p.channels, dtype=np.int64)))
+
+
 def fingerprint_message(model: Model) -> bytes:
     """The canonical bytes the fingerprint hashes: tag, header, integer arrays, schema steps.
 
     ``jfreq`` enters as C×4×64 under revision 3's tag; a model whose phase tables are equal codes
     revision 2's bitstream and hashes as revision 2 did (tag 2, ``jfreq`` as C×64). A model with a
-    prediction mode hashes under revision 4's tag, ``jfreq`` as C×4×64 and ``pmode`` after it."""
+    prediction mode hashes under revision 4's tag, ``jfreq`` as C×4×64 and ``pmode`` after it; one
+    with activity weights under revision 5's, ``pmode`` and then ``actw`` after ``jfreq``."""
     p = model.params
     head = struct.pack(
         "<BIBBB", model.model_id, model.version, model.samples_per_frame, p.channels, p.buckets
     )
     steps = ",".join(repr(float(ch.step)) for ch in model.schema.channels).encode("ascii")
+    if uses_actw(p):
+        names = (*_FP_ARRAYS, "pmode", "actw")
+        arrays = b"".join(np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in names)
+        return FINGERPRINT_TAG_5 + head + arrays + steps
     if uses_pmode(p):
         arrays = b"".join(
             np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in (*_FP_ARRAYS, "pmode")
@@ -292,8 +333,12 @@ class Model:
             if snap.any():
                 delta = np.where(snap, snap_delta(delta, p.grid), delta)
             pred[:, t] = x[:, t - 1] + delta
-            table[:, t] = 1 if t == 1 else 2 + activity_bucket(d[:, t - 1], p.thr)
         np.clip(pred, -Q_LIMIT, Q_LIMIT, out=pred)
+        if n > 1:
+            table[:, 1] = 1
+        if n > 2:
+            act = activity(p.actw, d[:, 1:-1], x[:, 2:] - pred[:, 2:])
+            table[:, 2:] = 2 + (act[..., None] > p.thr).sum(axis=-1)
         return pred, table
 
     def residuals(self, frames: np.ndarray) -> np.ndarray:
@@ -469,6 +514,9 @@ class Model:
         d = np.zeros((f, n, c), dtype=np.int64)
         off0 = np.zeros((f, c), dtype=np.int64)
         zeros = np.zeros(f, dtype=np.int64)
+        rabs = np.zeros((f, c), dtype=np.int64)  # min(|residual|, ACT_CAP) at this step (actw)
+        own = np.diagonal(p.actw)
+        cross = np.tril(p.actw, -1)
         for t in range(n):
             if t >= 1:
                 lev_acc = p.lev * (x[:, t - 1] - p.base)
@@ -485,7 +533,13 @@ class Model:
                     if p.pmode[ch] & PMODE_SNAP:
                         delta = snap_delta(delta, p.grid[ch])
                     pr = x[:, t - 1, ch] + delta
-                    tb = 1 if t == 1 else 2 + np.searchsorted(p.thr[ch], np.abs(d[:, t - 1, ch]), side="left")
+                    if t == 1:
+                        tb = 1
+                    else:
+                        act = own[ch] * np.abs(d[:, t - 1, ch])
+                        if cross[ch].any():
+                            act = act + rabs @ cross[ch]
+                        tb = 2 + np.searchsorted(p.thr[ch], act, side="left")
                 np.clip(pr, -Q_LIMIT, Q_LIMIT, out=pr)
                 r, v = dd.target()
                 sym = lut[lut_off[tb] + v]
@@ -523,6 +577,7 @@ class Model:
                     dd.bad |= out
                     val = np.where(out, 0, val)
                 x[:, t, ch] = val
+                rabs[:, ch] = np.minimum(np.abs(val - pr), ACT_CAP)
                 if t == 0:
                     off0[:, ch] = val - p.base[ch]
                 else:

@@ -58,6 +58,8 @@ class ScalarTables:
     grid: list[int]
     jitter: list[list[Bins] | None]  # by lattice phase; None where the channel has no grid
     pmode: list[int]  # model.PMODE_*: bit 0 snap the change onto the grid, bit 1 phase by the lattice
+    own: list[int]  # activity weights (model.activity): the channel's own last change
+    cross: list[list[tuple[int, int]]]  # ... and the residuals of channels coded before it this step
     count_freq: list[int]
     count_cum: list[int]
 
@@ -116,6 +118,8 @@ def build(
         grid=params.grid.tolist(),
         jitter=jitter,
         pmode=params.pmode.tolist(),
+        own=np.diagonal(params.actw).tolist(),
+        cross=sparse(np.tril(params.actw, -1)),
         count_freq=count_freq.tolist(),
         count_cum=count_cum.tolist(),
     )
@@ -231,12 +235,14 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
     x.append(cur)
     prev, prev_d = cur, [0] * c_n
     lev, a1, a2, thr, second, later = t.lev, t.a1, t.a2, t.thr, t.second, t.later
+    own, cross = t.own, t.cross
     for step in range(1, n):
         if pos > lim:
             raise PayloadError(cut_short)
         late = step > 1
         cur = [0] * c_n
         cur_d = [0] * c_n
+        cur_r = [0] * c_n  # min(|residual|, 65535) of the channels coded at this step
         for c in range(c_n):
             p = prev[c]
             acc = lev[c] * (p - base[c])
@@ -252,7 +258,13 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
             pred = p + delta
             if abs(pred) >> _LIMIT_BITS:  # rare: clamp to ±2**30
                 pred = min(max(pred, -_LIMIT), _LIMIT)
-            z = symbol(later[c][bisect_left(thr[c], abs(prev_d[c]))] if late else second[c])
+            if late:  # activity (model.activity): own change, plus residuals coded at this step
+                a = own[c] * abs(prev_d[c])
+                for j, w in cross[c]:
+                    a += w * cur_r[j]
+                z = symbol(later[c][bisect_left(thr[c], a)])
+            else:
+                z = symbol(second[c])
             resid = (z >> 1) ^ -(z & 1)
             jt = jitter[c]
             if jt:
@@ -265,6 +277,8 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 raise PayloadError(bad)
             cur[c] = value
             cur_d[c] = value - p
+            r = value - pred
+            cur_r[c] = min(r if r >= 0 else -r, 65535)
         x.append(cur)
         prev, prev_d = cur, cur_d
     # The encoder writes the bytes emitted while coding plus at most two (trailing zeros dropped,

@@ -10,6 +10,8 @@ import numpy as np
 from gateway.codec import tables
 from gateway.codec.errors import DataError
 from gateway.codec.model import (
+    ACT_CAP,
+    ACT_WEIGHT_MAX,
     GRID_MAX,
     GRID_ONE,
     JITTER_PHASES,
@@ -20,6 +22,7 @@ from gateway.codec.model import (
     SHIFT,
     Model,
     Params,
+    activity,
     activity_bucket,
     grid_phase,
     grid_split,
@@ -291,6 +294,7 @@ def train(
         )
         resid = probe.residuals(frames)
     pred = frames - resid
+    full = resid.copy()  # whole residuals (before the grid split): the activity weights' input
     for ch in range(c):
         if grid[ch] != GRID_ONE:
             m, e = grid_split(resid[:, :, ch], grid[ch])
@@ -298,18 +302,70 @@ def train(
             jfreq[ch] = jitter_tables(
                 m, e, int(grid[ch]), jitter_phase(pred[:, :, ch], m, grid[ch], pmode[ch])
             )[0]
+    actw = np.eye(c, dtype=np.int64)
     for ch in range(c):
-        groups = table_groups(resid[:, :, ch], fd[:, :, ch], buckets, thr[ch])
+        act = None
+        if ch and buckets > 1 and n > 2:
+            actw[ch, : ch + 1] = choose_actw(
+                resid[:, 2:, ch], fd[:, 1:-1, ch], full[:, 2:, :ch], late, buckets
+            )
+            if actw[ch, :ch].any():
+                act = activity(actw[: ch + 1, : ch + 1], fd[:, 1:-1, : ch + 1], full[:, 2:, : ch + 1])[
+                    ..., ch
+                ]
+        groups = table_groups(resid[:, :, ch], fd[:, :, ch], buckets, thr[ch], act)
         shift[ch, 0], freq[ch, 0], _ = _best_first_table(groups[0])
         for ti, r in enumerate(groups[1:], start=1):
             shift[ch, ti], freq[ch, ti], _ = _best_table(r)
-    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq, pmode)
+    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq, pmode, actw)
     model = Model(schema, params, n, model_id, version)
     say("measuring the model on its training data")
     model.meta["metrics"] = measure(model, q)
     model.meta["training"] = {"samples": len(q), "buckets": buckets}
     model.meta["generation"] = reversion_meta(q, d)
     return model
+
+
+def _bucket_bits(r: np.ndarray, act: np.ndarray, buckets: int) -> float:
+    """Bits of values r coded by activity buckets at act's quantiles, each bucket its best table."""
+    qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
+    b = activity_bucket(act, np.maximum.accumulate(np.floor(qs).astype(np.int64)))
+    return sum(_best_table(r[b == i])[2] for i in range(buckets))
+
+
+def choose_actw(
+    m: np.ndarray, prev: np.ndarray, resid: np.ndarray, late: np.ndarray, buckets: int
+) -> np.ndarray:
+    """Channel ch's activity weights on channels 0..ch (bitstream revision 5): the identity
+    (activity = |previous change|) unless mixing in the earlier channels' residuals at the same
+    step, each scaled by its spread, codes the later samples ≥ 1 % cheaper and no dearer in either
+    half of the training series (``late``). ``m``: the values the context tables code (F × (N−2));
+    ``prev``: the previous changes; ``resid``: the earlier channels' whole residuals (F × (N−2) × ch).
+
+    Why: the context tables learn how wide a residual is likely to be, and a sample's own last
+    change is only one witness; the residual the temperature just had says whether the air is
+    changing now, which the humidity's own last change does not (Daphnet: one axis's burst of
+    movement is the others')."""
+    ch = resid.shape[-1]
+    row = np.zeros(ch + 1, dtype=np.int64)
+    row[ch] = 1
+    capped = np.minimum(np.abs(resid), ACT_CAP)
+    parts = [(m[h].ravel(), np.abs(prev[h]).ravel(), capped[h].reshape(-1, ch)) for h in (late, ~late)]
+    if min(len(r) for r, _, _ in parts) < 64:
+        return row
+    plain = [_bucket_bits(r, a, buckets) for r, a, _ in parts]
+    best_row, best = row, 0.99 * sum(plain)
+    sd_own = max(float(np.std(np.abs(prev))), 1e-3)
+    sd = np.maximum(np.std(capped.reshape(-1, ch), axis=0), 1e-3)
+    for mix in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 0.0):
+        own = 16 if mix else 0  # the own weight, so the others' can be fractions of it; 0: theirs alone
+        w = np.minimum(np.rint(16 * (mix or 1.0) * sd_own / (ch * sd)), ACT_WEIGHT_MAX - 1).astype(np.int64)
+        if not w.any():
+            continue
+        got = [_bucket_bits(r, own * a + rr @ w, buckets) for r, a, rr in parts]
+        if sum(got) < best and all(g <= p for g, p in zip(got, plain, strict=True)):
+            best_row, best = np.concatenate([w, [own]]), sum(got)
+    return best_row
 
 
 def _channel_cost(
@@ -497,17 +553,24 @@ def train_to_size(
     raise DataError(f"even the smallest model exceeds {max_bytes} bytes; use fewer channels")
 
 
-def table_groups(resid: np.ndarray, fd: np.ndarray, buckets: int, thr: np.ndarray) -> list[np.ndarray]:
+def table_groups(
+    resid: np.ndarray, fd: np.ndarray, buckets: int, thr: np.ndarray, act: np.ndarray | None = None
+) -> list[np.ndarray]:
     """One channel's residuals split by the table that codes them (first, second, then each activity
-    bucket); ``thr`` (that channel's row, updated in place) gets the activity quantiles first."""
+    bucket); ``thr`` (that channel's row, updated in place) gets the activity quantiles first.
+    ``act``: the later samples' activities (F × (N−2), model.activity) where they are not
+    |previous change|."""
     n = resid.shape[1]
-    act = np.abs(fd[:, 1:-1]).ravel() if n > 2 else np.zeros(0, dtype=np.int64)
+    if act is None:
+        act = np.abs(fd[:, 1:-1]) if n > 2 else np.zeros((len(resid), 0), dtype=np.int64)
+    act = act.ravel()
     if buckets > 1 and len(act):
         qs = np.quantile(act, np.linspace(0, 1, buckets + 1)[1:-1])
-        thr[:] = np.maximum.accumulate(np.floor(qs).astype(np.int64))
+        # (int32 in the weight file: a weighted activity could in principle exceed it)
+        thr[:] = np.minimum(np.maximum.accumulate(np.floor(qs).astype(np.int64)), (1 << 31) - 1)
     groups = [resid[:, 0], resid[:, 1] if n > 1 else np.zeros(0, dtype=np.int64)]
     if n > 2:
-        b = activity_bucket(fd[:, 1:-1], thr).ravel()
+        b = activity_bucket(act, thr)
         r = resid[:, 2:].ravel()
         groups += [r[b == i] for i in range(buckets)]
     else:

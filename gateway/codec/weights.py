@@ -24,17 +24,19 @@ import numpy as np
 
 from gateway.codec import tables
 from gateway.codec.errors import CodecError, SchemaError, WeightsError
-from gateway.codec.model import JITTER_PHASES, Model, Params, phased_jitter, uses_pmode
+from gateway.codec.model import JITTER_PHASES, Model, Params, phased_jitter, uses_actw, uses_pmode
 from gateway.codec.schema import Q_LIMIT, Schema, printable
 
 #: Format 1 holds one jitter table per channel; format 2 (written only when a model's jitter tables
 #: differ by lattice phase, bitstream revision 3) holds the four; format 3 (written only when some
 #: channel has a prediction mode, bitstream revision 4) holds the four and ``pmode`` after ``grid``
-#: in ``ints``. All three load.
+#: in ``ints``; format 4 (written only when some channel's activity weights differ from the
+#: identity, bitstream revision 5) adds ``actw`` (C×C) after ``pmode``. All four load.
 FORMAT = "lora-gw-codec/1"
 FORMAT_PHASED = "lora-gw-codec/2"
 FORMAT_PMODE = "lora-gw-codec/3"
-FORMATS = {FORMAT: 1, FORMAT_PHASED: JITTER_PHASES, FORMAT_PMODE: JITTER_PHASES}
+FORMAT_ACTW = "lora-gw-codec/4"
+FORMATS = {FORMAT: 1, FORMAT_PHASED: JITTER_PHASES, FORMAT_PMODE: JITTER_PHASES, FORMAT_ACTW: JITTER_PHASES}
 MAX_FILE_BYTES = 1 << 20
 #: Limit on the members' total uncompressed size (a 32-channel, 8-bucket model needs < 100 KB).
 MAX_UNPACKED_BYTES = 1 << 20
@@ -42,7 +44,8 @@ MEMBERS = ("ints.npy", "freq.npy", "meta.npy")
 
 
 def _pack(p: Params) -> np.ndarray:
-    """Every integer parameter in the file's order; ``pmode`` last, only in format 3."""
+    """Every integer parameter in the file's order; ``pmode`` after ``grid`` in formats 3 and 4,
+    ``actw`` after it in format 4."""
     parts = [
         p.base,
         p.a0.ravel(),
@@ -55,18 +58,28 @@ def _pack(p: Params) -> np.ndarray:
         p.hi,
         p.grid,
     ]
-    if uses_pmode(p):
+    if uses_pmode(p) or uses_actw(p):
         parts.append(p.pmode)
+    if uses_actw(p):
+        parts.append(p.actw.ravel())
     return np.concatenate(parts).astype(np.int32)
 
 
 def _unpack(
-    ints: np.ndarray, freq: np.ndarray, c: int, k: int, phases: int = 1, pmode: bool = False
+    ints: np.ndarray,
+    freq: np.ndarray,
+    c: int,
+    k: int,
+    phases: int = 1,
+    pmode: bool = False,
+    actw: bool = False,
 ) -> Params:
     """``phases`` jitter tables per channel follow the channel's ``k + 2`` tables in ``freq`` (1 in
     format 1: that table then serves every phase, which codes exactly as before); ``pmode``: the
-    prediction modes follow ``grid`` (format 3; else all 0)."""
-    sizes = [c, c * c, c * c, c * c, c, c * (k - 1), c * (k + 2), c, c, c] + ([c] if pmode else [])
+    prediction modes follow ``grid`` (formats 3 and 4; else all 0); ``actw``: the activity weights
+    follow them (format 4; else the identity)."""
+    sizes = [c, c * c, c * c, c * c, c, c * (k - 1), c * (k + 2), c, c, c]
+    sizes += ([c] if pmode or actw else []) + ([c * c] if actw else [])
     if len(ints) != sum(sizes) or freq.size != c * (k + 2 + phases) * tables.NSYM:
         raise WeightsError("weights: array sizes do not match the channel and bucket counts")
     out, pos = [], 0
@@ -91,7 +104,8 @@ def _unpack(
         hi,
         grid,
         jfreq,
-        out[10] if pmode else None,
+        out[10] if pmode or actw else None,
+        out[11].reshape(c, c) if actw else None,
     )
 
 
@@ -109,10 +123,12 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
     ints = _pack(model.params)
     p = model.params
     phased = phased_jitter(p)
-    jit = p.jfreq if phased or uses_pmode(p) else p.jfreq[:, :1]
+    jit = p.jfreq if phased or uses_pmode(p) or uses_actw(p) else p.jfreq[:, :1]
     freq = np.concatenate([p.freq, jit], axis=1).astype(np.uint16)
     meta: dict[str, Any] = {
-        "format": FORMAT_PMODE if uses_pmode(p) else (FORMAT_PHASED if phased else FORMAT),
+        "format": FORMAT_ACTW
+        if uses_actw(p)
+        else (FORMAT_PMODE if uses_pmode(p) else (FORMAT_PHASED if phased else FORMAT)),
         "name": model.meta.get("name", f"model-{model.model_id}"),
         "model_id": model.model_id,
         "version": model.version,
@@ -336,7 +352,9 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
         schema = Schema.from_list(meta["schema"], source)
         c, k = meta["channels"], meta["buckets"]
         fmt = meta["format"]
-        params = _unpack(ints.ravel(), freq.ravel(), c, k, FORMATS[fmt], fmt == FORMAT_PMODE)
+        params = _unpack(
+            ints.ravel(), freq.ravel(), c, k, FORMATS[fmt], fmt == FORMAT_PMODE, fmt == FORMAT_ACTW
+        )
         bad = np.flatnonzero(params.lo > params.hi) if len(params.lo) == len(schema) else []
         if len(bad):
             ch = int(bad[0])

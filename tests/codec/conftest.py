@@ -52,3 +52,15 @@ def grid_series(n: int = 600, seed: int = 7) -> np.ndarray:
     rng = np.random.default_rng(seed)
     counts = np.cumsum(rng.integers(-6, 7, size=(n, 3)), axis=0)
     return np.rint(counts * 10.1 + rng.integers(-1, 2, size=(n, 3))).astype(np.int64)
+
+
+def burst_series(n: int = 1500, seed: int = 5) -> np.ndarray:
+    """Three channels that move in shared bursts (one calm or busy spell for all, like the axes of
+    one accelerometer): each change's spread is the same for every channel at a step, but each
+    channel's sign and size are its own, so only the residual sizes carry across channels (the case
+    of the activity weights, bitstream revision 5)."""
+    rng = np.random.default_rng(seed)
+    busy = np.repeat(rng.random(n // 4 + 1) < 0.3, 4)[:n]
+    scale = np.where(busy, 40.0, 2.0) * rng.lognormal(0, 0.5, n)
+    d = rng.laplace(0, 1, (n, 3)) * scale[:, None]
+    return np.rint(1000 + np.cumsum(d, axis=0)).astype(np.int64)

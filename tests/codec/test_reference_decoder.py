@@ -12,7 +12,7 @@ import pytest
 from gateway.codec import Channel, Model, Schema, train
 from gateway.codec.train import frames_of
 
-from .conftest import grid_series, parity_series
+from .conftest import burst_series, grid_series, parity_series
 
 
 class RefDecoder:
@@ -92,13 +92,14 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
     c_n = p.channels
     base, a0, a1, a2, lev = (v.tolist() for v in (p.base, p.a0, p.a1, p.a2, p.lev))
     thr, shift, freq, grid, jfreq = (v.tolist() for v in (p.thr, p.shift, p.freq, p.grid, p.jfreq))
-    pmode = p.pmode.tolist()
+    pmode, actw = p.pmode.tolist(), p.actw.tolist()
     dec = RefDecoder(payload)
     count_freq = [4096 - 64] + [1] * 64
     s = dec.symbol(count_freq)
     n = model.samples_per_frame if s == 0 else s
     x = [[0] * c_n for _ in range(n)]
     d = [[0] * c_n for _ in range(n)]
+    res = [[0] * c_n for _ in range(n)]  # whole residuals x - pred
     for t in range(n):
         for c in range(c_n):
             if t == 0:
@@ -113,7 +114,11 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
                     j = (change * 256 + grid[c] // 2) // grid[c]
                     change = (j * grid[c] + 128) // 256
                 pred = x[t - 1][c] + change
-                tab = 1 if t == 1 else 2 + sum(1 for th in thr[c] if abs(d[t - 1][c]) > th)
+                # activity: own |previous change| and earlier channels' |residual| now, weighted
+                act = actw[c][c] * abs(d[t - 1][c]) + sum(
+                    actw[c][j] * min(abs(res[t][j]), 65535) for j in range(c)
+                )
+                tab = 1 if t == 1 else 2 + sum(1 for th in thr[c] if act > th)
             pred = max(-(1 << 30), min(1 << 30, pred))
             k = shift[c][tab]
             r = unbin(dec, freq[c][tab], k) if k < 32 else unbin_first(dec, freq[c][0], k - 32)
@@ -124,6 +129,7 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
                     phase = (r * grid[c]) % 256 // 64  # the grid index's lattice phase picks the table
                 r = ((r * grid[c] + 128) >> 8) + unbin(dec, jfreq[c][phase], 0)
             x[t][c] = pred + r
+            res[t][c] = r
             if t:
                 d[t][c] = x[t][c] - x[t - 1][c]
     return x
@@ -180,3 +186,26 @@ def test_reference_decoder_agrees_with_prediction_modes(modes):
         payload = forced.encode(frame)
         assert ref_decode(forced, payload) == frame.tolist()
         assert forced.decode(payload).tolist() == frame.tolist()
+
+
+def test_reference_decoder_agrees_with_activity_weights():
+    """Bitstream revision 5: contexts from the earlier channels' residuals at the same step, as
+    trained on shared bursts and forced onto a grid model with both prediction modes."""
+    x = burst_series()
+    schema = Schema(tuple(Channel(f"ax{i}", "", 1.0) for i in range(3)))
+    aw = train(x[:1000], schema, 16, buckets=3)
+    assert np.tril(aw.params.actw, -1).any()
+    pq = parity_series(1500)
+    pschema = Schema(tuple(Channel(f"cgm{i}", "", 1.0) for i in range(2)))
+    pm = train(pq[:1100], pschema, 16, buckets=2)
+    grid = np.where(pm.params.grid != 256, pm.params.grid, 512)
+    forced = Model(
+        pschema, replace(pm.params, grid=grid, pmode=np.array([3, 3]), actw=np.array([[5, 0], [90, 16]])), 16
+    )
+    cases = [(aw, f) for f in [*frames_of(x[1000:], 16)[:6], x[1000:1003]]]
+    cases += [(forced, f) for f in frames_of(pq[1100:], 16)[:6]]
+    for m, frame in cases:
+        payload = m.encode(frame)
+        assert ref_decode(m, payload) == frame.tolist()
+        assert m.decode(payload).tolist() == frame.tolist()
+        assert m.decode_many([payload])[0].tolist() == frame.tolist()

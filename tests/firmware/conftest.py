@@ -12,7 +12,7 @@ import pytest
 from firmware_tools.export_c import export_lpp, export_model
 from gateway.codec import Channel, Model, Schema, demo_model, train
 from gateway.codec.csvio import read_csv
-from tests.codec.conftest import grid_series, parity_series
+from tests.codec.conftest import burst_series, grid_series, parity_series
 
 from . import cbuild
 
@@ -55,7 +55,15 @@ def datasets() -> dict[str, tuple]:
     pschema = Schema(tuple(Channel(f"cgm{i}", "", 1.0) for i in range(2)))
     pm = train(pq[:1500], pschema, 16, buckets=2, model_id=6, version=4)
     pm = Model(pschema, replace(pm.params, pmode=np.where(pm.params.grid != 256, [3, 1], 0)), 16, 6, 4)
+    # Activity weights (bitstream revision 5): trained on shared bursts, and forced onto the modes
+    # model so the weighted activity meets the grid, the snap and the lattice phase.
+    bq = burst_series()
+    bschema = Schema(tuple(Channel(f"ax{i}", "", 1.0) for i in range(3)))
+    aw = train(bq[:1000], bschema, 16, buckets=3, model_id=8, version=3)
+    am = Model(pschema, replace(pm.params, actw=np.array([[7, 0], [300, 16]])), 16, 6, 5)
     return {
+        "actw": (aw, bq[1000:]),
+        "actw_modes": (am, pq[1500:]),
         "pmode": (pm, pq[1500:]),
         "demo": (demo, dq),
         "weather": (weather, q),
@@ -80,8 +88,10 @@ def exports(tmp_path_factory, gcc_path, datasets) -> dict[str, Path]:
 def harnesses(exports, tmp_path_factory) -> dict[tuple[str, bool], cbuild.Harness]:
     """(export name, sanitized) → compiled harness."""
     bins = tmp_path_factory.mktemp("bin")
-    # Sanitized builds of every export but "weather", whose code paths "full" covers (and more).
-    variants = [(name, san) for name in exports for san in (False, True) if not (san and name == "weather")]
+    # Sanitized builds of every export but "weather" and "actw", whose paths "full" and "actw_modes" cover.
+    variants = [
+        (name, san) for name in exports for san in (False, True) if not (san and name in ("weather", "actw"))
+    ]
     jobs = {f"{name}-{int(san)}": (exports[name], bins / f"{name}-{int(san)}", san) for name, san in variants}
     built = cbuild.build_all(jobs)
     return {(name, san): built[f"{name}-{int(san)}"] for name, san in variants}

@@ -101,13 +101,15 @@ def model_vectors(model, q) -> list[tuple[str, str, tuple]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["demo", "weather", "grid", "full", "pmode"])
+@pytest.mark.parametrize("name", ["demo", "weather", "grid", "full", "pmode", "actw", "actw_modes"])
 def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name, datasets, harnesses):
     model, q = datasets[name]
     if name == "grid":  # the export's jitter tables by lattice phase (bitstream revision 3) are in use
         assert np.any(model.params.jfreq != model.params.jfreq[:, :1])
     if name == "pmode":  # snapped predictions and the lattice-phase jitter (revision 4) are in use
         assert model.params.pmode.tolist() == [3, 1]
+    if name == "actw":  # the trainer chose activity weights (revision 5) on the bursts
+        assert np.tril(model.params.actw, -1).any()
     vectors = model_vectors(model, q)
     got = harnesses[(name, False)].run([v[0] for v in vectors])
     expected = [v[1] for v in vectors]
@@ -234,7 +236,7 @@ def test_raw_and_lpp_frames_are_byte_identical(export, sanitized, harnesses):
     assert sum(g.startswith("E") for g in got) < 150
 
 
-@pytest.mark.parametrize("name", ["demo", "grid", "full", "pmode"])
+@pytest.mark.parametrize("name", ["demo", "grid", "full", "pmode", "actw_modes"])
 def test_sanitized_build_passes_the_same_model_vectors(name, datasets, harnesses):
     model, q = datasets[name]
     vectors = model_vectors(model, q)
