@@ -92,18 +92,27 @@ def fill_ar_from_meta(meta: Any, channels: int) -> FillAR:
     return FillAR(tuple(lags), cross, full, chol)
 
 
-def _floats(meta: dict[str, Any], key: str, shape: tuple[int, ...]) -> np.ndarray:
+def meta_array(
+    meta: dict[str, Any], key: str, shape: tuple[int, ...], label: str | None = None
+) -> np.ndarray:
+    """A finite float array of exactly ``shape`` from a weight file's generation metadata, or the
+    WeightsError that names it (``label``, default the key): install refuses a malformed block."""
+    name = label or key
     try:
         a = np.asarray(meta[key], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
-        raise WeightsError(f"generation metadata: fill {key} missing or not numeric") from None
+        raise WeightsError(f"generation metadata: {name} missing or not numeric") from None
     if a.size == 0 and math.prod(shape) == 0:
         a = a.reshape(shape)
     if a.shape != shape:
-        raise WeightsError(f"generation metadata: fill {key} has shape {a.shape}, expected {shape}")
+        raise WeightsError(f"generation metadata: {name} has shape {a.shape}, expected {shape}")
     if not np.all(np.isfinite(a)):
-        raise WeightsError(f"generation metadata: fill {key} is not finite")
+        raise WeightsError(f"generation metadata: {name} is not finite")
     return a
+
+
+def _floats(meta: dict[str, Any], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    return meta_array(meta, key, shape, f"fill {key}")
 
 
 # ---------------------------------------------------------------------------------------- covariance

@@ -288,18 +288,7 @@ def _annual_basis(days: np.ndarray, harmonics: int = 1) -> np.ndarray:
     return np.stack([f(k * w) for k in range(1, harmonics + 1) for f in (np.cos, np.sin)], axis=1)
 
 
-def _arr(meta: dict[str, Any], key: str, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        a = np.asarray(meta[key], dtype=np.float64)
-    except (KeyError, TypeError, ValueError):
-        raise WeightsError(f"generation metadata: {key} missing or not numeric") from None
-    if a.size == 0 and math.prod(shape) == 0:
-        a = a.reshape(shape)
-    if a.shape != shape:
-        raise WeightsError(f"generation metadata: {key} has shape {a.shape}, expected {shape}")
-    if not np.all(np.isfinite(a)):
-        raise WeightsError(f"generation metadata: {key} is not finite")
-    return a
+_arr = bridge.meta_array
 
 
 def _marg_shape(meta: dict[str, Any], c: int, s: int) -> tuple[int, ...]:
