@@ -3,13 +3,19 @@
 A full training (gateway.codec.train) searches everything from nothing: the residual grid of each
 channel and the number of activity buckets (6 down to 1, one whole training per try, until the weight
 file fits). Adapting starts from a model that already answers those questions for this kind of
-sensor, keeps them (same schema, frame size, buckets, grid, prediction modes and activity weights,
-so the result is a drop-in next version) and re-fits only what a change of season or site moves, in one pass:
+sensor, keeps them (same schema, frame size, buckets and prediction modes, so the result is a drop-in
+next version) and re-fits only what a change of season or site moves, in one pass:
 
 - ``base`` (the first sample's prior) becomes the new data's median;
 - each channel's predictor rows (``a0``; ``a1``/``a2``/``lev``): the old row competes with a re-fit
   and with plain delta on the new data, the cheapest wins (the old row wins when the dynamics did
   not change);
+- a channel without a prediction mode may take the residual grid the new data's residuals suit, when
+  it codes the new data ≥ 1 % cheaper than the old grid: a new site's sensor may read in other units
+  (Greensboro's temperatures are whole °F, a lattice of 0.556 steps of 0.1 °C; Sand Point's are not);
+- the activity weights (bitstream revision 5: which channels' residuals at this step widen a channel's
+  table) are chosen again on the new data, as ``train`` chooses them: which channels move together
+  is a property of the site (Sand Point's humidity follows its temperature more than Greensboro's);
 - activity thresholds are re-cut at the new data's quantiles;
 - each table's symbol counts come from the new data, with the old table as a prior of
   ``prior_samples`` pseudo-samples when the old binning shift still fits (within 1 % of the best).
@@ -42,10 +48,14 @@ from gateway.codec.train import (
     Progress,
     _best_first_table,
     _best_table,
+    _channel_cost,
     _exact_entropy,
     _fixed,
     _ridge,
+    choose_actw,
+    choose_grid,
     frames_of,
+    jitter_tables,
     measure,
     reversion_meta,
     table_groups,
@@ -201,7 +211,9 @@ def adapt(
         old.pmode,
         old.actw,
     )
-    frames = np.concatenate([frames_of(q[s:], n) for s in range(0, n, max(1, n // 4))])
+    phases = range(0, n, max(1, n // 4))
+    frames = np.concatenate([frames_of(q[s:], n) for s in phases])
+    late = np.concatenate([s + n * np.arange((len(q) - s) // n) >= len(q) // 2 for s in phases])
     resid = Model(init.schema, stub, n, init.model_id, init.version).residuals(frames)
     pred = frames - resid
     fd = np.zeros_like(frames)
@@ -210,10 +222,26 @@ def adapt(
     shift = np.zeros((c, ntab), dtype=np.int64)
     freq = np.zeros((c, ntab, tables.NSYM), dtype=np.int64)
     jfreq = old.jfreq.copy()
-    # The kept activity weights (revision 5) read the whole residuals, before the grid split.
-    act = activity(old.actw, fd[:, 1:-1], resid[:, 2:]) if n > 2 else None
+    rng = np.random.default_rng(0)
     for ch in range(c):
-        if grid[ch] != GRID_ONE:
+        if old.pmode[ch]:  # a mode's prediction depends on its grid: both stay
+            continue
+        new = choose_grid(resid[:, :, ch].ravel(), rng)
+        if new != grid[ch]:
+            row = (a1[ch], a2[ch], int(lev[ch]), int(base[ch]))
+            kept, other = (
+                _channel_cost(frames, fd, resid[:, 0, ch], ch, row, int(g), 0, buckets)
+                for g in (grid[ch], new)
+            )
+            if other < 0.99 * kept:
+                grid[ch] = new
+    full = resid.copy()  # whole residuals (before the grid split): the activity weights' input
+    for ch in range(c):
+        if grid[ch] != old.grid[ch]:  # a new grid: its jitter tables from the new data alone
+            m, e = grid_split(resid[:, :, ch], grid[ch])
+            resid[:, :, ch] = m
+            jfreq[ch] = jitter_tables(m, e, int(grid[ch]), jitter_phase(pred[:, :, ch], m, grid[ch], 0))[0]
+        elif grid[ch] != GRID_ONE:
             m, e = grid_split(resid[:, :, ch], grid[ch])
             resid[:, :, ch] = m
             sym, _, _ = tables.to_symbols(e.ravel(), 0)
@@ -221,6 +249,14 @@ def adapt(
             for i in range(JITTER_PHASES):  # one jitter table per lattice phase (bitstream revision 3)
                 prior = _prior_counts(old.jfreq[ch, i], prior_samples)
                 jfreq[ch, i] = tables.quantise_freqs(np.bincount(sym[ph == i], minlength=tables.NSYM) + prior)
+    actw = np.eye(c, dtype=np.int64)
+    if buckets > 1 and n > 2:
+        for ch in range(1, c):
+            actw[ch, : ch + 1] = choose_actw(
+                resid[:, 2:, ch], fd[:, 1:-1, ch], full[:, 2:, :ch], late, buckets
+            )
+    act = activity(actw, fd[:, 1:-1], full[:, 2:]) if n > 2 else None
+    for ch in range(c):
         groups = table_groups(
             resid[:, :, ch], fd[:, :, ch], buckets, thr[ch], None if act is None else act[..., ch]
         )
@@ -244,7 +280,7 @@ def adapt(
         grid,
         jfreq,
         old.pmode,
-        old.actw,
+        actw,
     )
     model = Model(init.schema, params, n, init.model_id, version if version is not None else init.version + 1)
     say("measuring the adapted model on its training data")

@@ -179,3 +179,24 @@ def test_retrain_judges_the_bitstream_part_a_node_holds_not_the_whole_weight_fil
         assert part > retrain.MAX_WEIGHT_BYTES and ModelStore(tmp_path).versions(0) == [1, 2]
     finally:
         site.close()
+
+
+def test_adapting_to_a_sensor_that_reads_on_a_lattice_takes_its_grid():
+    """A new site's sensor in other units (whole °F stored in 0.1 °C steps: a lattice of 5.56 steps):
+    the adapted model codes the lattice as a scratch training would, instead of the old grid."""
+    from gateway.codec import Channel, Schema, train
+    from gateway.codec.train import frames_of
+
+    rng = np.random.default_rng(2)
+    schema = Schema((Channel("t", "", 1.0), Channel("h", "", 1.0)))
+    smooth = 2000 + np.cumsum(rng.integers(-12, 13, size=(2400, 2)), axis=0)
+    old = train(smooth, schema, 16, buckets=3)
+    assert old.params.grid.tolist() == [256, 256]
+    whole_f = np.cumsum(rng.integers(-2, 3, size=(2400, 2)), axis=0)
+    lattice = np.rint(2000 + whole_f * 5.5556).astype(np.int64)
+    adapted = adapt(old, lattice[:1600])
+    assert (adapted.params.grid != 256).all()
+    held = [lattice[1600:]]
+    assert score(adapted, held)["bytes_per_sample"] < 0.9 * score(old, held)["bytes_per_sample"]
+    for frame in frames_of(lattice[1600:], 16)[:8]:
+        assert adapted.decode(adapted.encode(frame)).tolist() == frame.tolist()
