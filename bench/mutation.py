@@ -185,6 +185,28 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("outbox", "if self._cap_pages is None and self._free_bytes() - self._floor >= need:", "GtE->Gt"): (
         "at equality the fallback room_bytes() (that free space plus free pages) is >= need too"
     ),
+    (
+        "outbox",
+        "self._data_version = self._db_version()  # changes only when another connection commits",
+        "value->None",
+    ): "the first over-cap commit then recounts once (None never equals a version): the same count",
+    ("outbox", "if self.stats.rows > self.settings.max_rows:", "Gt->GtE"): (
+        "at exactly max_rows it may recount, and the second check (>) still decides: nothing dropped"
+    ),
+    ("outbox", "version = self._db_version()", "value->None"): (
+        "every over-cap commit then recounts: the count is the database's either way (speed only)"
+    ),
+    ("outbox", "self._data_version = version", "value->None"): (
+        "the next over-cap commit recounts again: the same count (speed only)"
+    ),
+    ("outbox", "return -1", "1->2"): (
+        "any negative sentinel: SQLite's data_version is never negative, so -1 and -2 compare alike"
+    ),
+    ("outbox", "upto = top.fetchone()[0] or 0", "0->1"): (
+        "max_rows runs only on a count that is the database's (recounted after another process wrote),"
+        " so some row is still to deliver and max(id) is never NULL; with none, id <= 1 retires nothing"
+        " either"
+    ),
     ("outbox", "if version < SCHEMA_VERSION or not row:", "Lt->LtE"): (
         "rewrites the same ('outbox', SCHEMA_VERSION) row with INSERT OR REPLACE"
     ),
