@@ -247,6 +247,21 @@ class DownlinkStore:
         shown = {"done": "sent", "sending": "queued"}
         return [(r[0], bytes(r[1]), shown.get(r[2], r[2]), r[3]) for r in rows]
 
+    def unacknowledged(self, node_id: int) -> Command | None:
+        """The node's last confirmed command sent at least once and not yet acknowledged, whatever its
+        status now (sent, or queued or sending again)."""
+        r = self.db.execute(
+            "SELECT row_id, node_id, cmd_id, payload, confirm, expires_wall, dl_fcnt FROM downlink_commands"
+            " WHERE node_id = ? AND status IN ('sent', 'queued', 'sending') AND confirm = 1"
+            " AND dl_fcnt IS NOT NULL ORDER BY row_id DESC LIMIT 1",
+            (node_id,),
+        ).fetchone()
+        return None if r is None else Command(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5], r[6])
+
+    def status(self, row_id: int) -> str | None:
+        r = self.db.execute("SELECT status FROM downlink_commands WHERE row_id = ?", (row_id,)).fetchone()
+        return None if r is None else str(r[0])
+
     def awaiting_ack(self, node_id: int) -> Command | None:
         """The confirmed command last sent to the node and not yet acknowledged."""
         r = self.db.execute(

@@ -117,6 +117,9 @@ class Downlinker:
         self._sends: dict[
             int, int
         ] = {}  # confirmed command row → times sent  # appended by the radio thread, drained by the core
+        # confirmed command row → the downlink counters (low 16 bits) it went out with: a node may
+        # acknowledge an earlier send after the gateway already queued the command again
+        self._sent_as: dict[int, set[int]] = {}
 
     def _status(self, st: Status) -> None:
         log.info(
@@ -200,14 +203,27 @@ class Downlinker:
         whose counter (low 16 bits, little-endian) it carries."""
         if frame_type != FrameType.ACK or len(payload) < 2:
             return
+        acked = int.from_bytes(payload[:2], "little")
         cmd = self.store.awaiting_ack(node_id)
+        if cmd is None or cmd.dl_fcnt is None or (cmd.dl_fcnt & 0xFFFF) != acked:
+            earlier = self.store.unacknowledged(node_id)  # sent before, queued or sending again now
+            if earlier is not None and acked in self._sent_as.get(earlier.row_id, ()):
+                cmd = earlier
         if (
             cmd is None
             or cmd.dl_fcnt is None
-            or (cmd.dl_fcnt & 0xFFFF) != int.from_bytes(payload[:2], "little")
+            or acked not in ({cmd.dl_fcnt & 0xFFFF} | self._sent_as.get(cmd.row_id, set()))
         ):
+            log.info(
+                "node %08x: acknowledgement of downlink %d matches no command awaiting one (%s)",
+                node_id,
+                acked,
+                "none sent" if cmd is None else f"{cmd.cmd_id} was sent as downlink {cmd.dl_fcnt}",
+            )
             return
         self.store.set_status(cmd.row_id, "acknowledged")
+        self._sent_as.pop(cmd.row_id, None)
+        self._sends.pop(cmd.row_id, None)
         topic = self._topic(node_id, self._node_get(node_id))
         self._status(Status(node_id, topic, cmd.cmd_id, "acknowledged"))
 
@@ -251,6 +267,8 @@ class Downlinker:
             frame = enc.command(fcnt, cmd.payload, confirm)
         if cmd is not None:
             self.store.set_status(cmd.row_id, "sending", fcnt)
+            if confirm:
+                self._sent_as.setdefault(cmd.row_id, set()).add(fcnt & 0xFFFF)
         due = up.rx_monotonic_s + self.settings.rx_delay_s
         self.queue.put(
             TxRequest(
@@ -305,6 +323,8 @@ class Downlinker:
                 self.acks_sent += 1
             if cmd is None:
                 continue
+            if self.store.status(cmd.row_id) == "acknowledged":
+                continue  # an earlier send's acknowledgement arrived while this one was on the air
             if result == "sent":
                 self.store.set_status(cmd.row_id, "sent")
                 self._status(Status(node_id, topic, cmd.cmd_id, "sent"))

@@ -180,3 +180,34 @@ def test_command_in_flight_at_a_crash_is_queued_again(tmp_path):
     cmd, _ = store2.next_for(0x2A)
     assert cmd is not None and cmd.cmd_id == "x"
     _reg2.close()
+
+
+def test_acknowledgement_of_an_earlier_send_accepted_after_the_command_went_again(tmp_path):
+    """The node's acknowledgement may come after a telemetry uplink has already made the gateway send the
+    command again: it carries the first send's counter, and still acknowledges the command."""
+    wall = Wall()
+    reg, _db, store, q, dl = _rig(tmp_path, wall)
+    dl.command("pump", b'{"payload_hex": "0106", "id": "late", "confirm": true}')
+    dl.committed(Uplink(0x2A, 1, False, 1000.0, 868_100_000))
+    first = q.pop()
+    assert first is not None
+    first.on_result("sent")
+    dl.poll_results()
+    dl.committed(Uplink(0x2A, 2, False, 1010.0, 868_100_000))  # telemetry, not the acknowledgement yet
+    second = q.pop()
+    assert second is not None  # the command goes again, with the next downlink counter
+    assert DownlinkDecoder(0x2A, KEY, next_fcnt=1).decode(second.payload).fcnt == 1
+    dl.control(0x2A, FrameType.ACK, (7).to_bytes(2, "little"))  # a counter never sent: ignored
+    dl.control(0x2A, FrameType.ACK, (0).to_bytes(2, "little"))  # the first send's, while the second flies
+    second.on_result("sent")
+    dl.poll_results()
+    assert [(s["id"], s["status"]) for _, s in _statuses(dl)] == [
+        ("late", "queued"),
+        ("late", "sent"),
+        ("late", "acknowledged"),
+    ]
+    assert store.status(1) == "acknowledged"
+    dl.committed(Uplink(0x2A, 3, False, 1020.0, 868_100_000))
+    assert q.pop() is None  # acknowledged: neither sent again nor expired
+    assert _statuses(dl) == []
+    reg.close()
