@@ -648,6 +648,7 @@ level = "info"
             "seed": self.seed,
             "machine": f"{platform.machine()} {platform.python_implementation()} "
             f"{platform.python_version()}, {os.cpu_count()} CPUs",
+            "commit": _commit(),
             "faults_injected": dict(sorted(kinds.items())),
             "faults_total": len(self.faults),
             # packets the gateway's radio received (the stats topic, summed over runs)
@@ -706,6 +707,26 @@ level = "info"
             self.watchdog.close()
         if self.mounted:
             subprocess.run(["umount", str(self.work / "fs")], capture_output=True)
+
+
+def _commit() -> str | None:
+    """The checkout's commit (with ``+dirty`` for uncommitted changes), so a saved run names its code."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
 
 
 def main(argv: list[str] | None = None) -> int:

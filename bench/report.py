@@ -349,42 +349,53 @@ def mutation(path: str | None) -> list[str]:
     return [*out, ""]
 
 
-def chaos(path: str | None) -> list[str]:
+def chaos(paths: list[str] | None) -> list[str]:
+    """One table per run (e.g. the 10-minute and the 60-minute run of the issue's targets), shortest first."""
     out = ["## Chaos run", ""]
-    if not (path and Path(path).exists()):
+    runs = [json.loads(Path(p).read_text()) for p in (paths or []) if Path(p).exists()]
+    if not runs:
         return [
             *out,
             "Not in this report: run `python bench/chaos.py --minutes 10 --json > chaos.json` and "
-            "pass `--chaos-json chaos.json`.",
+            "pass `--chaos-json chaos.json` (once per run).",
             "",
         ]
-    r = json.loads(Path(path).read_text())
-    inv = ", ".join(f"{k} {'✓' if v else '✗'}" for k, v in r["invariants"].items())
+    runs.sort(key=lambda r: float(r["minutes"]))
     out += [
-        f"Measured with `python bench/chaos.py --minutes {r['minutes']} --seed {r['seed']} --json` on "
-        f"{r['machine']}: the real service (`lora-gw run`, emulated radio, two secured and one open "
-        "simulated node) against a private persistent Mosquitto, a persistent MQTT v5 subscriber "
-        "recording everything.",
+        "The real service (`lora-gw run`, emulated radio, two secured and one open simulated node) "
+        "against a private persistent Mosquitto, a persistent MQTT v5 subscriber recording everything; "
+        "faults at random from the seeded schedule. Each run's JSON is kept in `bench/results/`.",
         "",
-        "| | |",
-        "|---|---|",
-        f"| faults injected | {r['faults_total']}: "
-        + ", ".join(f"{k} {v}" for k, v in r["faults_injected"].items())
-        + " |",
-        f"| packets received by the radio | {r['frames_sent']} (of which injected bad frames: "
-        f"{r['frames_injected_bad']}) |",
-        f"| frames accepted (committed to the outbox) | {r['frames_accepted']} |",
-        f"| delivered to the subscriber | {r['frames_delivered']} |",
-        f"| **lost** | **{r['frames_lost']}** (after a broker SIGKILL, the broker's: "
-        f"{r['lost_after_broker_kill']}) |",
-        f"| duplicates (same msg_id, identical content) | {r['duplicates']} |",
-        f"| forged, replayed, corrupted or downgraded frames published | **{r['forged_published']}** |",
-        f"| rejections by reason | {', '.join(f'{k} {v}' for k, v in r.get('rejected', {}).items())} |",
-        f"| longest time from a fault's end to the next new delivery | {r['max_recovery_s']} s |",
-        f"| longest watchdog silence (limit {r['watchdog_s']} s) | {r['max_watchdog_gap_s']} s |",
-        f"| invariants | {inv} |",
     ]
-    return [*out, ""]
+    for r in runs:
+        inv = ", ".join(f"{k} {'✓' if v else '✗'}" for k, v in r["invariants"].items())
+        commit = f", commit {r['commit']}" if r.get("commit") else ""
+        out += [
+            f"### {float(r['minutes']):g} minutes, seed {r['seed']}",
+            "",
+            f"Measured with `python bench/chaos.py --minutes {r['minutes']} --seed {r['seed']} --json` on "
+            f"{r['machine']}{commit}.",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| faults injected | {r['faults_total']}: "
+            + ", ".join(f"{k} {v}" for k, v in r["faults_injected"].items())
+            + " |",
+            f"| packets received by the radio | {r['frames_sent']} (of which injected bad frames: "
+            f"{r['frames_injected_bad']}) |",
+            f"| frames accepted (committed to the outbox) | {r['frames_accepted']} |",
+            f"| delivered to the subscriber | {r['frames_delivered']} |",
+            f"| **lost** | **{r['frames_lost']}** (after a broker SIGKILL, the broker's: "
+            f"{r['lost_after_broker_kill']}) |",
+            f"| duplicates (same msg_id, identical content) | {r['duplicates']} |",
+            f"| forged, replayed, corrupted or downgraded frames published | **{r['forged_published']}** |",
+            f"| rejections by reason | {', '.join(f'{k} {v}' for k, v in r.get('rejected', {}).items())} |",
+            f"| longest time from a fault's end to the next new delivery | {r['max_recovery_s']} s |",
+            f"| longest watchdog silence (limit {r['watchdog_s']} s) | {r['max_watchdog_gap_s']} s |",
+            f"| invariants | {inv} |",
+            "",
+        ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--fuzz-seconds", type=float, default=120.0, help="time cap per fuzz target (default 120)"
     )
-    ap.add_argument("--chaos-json", help="the output of bench/chaos.py --json")
+    ap.add_argument(
+        "--chaos-json", action="append", help="the output of bench/chaos.py --json (repeat for several runs)"
+    )
     ap.add_argument("--mutation-json", help="the output of bench/mutation.py --json")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--only", help="re-render these sections (comma-separated) in the existing file")
