@@ -1,16 +1,22 @@
 import numpy as np
 import pytest
 
-from gateway.codec import ModelStore, save_weights, train
+from gateway.codec import Model, ModelStore, save_weights, train
 from gateway.codec.errors import StoreError
 from gateway.codec.store import parse_ref
 
 
+@pytest.fixture(scope="module")
+def trained(schema, series) -> Model:
+    return train(series, schema, 8, buckets=2, model_id=5, version=1)
+
+
 @pytest.fixture
-def files(tmp_path, schema, series):
+def files(tmp_path, trained):
+    """Versions 1, 2 and 9 of model 5 (the version is a label: training does not depend on it)."""
     out = {}
     for version in (1, 2, 9):
-        m = train(series, schema, 8, buckets=2, model_id=5, version=version)
+        m = Model(trained.schema, trained.params, 8, 5, version, dict(trained.meta))
         out[version] = tmp_path / f"m5v{version}.npz"
         save_weights(m, out[version])
     return out
