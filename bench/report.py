@@ -390,6 +390,10 @@ def chaos(paths: list[str] | None) -> list[str]:
             f"| duplicates (same msg_id, identical content) | {r['duplicates']} |",
             f"| forged, replayed, corrupted or downgraded frames published | **{r['forged_published']}** |",
             f"| rejections by reason | {', '.join(f'{k} {v}' for k, v in r.get('rejected', {}).items())} |",
+            "| operator commands beside the service | "
+            + (", ".join(f"`{k}` ×{v}" for k, v in r.get("operator_commands", {}).items()) or "none")
+            + " |",
+            f"| gateway processes (started after each kill or stop) | {r.get('gateway_runs', '?')} |",
             f"| longest time from a fault's end to the next new delivery | {r['max_recovery_s']} s |",
             f"| longest watchdog silence (limit {r['watchdog_s']} s) | {r['max_watchdog_gap_s']} s |",
             f"| invariants | {inv} |",
