@@ -23,7 +23,7 @@ CODEC_DATA = Path(__file__).parents[1] / "codec" / "data"
 def gcc_path() -> str:
     path = cbuild.gcc()
     if path is None:
-        pytest.skip("gcc is not installed: the C export cannot be compiled here")
+        pytest.fail("gcc is not installed: the C export cannot be compiled (scripts/bootstrap installs it)")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Retained topics of renamed and removed nodes, against the real Mosquitto at 127.0.0.1:1883.
+"""Retained topics of renamed and removed nodes, against a real Mosquitto (a private one on a free port).
 
 The core, its MQTT sink, the registry (SQLite) and Operations are the real ones; each test uses a gateway
 id and a discovery prefix of its own, and reads what the broker retains with a fresh subscriber."""
@@ -6,9 +6,9 @@ id and a discovery prefix of its own, and reads what the broker retains with a f
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,19 +24,22 @@ from gateway.sinks.mqtt import MqttSettings, MqttSink
 from gateway.sinks.outbox import Outbox, OutboxSettings
 from gateway.sinks.url import BrokerUrl
 from tests.ops.nodes_util import telemetry_of_every_kind
+from tests.service.conftest import Broker, free_port
 
 PREFIX = "lora-test"
 
 
-def _broker_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 1883), timeout=0.5):
-            return True
-    except OSError:
-        return False
+PORT = 0  # the module's private broker (the fixture below)
 
 
-pytestmark = pytest.mark.skipif(not _broker_up(), reason="needs the Mosquitto at 127.0.0.1:1883")
+@pytest.fixture(scope="module", autouse=True)
+def broker(tmp_path_factory) -> Iterator[Broker]:
+    global PORT
+    b = Broker(workdir=tmp_path_factory.mktemp("mosquitto"), port=free_port())
+    b.start()
+    PORT = b.port
+    yield b
+    b.stop()
 
 
 class Gateway:
@@ -47,7 +50,7 @@ class Gateway:
         self.registry = NodeRegistry(db)
         self.sink = MqttSink(
             MqttSettings(
-                broker=BrokerUrl("127.0.0.1", 1883, False),
+                broker=BrokerUrl("127.0.0.1", PORT, False),
                 client_id=f"{gw_id}-{uuid.uuid4().hex[:6]}",
                 status_topic=f"{PREFIX}/{gw_id}/status",
             )
@@ -66,7 +69,7 @@ class Gateway:
         )
         self.ops.attach(self.core)
         self.sink.start()
-        assert self.pump(lambda: self.sink.connected), "no connection to 127.0.0.1:1883"
+        assert self.pump(lambda: self.sink.connected), f"no connection to 127.0.0.1:{PORT}"
 
     def pump(self, until, timeout_s: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -106,7 +109,7 @@ def retained(*filters: str) -> dict[str, bytes]:
             got[m.topic] = bytes(m.payload)
 
     c.on_message = on_message
-    c.connect("127.0.0.1", 1883)
+    c.connect("127.0.0.1", PORT)
     c.loop_start()
     try:
         for f in (*filters, marker):
@@ -126,7 +129,7 @@ def retained(*filters: str) -> dict[str, bytes]:
 def clear(*filters: str) -> None:
     """Leave the shared broker as it was: empty every retained message under ``filters``."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    c.connect("127.0.0.1", 1883)
+    c.connect("127.0.0.1", PORT)
     c.loop_start()
     try:
         for topic in retained(*filters):
@@ -203,7 +206,7 @@ def test_at_start_what_an_earlier_run_left_for_removed_or_renamed_nodes_is_withd
     # Another integration's entity in the same discovery prefix must survive the reconciliation.
     foreign = f"{ha}/sensor/kitchen_thermometer/temperature/config"
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    pub.connect("127.0.0.1", 1883)
+    pub.connect("127.0.0.1", PORT)
     pub.loop_start()
     pub.publish(foreign, b'{"name": "Kitchen"}', qos=1, retain=True).wait_for_publish(5)
     pub.disconnect()

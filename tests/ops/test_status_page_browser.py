@@ -30,8 +30,9 @@ def _nodes(port: int) -> list[dict]:
         return []
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_headless_chromium_shows_the_demo_nodes_and_values(broker, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (scripts/bootstrap installs it: apt-get install chromium)")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     demo = subprocess.Popen(
