@@ -451,18 +451,8 @@ def _fit_ar(z: np.ndarray, lags: list[int], full: int) -> tuple[np.ndarray, np.n
     return ar, cov, float(len(resid))
 
 
-def _companion(ar: np.ndarray, lags: tuple[int, ...] | list[int]) -> np.ndarray:
-    c = ar.shape[1]
-    m = max(lags)
-    comp = np.zeros((m * c, m * c))
-    for j, lag in enumerate(lags):
-        comp[:c, (lag - 1) * c : lag * c] += ar[j]
-    comp[c:, :-c] = np.eye((m - 1) * c)
-    return comp
-
-
 def _companion_radius(ar: np.ndarray, lags: tuple[int, ...] | list[int]) -> float:
-    return float(np.abs(np.linalg.eigvals(_companion(ar, lags))).max())
+    return float(np.abs(np.linalg.eigvals(bridge.companion(ar, lags))).max())
 
 
 def _acf(
