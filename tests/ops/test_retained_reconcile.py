@@ -127,7 +127,7 @@ def retained(*filters: str) -> dict[str, bytes]:
 
 
 def clear(*filters: str) -> None:
-    """Leave the shared broker as it was: empty every retained message under ``filters``."""
+    """Leave the module's broker as the next test expects it: no retained message under ``filters``."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     c.connect("127.0.0.1", PORT)
     c.loop_start()
