@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.codec import scalar, tables
+from gateway.codec import lattice, scalar, tables
 from gateway.codec.errors import CodecError, PayloadError
 from gateway.codec.rangecoder import PROB_TOTAL, BatchDecoder, RangeEncoder
 from gateway.codec.schema import Q_LIMIT, Schema
@@ -40,6 +40,8 @@ FINGERPRINT_TAG_4 = b"lora-gw codec bitstream 4\x00"
 # Revision 5 added the activity weights (actw); a model whose weights are the identity (activity =
 # |previous change|) codes exactly revision 4's (or 3's, or 2's) bitstream and keeps that fingerprint.
 FINGERPRINT_TAG_5 = b"lora-gw codec bitstream 5\x00"
+# Revision 6 added the value lattices (vmap): a model without one codes revision 5's (or older) bitstream.
+FINGERPRINT_TAG_6 = b"lora-gw codec bitstream 6\x00"
 FINGERPRINT_LEN = 8
 _FP_ARRAYS = ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq")
 
@@ -138,6 +140,10 @@ class Params:
     actw[C, C]         activity weights (:func:`activity`): diagonal on the channel's own previous
                        change, j < c on earlier channels' residuals at the same step; the identity
                        (the default) is revision 4's bitstream
+    vmap[C, 5]         value lattice (:mod:`gateway.codec.lattice`) P, Q, D, mode and the off-lattice
+                       flag's frequency (of 4096): the channel is coded as lattice indices, and
+                       an off-lattice reading's jitter follows the frame; mode 0 everywhere (the
+                       default) is revision 5's bitstream
     """
 
     base: np.ndarray
@@ -154,12 +160,15 @@ class Params:
     jfreq: np.ndarray
     pmode: np.ndarray | None = None
     actw: np.ndarray | None = None
+    vmap: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.pmode is None:
             object.__setattr__(self, "pmode", np.zeros(len(self.base), dtype=np.int64))
         if self.actw is None:
             object.__setattr__(self, "actw", np.eye(len(self.base), dtype=np.int64))
+        if self.vmap is None:
+            object.__setattr__(self, "vmap", lattice.identity(len(self.base)))
 
     @property
     def channels(self) -> int:
@@ -186,6 +195,7 @@ class Params:
             "jfreq": (c, JITTER_PHASES, tables.NSYM),
             "pmode": (c,),
             "actw": (c, c),
+            "vmap": (c, lattice.FIELDS),
         }
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
@@ -204,6 +214,10 @@ class Params:
         assert self.actw is not None
         if np.any(self.actw < 0) or np.any(self.actw >= ACT_WEIGHT_MAX) or np.any(np.triu(self.actw, 1)):
             raise CodecError("weights: activity weights out of range or on a later channel")
+        assert self.vmap is not None
+        problem = lattice.check(self.vmap)
+        if problem:
+            raise CodecError(f"weights: {problem}")
         first = self.shift[:, 0] - np.where(self.shift[:, 0] >= tables.WINDOW, tables.WINDOW, 0)
         if np.any(self.shift[:, 1:] < 0) or np.any(self.shift[:, 1:] > tables.MAX_SHIFT):
             raise CodecError("weights: binning shift out of range")
@@ -233,18 +247,29 @@ def uses_actw(p: Params) -> bool:
     return bool(np.any(p.actw != np.eye(p.channels, dtype=np.int64)))
 
 
+def uses_vmap(p: Params) -> bool:
+    """Whether any channel is coded on a value lattice (bitstream revision 6)."""
+    assert p.vmap is not None
+    return lattice.used(p.vmap)
+
+
 def fingerprint_message(model: Model) -> bytes:
     """The canonical bytes the fingerprint hashes: tag, header, integer arrays, schema steps.
 
     ``jfreq`` enters as C×4×64 under revision 3's tag; a model whose phase tables are equal codes
     revision 2's bitstream and hashes as revision 2 did (tag 2, ``jfreq`` as C×64). A model with a
     prediction mode hashes under revision 4's tag, ``jfreq`` as C×4×64 and ``pmode`` after it; one
-    with activity weights under revision 5's, ``pmode`` and then ``actw`` after ``jfreq``."""
+    with activity weights under revision 5's, ``pmode`` and then ``actw`` after ``jfreq``; one with a
+    value lattice under revision 6's, ``pmode``, ``actw`` and ``vmap`` after ``jfreq``."""
     p = model.params
     head = struct.pack(
         "<BIBBB", model.model_id, model.version, model.samples_per_frame, p.channels, p.buckets
     )
     steps = ",".join(repr(float(ch.step)) for ch in model.schema.channels).encode("ascii")
+    if uses_vmap(p):
+        names = (*_FP_ARRAYS, "pmode", "actw", "vmap")
+        arrays = b"".join(np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in names)
+        return FINGERPRINT_TAG_6 + head + arrays + steps
     if uses_actw(p):
         names = (*_FP_ARRAYS, "pmode", "actw")
         arrays = b"".join(np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in names)
@@ -316,7 +341,8 @@ class Model:
 
     # ------------------------------------------------------------------ prediction
     def predict_all(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For whole frames x (F × N × C): (predictions, table index), exactly as the decoder."""
+        """For whole frames of lattice indices x (F × N × C, :meth:`to_index`; the readings
+        themselves where no channel has a lattice): (predictions, table index), as the decoder."""
         p = self.params
         _f, n, _c = x.shape
         d = np.zeros_like(x)
@@ -342,9 +368,26 @@ class Model:
         return pred, table
 
     def residuals(self, frames: np.ndarray) -> np.ndarray:
-        """Integer prediction residuals of whole frames (F × N × C)."""
-        pred, _ = self.predict_all(frames)
-        return frames - pred
+        """Integer prediction residuals of whole frames of readings (F × N × C), in lattice steps
+        on a lattice channel."""
+        k = self.to_index(np.asarray(frames, dtype=np.int64))[0]
+        pred, _ = self.predict_all(k)
+        return k - pred
+
+    def to_index(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Readings (…× C) → (lattice index, jitter ≥ 0); the readings and zeros without a lattice."""
+        assert self.params.vmap is not None
+        if not uses_vmap(self.params):
+            return x, np.zeros_like(x)
+        return lattice.index(x, self.params.vmap)
+
+    def from_index(self, k: np.ndarray, j: np.ndarray | None = None) -> np.ndarray:
+        """Lattice indices (and jitters) → readings."""
+        assert self.params.vmap is not None
+        if not uses_vmap(self.params):
+            return k if j is None else k + j
+        x = lattice.value(k, self.params.vmap)
+        return x if j is None else x + j
 
     # ------------------------------------------------------------------ encode
     def encode(self, samples: np.ndarray) -> bytes:
@@ -362,6 +405,8 @@ class Model:
         if np.any(np.abs(x) >= Q_LIMIT):
             raise CodecError(f"a quantised value exceeds ±{Q_LIMIT} steps")
         f, n, c = x.shape
+        x, jit = self.to_index(x)
+        ltail = self._lattice_tail(x, jit)
         pred, table = self.predict_all(x)
         chan = np.broadcast_to(np.arange(c), x.shape)
         k = self.params.shift[chan, table]
@@ -413,8 +458,32 @@ class Model:
                     enc.encode(jc, jf)
                     if jn:
                         enc.encode_raw(jr, jn)
+            if ltail is not None:  # revision 6: off-lattice flags and jitters after the samples
+                for lc, lf, lv, ln in zip(*(a[i].ravel().tolist() for a in ltail), strict=True):
+                    enc.encode(lc, lf)
+                    if ln:
+                        enc.encode_raw(lv, ln)
             out.append(enc.finish())
         return out
+
+    def _lattice_tail(
+        self, k: np.ndarray, jit: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per frame, time step and lattice channel: the off-lattice flag's (cum, freq) and the
+        jitter's raw value and bit count (``j − 1`` in bitlen(gap − 2) bits; none on the lattice)."""
+        vm = self.params.vmap
+        assert vm is not None
+        if not lattice.used(vm):
+            return None
+        cols = np.flatnonzero(vm[:, 3] != lattice.NONE)
+        sub = vm[cols]
+        kc, jc = k[..., cols], jit[..., cols]
+        foff = sub[:, 4]
+        off = jc != 0
+        cum = np.where(off, PROB_TOTAL - foff, 0)
+        freq = np.where(off, foff, PROB_TOTAL - foff)
+        nbits = np.where(off, lattice.bit_length(lattice.gap(kc, sub) - 2), 0)
+        return cum, freq, np.where(off, jc - 1, 0), nbits
 
     # ------------------------------------------------------------------ decode
     def decode(self, payload: bytes) -> np.ndarray:
@@ -582,7 +651,29 @@ class Model:
                     off0[:, ch] = val - p.base[ch]
                 else:
                     d[:, t, ch] = val - x[:, t - 1, ch]
-        return x
+        assert p.vmap is not None
+        if not lattice.used(p.vmap):
+            return x
+        # Revision 6: per sample and lattice channel the off-lattice flag, then the jitter's bits.
+        jit = np.zeros_like(x)
+        for t in range(n):
+            for ch in np.flatnonzero(p.vmap[:, 3] != lattice.NONE).tolist():
+                vm = p.vmap[ch : ch + 1]
+                split = PROB_TOTAL - int(vm[0, 4])
+                r, v = dd.target()
+                off = v >= split
+                dd.consume(r, np.where(off, split, 0), np.where(off, PROB_TOTAL - split, split))
+                g = lattice.gap(x[:, t, ch : ch + 1], vm)[:, 0]
+                nb = np.where(off, lattice.bit_length(g - 2), 0)
+                jv = dd.raw(nb) if nb.any() else zeros
+                dd.bad |= off & (jv > g - 2)
+                jit[:, t, ch] = np.where(off, jv + 1, 0)
+        val = self.from_index(x, jit)
+        out = np.abs(val) >= Q_LIMIT
+        if out.any():
+            dd.bad |= out.any(axis=(1, 2))
+            val = np.where(out, 0, val)
+        return val
 
     # ------------------------------------------------------------------ values, generation, gaps
     def values(self, q: np.ndarray) -> np.ndarray:

@@ -62,6 +62,9 @@ class ScalarTables:
     cross: list[list[tuple[int, int]]]  # ... and the residuals of channels coded before it this step
     count_freq: list[int]
     count_cum: list[int]
+    # (channel, P, Q, D, mode, split) of each lattice channel (lattice.py; split = 4096 − the
+    # off-lattice flag's frequency), in channel order; empty before revision 6
+    lattice: list[tuple[int, int, int, int, int, int]]
 
 
 def _bins(freq: np.ndarray, cum: np.ndarray, lut: np.ndarray, k: int | None) -> Bins:
@@ -122,7 +125,18 @@ def build(
         cross=sparse(np.tril(params.actw, -1)),
         count_freq=count_freq.tolist(),
         count_cum=count_cum.tolist(),
+        lattice=[
+            (c, p, q, d, mode, PROB_TOTAL - f)
+            for c, (p, q, d, mode, f) in enumerate(params.vmap.tolist())  # type: ignore[union-attr]
+            if mode
+        ],
     )
+
+
+def _on_lattice(k: int, p: int, q: int, d: int, mode: int) -> int:
+    """lattice.value for one plain int: floor, or (mode 2) truncation toward zero, of (p·k + q) / d."""
+    n = p * k + q
+    return -((-n) // d) if n < 0 and mode == 2 else n // d
 
 
 def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
@@ -281,6 +295,42 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
             cur_r[c] = min(r if r >= 0 else -r, 65535)
         x.append(cur)
         prev, prev_d = cur, cur_d
+    # Revision 6: per sample and lattice channel an off-lattice flag, then the jitter's raw bits;
+    # the decoded values are lattice indices until here.
+    for row in x if t.lattice else ():
+        if pos > lim:
+            raise PayloadError(cut_short)
+        for c, lp, lq, ld, mode, split in t.lattice:
+            r = rng >> PROB_BITS
+            v = code // r
+            if v >> PROB_BITS:
+                raise PayloadError(impossible)
+            k = row[c]
+            low = _on_lattice(k, lp, lq, ld, mode)
+            if v >= split:
+                code -= r * split
+                r *= PROB_TOTAL - split
+                while r < 1 << 24:
+                    code = (code << 8) | data[pos]
+                    pos += 1
+                    r <<= 8
+                rng = r
+                g = _on_lattice(k + 1, lp, lq, ld, mode) - low
+                nb = (g - 2).bit_length()
+                jv = bits(nb) if nb else 0
+                if jv > g - 2:
+                    raise PayloadError(f"{bad}: jitter past the next lattice value")
+                low += jv + 1
+            else:
+                r *= split
+                while r < 1 << 24:
+                    code = (code << 8) | data[pos]
+                    pos += 1
+                    r <<= 8
+                rng = r
+            if abs(low) >> _LIMIT_BITS:
+                raise PayloadError(bad)
+            row[c] = low
     # The encoder writes the bytes emitted while coding plus at most two (trailing zeros dropped,
     # never below the emitted ones): more is not this model's payload, fewer a truncated one.
     if length > pos - 4 + 2:

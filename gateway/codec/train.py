@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gateway.codec import tables
+from gateway.codec import lattice, tables
 from gateway.codec.errors import DataError
 from gateway.codec.model import (
     ACT_CAP,
@@ -196,6 +196,20 @@ def train(
     if len(q) < max(2 * samples_per_frame, 16):
         raise DataError(f"need at least {max(2 * samples_per_frame, 16)} samples to train, got {len(q)}")
 
+    lo = np.array(
+        [ch.qmin if ch.qmin is not None else v for ch, v in zip(schema.channels, q.min(axis=0), strict=True)]
+    )
+    hi = np.array(
+        [ch.qmax if ch.qmax is not None else v for ch, v in zip(schema.channels, q.max(axis=0), strict=True)]
+    )
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    readings = q
+    # Revision 6: a channel whose readings sit on a lattice (a scaled ADC, a unit conversion) is
+    # modelled and coded as lattice indices; everything below sees the indices.
+    say("looking for value lattices")
+    vmap = lattice.find_all(q)
+    q = lattice.index(q, vmap)[0]
+
     base = np.rint(np.median(q, axis=0)).astype(np.int64)
     off = (q - base).astype(np.float64)
     d = np.diff(q, axis=0)
@@ -227,14 +241,6 @@ def train(
             costs.append(_exact_entropy(r))
         w = options[int(np.argmin(costs))]
         a1[ch], a2[ch, :ch], lev[ch] = w[:c], w[c : c + ch], w[-1]
-
-    lo = np.array(
-        [ch.qmin if ch.qmin is not None else v for ch, v in zip(schema.channels, q.min(axis=0), strict=True)]
-    )
-    hi = np.array(
-        [ch.qmax if ch.qmax is not None else v for ch, v in zip(schema.channels, q.max(axis=0), strict=True)]
-    )
-    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
 
     say("learning context tables")
     zeros_thr = np.zeros((c, buckets - 1), dtype=np.int64)
@@ -317,12 +323,12 @@ def train(
         shift[ch, 0], freq[ch, 0], _ = _best_first_table(groups[0])
         for ti, r in enumerate(groups[1:], start=1):
             shift[ch, ti], freq[ch, ti], _ = _best_table(r)
-    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq, pmode, actw)
+    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq, pmode, actw, vmap)
     model = Model(schema, params, n, model_id, version)
     say("measuring the model on its training data")
-    model.meta["metrics"] = measure(model, q)
+    model.meta["metrics"] = measure(model, readings)
     model.meta["training"] = {"samples": len(q), "buckets": buckets}
-    model.meta["generation"] = reversion_meta(q, d)
+    model.meta["generation"] = reversion_meta(readings, np.diff(readings, axis=0))
     return model
 
 

@@ -24,19 +24,35 @@ import numpy as np
 
 from gateway.codec import tables
 from gateway.codec.errors import CodecError, SchemaError, WeightsError
-from gateway.codec.model import JITTER_PHASES, Model, Params, phased_jitter, uses_actw, uses_pmode
+from gateway.codec.model import (
+    JITTER_PHASES,
+    Model,
+    Params,
+    phased_jitter,
+    uses_actw,
+    uses_pmode,
+    uses_vmap,
+)
 from gateway.codec.schema import Q_LIMIT, Schema, printable
 
 #: Format 1 holds one jitter table per channel; format 2 (written only when a model's jitter tables
 #: differ by lattice phase, bitstream revision 3) holds the four; format 3 (written only when some
 #: channel has a prediction mode, bitstream revision 4) holds the four and ``pmode`` after ``grid``
 #: in ``ints``; format 4 (written only when some channel's activity weights differ from the
-#: identity, bitstream revision 5) adds ``actw`` (C×C) after ``pmode``. All four load.
+#: identity, bitstream revision 5) adds ``actw`` (C×C) after ``pmode``; format 5 (written only when
+#: some channel has a value lattice, revision 6) adds ``vmap`` (C×5) after ``actw``. All five load.
 FORMAT = "lora-gw-codec/1"
 FORMAT_PHASED = "lora-gw-codec/2"
 FORMAT_PMODE = "lora-gw-codec/3"
 FORMAT_ACTW = "lora-gw-codec/4"
-FORMATS = {FORMAT: 1, FORMAT_PHASED: JITTER_PHASES, FORMAT_PMODE: JITTER_PHASES, FORMAT_ACTW: JITTER_PHASES}
+FORMAT_VMAP = "lora-gw-codec/5"
+FORMATS = {
+    FORMAT: 1,
+    FORMAT_PHASED: JITTER_PHASES,
+    FORMAT_PMODE: JITTER_PHASES,
+    FORMAT_ACTW: JITTER_PHASES,
+    FORMAT_VMAP: JITTER_PHASES,
+}
 MAX_FILE_BYTES = 1 << 20
 #: Limit on the members' total uncompressed size (a 32-channel, 8-bucket model needs < 100 KB).
 MAX_UNPACKED_BYTES = 1 << 20
@@ -58,10 +74,13 @@ def _pack(p: Params) -> np.ndarray:
         p.hi,
         p.grid,
     ]
-    if uses_pmode(p) or uses_actw(p):
+    vmap = uses_vmap(p)
+    if uses_pmode(p) or uses_actw(p) or vmap:
         parts.append(p.pmode)
-    if uses_actw(p):
+    if uses_actw(p) or vmap:
         parts.append(p.actw.ravel())
+    if vmap:
+        parts.append(p.vmap.ravel())  # type: ignore[union-attr]
     return np.concatenate(parts).astype(np.int32)
 
 
@@ -73,13 +92,17 @@ def _unpack(
     phases: int = 1,
     pmode: bool = False,
     actw: bool = False,
+    vmap: bool = False,
 ) -> Params:
     """``phases`` jitter tables per channel follow the channel's ``k + 2`` tables in ``freq`` (1 in
     format 1: that table then serves every phase, which codes exactly as before); ``pmode``: the
     prediction modes follow ``grid`` (formats 3 and 4; else all 0); ``actw``: the activity weights
-    follow them (format 4; else the identity)."""
+    follow them (formats 4 and 5; else the identity); ``vmap``: the value lattices follow those
+    (format 5; else none)."""
+    actw = actw or vmap
+    pmode = pmode or actw
     sizes = [c, c * c, c * c, c * c, c, c * (k - 1), c * (k + 2), c, c, c]
-    sizes += ([c] if pmode or actw else []) + ([c * c] if actw else [])
+    sizes += ([c] if pmode else []) + ([c * c] if actw else []) + ([c * 5] if vmap else [])
     if len(ints) != sum(sizes) or freq.size != c * (k + 2 + phases) * tables.NSYM:
         raise WeightsError("weights: array sizes do not match the channel and bucket counts")
     out, pos = [], 0
@@ -104,8 +127,9 @@ def _unpack(
         hi,
         grid,
         jfreq,
-        out[10] if pmode or actw else None,
+        out[10] if pmode else None,
         out[11].reshape(c, c) if actw else None,
+        out[12].reshape(c, 5) if vmap else None,
     )
 
 
@@ -123,10 +147,12 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
     ints = _pack(model.params)
     p = model.params
     phased = phased_jitter(p)
-    jit = p.jfreq if phased or uses_pmode(p) or uses_actw(p) else p.jfreq[:, :1]
+    jit = p.jfreq if phased or uses_pmode(p) or uses_actw(p) or uses_vmap(p) else p.jfreq[:, :1]
     freq = np.concatenate([p.freq, jit], axis=1).astype(np.uint16)
     meta: dict[str, Any] = {
-        "format": FORMAT_ACTW
+        "format": FORMAT_VMAP
+        if uses_vmap(p)
+        else FORMAT_ACTW
         if uses_actw(p)
         else (FORMAT_PMODE if uses_pmode(p) else (FORMAT_PHASED if phased else FORMAT)),
         "name": model.meta.get("name", f"model-{model.model_id}"),
@@ -353,7 +379,7 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
         c, k = meta["channels"], meta["buckets"]
         fmt = meta["format"]
         params = _unpack(
-            ints.ravel(), freq.ravel(), c, k, FORMATS[fmt], fmt == FORMAT_PMODE, fmt == FORMAT_ACTW
+            ints.ravel(), freq.ravel(), c, k, FORMATS[fmt], fmt == FORMAT_PMODE, fmt == FORMAT_ACTW, fmt == FORMAT_VMAP
         )
         bad = np.flatnonzero(params.lo > params.hi) if len(params.lo) == len(schema) else []
         if len(bad):

@@ -1,0 +1,189 @@
+"""Value lattices: readings that can only take the values ``L(k)`` of an integer index ``k``.
+
+A scaled ADC (Daphnet's accelerometers: ``trunc(1000·counts / 99)`` mg) or a unit conversion
+(TMY3 temperatures: ``round((°F − 32)·50/9)`` tenths of °C) leaves a channel's readings on a lattice
+whose step is not a whole number of quantisation steps. Coding the index instead of the reading
+spends nothing on the values the sensor cannot produce (bitstream revision 6, docs/codec.md
+"Value lattice"). A channel's lattice is five integers ``(P, Q, D, mode, F)``, ``F`` the
+frequency (of 4096) of the flag that marks a reading off the lattice:
+
+- mode 1 (floor): ``L(k) = floor((P·k + Q) / D)``; rounding is a floor with other constants;
+- mode 2 (trunc): ``L(k) = trunc((P·k + Q) / D)``, rounding toward zero (C's integer conversion);
+- mode 0: no lattice (stored as ``(1, 0, 1, 0, 0)``).
+
+``2·D ≤ P`` makes ``L`` strictly increasing with steps of at least 2, so every integer ``x`` has a
+unique index ``k = max{k : L(k) ≤ x}`` and jitter ``j = x − L(k)`` in ``0 ≤ j < L(k+1) − L(k)``:
+a reading off the lattice still codes (its jitter is sent), nothing is lost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NONE = 0
+FLOOR = 1
+TRUNC = 2
+MAX_D = 1 << 20
+MAX_P = 1 << 24
+IDENTITY = (1, 0, 1, NONE)
+FIELDS = 5
+PROB_TOTAL = 4096
+# Share of training samples that must sit on a lattice for the trainer to use it.
+MIN_COVER = 0.95
+MIN_DISTINCT = 16
+
+
+def identity(channels: int) -> np.ndarray:
+    return np.tile(np.array((*IDENTITY, 0), dtype=np.int64), (channels, 1))
+
+
+def check(vmap: np.ndarray) -> str | None:
+    """What is wrong with a C×5 lattice array, or None."""
+    if vmap.ndim != 2 or vmap.shape[1] != FIELDS:
+        return f"value lattice has shape {vmap.shape}, expected C×{FIELDS}"
+    for c, (p, q, d, mode, f) in enumerate(vmap.tolist()):
+        if mode == NONE:
+            if (p, q, d, f) != (*IDENTITY[:3], 0):
+                return f"value lattice of channel {c}: mode 0 must be stored as (1, 0, 1, 0, 0)"
+        elif mode in (FLOOR, TRUNC):
+            if not (1 <= d <= MAX_D and 2 * d <= p <= MAX_P and 0 <= q < p):
+                return f"value lattice of channel {c}: needs 1 ≤ D ≤ 2^20, 2·D ≤ P ≤ 2^24, 0 ≤ Q < P"
+            if not 1 <= f < PROB_TOTAL:
+                return f"value lattice of channel {c}: off-lattice frequency {f} outside 1..4095"
+        else:
+            return f"value lattice of channel {c}: unknown mode {mode}"
+    return None
+
+
+def used(vmap: np.ndarray) -> bool:
+    return bool(np.any(vmap[:, 3] != NONE))
+
+
+def value(k: np.ndarray, vmap: np.ndarray) -> np.ndarray:
+    """``L(k)`` per channel (last axis of k = channels)."""
+    p, q, d, mode = (vmap[:, i] for i in range(4))
+    n = p * k + q
+    fl = n // d
+    tr = np.where(n < 0, -((-n) // d), fl)
+    return np.where(mode == TRUNC, tr, np.where(mode == FLOOR, fl, k))
+
+
+def index(x: np.ndarray, vmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reading ``x`` → (index ``k``, jitter ``j ≥ 0``) with ``x = L(k) + j`` (closed forms, docs/codec.md)."""
+    p, q, d, mode = (vmap[:, i] for i in range(4))
+    up = (d * x + d - 1 - q) // p
+    k = np.where((mode == TRUNC) & (x < 0), (d * x - q) // p, up)
+    k = np.where(mode == NONE, x, k)
+    return k, x - value(k, vmap)
+
+
+def gap(k: np.ndarray, vmap: np.ndarray) -> np.ndarray:
+    """``L(k+1) − L(k)``: how many readings share index k (the jitter's range)."""
+    return value(k + 1, vmap) - value(k, vmap)
+
+
+def bit_length(v: np.ndarray) -> np.ndarray:
+    """Bits needed for 0..v (0 for v ≤ 0), elementwise."""
+    v = np.asarray(v, dtype=np.int64)
+    bits = np.zeros_like(v)
+    for b in range(40):
+        bits += (v >> b) > 0
+    return bits
+
+
+def with_flag(found: tuple[int, int, int, int], column: np.ndarray) -> tuple[int, int, int, int, int]:
+    """A found lattice plus its off-lattice flag frequency: the training share off it, as
+    (off + 1) / (n + 2) of 4096 (never 0: an unseen case must stay codable)."""
+    if found[3] == NONE:
+        return (*IDENTITY, 0)
+    col = np.asarray(column, dtype=np.int64)[:, None]
+    _k, j = index(col, np.array([[*found, 1]], dtype=np.int64))
+    off = int(np.count_nonzero(j))
+    freq = int(round(PROB_TOTAL * (off + 1) / (len(col) + 2)))
+    return (*found, min(max(freq, 1), PROB_TOTAL // 2))
+
+
+def _cover(u: np.ndarray, w: np.ndarray, p: int, d: int, mode: int) -> tuple[int, float]:
+    """Best offset Q for step P/D and the sample share it puts on the lattice.
+
+    Reading u is on the floor lattice iff (Q − D·u) mod P < D (some P·k + Q in [D·u, D·u + D − 1]);
+    on the trunc lattice a negative u needs P·k + Q in [D·u − D + 1, D·u] instead. Each reading
+    thus admits a cyclic interval of D offsets: summed with a difference array, O(P + len(u))."""
+    r = (d * u) % p
+    start = np.where((mode == TRUNC) & (u < 0), (r - d + 1) % p, r)
+    acc = np.zeros(p + 1)
+    end = start + d
+    wrap = end > p
+    np.add.at(acc, start, w)
+    np.add.at(acc, np.minimum(end, p), -w)
+    np.add.at(acc, np.zeros(int(wrap.sum()), dtype=np.int64), w[wrap])
+    np.add.at(acc, (end[wrap] - p), -w[wrap])
+    cover = np.cumsum(acc[:p])
+    q = int(np.argmax(cover))
+    return q, float(cover[q])
+
+
+def _comb_step(vals: np.ndarray, guess: float) -> float:
+    """The step whose comb best fits the distinct readings: argmax |mean exp(2πi·x/a)|, coarse then
+    fine (a reading on a lattice of step a sits within 1/a of a cycle's start, in either mode)."""
+    x = vals.astype(np.float64)
+    span = max(float(x[-1] - x[0]), 1.0)
+    lo, hi, best = guess * 0.93, guess * 1.07, guess
+    for _ in range(4):
+        cand = np.linspace(lo, hi, 801)
+        power = np.abs(np.exp(2j * np.pi * x[None, :] / cand[:, None]).mean(axis=1))
+        best = float(cand[int(np.argmax(power))])
+        width = (hi - lo) / 800 * 4
+        lo, hi = best - width, best + width
+        if width < best * best / span * 1e-3:
+            break
+    return best
+
+
+def find(column: np.ndarray) -> tuple[int, int, int, int]:
+    """The lattice one channel's training readings sit on (``MIN_COVER`` of them), else the identity.
+
+    The step is estimated from the distinct readings (least squares of the readings on their
+    estimated indices), then the fractions P/D within a few standard errors of it, D ≤ 2048, are
+    tried in both modes with their best offset; the first (simplest) that covers every reading
+    wins, else the best-covering one if it reaches ``MIN_COVER``."""
+    vals, counts = np.unique(np.asarray(column, dtype=np.int64), return_counts=True)
+    if len(vals) < MIN_DISTINCT:
+        return IDENTITY
+    # The step is read off the common readings: a few off-lattice ones (TMY3 fills a few hours
+    # that were never whole °F) would otherwise hide it behind gaps of 1.
+    common = vals[counts >= max(2, np.percentile(counts, 10))]
+    if len(common) < MIN_DISTINCT:
+        return IDENTITY
+    gaps = np.diff(common)
+    small = float(np.percentile(gaps, 5))
+    if small < 2:
+        return IDENTITY
+    a0 = _comb_step(common, float(np.mean(gaps[gaps < 1.5 * small + 1])))
+    span = float(vals[-1] - vals[0]) / a0 or 1.0
+    tol = 4.0 * a0 / span
+    total = float(counts.sum())
+    w = counts.astype(np.float64)
+    best: tuple[float, tuple[int, int, int, int]] = (0.0, IDENTITY)
+    for d in range(1, 2049):
+        centre = int(round(a0 * d))
+        for p in (centre - 1, centre, centre + 1):
+            if p < 2 * d or p > MAX_P or abs(p / d - a0) > tol:
+                continue
+            for mode in (TRUNC, FLOOR):  # a tie (no negative readings) goes to C's conversion
+                q, cov = _cover(vals, w, p, d, mode)
+                if cov / total > best[0] + 1e-12:
+                    best = (cov / total, (p, q, d, mode))
+        if best[0] >= 1.0 - 1e-12:
+            break
+    if best[0] < MIN_COVER:
+        return IDENTITY
+    vm = np.array([[*best[1], 1]], dtype=np.int64)
+    _k, j = index(np.asarray(column, dtype=np.int64)[:, None], vm)
+    return best[1] if float(np.mean(j == 0)) >= MIN_COVER else IDENTITY
+
+
+def find_all(q: np.ndarray) -> np.ndarray:
+    """C×5 lattices (with their flag frequencies) for a quantised series (samples × channels)."""
+    rows = [with_flag(find(q[:, c]), q[:, c]) for c in range(q.shape[1])]
+    return np.array(rows, dtype=np.int64).reshape(-1, FIELDS)
