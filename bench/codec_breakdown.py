@@ -29,7 +29,7 @@ import sys
 import numpy as np
 
 from bench.codec import DATASETS, _say, order0_bound_bytes
-from gateway.codec import tables, train_to_size
+from gateway.codec import lattice, tables, train_to_size
 from gateway.codec.model import GRID_ONE, grid_split, jitter_phase
 from gateway.codec.rangecoder import PROB_TOTAL
 from gateway.codec.train import frames_of
@@ -65,6 +65,7 @@ def binned(train_r: np.ndarray, test_r: np.ndarray, quantise: bool) -> float:
 def coded_bits(model, frames: np.ndarray) -> dict[str, np.ndarray]:
     """Per channel and sample position: the bits the model's symbols and raw bits cost."""
     p = model.params
+    frames, jit = model.to_index(frames)  # lattice channels are coded as indices (revision 6)
     pred, table = model.predict_all(frames)
     c = p.channels
     chan = np.broadcast_to(np.arange(c), frames.shape)
@@ -82,7 +83,15 @@ def coded_bits(model, frames: np.ndarray) -> dict[str, np.ndarray]:
     jsym, _, jn = tables.to_symbols(e, 0)
     jf = p.jfreq[chan, jitter_phase(pred, m, grid, p.pmode[chan]), jsym]
     jbits = np.where(grid != GRID_ONE, -np.log2(jf / PROB_TOTAL) + jn, 0.0)
-    return {"symbol": sbits, "raw": nraw, "jitter": jbits}
+    mapped = p.vmap[chan, 3] != lattice.NONE
+    foff = p.vmap[chan, 4]
+    gaps = lattice.gap(frames, p.vmap)
+    lbits = np.where(
+        jit != 0,
+        -np.log2(np.maximum(foff, 1) / PROB_TOTAL) + lattice.bit_length(gaps - 2),
+        -np.log2((PROB_TOTAL - foff) / PROB_TOTAL),
+    )
+    return {"symbol": sbits, "raw": nraw, "jitter": jbits, "lattice": np.where(mapped, lbits, 0.0)}
 
 
 def breakdown(name: str, q: np.ndarray, n: int) -> dict[str, object]:
@@ -99,9 +108,10 @@ def breakdown(name: str, q: np.ndarray, n: int) -> dict[str, object]:
     bits = coded_bits(model, frames)
     ideal_total = sum(float(v.sum()) for v in bits.values())
     count_bits = float(-np.log2((PROB_TOTAL - 64) / PROB_TOTAL)) * len(frames)
-    pred_test, tab_test = model.predict_all(frames)
-    pred_train, tab_train = model.predict_all(tr_frames)
-    res_test, res_train = frames - pred_test, tr_frames - pred_train
+    k_test, k_train = model.to_index(frames)[0], model.to_index(tr_frames)[0]
+    pred_test, tab_test = model.predict_all(k_test)
+    pred_train, tab_train = model.predict_all(k_train)
+    res_test, res_train = k_test - pred_test, k_train - pred_train
     chans = []
     for ch in range(p.channels):
         first = sum(float(v[:, 0, ch].sum()) for v in bits.values())
@@ -154,9 +164,7 @@ def breakdown(name: str, q: np.ndarray, n: int) -> dict[str, object]:
             dt = np.diff(test_q[:, ch]).astype(np.float64)
             rt = dt[2:] - np.rint(np.stack([dt[1:-1], dt[:-2]], axis=1) @ w)
             rtr_ = d[2:] - np.rint(a @ w)
-            chans[-1]["second_order_gain_bits"] = round(
-                (xent(d[2:], dt[2:]) - xent(rtr_, rt)) / len(rt), 4
-            )
+            chans[-1]["second_order_gain_bits"] = round((xent(d[2:], dt[2:]) - xent(rtr_, rt)) / len(rt), 4)
     return {
         "dataset": name,
         "samples_per_frame": n,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.codec import tables
+from gateway.codec import lattice, tables
 from gateway.codec.errors import DataError
 from gateway.codec.model import (
     GRID_ONE,
@@ -118,6 +118,24 @@ def _first_table(r: np.ndarray, old_k: int, old_freq: np.ndarray, prior: float) 
     return old_k, tables.quantise_freqs(counts + _prior_counts(old_freq, prior))
 
 
+def _adapt_lattices(old: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per channel the old value lattice while the new readings still sit on it (≥ 95 %, the
+    trainer's rule: it is the sensor's, and keeps the old tables meaningful as priors), else what
+    the new readings sit on (another sensor or unit at a new site), each with the new data's
+    off-lattice flag frequency."""
+    rows = []
+    for c in range(q.shape[1]):
+        kept = tuple(int(v) for v in old[c, :4])
+        if kept[3] != lattice.NONE:
+            _k, j = lattice.index(q[:, c : c + 1], old[c : c + 1])
+            if float(np.mean(j == 0)) < lattice.MIN_COVER:
+                kept = lattice.find(q[:, c])
+        else:
+            kept = lattice.find(q[:, c])
+        rows.append(lattice.with_flag(kept, q[:, c]))  # type: ignore[arg-type]
+    return np.array(rows, dtype=np.int64).reshape(-1, lattice.FIELDS)
+
+
 def adapt(
     init: Model,
     q: np.ndarray,
@@ -137,6 +155,9 @@ def adapt(
     if not 1 <= n <= MAX_SAMPLES:
         raise DataError(f"samples per frame must be 1..{MAX_SAMPLES}")
 
+    readings = q
+    vmap = _adapt_lattices(old.vmap, q)  # type: ignore[arg-type]
+    q = lattice.index(q, vmap)[0]
     base = np.rint(np.median(q, axis=0)).astype(np.int64)
     off = (q - base).astype(np.float64)
     d = np.diff(q, axis=0)
@@ -182,13 +203,13 @@ def adapt(
     lo = np.array(
         [
             ch.qmin if ch.qmin is not None else v
-            for ch, v in zip(init.schema.channels, q.min(axis=0), strict=True)
+            for ch, v in zip(init.schema.channels, readings.min(axis=0), strict=True)
         ]
     )
     hi = np.array(
         [
             ch.qmax if ch.qmax is not None else v
-            for ch, v in zip(init.schema.channels, q.max(axis=0), strict=True)
+            for ch, v in zip(init.schema.channels, readings.max(axis=0), strict=True)
         ]
     )
 
@@ -210,7 +231,7 @@ def adapt(
         old.jfreq,
         old.pmode,
         old.actw,
-    )
+    )  # no lattice: it works on the indices already
     phases = range(0, n, max(1, n // 4))
     frames = np.concatenate([frames_of(q[s:], n) for s in phases])
     late = np.concatenate([s + n * np.arange((len(q) - s) // n) >= len(q) // 2 for s in phases])
@@ -281,18 +302,20 @@ def adapt(
         jfreq,
         old.pmode,
         actw,
+        vmap,
     )
     model = Model(init.schema, params, n, init.model_id, version if version is not None else init.version + 1)
     say("measuring the adapted model on its training data")
     model.meta["name"] = init.meta.get("name") or f"model-{init.model_id}"
-    model.meta["metrics"] = measure(model, q)
+    model.meta["metrics"] = measure(model, readings)
     model.meta["training"] = {
         "samples": len(q),
         "buckets": buckets,
         "init": init.key,
         "init_sha256": init.meta.get("sha256"),
     }
-    model.meta["generation"] = reversion_meta(q, d)  # the same pull towards the mean that train() fits
+    # the same pull towards the mean that train() fits
+    model.meta["generation"] = reversion_meta(readings, np.diff(readings, axis=0))
     return model
 
 
@@ -333,9 +356,17 @@ def channel_bits(model: Model, frames: np.ndarray) -> np.ndarray:
     """Ideal coded bits per channel of whole frames (symbol cost under the model's tables + raw bits):
     how the payload splits between channels (the range coder adds < 1 byte per frame on top)."""
     p = model.params
+    frames, jit = model.to_index(frames)
     pred, table = model.predict_all(frames)
     resid = frames - pred
     out = np.zeros(len(model.schema))
+    assert p.vmap is not None
+    for ch in np.flatnonzero(p.vmap[:, 3] != lattice.NONE).tolist():  # off-lattice flags and jitters
+        f = int(p.vmap[ch, 4])
+        off = jit[:, :, ch] != 0
+        gaps = lattice.gap(frames[:, :, ch : ch + 1], p.vmap[ch : ch + 1])[..., 0]
+        out[ch] += float(np.where(off, -np.log2(f / 4096.0) + lattice.bit_length(gaps - 2), 0).sum())
+        out[ch] += float((~off).sum()) * -np.log2((4096 - f) / 4096.0)
     for ch in range(len(model.schema)):
         r = resid[:, :, ch]
         if p.grid[ch] != GRID_ONE:

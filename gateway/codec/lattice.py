@@ -99,7 +99,7 @@ def with_flag(found: tuple[int, int, int, int], column: np.ndarray) -> tuple[int
     col = np.asarray(column, dtype=np.int64)[:, None]
     _k, j = index(col, np.array([[*found, 1]], dtype=np.int64))
     off = int(np.count_nonzero(j))
-    freq = int(round(PROB_TOTAL * (off + 1) / (len(col) + 2)))
+    freq = round(PROB_TOTAL * (off + 1) / (len(col) + 2))
     return (*found, min(max(freq, 1), PROB_TOTAL // 2))
 
 
@@ -152,7 +152,7 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
         return IDENTITY
     # The step is read off the common readings: a few off-lattice ones (TMY3 fills a few hours
     # that were never whole °F) would otherwise hide it behind gaps of 1.
-    common = vals[counts >= max(2, np.percentile(counts, 10))]
+    common = vals[counts >= max(2.0, float(np.percentile(counts, 10)), 0.1 * float(np.median(counts)))]
     if len(common) < MIN_DISTINCT:
         return IDENTITY
     gaps = np.diff(common)
@@ -166,7 +166,7 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
     w = counts.astype(np.float64)
     best: tuple[float, tuple[int, int, int, int]] = (0.0, IDENTITY)
     for d in range(1, 2049):
-        centre = int(round(a0 * d))
+        centre = round(a0 * d)
         for p in (centre - 1, centre, centre + 1):
             if p < 2 * d or p > MAX_P or abs(p / d - a0) > tol:
                 continue

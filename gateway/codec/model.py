@@ -703,8 +703,11 @@ class Model:
         # Mean reversion for synthesis only (not part of the bitstream): keeps a long run at the
         # training data's spread instead of wandering off like a random walk.
         gen = self.meta.get("generation") or {}
-        mean = np.asarray(gen.get("mean", p.base), dtype=np.float64)
+        mean = np.asarray(gen.get("mean", self.from_index(p.base)), dtype=np.float64)
+        # On a lattice channel this walks the indices (as the predictor does) and maps back at the end.
+        mean = self.to_index(np.rint(mean).astype(np.int64))[0].astype(np.float64)
         rev = np.asarray(gen.get("reversion", np.zeros(c)), dtype=np.float64)
+        lo, hi = self.to_index(p.lo)[0], self.to_index(p.hi)[0]
         for t in range(n):
             cur_d = np.zeros(c, dtype=np.int64)
             for ch in range(c):
@@ -738,12 +741,12 @@ class Model:
                 if t and resid:  # pull only on steps that move: exact repeats stay repeats
                     resid += round(-rev[ch] * (x[t - 1, ch] - mean[ch]))
                 val = int(pr + resid)
-                val = min(max(val, int(p.lo[ch])), int(p.hi[ch]))
+                val = min(max(val, int(lo[ch])), int(hi[ch]))
                 x[t, ch] = val
                 if t:
                     cur_d[ch] = val - x[t - 1, ch]
             prev_d = cur_d
-        return x
+        return self.from_index(x)
 
     def fill_gap(
         self,
@@ -764,7 +767,8 @@ class Model:
         if fill.time_model(self) is not None:
             return fill.fill_gap(self, history, missing, after, end_time)
         p = self.params
-        hist = np.asarray(history, dtype=np.int64).reshape(-1, p.channels)
+        hist = self.to_index(np.asarray(history, dtype=np.int64).reshape(-1, p.channels))[0]
+        lo, hi = self.to_index(p.lo)[0], self.to_index(p.hi)[0]
         if len(hist) == 0:
             raise CodecError("gap filling needs at least one known sample before the gap")
         if missing <= 0:
@@ -777,15 +781,15 @@ class Model:
             for ch in range(p.channels):
                 acc = int(prev_d @ p.a1[ch] + cur_d @ p.a2[ch] + p.lev[ch] * (last[ch] - p.base[ch]))
                 cur_d[ch] = (acc + HALF) >> SHIFT
-            last = np.clip(last + cur_d, p.lo, p.hi)
+            last = np.clip(last + cur_d, lo, hi)
             out[t] = last
             prev_d = cur_d
         if after is not None:
-            target = np.asarray(after, dtype=np.int64).reshape(-1, p.channels)[0]
-            nxt = np.clip(last + prev_d, p.lo, p.hi)  # where the path would be one step later
+            target = self.to_index(np.asarray(after, dtype=np.int64).reshape(-1, p.channels)[0])[0]
+            nxt = np.clip(last + prev_d, lo, hi)  # where the path would be one step later
             ramp = np.arange(1, missing + 1)[:, None] / (missing + 1)
             out = np.rint(out + ramp * (target - nxt)).astype(np.int64)
-        return out
+        return self.from_index(out)
 
 
 class _SubDecoder:

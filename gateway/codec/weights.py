@@ -379,7 +379,14 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
         c, k = meta["channels"], meta["buckets"]
         fmt = meta["format"]
         params = _unpack(
-            ints.ravel(), freq.ravel(), c, k, FORMATS[fmt], fmt == FORMAT_PMODE, fmt == FORMAT_ACTW, fmt == FORMAT_VMAP
+            ints.ravel(),
+            freq.ravel(),
+            c,
+            k,
+            FORMATS[fmt],
+            fmt == FORMAT_PMODE,
+            fmt == FORMAT_ACTW,
+            fmt == FORMAT_VMAP,
         )
         bad = np.flatnonzero(params.lo > params.hi) if len(params.lo) == len(schema) else []
         if len(bad):
