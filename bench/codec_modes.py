@@ -1,11 +1,13 @@
-"""Prediction modes (bitstream revision 4) side by side with revision 3, in one process.
+"""A bitstream feature side by side with the revision before it, in one process.
 
 Per data set, 16 samples per frame: the model trained as usual and the same training with the
-prediction-mode search switched off (what revision 3's trainer made); bytes per sample on the
-held-out half and frames per second of batch decoding, single-frame decoding and encoding on 1000
-held-out frames (best of 3 rounds, alternating, so both see the same load).
+feature switched off: ``--feature modes`` (default), the prediction-mode search (revision 4 against
+what revision 3's trainer made), or ``--feature lattice``, the value lattices (revision 6 against
+revision 5); bytes per sample on the held-out half and frames per second of batch decoding,
+single-frame decoding and encoding on 1000 held-out frames (best of 3 rounds, alternating, so both
+see the same load).
 
-    python bench/codec_modes.py [--datasets isig,glucose] [--json]
+    python bench/codec_modes.py [--datasets isig,glucose] [--feature modes|lattice] [--json]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.codec import DATASETS
+from gateway.codec import lattice
 
 train_module = importlib.import_module("gateway.codec.train")  # the package's `train` is the function
 
@@ -30,16 +33,25 @@ def _without_modes(*args: object) -> tuple[object, ...]:
     return row[0], row[1], int(row[2]), grid, 0  # type: ignore[index, call-overload]
 
 
-def compare(name: str, n: int = 16, rounds: int = 3) -> dict[str, object]:
+def compare(name: str, n: int = 16, rounds: int = 3, feature: str = "modes") -> dict[str, object]:
     schema, q = DATASETS[name]()
     half = len(q) // 2
-    models = {"revision4": train_module.train(q[:half], schema, n)}
-    search = train_module.choose_pmode
-    train_module.choose_pmode = _without_modes
-    try:
-        models["revision3"] = train_module.train(q[:half], schema, n)
-    finally:
-        train_module.choose_pmode = search
+    if feature == "lattice":
+        models = {"revision6": train_module.train(q[:half], schema, n)}
+        finder = lattice.find_all
+        lattice.find_all = lambda data: lattice.identity(data.shape[1])
+        try:
+            models["revision5"] = train_module.train(q[:half], schema, n)
+        finally:
+            lattice.find_all = finder
+    else:
+        models = {"revision4": train_module.train(q[:half], schema, n)}
+        search = train_module.choose_pmode
+        train_module.choose_pmode = _without_modes
+        try:
+            models["revision3"] = train_module.train(q[:half], schema, n)
+        finally:
+            train_module.choose_pmode = search
     test = train_module.frames_of(q[half:], n)
     sample = test[:1000]
     out: dict[str, object] = {"dataset": name, "samples_per_frame": n}
@@ -64,6 +76,8 @@ def compare(name: str, n: int = 16, rounds: int = 3) -> dict[str, object]:
         out[key] = {
             "bytes_per_sample": round(total / (len(test) * n), 4),
             "pmode": m.params.pmode.tolist(),
+            "lattice_channels": int((m.params.vmap[:, 3] != 0).sum()),
+            "buckets": m.params.buckets,
             "decode_batch_frames_per_s": round(best[0]),
             "decode_single_frames_per_s": round(best[1]),
             "encode_frames_per_s": round(best[2]),
@@ -74,9 +88,10 @@ def compare(name: str, n: int = 16, rounds: int = 3) -> dict[str, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="isig,glucose")
+    ap.add_argument("--feature", choices=("modes", "lattice"), default="modes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    results = [compare(name) for name in args.datasets.split(",")]
+    results = [compare(name, feature=args.feature) for name in args.datasets.split(",")]
     if args.json:
         print(json.dumps({"benchmark": "codec_modes", "results": results}, indent=2))
     else:

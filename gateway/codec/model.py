@@ -654,19 +654,26 @@ class Model:
         assert p.vmap is not None
         if not lattice.used(p.vmap):
             return x
-        # Revision 6: per sample and lattice channel the off-lattice flag, then the jitter's bits.
+        # Revision 6: per sample and lattice channel the off-lattice flag, then the jitter's bits
+        # (rare: most steps are one table lookup and one consume with constant arrays).
         jit = np.zeros_like(x)
+        room = lattice.gap(x, p.vmap) - 2  # the largest jitter − 1 at each index
+        nbits = lattice.bit_length(room)
+        mapped = [
+            (ch, PROB_TOTAL - int(p.vmap[ch, 4]), np.full(f, PROB_TOTAL - int(p.vmap[ch, 4]), dtype=np.int64))
+            for ch in np.flatnonzero(p.vmap[:, 3] != lattice.NONE).tolist()
+        ]
         for t in range(n):
-            for ch in np.flatnonzero(p.vmap[:, 3] != lattice.NONE).tolist():
-                vm = p.vmap[ch : ch + 1]
-                split = PROB_TOTAL - int(vm[0, 4])
+            for ch, split, on_freq in mapped:
                 r, v = dd.target()
                 off = v >= split
+                if not off.any():
+                    dd.consume(r, zeros, on_freq)
+                    continue
                 dd.consume(r, np.where(off, split, 0), np.where(off, PROB_TOTAL - split, split))
-                g = lattice.gap(x[:, t, ch : ch + 1], vm)[:, 0]
-                nb = np.where(off, lattice.bit_length(g - 2), 0)
+                nb = np.where(off, nbits[:, t, ch], 0)
                 jv = dd.raw(nb) if nb.any() else zeros
-                dd.bad |= off & (jv > g - 2)
+                dd.bad |= off & (jv > room[:, t, ch])
                 jit[:, t, ch] = np.where(off, jv + 1, 0)
         val = self.from_index(x, jit)
         out = np.abs(val) >= Q_LIMIT
