@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.codec import tables
-from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, JITTER_PHASES, Model, uses_actw
+from gateway.codec import lattice, tables
+from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, JITTER_PHASES, Model, uses_actw, uses_vmap
 from gateway.codec.schema import Q_LIMIT
 from gateway.errors import GatewayError
 from gateway.frames.types import PayloadCodec
@@ -100,6 +100,7 @@ def _tables(model: Model) -> str:
         "WINDOW": bool(np.any(p.shift[:, 0] >= tables.WINDOW)),
         "PMODE": bool(np.any(p.pmode)),  # prediction modes (bitstream revision 4)
         "ACTW": uses_actw(p),  # activity weights (bitstream revision 5)
+        "VMAP": uses_vmap(p),  # value lattices (bitstream revision 6)
     }
     out = [
         f"#define LGW_Q_LIMIT ((int64_t){Q_LIMIT})",
@@ -127,6 +128,8 @@ def _tables(model: Model) -> str:
         out.append(_c_array("uint8_t", "lgw_pmode", p.pmode.tolist(), 32))
     if has["ACTW"]:
         out.append(_c_array("uint16_t", "lgw_actw", p.actw.ravel().tolist(), 32))
+    if has["VMAP"]:  # per channel P, Q, D, mode, F (gateway/codec/lattice.py); mode 0: no lattice
+        out.append(_c_array("int32_t", "lgw_vmap", _check_int32("vmap", p.vmap), lattice.FIELDS * 4))
     stream: list[int] = []
     starts: list[int] = []
     for c in range(c_n):
@@ -149,10 +152,15 @@ def _tables(model: Model) -> str:
 
 def _channel_doc(model: Model) -> str:
     lines = ["/* Channels (row order of `samples`), each in units of its step:"]
+    vmap = model.params.vmap
+    assert vmap is not None
     for i, ch in enumerate(model.schema.channels):
         unit = ch.unit.replace("°", "deg").replace("²", "^2").replace("³", "^3").replace("µ", "u")
         unit = unit.encode("ascii", "replace").decode()
-        lines.append(f"     {i}: {ch.name} [{unit}], step {ch.step:g}")
+        p, q, d, mode, _f = (int(v) for v in vmap[i])
+        rounding = {lattice.FLOOR: "floor", lattice.TRUNC: "trunc"}.get(mode)
+        on = f", coded on the lattice {rounding}(({p} k + {q}) / {d}) (pass the reading)" if rounding else ""
+        lines.append(f"     {i}: {ch.name} [{unit}], step {ch.step:g}{on}")
     lines[-1] += " */"
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ static int64_t lgw_asr(int64_t v, int s) {
     return v >= 0 ? (int64_t)((uint64_t)v >> s) : -(int64_t)((uint64_t)(-(v + 1)) >> s) - 1;
 }
 
-#if LGW_HAS_GRID
+#if LGW_HAS_GRID || LGW_HAS_VMAP
 /* floor(a / b) for b > 0 (C's / truncates towards zero). */
 static int64_t lgw_floor_div(int64_t a, int64_t b) {
     int64_t q = a / b;
@@ -34,6 +34,33 @@ static LGW_NOINLINE int64_t lgw_snap(int64_t delta, int64_t g) {
 static LGW_NOINLINE int lgw_lattice_phase(int64_t pred, int64_t m, int64_t g) {
     int64_t u = pred * 256 + m * g;
     return (int)(((u - lgw_floor_div(u, g) * g) * 4) / g);
+}
+#endif
+
+#if LGW_HAS_VMAP
+/* Value lattices (bitstream revision 6, docs/codec.md "Value lattice"): lgw_vmap[5 c ..] = P, Q, D,
+   mode, F. A channel with mode != 0 is coded as the index k of its reading x on the lattice
+   L(k) = floor((P k + Q) / D) (mode 1) or trunc((P k + Q) / D) (mode 2, C's division), and the
+   jitter j = x - L(k) follows the last sample. |x| < 2^30, D <= 2^20, 2 D <= P <= 2^24: the products
+   P k and D x need int64, while k (|k| <= |x| / 2 + 2), L(k), L(k + 1) <= x + 2^24 + 1 and j fit
+   int32 (which keeps the M0+'s registers free: the jitter tail sits at the end of the deepest path). */
+static int32_t lgw_lattice_value(const int32_t *v, int32_t k) {
+    int64_t n = (int64_t)v[0] * k + v[1];
+    return (int32_t)(v[3] == 2 ? n / v[2] : lgw_floor_div(n, v[2]));
+}
+
+/* k = max{k : L(k) <= x}: floor((D x + D - 1 - Q) / P), in mode 2 for x < 0 floor((D x - Q) / P). */
+static int32_t lgw_lattice_index(const int32_t *v, int32_t x) {
+    int64_t d = v[2];
+    if (v[3] == 0) return x;
+    if (v[3] == 2 && x < 0) return (int32_t)lgw_floor_div(d * x - v[1], v[0]);
+    return (int32_t)lgw_floor_div(d * x + d - 1 - v[1], v[0]);
+}
+
+/* Row x's lattice indices into k (the readings themselves on channels without a lattice). */
+static LGW_NOINLINE void lgw_lattice_row(int32_t *k, const int32_t *x) {
+    int i;
+    for (i = 0; i < LGW_CHANNELS; i++) k[i] = lgw_lattice_index(lgw_vmap + 5 * i, x[i]);
 }
 #endif
 
@@ -153,6 +180,35 @@ static void lgw_put_value(lgw_rc_t *rc, int tab, int k, int64_t v) {
     lgw_rc_raw(rc, raw, nraw);
 }
 
+#if LGW_HAS_VMAP
+/* After the last sample, per sample and lattice channel in order: the off-lattice flag (cum 0,
+   freq 4096 - F on the lattice; cum 4096 - F, freq F off it), then j - 1 in b raw bits, b the bit
+   length of G - 2, G = L(k + 1) - L(k) >= 2 (2 D <= P, and Q = 0 in mode 2). */
+static LGW_NOINLINE void lgw_put_lattice_jitters(lgw_rc_t *rc, const int32_t *samples, int n_samples) {
+    int t, c;
+    for (t = 0; t < n_samples; t++)
+        for (c = 0; c < LGW_CHANNELS; c++) {
+            const int32_t *v = lgw_vmap + 5 * c;
+            int32_t x, k, low;
+            uint32_t span, split;
+            int nb = 0;
+            if (v[3] == 0) continue;
+            x = samples[t * LGW_CHANNELS + c];
+            k = lgw_lattice_index(v, x);
+            low = lgw_lattice_value(v, k);
+            split = 4096u - (uint32_t)v[4];
+            if (x == low) {
+                lgw_rc_encode(rc, 0u, split);
+                continue;
+            }
+            lgw_rc_encode(rc, split, (uint32_t)v[4]);
+            span = (uint32_t)(lgw_lattice_value(v, k + 1) - low - 2); /* G - 2 >= 0 when j != 0 */
+            while (nb < 32 && (span >> nb) != 0u) nb++;
+            lgw_rc_raw(rc, (uint32_t)(x - low - 1), nb);
+        }
+}
+#endif
+
 /* ---- The first sample of a frame (t = 0): its prediction and its binning live here only. ---- */
 
 #if LGW_HAS_WINDOW
@@ -208,7 +264,8 @@ static int64_t lgw_first_pred(int c, const int32_t *x0) {
 #define LGW_AR_ARG
 #endif
 
-/* Later samples (t >= 1): xt = row t, xp = row t - 1, xpp = row t - 2 (NULL at t = 1). Sets *tab. */
+/* Later samples (t >= 1): xt = row t, xp = row t - 1, xpp = row t - 2 (NULL at t = 1); rows of lattice
+   indices where the model has value lattices (LGW_HAS_VMAP), of readings otherwise. Sets *tab. */
 static LGW_NOINLINE int64_t lgw_next_pred(int c, const int32_t *xt, const int32_t *xp, const int32_t *xpp,
                                           int *tab LGW_AR_PARAM) {
     int64_t acc = 0;
@@ -257,6 +314,11 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
 #if LGW_HAS_ACTW
     uint16_t ar[LGW_CHANNELS];
 #endif
+#if LGW_HAS_VMAP
+    /* Lattice indices (what is predicted and coded) of rows t, t - 1, t - 2: three fixed rows in turn. */
+    int32_t kr[3 * LGW_CHANNELS];
+    int32_t *kt = kr, *kp = kr + LGW_CHANNELS, *kpp = kr + 2 * LGW_CHANNELS;
+#endif
     if (!samples || !out || n_samples < 1 || n_samples > LGW_MAX_SAMPLES || out_cap < 0) return LGW_E_ARG;
     for (i = 0; i < n_samples * LGW_CHANNELS; i++)
         if (samples[i] <= -LGW_Q_LIMIT || samples[i] >= LGW_Q_LIMIT) return LGW_E_RANGE;
@@ -270,14 +332,23 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
     if (n_samples == LGW_SAMPLES_PER_FRAME) lgw_rc_encode(&rc, 0u, 4032u);
     else lgw_rc_encode(&rc, 4032u + (uint32_t)n_samples - 1u, 1u);
     for (t = 0; t < n_samples; t++) {
+#if LGW_HAS_VMAP
+        const int32_t *xt = kt;
+        lgw_lattice_row(kt, samples + t * LGW_CHANNELS);
+#else
         const int32_t *xt = samples + t * LGW_CHANNELS;
+#endif
         for (c = 0; c < LGW_CHANNELS; c++) {
             int tab = 0;
             int64_t pred, r;
             if (t == 0) pred = lgw_first_pred(c, xt);
             else
+#if LGW_HAS_VMAP
+                pred = lgw_next_pred(c, xt, kp, t >= 2 ? kpp : (const int32_t *)0, &tab LGW_AR_ARG);
+#else
                 pred = lgw_next_pred(c, xt, xt - LGW_CHANNELS, t >= 2 ? xt - 2 * LGW_CHANNELS : (const int32_t *)0,
                                      &tab LGW_AR_ARG);
+#endif
             if (pred < -LGW_Q_LIMIT) pred = -LGW_Q_LIMIT;
             if (pred > LGW_Q_LIMIT) pred = LGW_Q_LIMIT;
             r = (int64_t)xt[c] - pred;
@@ -305,7 +376,18 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
             if (t == 0) lgw_put_first(&rc, c, r);
             else lgw_put_value(&rc, c * LGW_T + tab, lgw_shift[c * LGW_T + tab], r);
         }
+#if LGW_HAS_VMAP
+        { /* row t becomes row t - 1, ...; row t - 2's storage takes row t + 1 */
+            int32_t *next = kpp;
+            kpp = kp;
+            kp = kt;
+            kt = next;
+        }
+#endif
     }
+#if LGW_HAS_VMAP
+    lgw_put_lattice_jitters(&rc, samples, n_samples);
+#endif
     return lgw_rc_finish(&rc);
 }
 

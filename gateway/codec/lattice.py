@@ -11,7 +11,9 @@ frequency (of 4096) of the flag that marks a reading off the lattice:
 - mode 2 (trunc): ``L(k) = trunc((P·k + Q) / D)``, rounding toward zero (C's integer conversion);
 - mode 0: no lattice (stored as ``(1, 0, 1, 0, 0)``).
 
-``2·D ≤ P`` makes ``L`` strictly increasing with steps of at least 2, so every integer ``x`` has a
+``2·D ≤ P`` (and ``Q = 0`` for trunc, whose zero bin is twice as wide: an integer offset of the
+counts is a multiple of P, so only a fractional one is lost) makes ``L`` strictly increasing with
+steps of at least 2, so every integer ``x`` has a
 unique index ``k = max{k : L(k) ≤ x}`` and jitter ``j = x − L(k)`` in ``0 ≤ j < L(k+1) − L(k)``:
 a reading off the lattice still codes (its jitter is sent), nothing is lost.
 """
@@ -48,6 +50,8 @@ def check(vmap: np.ndarray) -> str | None:
         elif mode in (FLOOR, TRUNC):
             if not (1 <= d <= MAX_D and 2 * d <= p <= MAX_P and 0 <= q < p):
                 return f"value lattice of channel {c}: needs 1 ≤ D ≤ 2^20, 2·D ≤ P ≤ 2^24, 0 ≤ Q < P"
+            if mode == TRUNC and q:
+                return f"value lattice of channel {c}: a truncating lattice must pass through zero (Q = 0)"
             if not 1 <= f < PROB_TOTAL:
                 return f"value lattice of channel {c}: off-lattice frequency {f} outside 1..4095"
         else:
@@ -119,7 +123,7 @@ def _cover(u: np.ndarray, w: np.ndarray, p: int, d: int, mode: int) -> tuple[int
     np.add.at(acc, np.zeros(int(wrap.sum()), dtype=np.int64), w[wrap])
     np.add.at(acc, (end[wrap] - p), -w[wrap])
     cover = np.cumsum(acc[:p])
-    q = int(np.argmax(cover))
+    q = 0 if mode == TRUNC else int(np.argmax(cover))  # trunc: through zero (see check)
     return q, float(cover[q])
 
 
@@ -156,10 +160,15 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
     if len(common) < MIN_DISTINCT:
         return IDENTITY
     gaps = np.diff(common)
-    small = float(np.percentile(gaps, 5))
-    if small < 2:
+    # Neighbouring lattice readings are floor(a) or ceil(a) apart: the commonest gap (≥ 2) and its
+    # neighbours give the first guess; a few recurring off-lattice readings add gaps of 1.
+    if np.mean(gaps == 1) > 0.1:
         return IDENTITY
-    a0 = _comb_step(common, float(np.mean(gaps[gaps < 1.5 * small + 1])))
+    wide = gaps[gaps >= 2]
+    if len(wide) < MIN_DISTINCT // 2:
+        return IDENTITY
+    mode_gap = int(np.bincount(wide).argmax())
+    a0 = _comb_step(common, float(np.mean(wide[np.abs(wide - mode_gap) <= 1])))
     span = float(vals[-1] - vals[0]) / a0 or 1.0
     tol = 4.0 * a0 / span
     total = float(counts.sum())

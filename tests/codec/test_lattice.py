@@ -164,6 +164,7 @@ def test_weight_file_format_5_and_fingerprint_revision_6(lattice_model, series):
         ((1000, 1000, 99, 2, 5), "0 ≤ Q < P"),
         ((1000, 0, 99, 2, 0), "off-lattice frequency"),
         ((1000, 0, 99, 3, 5), "unknown mode"),
+        ((1000, 5, 99, 2, 5), "through zero"),
         ((1, 0, 1, 0, 3), "mode 0"),
     ],
 )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from firmware_tools.export_c import export_lpp, export_model
-from gateway.codec import Channel, Model, Schema, demo_model, train
+from gateway.codec import Channel, Model, Schema, demo_model, lattice, train
 from gateway.codec.csvio import read_csv
 from tests.codec.conftest import burst_series, grid_series, parity_series
 
@@ -31,6 +31,54 @@ def _weather():
     schema = Schema.load(CODEC_DATA / "weather.toml")
     q, _ = read_csv(CODEC_DATA / "weather-400.csv", schema)
     return schema, q
+
+
+def lattice_series(n: int = 1600, seed: int = 5) -> np.ndarray:
+    """Readings on value lattices (bitstream revision 6): a scaled ADC around zero,
+    ``trunc(1000·counts / 99)`` (mode 2), a plain channel, and whole °F in tenths of °C,
+    ``round((°F − 32)·50/9)`` (mode 1), with a few readings off that lattice."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(n, dtype=np.int64)
+    for t in range(1, n):
+        counts[t] = round(0.98 * counts[t - 1] + rng.normal(0, 6))
+    adc = np.trunc(1000 * counts / 99).astype(np.int64)
+    plain = np.cumsum(rng.integers(-4, 5, n)) + 500
+    whole_f = 40 + np.cumsum(rng.integers(-1, 2, n))
+    tenths_c = np.floor((whole_f - 32) * 50 / 9 + 0.5).astype(np.int64)
+    off = rng.choice(n, n // 150, replace=False)
+    tenths_c[off] += rng.integers(1, 4, len(off))
+    return np.stack([adc, plain, tenths_c], axis=1)
+
+
+def _lattice_models() -> dict[str, tuple]:
+    """A model trained on lattice data, and a variant forced onto every path of the C encoder's
+    lattice code: the grid, both prediction modes and cross-channel activity weights on indices, a
+    wide lattice (jitters of 17 raw bits, two chunks) and a mode-2 lattice with P = 2·D (steps of 2,
+    so jitters of 0 raw bits, and a channel crossing zero)."""
+    lq = lattice_series()
+    lschema = Schema(tuple(Channel(f"lat{i}", "", 1.0) for i in range(3)))
+    lm = train(lq[:1200], lschema, 16, buckets=2, model_id=10, version=6)
+    p = lm.params
+    vmap = p.vmap.copy()
+    vmap[1] = (200_005, 77, 3, lattice.FLOOR, 600)
+    vmap[2] = (4, 0, 2, lattice.TRUNC, 2048)
+    jfreq = np.ones_like(p.jfreq)
+    jfreq[..., 0] = 4096 - 63
+    forced = replace(
+        p,
+        grid=np.array([700, 256, 600]),
+        pmode=np.array([3, 0, 1]),
+        actw=np.array([[7, 0, 0], [300, 16, 0], [20, 40, 16]]),
+        vmap=vmap,
+        jfreq=jfreq,
+    )
+    # The wide channel mostly on its lattice (indices a small walk), 5 % off it.
+    fq = lq[1200:].copy()
+    fq[:, 1] = lattice.value(((fq[:, 1] - 430) // 25)[:, None], vmap[1:2])[:, 0]
+    rng = np.random.default_rng(8)
+    off = rng.random(len(fq)) < 0.05
+    fq[off, 1] += rng.integers(1, 66666, int(off.sum()))
+    return {"vmap": (lm, lq[1200:]), "vmap_full": (Model(lschema, forced, 16, 11, 7), fq)}
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +117,7 @@ def datasets() -> dict[str, tuple]:
         "weather": (weather, q),
         "grid": (train(g[:400], gschema, 16, buckets=2, model_id=9, version=11), g[400:]),
         "full": (full, q),
+        **_lattice_models(),
     }
 
 
@@ -88,10 +137,10 @@ def exports(tmp_path_factory, gcc_path, datasets) -> dict[str, Path]:
 def harnesses(exports, tmp_path_factory) -> dict[tuple[str, bool], cbuild.Harness]:
     """(export name, sanitized) → compiled harness."""
     bins = tmp_path_factory.mktemp("bin")
-    # Sanitized builds of every export but "weather" and "actw", whose paths "full" and "actw_modes" cover.
-    variants = [
-        (name, san) for name in exports for san in (False, True) if not (san and name in ("weather", "actw"))
-    ]
+    # Sanitized builds of every export but "weather", "actw" and "vmap", whose paths "full", "actw_modes"
+    # and "vmap_full" cover.
+    unsanitized = ("weather", "actw", "vmap")
+    variants = [(name, san) for name in exports for san in (False, True) if not (san and name in unsanitized)]
     jobs = {f"{name}-{int(san)}": (exports[name], bins / f"{name}-{int(san)}", san) for name, san in variants}
     built = cbuild.build_all(jobs)
     return {(name, san): built[f"{name}-{int(san)}"] for name, san in variants}

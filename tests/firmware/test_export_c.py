@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from gateway.codec import lattice
 from gateway.codec.errors import CodecError
 from gateway.frames import FrameDecoder, Node, lpp
 from gateway.frames.crypto import derive_keys
@@ -102,7 +103,9 @@ def model_vectors(model, q) -> list[tuple[str, str, tuple]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["demo", "weather", "grid", "full", "pmode", "actw", "actw_modes"])
+@pytest.mark.parametrize(
+    "name", ["demo", "weather", "grid", "full", "pmode", "actw", "actw_modes", "vmap", "vmap_full"]
+)
 def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name, datasets, harnesses):
     model, q = datasets[name]
     if name == "grid":  # the export's jitter tables by lattice phase (bitstream revision 3) are in use
@@ -111,6 +114,8 @@ def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name,
         assert model.params.pmode.tolist() == [3, 1]
     if name == "actw":  # the trainer chose activity weights (revision 5) on the bursts
         assert np.tril(model.params.actw, -1).any()
+    if name == "vmap":  # the trainer found both kinds of value lattice (revision 6), one channel plain
+        assert sorted(model.params.vmap[:, 3].tolist()) == [lattice.NONE, lattice.FLOOR, lattice.TRUNC]
     vectors = model_vectors(model, q)
     got = harnesses[(name, False)].run([v[0] for v in vectors])
     expected = [v[1] for v in vectors]
@@ -121,13 +126,7 @@ def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name,
     )
 
     # The gateway's decoder takes every C frame and gives back exactly the input samples.
-    def installed(model_id: int, mod8: int) -> list[tuple[int, bytes]]:
-        return (
-            [(model.version, model.fingerprint)]
-            if (model_id, mod8) == (model.model_id, model.version % 8)
-            else []
-        )
-
+    installed = _installed(model)
     decoded = 0
     for (_req, _exp, (node_id, key, fcnt, samples)), frame_hex in zip(vectors, got, strict=True):
         if frame_hex.startswith("E"):
@@ -139,6 +138,74 @@ def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name,
         assert np.array_equal(model.decode(frame.payload), samples)
         decoded += 1
     assert decoded >= len(vectors) * 0.5
+
+
+def _installed(model):
+    def installed(model_id: int, mod8: int) -> list[tuple[int, bytes]]:
+        return (
+            [(model.version, model.fingerprint)]
+            if (model_id, mod8) == (model.model_id, model.version % 8)
+            else []
+        )
+
+    return installed
+
+
+def lattice_frames(model, q) -> list[np.ndarray]:
+    """Frames for a model with value lattices (revision 6): off-lattice readings (jitters 0 … G − 1
+    by turns on each lattice channel, G − 1 on the first sample: G − 2 in all of its raw bits),
+    readings at ±(2^30 − 1) on every channel at once, and readings around 0 (mode 2 truncates
+    towards it)."""
+    vm = model.params.vmap
+    frames = []
+    for c in np.flatnonzero(vm[:, 3] != lattice.NONE).tolist():
+        s = q[:12].copy()
+        row = vm[c : c + 1]
+        k = lattice.index(s[:, c : c + 1], row)[0]
+        gap = lattice.gap(k, row)[:, 0]
+        jitter = np.arange(12) % gap
+        jitter[0] = gap[0] - 1
+        s[:, c] = lattice.value(k, row)[:, 0] + jitter
+        frames.append(s)
+    edge = q[:8].copy()
+    edge[0], edge[1], edge[2], edge[3] = 2**30 - 1, -(2**30) + 1, -(2**30) + 1, 2**30 - 1
+    edge[5] = np.where(np.arange(len(vm)) % 2, 2**30 - 1, -(2**30) + 1)
+    frames.append(edge)
+    frames.append(edge[::-1].copy())
+    zero = np.tile(np.arange(-6, 6)[:, None], (1, len(vm)))  # -6 … 5 on every channel
+    frames += [zero, zero[::-1].copy(), q[:1].copy(), edge[:1].copy()]
+    return frames
+
+
+@pytest.mark.parametrize("name", ["vmap", "vmap_full"])
+def test_lattice_jitters_and_range_edges_are_byte_identical_and_decode(name, datasets, harnesses):
+    """Bitstream revision 6: off-lattice readings (the jitter after the last sample), readings at
+    ±(2^30 − 1) and around 0 code in C exactly as in Python and decode (both decoders) to the input."""
+    model, q = datasets[name]
+    frames = lattice_frames(model, q)
+    jit = np.concatenate([lattice.index(f, model.params.vmap)[1] for f in frames])
+    assert np.count_nonzero(jit) >= 20  # the frames carry jitters
+    lines, expected = [], []
+    for i, s in enumerate(frames):
+        node_id, key = NODES[i % 2]
+        lines.append(model_request(node_id, key, 40 + i, s))
+        expected.append(python_model_frame(model, node_id, key, 40 + i, s))
+    assert not [e for e in expected if e.startswith("E")]
+    got = harnesses[(name, False)].run(lines)
+    assert got == expected
+    if (name, True) in harnesses:  # ASan/UBSan: no overflow or out-of-bounds index on these either
+        assert harnesses[(name, True)].run(lines) == expected
+    payloads = []
+    for i, (s, frame_hex) in enumerate(zip(frames, got, strict=True)):
+        node_id, key = NODES[i % 2]
+        dec = FrameDecoder(
+            [Node(node_id, f"n{node_id}", key=key, next_fcnt=40 + i)], models=_installed(model)
+        )
+        payload = dec.decode(bytes.fromhex(frame_hex)).payload
+        assert np.array_equal(model.decode(payload), s), i
+        payloads.append(payload)
+    for s, out in zip(frames, model.decode_each(payloads), strict=True):
+        assert np.array_equal(out, s)
 
 
 @pytest.mark.parametrize("name", ["demo", "grid"])
@@ -237,7 +304,7 @@ def test_raw_and_lpp_frames_are_byte_identical(export, sanitized, harnesses):
     assert sum(g.startswith("E") for g in got) < 150
 
 
-@pytest.mark.parametrize("name", ["demo", "grid", "full", "pmode", "actw_modes"])
+@pytest.mark.parametrize("name", ["demo", "grid", "full", "pmode", "actw_modes", "vmap_full"])
 def test_sanitized_build_passes_the_same_model_vectors(name, datasets, harnesses):
     model, q = datasets[name]
     vectors = model_vectors(model, q)
@@ -296,7 +363,7 @@ def test_lpp_writer_matches_the_gateway_lpp_encoder(harnesses):
 
 
 def test_library_has_no_libc_heap_or_float_dependency(exports, harnesses):
-    for name in ("demo", "grid", "lpp"):
+    for name in ("demo", "grid", "vmap_full", "lpp"):
         objs = harnesses[(name, False)].objects  # compiled with cbuild.STRICT
         undefined = subprocess.run(["nm", "-u", *map(str, objs)], capture_output=True, text=True, check=True)
         names = {
@@ -324,7 +391,7 @@ def _has_32_bit_libc(tmp_path) -> bool:
 def test_compiles_warning_free_for_32_bit(exports, tmp_path):
     # Without a 32-bit libc (gcc-multilib), -ffreestanding uses gcc's own <stdint.h>: same types, same checks.
     freestanding = [] if _has_32_bit_libc(tmp_path) else ["-ffreestanding"]
-    for name in ("demo", "grid", "lpp"):
+    for name in ("demo", "grid", "vmap_full", "lpp"):
         cbuild.compile_library(exports[name], [*cbuild.STRICT, "-m32", *freestanding], tmp_path / name)
 
 
@@ -333,10 +400,19 @@ def test_32_bit_build_passes_the_vectors(exports, datasets, tmp_path):
         if platform.machine() == "x86_64":  # scripts/bootstrap installs gcc-multilib there
             pytest.fail("no 32-bit libc for -m32: install gcc-multilib (scripts/bootstrap does)")
         pytest.skip(f"-m32 vectors not run: no 32-bit libc on {platform.machine()}; compile checked above")
-    model, q = datasets["grid"]
-    vectors = model_vectors(model, q)
-    harness = cbuild.build(exports["grid"], tmp_path / "grid32", extra=["-m32"])
-    assert harness.run([v[0] for v in vectors]) == [v[1] for v in vectors]
+    for name in ("grid", "vmap_full"):  # the lattices' 64-bit divisions are libgcc calls there
+        model, q = datasets[name]
+        vectors = model_vectors(model, q)
+        vectors += (
+            [
+                (model_request(5, None, 1, f), python_model_frame(model, 5, None, 1, f), ())
+                for f in lattice_frames(model, q)
+            ]
+            if name == "vmap_full"
+            else []
+        )
+        harness = cbuild.build(exports[name], tmp_path / f"{name}32", extra=["-m32"])
+        assert harness.run([v[0] for v in vectors]) == [v[1] for v in vectors]
 
 
 def test_call_graph_has_no_recursion_and_a_bounded_stack(exports, tmp_path):
@@ -345,6 +421,7 @@ def test_call_graph_has_no_recursion_and_a_bounded_stack(exports, tmp_path):
     for name, entry in (
         ("demo", "lgw_build_frame"),
         ("full", "lgw_build_frame"),
+        ("vmap_full", "lgw_build_frame"),
         ("lpp", "lgw_build_frame_payload"),
     ):
         work = tmp_path / name
