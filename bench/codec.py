@@ -310,6 +310,12 @@ def run_one(name: str, schema: Schema, q: np.ndarray, n: int, mutations: int = 0
         "weight_file_bytes": len(weight_bytes),
         "activity_buckets": model.params.buckets,
         "grid_channels": int((model.params.grid != 256).sum()),
+        "lattice_channels": int((model.params.vmap[:, 3] != 0).sum()),
+        # The same bound on the lattice indices (revision 6) instead of the readings: what an ideal
+        # order-0 coder of first differences would reach if it knew the sensor's lattice too.
+        "order0_bound_on_lattice_indices_bytes_per_sample": round(
+            order0_bound_bytes(model.to_index(train_q)[0], model.to_index(frames)[0]) / samples, 3
+        ),
         "train_s": round(train_s, 2),
         "encode_frames_per_s": round(_rate(lambda: model.encode_many(frames), len(frames))),
         "decode_batch_frames_per_s": round(_rate(lambda: model.decode_many(batch), len(batch))),

@@ -368,11 +368,12 @@ class Model:
         return pred, table
 
     def residuals(self, frames: np.ndarray) -> np.ndarray:
-        """Integer prediction residuals of whole frames of readings (F × N × C), in lattice steps
-        on a lattice channel."""
-        k = self.to_index(np.asarray(frames, dtype=np.int64))[0]
-        pred, _ = self.predict_all(k)
-        return k - pred
+        """Integer prediction residuals of whole frames of readings (F × N × C): reading minus
+        predicted reading (on a lattice channel the prediction's lattice value), in quantisation
+        steps, so live error statistics mean the same with or without a lattice."""
+        x = np.asarray(frames, dtype=np.int64)
+        pred, _ = self.predict_all(self.to_index(x)[0])
+        return x - self.from_index(pred)
 
     def to_index(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Readings (…× C) → (lattice index, jitter ≥ 0); the readings and zeros without a lattice."""

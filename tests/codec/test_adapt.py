@@ -181,9 +181,10 @@ def test_retrain_judges_the_bitstream_part_a_node_holds_not_the_whole_weight_fil
         site.close()
 
 
-def test_adapting_to_a_sensor_that_reads_on_a_lattice_takes_its_grid():
+def test_adapting_to_a_sensor_that_reads_on_a_lattice_takes_its_lattice():
     """A new site's sensor in other units (whole °F stored in 0.1 °C steps: a lattice of 5.56 steps):
-    the adapted model codes the lattice as a scratch training would, instead of the old grid."""
+    the adapted model codes the lattice as a scratch training would (revision 6: as lattice indices;
+    before, as a residual grid), instead of the old model's plain values."""
     from gateway.codec import Channel, Schema, train
     from gateway.codec.train import frames_of
 
@@ -195,7 +196,8 @@ def test_adapting_to_a_sensor_that_reads_on_a_lattice_takes_its_grid():
     whole_f = np.cumsum(rng.integers(-2, 3, size=(2400, 2)), axis=0)
     lattice = np.rint(2000 + whole_f * 5.5556).astype(np.int64)
     adapted = adapt(old, lattice[:1600])
-    assert (adapted.params.grid != 256).all()
+    assert (adapted.params.vmap[:, 3] != 0).all()
+    assert (train(lattice[:1600], schema, 16, buckets=3).params.vmap[:, 3] != 0).all()
     held = [lattice[1600:]]
     assert score(adapted, held)["bytes_per_sample"] < 0.9 * score(old, held)["bytes_per_sample"]
     for frame in frames_of(lattice[1600:], 16)[:8]:

@@ -119,6 +119,11 @@ def test_the_lattice_saves_bytes_over_coding_the_readings(lattice_model, series,
     with_lattice = sum(map(len, lattice_model.encode_many(frames)))
     without = sum(map(len, plain.encode_many(frames)))
     assert with_lattice < 0.9 * without, (with_lattice, without)
+    # Prediction errors are reported in readings either way (live stats compare them with training).
+    ratio = np.abs(lattice_model.residuals(frames)).mean(axis=(0, 1)) / np.abs(plain.residuals(frames)).mean(
+        axis=(0, 1)
+    )
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
 
 
 def test_corrupted_payloads_are_refused_or_decoded_alike_never_a_crash(lattice_model, series):
