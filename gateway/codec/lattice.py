@@ -107,7 +107,7 @@ def with_flag(found: tuple[int, int, int, int], column: np.ndarray) -> tuple[int
     return (*found, min(max(freq, 1), PROB_TOTAL // 2))
 
 
-def _cover(u: np.ndarray, w: np.ndarray, p: int, d: int, mode: int) -> tuple[int, float]:
+def _cover(u: np.ndarray, w: np.ndarray, p: int, d: int, mode: int, zero: bool = False) -> tuple[int, float]:
     """Best offset Q for step P/D and the sample share it puts on the lattice.
 
     Reading u is on the floor lattice iff (Q − D·u) mod P < D (some P·k + Q in [D·u, D·u + D − 1]);
@@ -123,7 +123,7 @@ def _cover(u: np.ndarray, w: np.ndarray, p: int, d: int, mode: int) -> tuple[int
     np.add.at(acc, np.zeros(int(wrap.sum()), dtype=np.int64), w[wrap])
     np.add.at(acc, (end[wrap] - p), -w[wrap])
     cover = np.cumsum(acc[:p])
-    q = 0 if mode == TRUNC else int(np.argmax(cover))  # trunc: through zero (see check)
+    q = 0 if mode == TRUNC or zero else int(np.argmax(cover))  # trunc: through zero (see check)
     return q, float(cover[q])
 
 
@@ -173,16 +173,22 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
     tol = 4.0 * a0 / span
     total = float(counts.sum())
     w = counts.astype(np.float64)
+    # First the lattices through zero (an ADC scale: readings = counts · P / D, rounded either
+    # way), then any offset (a unit conversion such as °F → °C). A simpler fraction with an offset
+    # can fit the training range exactly and miss readings beyond it (802/81 + 800 for 1000/101).
     best: tuple[float, tuple[int, int, int, int]] = (0.0, IDENTITY)
-    for d in range(1, 2049):
-        centre = round(a0 * d)
-        for p in (centre - 1, centre, centre + 1):
-            if p < 2 * d or p > MAX_P or abs(p / d - a0) > tol:
-                continue
-            for mode in (TRUNC, FLOOR):  # a tie (no negative readings) goes to C's conversion
-                q, cov = _cover(vals, w, p, d, mode)
-                if cov / total > best[0] + 1e-12:
-                    best = (cov / total, (p, q, d, mode))
+    for zero in (True, False):
+        for d in range(1, 2049):
+            centre = round(a0 * d)
+            for p in (centre - 1, centre, centre + 1):
+                if p < 2 * d or p > MAX_P or abs(p / d - a0) > tol:
+                    continue
+                for mode in (TRUNC, FLOOR):  # a tie (no negative readings) goes to C's conversion
+                    q, cov = _cover(vals, w, p, d, mode, zero)
+                    if cov / total > best[0] + 1e-12:
+                        best = (cov / total, (p, q, d, mode))
+            if best[0] >= 1.0 - 1e-12:
+                break
         if best[0] >= 1.0 - 1e-12:
             break
     if best[0] < MIN_COVER:

@@ -132,6 +132,31 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
             res[t][c] = r
             if t:
                 d[t][c] = x[t][c] - x[t - 1][c]
+    # Revision 6: x holds lattice indices on lattice channels; per sample, per lattice channel in
+    # schema order, the off-lattice flag and then j - 1 in bitlen(G - 2) raw bits.
+    vmap = p.vmap.tolist()
+
+    def lat(k: int, row: list[int]) -> int:
+        num, q, den, mode = row[0] * k + row[1], row[1], row[2], row[3]
+        del q
+        if mode == 2:  # toward zero
+            return -((-num) // den) if num < 0 else num // den
+        return num // den
+
+    for t in range(n):
+        for c in range(c_n):
+            row = vmap[c]
+            if row[3] == 0:
+                continue
+            f_off = row[4]
+            off = dec.symbol([4096 - f_off, f_off])
+            low = lat(x[t][c], row)
+            j = 0
+            if off:
+                g = lat(x[t][c] + 1, row) - low
+                j = dec.raw((g - 2).bit_length()) + 1
+                assert j < g
+            x[t][c] = low + j
     return x
 
 
@@ -209,3 +234,28 @@ def test_reference_decoder_agrees_with_activity_weights():
         assert ref_decode(m, payload) == frame.tolist()
         assert m.decode(payload).tolist() == frame.tolist()
         assert m.decode_many([payload])[0].tolist() == frame.tolist()
+
+
+def test_reference_decoder_agrees_with_value_lattices():
+    """Bitstream revision 6: lattice indices (an ADC scale through zero, a rounded unit conversion
+    with readings off it) coded with the revision-5 machinery, and the flags and jitters after."""
+    rng = np.random.default_rng(4)
+    n = 1400
+    counts = np.cumsum(rng.integers(-3, 4, n))
+    adc = np.trunc(1000 * counts / 101).astype(np.int64)
+    whole_f = 50 + np.cumsum(rng.integers(-1, 2, n))
+    temp = np.floor((100 * whole_f - 3200 + 9) / 18).astype(np.int64)
+    temp[rng.random(n) < 0.02] += 2
+    x = np.stack([adc, temp, 300 + np.cumsum(rng.integers(-2, 3, n))], axis=1)
+    schema = Schema(tuple(Channel(f"ch{i}", "", 1.0) for i in range(3)))
+    lm = train(x[:1000], schema, 16, buckets=2)
+    assert lm.params.vmap[:2, 3].tolist() == [2, 1] and lm.params.vmap[2, 3] == 0
+    frames = [*frames_of(x[1000:], 16)[:8], x[1000:1003]]
+    spiky = x[1000:1016].copy()
+    spiky[3, 0] += 7  # off the ADC lattice by 7 of its ≈ 9.9
+    spiky[4, 1] = 2**30 - 1
+    for frame in [*frames, spiky]:
+        payload = lm.encode(frame)
+        assert ref_decode(lm, payload) == frame.tolist()
+        assert lm.decode(payload).tolist() == frame.tolist()
+        assert lm.decode_many([payload])[0].tolist() == frame.tolist()
