@@ -158,6 +158,8 @@ def adapt(
     readings = q
     vmap = _adapt_lattices(old.vmap, q)  # type: ignore[arg-type]
     q = lattice.index(q, vmap)[0]
+    # Old tables are a prior only where the values mean the same: not across a change of lattice.
+    priors = np.where(np.any(vmap[:, :4] != old.vmap[:, :4], axis=1), 0.0, prior_samples)  # type: ignore[index]
     base = np.rint(np.median(q, axis=0)).astype(np.int64)
     off = (q - base).astype(np.float64)
     d = np.diff(q, axis=0)
@@ -268,7 +270,7 @@ def adapt(
             sym, _, _ = tables.to_symbols(e.ravel(), 0)
             ph = jitter_phase(pred[:, :, ch], m, grid[ch], old.pmode[ch]).ravel()
             for i in range(JITTER_PHASES):  # one jitter table per lattice phase (bitstream revision 3)
-                prior = _prior_counts(old.jfreq[ch, i], prior_samples)
+                prior = _prior_counts(old.jfreq[ch, i], priors[ch])
                 jfreq[ch, i] = tables.quantise_freqs(np.bincount(sym[ph == i], minlength=tables.NSYM) + prior)
     actw = np.eye(c, dtype=np.int64)
     if buckets > 1 and n > 2:
@@ -282,10 +284,10 @@ def adapt(
             resid[:, :, ch], fd[:, :, ch], buckets, thr[ch], None if act is None else act[..., ch]
         )
         shift[ch, 0], freq[ch, 0] = _first_table(
-            groups[0], int(old.shift[ch, 0]), old.freq[ch, 0], prior_samples
+            groups[0], int(old.shift[ch, 0]), old.freq[ch, 0], priors[ch]
         )
         for ti, r in enumerate(groups[1:], start=1):
-            shift[ch, ti], freq[ch, ti] = _table(r, int(old.shift[ch, ti]), old.freq[ch, ti], prior_samples)
+            shift[ch, ti], freq[ch, ti] = _table(r, int(old.shift[ch, ti]), old.freq[ch, ti], priors[ch])
 
     params = Params(
         base,
