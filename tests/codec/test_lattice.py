@@ -197,3 +197,37 @@ def test_generation_and_gap_filling_give_readings_on_the_lattice(lattice_model, 
     est = lattice_model.fill_gap(series[1990:2000], 8, series[2008:2010])
     assert est.shape == (8, 3)
     assert np.all(lattice_model.to_index(est)[1][:, 0] == 0)
+
+
+def _rewritten(model: Model, edit) -> bytes:
+    """The model's weight file with its ints edited and the SHA-256 recomputed (a well-formed file
+    with bad content, as a buggy or hostile trainer would write)."""
+    import io
+    import json
+
+    from gateway.codec.weights import _digest
+
+    with np.load(io.BytesIO(weights.to_bytes(model))) as npz:
+        ints, freq, raw = npz["ints"].copy(), npz["freq"], npz["meta"]
+    meta = json.loads(raw.tobytes().decode())
+    edit(ints, meta)
+    meta["sha256"] = _digest(ints, freq, meta)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, ints=ints, freq=freq, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    return buf.getvalue()
+
+
+def test_a_weight_file_with_a_bad_lattice_or_an_older_format_is_refused(lattice_model):
+    c = len(SCHEMA)
+
+    def bad_lattice(ints, meta):
+        ints[-5 * c + 2] = 10**6  # channel 0's D: above P / 2
+
+    with pytest.raises(weights.WeightsError, match="value lattice of channel 0"):
+        weights.from_bytes(_rewritten(lattice_model, bad_lattice), "bad.npz")
+
+    def as_format_4(ints, meta):
+        meta["format"] = weights.FORMAT_ACTW  # a format without lattices: the sizes do not add up
+
+    with pytest.raises(weights.WeightsError, match="array sizes do not match"):
+        weights.from_bytes(_rewritten(lattice_model, as_format_4), "old.npz")
