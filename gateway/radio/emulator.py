@@ -708,6 +708,8 @@ class FakeGPIO:
         self._queue: queue.SimpleQueue[_Dispatch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.callback_errors = 0
+        self._pending = 0  # dispatches queued or running (callbacks_idle)
+        self._idle = threading.Condition()
 
     # RPi.GPIO functions
     def setwarnings(self, flag: bool) -> None:
@@ -865,6 +867,8 @@ class FakeGPIO:
             self._thread.start()
         if self.clock is not None:
             self.clock.hold()
+        with self._idle:
+            self._pending += 1
         self._queue.put((pin, callbacks, self.clock))
 
     def _run_callbacks(self) -> None:
@@ -885,6 +889,17 @@ class FakeGPIO:
             finally:
                 if clock is not None:
                     clock.release()
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def callbacks_idle(self, timeout_s: float = 5.0) -> bool:
+        """Test side: wait (wall time) until every queued edge callback has returned. A driver may
+        act on state its callback sets before the callback finishes (LoRaRF's ``wait()`` returns
+        once ``_interruptRx*`` stores the IRQ flags, before it reads RegRxNbBytes): a test that
+        checks such a driver's result must not race its callback thread."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout_s)
 
     def level(self, pin: int) -> bool:
         return self._levels.get(pin, False)

@@ -99,6 +99,10 @@ def test_lorarf_unmodified_from_pypi_over_the_strict_fakes() -> None:
         tx0 = chip.spi_transactions
         node.transmit(b"from our driver")
         assert lora.wait(2)
+        # LoRaRF's wait() returns as soon as its callback thread has stored the IRQ flags, before
+        # that callback reads the packet length (RegRxNbBytes): on a loaded host (or a busy Pi) the
+        # main thread could read its default length of 32 first. Its own race, not the chip's.
+        assert board.callbacks_idle(2.0)
         assert lora.status() == lora.STATUS_RX_DONE
         payload = bytes(lora.read() for _ in range(lora.available()))
         assert payload == b"from our driver"
@@ -119,3 +123,25 @@ def test_lorarf_unmodified_from_pypi_over_the_strict_fakes() -> None:
     ours.close()
     node.close()
     air.clock.close()
+
+
+def test_lorarf_over_a_slow_gpio_callback_thread(monkeypatch) -> None:
+    """The same exchange with LoRaRF's RX callback preempted right after it stored the IRQ flags
+    (its register reads on the callback thread take 0.3 s, as on a loaded Pi): LoRaRF's wait()
+    returns before its callback has read the packet length, so the check above must wait for the
+    callback thread (FakeGPIO.callbacks_idle) or it reads LoRaRF's default length of 32 (a CI
+    failure on a loaded host, 2026-12-02)."""
+    import threading
+    import time
+
+    from gateway.radio import emulator
+
+    frame = emulator.EmulatedSX1276.spi_frame
+
+    def slow_on_callback_thread(self, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "gpio-callbacks" and data and (data[0] & 0x7F) == 0x10:
+            time.sleep(0.3)  # RegFifoRxCurrentAddr, read after the flags and before RegRxNbBytes
+        return frame(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(emulator.EmulatedSX1276, "spi_frame", slow_on_callback_thread)
+    test_lorarf_unmodified_from_pypi_over_the_strict_fakes()
