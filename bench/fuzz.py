@@ -110,10 +110,12 @@ def _radiohead() -> tuple[Callable[[bytes], object], list[bytes]]:
 
 
 def _codec_models() -> list:
-    """The shipped demo model, and three trained here so that every part of the bitstream is reached:
+    """The shipped demo model, and four trained here so that every part of the bitstream is reached:
     one on tests/codec/data/weather-400.csv (windowed first-sample tables, tables.first_to_symbols),
-    one on a synthetic lattice series (residual grid and jitter tables by phase) and one on mostly
-    even readings (revision 4's prediction modes: snapped changes, phase by the lattice)."""
+    one on a synthetic lattice series with jitter (residual grid and jitter tables by phase), one on
+    mostly even readings (revision 4's prediction modes: snapped changes, phase by the lattice) and
+    one on exact value lattices with a few readings off them (revision 6: an ADC scale through zero
+    and a rounded unit conversion, flags and jitters after the samples)."""
     import numpy as np
 
     from gateway.codec import Channel, Schema, demo_model, train
@@ -137,7 +139,19 @@ def _codec_models() -> list:
     current = Schema(tuple(Channel(f"isig{i}", "nA", 1.0) for i in range(2)))
     modes = train((even + odd).astype(np.int64), current, 16, buckets=3, model_id=6)
     assert modes.params.pmode.any(), "the prediction-mode model was trained without a mode"
-    return [demo_model(), windowed, gridded, modes]
+    counts = np.cumsum(rng.integers(-4, 5, size=1200))
+    fahr = 50 + np.cumsum(rng.integers(-1, 2, size=1200))
+    values = np.stack([np.trunc(1000 * counts / 99), np.floor((100 * fahr - 3191) / 18)], axis=1)
+    values[rng.random(values.shape) < 0.01] += 3
+    on_lattice = train(
+        values.astype(np.int64),
+        Schema((Channel("adc", "mg", 1.0), Channel("t", "", 1.0))),
+        16,
+        buckets=3,
+        model_id=7,
+    )
+    assert (on_lattice.params.vmap[:, 3] != 0).all(), "the lattice model was trained without its lattices"
+    return [demo_model(), windowed, gridded, modes, on_lattice]
 
 
 def _codec() -> tuple[Callable[[bytes], object], list[bytes]]:
