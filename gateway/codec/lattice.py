@@ -161,7 +161,7 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
         return IDENTITY
     # The step is read off the common readings: a few off-lattice ones (TMY3 fills a few hours
     # that were never whole °F) would otherwise hide it behind gaps of 1.
-    common = vals[counts >= max(2.0, float(np.percentile(counts, 10)), 0.1 * float(np.median(counts)))]
+    common = vals[counts >= max(1.0, 0.1 * float(np.median(counts)))]  # all, where readings never repeat
     if len(common) < MIN_DISTINCT:
         return IDENTITY
     gaps = np.diff(common)
@@ -185,7 +185,7 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
     # can fit the training range exactly and miss readings beyond it (802/81 + 800 for 1000/101).
     best: tuple[float, tuple[int, int, int, int]] = (0.0, IDENTITY)
     for zero in (True, False):
-        for d in range(1, min(2048, int(MAX_SEARCH_P / a0)) + 1):
+        for d in range(1, max(1, min(2048, int(MAX_SEARCH_P / a0))) + 1):
             centre = round(a0 * d)
             for p in (centre - 1, centre, centre + 1):
                 if p < 2 * d or p > MAX_P or abs(p / d - a0) > tol:

@@ -64,6 +64,18 @@ def test_finder_recovers_an_adc_scale_and_a_unit_conversion(series):
     assert 1 <= temp[4] <= 4096 * 0.03  # the flag's frequency follows the training share
 
 
+def test_finder_needs_no_repeated_readings():
+    """A sweep where no reading repeats (a short or slowly drifting recording) still shows its
+    lattice: every reading is then as common as any other."""
+    sweep = -np.trunc(1000 * np.arange(1, 2000) / 99).astype(np.int64)
+    assert lattice.find(sweep) == (1000, 0, 99, lattice.TRUNC)
+    high = (2**30 - 1) - 7 * np.arange(1000)  # near the value limit, a step of 7
+    p, _q, d, mode = lattice.find(high)
+    assert mode != lattice.NONE and p == 7 * d
+    coarse = np.arange(-500, 500) * 1_000_000  # one step far above the fraction search's range
+    assert lattice.find(coarse)[0] == 1_000_000
+
+
 def test_finder_leaves_unstructured_data_alone():
     rng = np.random.default_rng(3)
     walk = np.cumsum(rng.integers(-3, 4, 5000))
