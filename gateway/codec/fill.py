@@ -130,7 +130,7 @@ def fill_series(
         t = np.arange(len(x))
         for ch in range(p.channels):
             ok = ~miss[:, ch]
-            out[:, ch] = np.interp(t, t[ok], x[ok, ch]) if ok.any() else p.base[ch]
+            out[:, ch] = np.interp(t, t[ok], x[ok, ch]) if ok.any() else model.from_index(p.base)[ch]
     else:
         mu, sd = tm.profile(clock, len(x))
         safe = np.where(sd > 1e-9, sd, 1.0)
@@ -141,6 +141,7 @@ def fill_series(
         z = fill_scores(tm, z)
         out = np.where(miss, mu + sd * tm.from_z(z, clock), x)
     out = np.clip(np.rint(out), p.lo, p.hi).astype(np.int64)
+    out = np.where(miss, model.snap(out), out)  # estimates on a lattice sensor's values only
     return out, miss
 
 

@@ -842,7 +842,7 @@ def generate(
     if tm.censored is not None:  # fold overshoots back where the limit is not a saturation
         x = np.where((x < p.lo) & (tm.censored[:, 0] == 0), 2 * p.lo - x, x)
         x = np.where((x > p.hi) & (tm.censored[:, 1] == 0), 2 * p.hi - x, x)
-    x = np.clip(x, p.lo, p.hi).astype(np.int64)
+    x = model.snap(np.clip(x, p.lo, p.hi).astype(np.int64))  # a lattice sensor's values only
     times = format_times(t0, tm.interval, n) if t0 is not None and tm.interval is not None else None
     return x, times
 

@@ -85,6 +85,15 @@ def index(x: np.ndarray, vmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return k, x - value(k, vmap)
 
 
+def nearest(x: np.ndarray, vmap: np.ndarray) -> np.ndarray:
+    """The lattice value nearest each reading (the lower one on a tie); readings unchanged on a
+    channel without a lattice. Generated and estimated readings use it: a real sensor on a lattice
+    never reports a value between two of its points."""
+    k, j = index(x, vmap)
+    low, high = value(k, vmap), value(k + 1, vmap)
+    return np.where((j != 0) & (high - x < x - low), high, low)
+
+
 def gap(k: np.ndarray, vmap: np.ndarray) -> np.ndarray:
     """``L(k+1) − L(k)``: how many readings share index k (the jitter's range)."""
     return value(k + 1, vmap) - value(k, vmap)

@@ -382,6 +382,19 @@ class Model:
             return x, np.zeros_like(x)
         return lattice.index(x, self.params.vmap)
 
+    def snap(self, x: np.ndarray) -> np.ndarray:
+        """Readings moved to the nearest value their channel's lattice holds (generated and
+        estimated readings), kept within ``lo``..``hi``; unchanged without a lattice."""
+        assert self.params.vmap is not None
+        if not uses_vmap(self.params):
+            return x
+        p = self.params
+        near = lattice.nearest(np.asarray(x, dtype=np.int64), p.vmap)
+        k = lattice.index(near, p.vmap)[0]
+        near = np.where(near > p.hi, lattice.value(k - 1, p.vmap), near)  # stay inside the range
+        near = np.where(near < p.lo, lattice.value(k + 1, p.vmap), near)
+        return np.clip(near, p.lo, p.hi)
+
     def from_index(self, k: np.ndarray, j: np.ndarray | None = None) -> np.ndarray:
         """Lattice indices (and jitters) → readings."""
         assert self.params.vmap is not None

@@ -243,3 +243,25 @@ def test_a_weight_file_with_a_bad_lattice_or_an_older_format_is_refused(lattice_
 
     with pytest.raises(weights.WeightsError, match="array sizes do not match"):
         weights.from_bytes(_rewritten(lattice_model, as_format_4), "old.npz")
+
+
+def test_learned_generation_and_filling_stay_on_the_sensor_lattice(series):
+    """With the learned time structure (train_to_size), generated readings and gap estimates are
+    values the sensor can report: on its lattice, within the model's range."""
+    from gateway.codec import train_to_size
+    from gateway.codec.fill import fill_series
+
+    model, _ = train_to_size(series[:2000], SCHEMA, N)
+    assert model.meta["generation"].get("format") == "lora-gw-gen/2"
+    gen = model.generate(600, np.random.default_rng(5))
+    _k, j = model.to_index(gen)
+    assert np.all(j[:, 0] == 0) and np.all(j[:, 1] == 0)
+    assert np.all(gen >= model.params.lo) and np.all(gen <= model.params.hi)
+    gappy = series[2000:2300].astype(np.float64)
+    gappy[50:62] = np.nan
+    gappy[120:130, 0] = np.nan
+    filled, est = fill_series(model, gappy)
+    assert est.sum() == 12 * 3 + 10
+    _k, j = model.to_index(filled)
+    assert np.all(j[est[:, 0], 0] == 0) and np.all(j[est[:, 1], 1] == 0)
+    assert np.array_equal(filled[~est], series[2000:2300][~est])  # known cells untouched
