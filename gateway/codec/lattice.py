@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gateway.codec.rangecoder import PROB_TOTAL
+
 NONE = 0
 FLOOR = 1
 TRUNC = 2
@@ -29,7 +31,6 @@ MAX_D = 1 << 20
 MAX_P = 1 << 24
 IDENTITY = (1, 0, 1, NONE)
 FIELDS = 5
-PROB_TOTAL = 4096
 # Share of training samples that must sit on a lattice for the trainer to use it.
 MIN_COVER = 0.95
 MIN_DISTINCT = 16

@@ -137,8 +137,7 @@ def ref_decode(model, payload: bytes) -> list[list[int]]:
     vmap = p.vmap.tolist()
 
     def lat(k: int, row: list[int]) -> int:
-        num, q, den, mode = row[0] * k + row[1], row[1], row[2], row[3]
-        del q
+        num, den, mode = row[0] * k + row[1], row[2], row[3]
         if mode == 2:  # toward zero
             return -((-num) // den) if num < 0 else num // den
         return num // den
