@@ -311,6 +311,7 @@ def run_one(name: str, schema: Schema, q: np.ndarray, n: int, mutations: int = 0
         "activity_buckets": model.params.buckets,
         "grid_channels": int((model.params.grid != 256).sum()),
         "lattice_channels": int((model.params.vmap[:, 3] != 0).sum()),
+        "frame_flag_channels": int((model.params.vframe != 0).sum()),  # type: ignore[union-attr]
         # The same bound on the lattice indices (revision 6) instead of the readings: what an ideal
         # order-0 coder of first differences would reach if it knew the sensor's lattice too.
         "order0_bound_on_lattice_indices_bytes_per_sample": round(

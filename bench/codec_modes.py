@@ -2,12 +2,13 @@
 
 Per data set, 16 samples per frame: the model trained as usual and the same training with the
 feature switched off: ``--feature modes`` (default), the prediction-mode search (revision 4 against
-what revision 3's trainer made), or ``--feature lattice``, the value lattices (revision 6 against
-revision 5); bytes per sample on the held-out half and frames per second of batch decoding,
-single-frame decoding and encoding on 1000 held-out frames (best of 3 rounds, alternating, so both
-see the same load).
+what revision 3's trainer made), ``--feature lattice``, the value lattices (revision 6 against
+revision 5), or ``--feature frameflags``, the lattices' frame flags and lattices that hold for
+stretches (revision 7 against revision 6's finder); bytes per sample on the held-out half and frames
+per second of batch decoding, single-frame decoding and encoding on 1000 held-out frames (best of
+3 rounds, alternating, so both see the same load).
 
-    python bench/codec_modes.py [--datasets isig,glucose] [--feature modes|lattice] [--json]
+    python bench/codec_modes.py [--datasets isig,glucose] [--feature modes|lattice|frameflags] [--json]
 """
 
 from __future__ import annotations
@@ -39,9 +40,19 @@ def compare(name: str, n: int = 16, rounds: int = 3, feature: str = "modes") -> 
     if feature == "lattice":
         models = {"revision6": train_module.train(q[:half], schema, n)}
         finder = lattice.find_all
-        lattice.find_all = lambda data: lattice.identity(data.shape[1])
+        lattice.find_all = lambda data, n=None: lattice.nothing(data.shape[1])
         try:
             models["revision5"] = train_module.train(q[:half], schema, n)
+        finally:
+            lattice.find_all = finder
+    elif feature == "frameflags":
+        # Revision 7 against the same training with revision 6's finder: lattices over all the
+        # readings only, per-reading flags only.
+        models = {"revision7": train_module.train(q[:half], schema, n)}
+        finder = lattice.find_all
+        lattice.find_all = lambda data, n=None: finder(data)
+        try:
+            models["revision6"] = train_module.train(q[:half], schema, n)
         finally:
             lattice.find_all = finder
     else:
@@ -77,6 +88,7 @@ def compare(name: str, n: int = 16, rounds: int = 3, feature: str = "modes") -> 
             "bytes_per_sample": round(total / (len(test) * n), 4),
             "pmode": m.params.pmode.tolist(),
             "lattice_channels": int((m.params.vmap[:, 3] != 0).sum()),
+            "frame_flag_channels": int((m.params.vframe != 0).sum()),  # type: ignore[union-attr]
             "buckets": m.params.buckets,
             "decode_batch_frames_per_s": round(best[0]),
             "decode_single_frames_per_s": round(best[1]),
@@ -88,7 +100,7 @@ def compare(name: str, n: int = 16, rounds: int = 3, feature: str = "modes") -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="isig,glucose")
-    ap.add_argument("--feature", choices=("modes", "lattice"), default="modes")
+    ap.add_argument("--feature", choices=("modes", "lattice", "frameflags"), default="modes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     results = [compare(name, feature=args.feature) for name in args.datasets.split(",")]

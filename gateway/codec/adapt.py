@@ -118,22 +118,28 @@ def _first_table(r: np.ndarray, old_k: int, old_freq: np.ndarray, prior: float) 
     return old_k, tables.quantise_freqs(counts + _prior_counts(old_freq, prior))
 
 
-def _adapt_lattices(old: np.ndarray, q: np.ndarray) -> np.ndarray:
+def _adapt_lattices(old: np.ndarray, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per channel the old value lattice while the new readings still sit on it (≥ 95 %, the
-    trainer's rule: it is the sensor's, and keeps the old tables meaningful as priors), else what
-    the new readings sit on (another sensor or unit at a new site), each with the new data's
-    off-lattice flag frequency."""
-    rows = []
+    trainer's rule, or in stretches that make it pay: it is the sensor's, and keeps the old tables
+    meaningful as priors), else what the new readings sit on (another sensor or unit at a new
+    site), each with the new data's flag frequencies (lattice.find_all)."""
+    rows, gates = [], []
     for c in range(q.shape[1]):
         kept = tuple(int(v) for v in old[c, :4])
         if kept[3] != lattice.NONE:
             _k, j = lattice.index(q[:, c : c + 1], old[c : c + 1])
-            if float(np.mean(j == 0)) < lattice.MIN_COVER:
+            if float(np.mean(j == 0)) < lattice.MIN_COVER and (
+                lattice.saving(kept, q[:, c], n) < lattice.MIN_PARTIAL_GAIN  # type: ignore[arg-type]
+            ):
                 kept = lattice.find(q[:, c])
         else:
             kept = lattice.find(q[:, c])
-        rows.append(lattice.with_flag(kept, q[:, c]))  # type: ignore[arg-type]
-    return np.array(rows, dtype=np.int64).reshape(-1, lattice.FIELDS)
+        if kept[3] == lattice.NONE:
+            kept = lattice.find_partial(q[:, c], n)
+        row, g = lattice.with_flag(kept, q[:, c], n)  # type: ignore[arg-type]
+        rows.append(row)
+        gates.append(g)
+    return np.array(rows, dtype=np.int64).reshape(-1, lattice.FIELDS), np.array(gates, dtype=np.int64)
 
 
 def adapt(
@@ -156,7 +162,7 @@ def adapt(
         raise DataError(f"samples per frame must be 1..{MAX_SAMPLES}")
 
     readings = q
-    vmap = _adapt_lattices(old.vmap, q)  # type: ignore[arg-type]
+    vmap, vframe = _adapt_lattices(old.vmap, q, n)  # type: ignore[arg-type]
     q = lattice.index(q, vmap)[0]
     # Old tables are a prior only where the values mean the same: not across a change of lattice.
     priors = np.where(np.any(vmap[:, :4] != old.vmap[:, :4], axis=1), 0.0, prior_samples)  # type: ignore[index]
@@ -305,6 +311,7 @@ def adapt(
         old.pmode,
         actw,
         vmap,
+        vframe,
     )
     model = Model(init.schema, params, n, init.model_id, version if version is not None else init.version + 1)
     say("measuring the adapted model on its training data")
@@ -367,8 +374,13 @@ def channel_bits(model: Model, frames: np.ndarray) -> np.ndarray:
         f = int(p.vmap[ch, 4])
         off = jit[:, :, ch] != 0
         gaps = lattice.gap(frames[:, :, ch : ch + 1], p.vmap[ch : ch + 1])[..., 0]
-        out[ch] += float(np.where(off, -np.log2(f / 4096.0) + lattice.bit_length(gaps - 2), 0).sum())
-        out[ch] += float((~off).sum()) * -np.log2((4096 - f) / 4096.0)
+        out[ch] += float(np.where(off, lattice.bit_length(gaps - 2), 0).sum())
+        g = int(p.vframe[ch])  # type: ignore[index]
+        if g:  # revision 7: a frame flag, then per-reading flags only in frames that have off readings
+            some = off.any(axis=1)
+            out[ch] += lattice.flag_bits(some, g) + lattice.flag_bits(off[some], f)
+        else:
+            out[ch] += lattice.flag_bits(off, f)
     for ch in range(len(model.schema)):
         r = resid[:, :, ch]
         if p.grid[ch] != GRID_ONE:

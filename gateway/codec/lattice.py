@@ -11,6 +11,12 @@ frequency (of 4096) of the flag that marks a reading off the lattice:
 - mode 2 (trunc): ``L(k) = trunc((P·k + Q) / D)``, rounding toward zero (C's integer conversion);
 - mode 0: no lattice (stored as ``(1, 0, 1, 0, 0)``).
 
+Revision 7 adds a frame flag per lattice channel (its frequency ``G`` of 4096, in the model's
+``vframe``; 0 = none): "some reading of this frame is off the lattice". A frame whose readings all
+sit on it then sends no per-reading flags, which is what a sensor that changes resolution needs
+(the CGM set's current is read at 0.01 nA for two months, then at 0.02 nA): the coarse stretches
+cost nothing for the fine ones, and ``F`` is learned from the frames that have off readings.
+
 ``2·D ≤ P`` (and ``Q = 0`` for trunc, whose zero bin is twice as wide: an integer offset of the
 counts is a multiple of P, so only a fractional one is lost) makes ``L`` strictly increasing with
 steps of at least 2, so every integer ``x`` has a
@@ -40,8 +46,23 @@ MIN_COMB = 0.5
 MAX_SEARCH_P = 1 << 17
 
 
+# The bits per reading a frame flag must save on the training frames to be used, and a lattice
+# found on a stretch of the training readings only (a resolution change) must save in all.
+MIN_FRAME_GAIN = 0.01
+MIN_PARTIAL_GAIN = 0.05
+# ... and put this share of the training frames wholly on it. Only whole steps (D = 1) count: a
+# coarser resolution, not a unit conversion that holds now and then (Sand Point's wind speeds are
+# whole knots for a few weeks; coding them so all year costs 2.5 %).
+MIN_PARTIAL_FRAMES = 0.25
+
+
 def identity(channels: int) -> np.ndarray:
     return np.tile(np.array((*IDENTITY, 0), dtype=np.int64), (channels, 1))
+
+
+def nothing(channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`find_all` returns for readings on no lattice: identities, no frame flags."""
+    return identity(channels), np.zeros(channels, dtype=np.int64)
 
 
 def check(vmap: np.ndarray) -> str | None:
@@ -109,16 +130,108 @@ def bit_length(v: np.ndarray) -> np.ndarray:
     return bits
 
 
-def with_flag(found: tuple[int, int, int, int], column: np.ndarray) -> tuple[int, int, int, int, int]:
-    """A found lattice plus its off-lattice flag frequency: the training share off it, as
-    (off + 1) / (n + 2) of 4096 (never 0: an unseen case must stay codable)."""
+def _freq(hits: int, n: int) -> int:
+    """A flag's frequency (of 4096) from ``hits`` of ``n``: (hits + 1) / (n + 2), never 0 (an unseen
+    case must stay codable) and at most one half."""
+    return min(max(round(PROB_TOTAL * (hits + 1) / (n + 2)), 1), PROB_TOTAL // 2)
+
+
+def flag_bits(hit: np.ndarray, freq: int) -> float:
+    """Ideal bits of coding the boolean array ``hit`` with a flag of frequency ``freq``."""
+    k = int(np.count_nonzero(hit))
+    return -k * np.log2(freq / PROB_TOTAL) - (hit.size - k) * np.log2(1 - freq / PROB_TOTAL)
+
+
+def _framed(off: np.ndarray, n: int) -> np.ndarray:
+    """The off-lattice marks of a time series as frames of ``n`` (the last, partial one padded)."""
+    pad = (-len(off)) % n
+    return np.concatenate([off, np.zeros(pad, dtype=bool)]).reshape(-1, n)
+
+
+def flags(found: tuple[int, int, int, int], column: np.ndarray, n: int) -> tuple[int, int, float]:
+    """The off-lattice flag frequency ``F``, the frame flag frequency ``G`` (0: none) and the flags'
+    bits per reading on the training readings, framed by ``n``.
+
+    Without a frame flag ``F`` is the share of readings off the lattice; with one, ``G`` is the
+    share of frames holding any and ``F`` the share within those frames. The frame flag is used
+    where it saves ``MIN_FRAME_GAIN`` bits per reading: off readings that come in stretches."""
+    col = np.asarray(column, dtype=np.int64)
+    if found[3] == NONE or not len(col):
+        return 0, 0, 0.0
+    _k, j = index(col[:, None], np.array([[*found, 1]], dtype=np.int64))
+    off = j[:, 0] != 0
+    f_all = _freq(int(off.sum()), len(off))
+    plain = flag_bits(off, f_all)
+    fr = _framed(off, n)
+    some = fr.any(axis=1)
+    g = _freq(int(some.sum()), len(some))
+    f_in = _freq(int(fr[some].sum()), int(some.sum()) * n)
+    framed = flag_bits(some, g) + flag_bits(fr[some], f_in)
+    if plain - framed >= MIN_FRAME_GAIN * len(col):
+        return f_in, g, framed / len(col)
+    return f_all, 0, plain / len(col)
+
+
+def with_flag(
+    found: tuple[int, int, int, int], column: np.ndarray, n: int | None = None
+) -> tuple[tuple[int, int, int, int, int], int]:
+    """A found lattice with its off-lattice flag frequency, and its frame flag frequency (0 without
+    ``n``: revision 6's per-reading flags only)."""
     if found[3] == NONE:
-        return (*IDENTITY, 0)
-    col = np.asarray(column, dtype=np.int64)[:, None]
-    _k, j = index(col, np.array([[*found, 1]], dtype=np.int64))
-    off = int(np.count_nonzero(j))
-    freq = round(PROB_TOTAL * (off + 1) / (len(col) + 2))
-    return (*found, min(max(freq, 1), PROB_TOTAL // 2))
+        return (*IDENTITY, 0), 0
+    if n is None:
+        col = np.asarray(column, dtype=np.int64)
+        _k, j = index(col[:, None], np.array([[*found, 1]], dtype=np.int64))
+        return (*found, _freq(int(np.count_nonzero(j)), len(col))), 0
+    f, g, _bits = flags(found, column, n)
+    return (*found, f), g
+
+
+def _delta_entropy(x: np.ndarray) -> float:
+    """Order-0 entropy in bits of a series' first differences, summed: what a lattice changes."""
+    _v, counts = np.unique(np.diff(x), return_counts=True)
+    pr = counts / counts.sum()
+    return float(-(counts * np.log2(pr)).sum())
+
+
+def saving(found: tuple[int, int, int, int], column: np.ndarray, n: int) -> float:
+    """Estimated bits per reading a lattice saves on these readings: the order-0 cost of the
+    readings' changes less that of the indices' changes, the flags and the off readings' jitter
+    bits (the index saves about log2 of the step where changes are wide, less where they are small
+    against the step)."""
+    col = np.asarray(column, dtype=np.int64)
+    if found[3] == NONE or len(col) < 2:
+        return 0.0
+    vm = np.array([[*found, 1]], dtype=np.int64)
+    k, j = index(col[:, None], vm)
+    off = j[:, 0] != 0
+    jitter = float(np.where(off, bit_length(gap(k, vm)[:, 0] - 2), 0).sum())
+    gain = _delta_entropy(col) - _delta_entropy(k[:, 0]) - jitter
+    return gain / len(col) - flags(found, col, n)[2]
+
+
+def find_partial(column: np.ndarray, n: int) -> tuple[int, int, int, int]:
+    """A lattice that holds for stretches of the readings only (a sensor whose resolution changed),
+    else the identity: of the whole-step lattices found on halves, quarters and eighths of the
+    readings that hold ``MIN_PARTIAL_FRAMES`` of the frames, the one that saves most over all of
+    them with frame flags, if it saves ``MIN_PARTIAL_GAIN`` bits per reading."""
+    col = np.asarray(column, dtype=np.int64)
+    cands = set()
+    for parts in (2, 4, 8):
+        for seg in np.array_split(col, parts):
+            if len(seg) >= 4 * MIN_DISTINCT:
+                found = find(seg)
+                if found[3] != NONE and found[2] == 1:
+                    cands.add(found)
+    best: tuple[float, tuple[int, int, int, int]] = (MIN_PARTIAL_GAIN, IDENTITY)
+    for cand in sorted(cands):
+        _k, j = index(col[:, None], np.array([[*cand, 1]], dtype=np.int64))
+        if np.mean(~_framed(j[:, 0] != 0, n).any(axis=1)) < MIN_PARTIAL_FRAMES:
+            continue
+        gain = saving(cand, col, n)
+        if gain > best[0]:
+            best = (gain, cand)
+    return best[1]
 
 
 def _cover(u: np.ndarray, w: np.ndarray, p: int, d: int, mode: int, zero: bool = False) -> tuple[int, float]:
@@ -215,7 +328,29 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
     return best[1] if float(np.mean(j == 0)) >= MIN_COVER else IDENTITY
 
 
-def find_all(q: np.ndarray) -> np.ndarray:
-    """C×5 lattices (with their flag frequencies) for a quantised series (samples × channels)."""
-    rows = [with_flag(find(q[:, c]), q[:, c]) for c in range(q.shape[1])]
-    return np.array(rows, dtype=np.int64).reshape(-1, FIELDS)
+def find_all(q: np.ndarray, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """C×5 lattices (with their flag frequencies) for a quantised series (samples × channels), and
+    the C frame flag frequencies (all 0 without ``n``, the samples per frame: revision 6). With
+    ``n``, a channel without a lattice over all its readings may take one that holds for stretches
+    (:func:`find_partial`)."""
+    rows, gates = [], []
+    for c in range(q.shape[1]):
+        found = find(q[:, c])
+        if found[3] == NONE and n is not None:
+            found = find_partial(q[:, c], n)
+        row, g = with_flag(found, q[:, c], n)
+        rows.append(row)
+        gates.append(g)
+    return np.array(rows, dtype=np.int64).reshape(-1, FIELDS), np.array(gates, dtype=np.int64)
+
+
+def check_frames(vframe: np.ndarray, vmap: np.ndarray) -> str | None:
+    """What is wrong with the C frame flag frequencies of revision 7, or None."""
+    if vframe.shape != (len(vmap),):
+        return f"frame flags have shape {vframe.shape}, expected ({len(vmap)},)"
+    for c, (g, mode) in enumerate(zip(vframe.tolist(), vmap[:, 3].tolist(), strict=True)):
+        if g and mode == NONE:
+            return f"frame flag of channel {c}: set on a channel without a value lattice"
+        if not 0 <= g < PROB_TOTAL:
+            return f"frame flag of channel {c}: frequency {g} outside 0..4095"
+    return None

@@ -42,6 +42,8 @@ FINGERPRINT_TAG_4 = b"lora-gw codec bitstream 4\x00"
 FINGERPRINT_TAG_5 = b"lora-gw codec bitstream 5\x00"
 # Revision 6 added the value lattices (vmap): a model without one codes revision 5's (or older) bitstream.
 FINGERPRINT_TAG_6 = b"lora-gw codec bitstream 6\x00"
+# Revision 7 added the frame flags of the value lattices (vframe): all 0 codes revision 6's bitstream.
+FINGERPRINT_TAG_7 = b"lora-gw codec bitstream 7\x00"
 FINGERPRINT_LEN = 8
 _FP_ARRAYS = ("base", "a0", "a1", "a2", "lev", "thr", "shift", "freq", "grid", "jfreq")
 
@@ -144,6 +146,9 @@ class Params:
                        flag's frequency (of 4096): the channel is coded as lattice indices, and
                        an off-lattice reading's jitter follows the frame; mode 0 everywhere (the
                        default) is revision 5's bitstream
+    vframe[C]          frame flag frequency (of 4096) per lattice channel: each frame first says
+                       whether any of its readings is off the lattice, and only such a frame sends
+                       the per-reading flags; 0 (none, the default) is revision 6's bitstream
     """
 
     base: np.ndarray
@@ -161,6 +166,7 @@ class Params:
     pmode: np.ndarray | None = None
     actw: np.ndarray | None = None
     vmap: np.ndarray | None = None
+    vframe: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.pmode is None:
@@ -169,6 +175,8 @@ class Params:
             object.__setattr__(self, "actw", np.eye(len(self.base), dtype=np.int64))
         if self.vmap is None:
             object.__setattr__(self, "vmap", lattice.identity(len(self.base)))
+        if self.vframe is None:
+            object.__setattr__(self, "vframe", np.zeros(len(self.base), dtype=np.int64))
 
     @property
     def channels(self) -> int:
@@ -218,6 +226,10 @@ class Params:
         problem = lattice.check(self.vmap)
         if problem:
             raise CodecError(f"weights: {problem}")
+        assert self.vframe is not None
+        problem = lattice.check_frames(self.vframe, self.vmap)
+        if problem:
+            raise CodecError(f"weights: {problem}")
         first = self.shift[:, 0] - np.where(self.shift[:, 0] >= tables.WINDOW, tables.WINDOW, 0)
         if np.any(self.shift[:, 1:] < 0) or np.any(self.shift[:, 1:] > tables.MAX_SHIFT):
             raise CodecError("weights: binning shift out of range")
@@ -253,6 +265,12 @@ def uses_vmap(p: Params) -> bool:
     return lattice.used(p.vmap)
 
 
+def uses_vframe(p: Params) -> bool:
+    """Whether any lattice channel sends a frame flag (bitstream revision 7)."""
+    assert p.vframe is not None
+    return bool(np.any(p.vframe))
+
+
 def fingerprint_message(model: Model) -> bytes:
     """The canonical bytes the fingerprint hashes: tag, header, integer arrays, schema steps.
 
@@ -260,12 +278,17 @@ def fingerprint_message(model: Model) -> bytes:
     revision 2's bitstream and hashes as revision 2 did (tag 2, ``jfreq`` as C×64). A model with a
     prediction mode hashes under revision 4's tag, ``jfreq`` as C×4×64 and ``pmode`` after it; one
     with activity weights under revision 5's, ``pmode`` and then ``actw`` after ``jfreq``; one with a
-    value lattice under revision 6's, ``pmode``, ``actw`` and ``vmap`` after ``jfreq``."""
+    value lattice under revision 6's, ``pmode``, ``actw`` and ``vmap`` after ``jfreq``; one with
+    frame flags under revision 7's, ``vframe`` after those."""
     p = model.params
     head = struct.pack(
         "<BIBBB", model.model_id, model.version, model.samples_per_frame, p.channels, p.buckets
     )
     steps = ",".join(repr(float(ch.step)) for ch in model.schema.channels).encode("ascii")
+    if uses_vframe(p):
+        names = (*_FP_ARRAYS, "pmode", "actw", "vmap", "vframe")
+        arrays = b"".join(np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in names)
+        return FINGERPRINT_TAG_7 + head + arrays + steps
     if uses_vmap(p):
         names = (*_FP_ARRAYS, "pmode", "actw", "vmap")
         arrays = b"".join(np.ascontiguousarray(getattr(p, name), dtype="<i4").tobytes() for name in names)
@@ -473,18 +496,22 @@ class Model:
                     if jn:
                         enc.encode_raw(jr, jn)
             if ltail is not None:  # revision 6: off-lattice flags and jitters after the samples
-                for lc, lf, lv, ln in zip(*(a[i].ravel().tolist() for a in ltail), strict=True):
-                    enc.encode(lc, lf)
+                for hc, hf in zip(*(a[i].tolist() for a in ltail[:2]), strict=True):
+                    if hf:  # revision 7: the frame flags first
+                        enc.encode(hc, hf)
+                for lc, lf, lv, ln in zip(*(a[i].ravel().tolist() for a in ltail[2:]), strict=True):
+                    if lf:
+                        enc.encode(lc, lf)
                     if ln:
                         enc.encode_raw(lv, ln)
             out.append(enc.finish())
         return out
 
-    def _lattice_tail(
-        self, k: np.ndarray, jit: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """Per frame, time step and lattice channel: the off-lattice flag's (cum, freq) and the
-        jitter's raw value and bit count (``j − 1`` in bitlen(gap − 2) bits; none on the lattice)."""
+    def _lattice_tail(self, k: np.ndarray, jit: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """Per frame and lattice channel the frame flag's (cum, freq), freq 0 where the channel has
+        none; then per frame, time step and lattice channel the off-lattice flag's (cum, freq), freq
+        0 where the frame flag said all on, and the jitter's raw value and bit count (``j − 1`` in
+        bitlen(gap − 2) bits; none on the lattice)."""
         vm = self.params.vmap
         assert vm is not None
         if not lattice.used(vm):
@@ -494,10 +521,16 @@ class Model:
         kc, jc = k[..., cols], jit[..., cols]
         foff = sub[:, 4]
         off = jc != 0
+        assert self.params.vframe is not None
+        g = self.params.vframe[cols]
+        some = off.any(axis=1)  # frames × lattice channels
+        hcum = np.where(some, PROB_TOTAL - g, 0)
+        hfreq = np.where(g == 0, 0, np.where(some, g, PROB_TOTAL - g))
+        sent = (some | (g == 0))[:, None, :]
         cum = np.where(off, PROB_TOTAL - foff, 0)
-        freq = np.where(off, foff, PROB_TOTAL - foff)
+        freq = np.where(sent, np.where(off, foff, PROB_TOTAL - foff), 0)
         nbits = np.where(off, lattice.bit_length(lattice.gap(kc, sub) - 2), 0)
-        return cum, freq, np.where(off, jc - 1, 0), nbits
+        return hcum, hfreq, cum, freq, np.where(off, jc - 1, 0), nbits
 
     # ------------------------------------------------------------------ decode
     def decode(self, payload: bytes) -> np.ndarray:
@@ -677,18 +710,45 @@ class Model:
             (ch, PROB_TOTAL - int(p.vmap[ch, 4]), np.full(f, PROB_TOTAL - int(p.vmap[ch, 4]), dtype=np.int64))
             for ch in np.flatnonzero(p.vmap[:, 3] != lattice.NONE).tolist()
         ]
+        # Revision 7: first the frame flag of each lattice channel that has one; a frame whose flag
+        # says "all on" sends no per-reading flags for that channel.
+        assert p.vframe is not None
+        sends: dict[int, np.ndarray | None] = {}
+        for ch, _split, _on in mapped:
+            g = int(p.vframe[ch])
+            if g:
+                r, v = dd.target()
+                some = v >= PROB_TOTAL - g
+                dd.consume(r, np.where(some, PROB_TOTAL - g, 0), np.where(some, g, PROB_TOTAL - g))
+                sends[ch] = some
+            else:
+                sends[ch] = None
+        seen = {ch: np.zeros(f, dtype=bool) for ch, _s, _o in mapped}
         for t in range(n):
             for ch, split, on_freq in mapped:
-                r, v = dd.target()
-                off = v >= split
-                if not off.any():
-                    dd.consume(r, zeros, on_freq)
-                    continue
-                dd.consume(r, np.where(off, split, 0), np.where(off, PROB_TOTAL - split, split))
+                lanes = sends[ch]
+                if lanes is None:
+                    r, v = dd.target()
+                    off = v >= split
+                    if not off.any():
+                        dd.consume(r, zeros, on_freq)
+                        continue
+                    dd.consume(r, np.where(off, split, 0), np.where(off, PROB_TOTAL - split, split))
+                else:
+                    if not lanes.any():
+                        continue
+                    r, v = dd.target_where(lanes)
+                    off = lanes & (v >= split)
+                    cum, freq = np.where(off, split, 0), np.where(off, PROB_TOTAL - split, split)
+                    dd.consume_where(lanes, r, cum, freq)
+                    seen[ch] |= off
                 nb = np.where(off, nbits[:, t, ch], 0)
                 jv = dd.raw(nb) if nb.any() else zeros
                 dd.bad |= off & (jv > room[:, t, ch])
                 jit[:, t, ch] = np.where(off, jv + 1, 0)
+        for ch, lanes in sends.items():
+            if lanes is not None:  # a frame flag that promised an off reading and none came
+                dd.bad |= lanes & ~seen[ch]
         val = self.from_index(x, jit)
         out = np.abs(val) >= Q_LIMIT
         if out.any():

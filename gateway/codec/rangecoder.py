@@ -138,6 +138,17 @@ class BatchDecoder:
         self.range = r * freq
         self._normalise()
 
+    def target_where(self, lanes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`target` for the lanes that code a symbol at this step (0 elsewhere, unjudged)."""
+        r = self.range >> PROB_BITS
+        return r, self._impossible(np.where(lanes, self.code // r, 0), PROB_TOTAL)
+
+    def consume_where(self, lanes: np.ndarray, r: np.ndarray, cum: np.ndarray, freq: np.ndarray) -> None:
+        """:meth:`consume` on some lanes; the others keep their state (already normalised)."""
+        self.code = np.where(lanes, self.code - r * cum, self.code)
+        self.range = np.where(lanes, r * freq, self.range)
+        self._normalise()
+
     def raw(self, nbits: np.ndarray) -> np.ndarray:
         """Per-lane raw values of ``nbits`` bits (0 allowed)."""
         value = np.zeros_like(nbits)

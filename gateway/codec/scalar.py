@@ -62,9 +62,9 @@ class ScalarTables:
     cross: list[list[tuple[int, int]]]  # ... and the residuals of channels coded before it this step
     count_freq: list[int]
     count_cum: list[int]
-    # (channel, P, Q, D, mode, split) of each lattice channel (lattice.py; split = 4096 − the
-    # off-lattice flag's frequency), in channel order; empty before revision 6
-    lattice: list[tuple[int, int, int, int, int, int]]
+    # (channel, P, Q, D, mode, split, G) of each lattice channel (lattice.py; split = 4096 − the
+    # off-lattice flag's frequency, G the frame flag's or 0), in channel order; empty before revision 6
+    lattice: list[tuple[int, int, int, int, int, int, int]]
 
 
 def _bins(freq: np.ndarray, cum: np.ndarray, lut: np.ndarray, k: int | None) -> Bins:
@@ -126,8 +126,10 @@ def build(
         count_freq=count_freq.tolist(),
         count_cum=count_cum.tolist(),
         lattice=[
-            (c, p, q, d, mode, PROB_TOTAL - f)
-            for c, (p, q, d, mode, f) in enumerate(params.vmap.tolist())  # type: ignore[union-attr]
+            (c, p, q, d, mode, PROB_TOTAL - f, g)
+            for c, ((p, q, d, mode, f), g) in enumerate(
+                zip(params.vmap.tolist(), params.vframe.tolist(), strict=True)  # type: ignore[union-attr]
+            )
             if mode
         ],
     )
@@ -296,11 +298,36 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
         x.append(cur)
         prev, prev_d = cur, cur_d
     # Revision 6: per sample and lattice channel an off-lattice flag, then the jitter's raw bits;
-    # the decoded values are lattice indices until here.
+    # the decoded values are lattice indices until here. Revision 7: before them, the frame flag of
+    # each lattice channel that has one; "all on" means no per-reading flags for that channel.
+    sent = []
+    for c, lp, lq, ld, mode, split, g in t.lattice:
+        some = True
+        if g:
+            r = rng >> PROB_BITS
+            v = code // r
+            if v >> PROB_BITS:
+                raise PayloadError(impossible)
+            gs = PROB_TOTAL - g
+            some = v >= gs
+            if some:
+                code -= r * gs
+                r *= g
+            else:
+                r *= gs
+            while r < 1 << 24:
+                code = (code << 8) | data[pos]
+                pos += 1
+                r <<= 8
+            rng = r
+        sent.append((c, lp, lq, ld, mode, split, g, some))
+    promised = {c for c, *_rest, g, some in sent if g and some}
     for row in x if t.lattice else ():
         if pos > lim:
             raise PayloadError(cut_short)
-        for c, lp, lq, ld, mode, split in t.lattice:
+        for c, lp, lq, ld, mode, split, _g, some in sent:
+            if not some:
+                continue
             r = rng >> PROB_BITS
             v = code // r
             if v >> PROB_BITS:
@@ -321,6 +348,7 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
                 if jv > g - 2:
                     raise PayloadError(f"{bad}: jitter past the next lattice value")
                 low += jv + 1
+                promised.discard(c)
             else:
                 r *= split
                 while r < 1 << 24:
@@ -331,6 +359,8 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
             if abs(low) >> _LIMIT_BITS:
                 raise PayloadError(bad)
             row[c] = low
+    if promised:
+        raise PayloadError(f"{bad}: a frame flag promised a reading off the lattice and none came")
     # The encoder writes the bytes emitted while coding plus at most two (trailing zeros dropped,
     # never below the emitted ones): more is not this model's payload, fewer a truncated one.
     if length > pos - 4 + 2:

@@ -207,7 +207,7 @@ def train(
     # Revision 6: a channel whose readings sit on a lattice (a scaled ADC, a unit conversion) is
     # modelled and coded as lattice indices; everything below sees the indices.
     say("looking for value lattices")
-    vmap = lattice.find_all(q)
+    vmap, vframe = lattice.find_all(q, samples_per_frame)
     q = lattice.index(q, vmap)[0]
 
     base = np.rint(np.median(q, axis=0)).astype(np.int64)
@@ -323,7 +323,7 @@ def train(
         shift[ch, 0], freq[ch, 0], _ = _best_first_table(groups[0])
         for ti, r in enumerate(groups[1:], start=1):
             shift[ch, ti], freq[ch, ti], _ = _best_table(r)
-    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq, pmode, actw, vmap)
+    params = Params(base, a0, a1, a2, lev, thr, shift, freq, lo, hi, grid, jfreq, pmode, actw, vmap, vframe)
     model = Model(schema, params, n, model_id, version)
     say("measuring the model on its training data")
     model.meta["metrics"] = measure(model, readings)

@@ -31,6 +31,7 @@ from gateway.codec.model import (
     phased_jitter,
     uses_actw,
     uses_pmode,
+    uses_vframe,
     uses_vmap,
 )
 from gateway.codec.schema import Q_LIMIT, Schema, printable
@@ -40,18 +41,22 @@ from gateway.codec.schema import Q_LIMIT, Schema, printable
 #: channel has a prediction mode, bitstream revision 4) holds the four and ``pmode`` after ``grid``
 #: in ``ints``; format 4 (written only when some channel's activity weights differ from the
 #: identity, bitstream revision 5) adds ``actw`` (C×C) after ``pmode``; format 5 (written only when
-#: some channel has a value lattice, revision 6) adds ``vmap`` (C×5) after ``actw``. All five load.
+#: some channel has a value lattice, revision 6) adds ``vmap`` (C×5) after ``actw``; format 6
+#: (written only when some lattice channel has a frame flag, revision 7) adds ``vframe`` (C) after
+#: ``vmap``. All six load.
 FORMAT = "lora-gw-codec/1"
 FORMAT_PHASED = "lora-gw-codec/2"
 FORMAT_PMODE = "lora-gw-codec/3"
 FORMAT_ACTW = "lora-gw-codec/4"
 FORMAT_VMAP = "lora-gw-codec/5"
+FORMAT_VFRAME = "lora-gw-codec/6"
 FORMATS = {
     FORMAT: 1,
     FORMAT_PHASED: JITTER_PHASES,
     FORMAT_PMODE: JITTER_PHASES,
     FORMAT_ACTW: JITTER_PHASES,
     FORMAT_VMAP: JITTER_PHASES,
+    FORMAT_VFRAME: JITTER_PHASES,
 }
 MAX_FILE_BYTES = 1 << 20
 #: Limit on the members' total uncompressed size (a 32-channel, 8-bucket model needs < 100 KB).
@@ -74,13 +79,16 @@ def _pack(p: Params) -> np.ndarray:
         p.hi,
         p.grid,
     ]
-    vmap = uses_vmap(p)
+    vframe = uses_vframe(p)
+    vmap = uses_vmap(p) or vframe
     if uses_pmode(p) or uses_actw(p) or vmap:
         parts.append(p.pmode)
     if uses_actw(p) or vmap:
         parts.append(p.actw.ravel())
     if vmap:
         parts.append(p.vmap.ravel())  # type: ignore[union-attr]
+    if vframe:
+        parts.append(p.vframe)  # type: ignore[arg-type]
     return np.concatenate(parts).astype(np.int32)
 
 
@@ -93,16 +101,19 @@ def _unpack(
     pmode: bool = False,
     actw: bool = False,
     vmap: bool = False,
+    vframe: bool = False,
 ) -> Params:
     """``phases`` jitter tables per channel follow the channel's ``k + 2`` tables in ``freq`` (1 in
     format 1: that table then serves every phase, which codes exactly as before); ``pmode``: the
     prediction modes follow ``grid`` (formats 3 and 4; else all 0); ``actw``: the activity weights
     follow them (formats 4 and 5; else the identity); ``vmap``: the value lattices follow those
-    (format 5; else none)."""
+    (format 5; else none); ``vframe``: the frame flags follow those (format 6; else none)."""
+    vmap = vmap or vframe
     actw = actw or vmap
     pmode = pmode or actw
     sizes = [c, c * c, c * c, c * c, c, c * (k - 1), c * (k + 2), c, c, c]
     sizes += ([c] if pmode else []) + ([c * c] if actw else []) + ([c * 5] if vmap else [])
+    sizes += [c] if vframe else []
     if len(ints) != sum(sizes) or freq.size != c * (k + 2 + phases) * tables.NSYM:
         raise WeightsError("weights: array sizes do not match the channel and bucket counts")
     out, pos = [], 0
@@ -130,6 +141,7 @@ def _unpack(
         out[10] if pmode else None,
         out[11].reshape(c, c) if actw else None,
         out[12].reshape(c, 5) if vmap else None,
+        out[13] if vframe else None,
     )
 
 
@@ -150,7 +162,9 @@ def to_bytes(model: Model, created: datetime | None = None) -> bytes:
     jit = p.jfreq if phased or uses_pmode(p) or uses_actw(p) or uses_vmap(p) else p.jfreq[:, :1]
     freq = np.concatenate([p.freq, jit], axis=1).astype(np.uint16)
     meta: dict[str, Any] = {
-        "format": FORMAT_VMAP
+        "format": FORMAT_VFRAME
+        if uses_vframe(p)
+        else FORMAT_VMAP
         if uses_vmap(p)
         else FORMAT_ACTW
         if uses_actw(p)
@@ -387,6 +401,7 @@ def from_bytes(data: bytes, source: str = "weights") -> Model:
             fmt == FORMAT_PMODE,
             fmt == FORMAT_ACTW,
             fmt == FORMAT_VMAP,
+            fmt == FORMAT_VFRAME,
         )
         bad = np.flatnonzero(params.lo > params.hi) if len(params.lo) == len(schema) else []
         if len(bad):

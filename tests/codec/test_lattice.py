@@ -52,7 +52,8 @@ def lattice_model(series) -> Model:
 
 
 def test_finder_recovers_an_adc_scale_and_a_unit_conversion(series):
-    vm = lattice.find_all(series)
+    vm, vframe = lattice.find_all(series)
+    assert not vframe.any()  # no frame flags without a frame size
     accel, temp, hum = vm.tolist()
     # 1000/99 through zero, or a fraction as simple that makes the same readings over their range
     assert accel[3] == lattice.TRUNC and abs(accel[0] / accel[2] - 1000 / 99) < 1e-3
@@ -125,7 +126,7 @@ def test_off_lattice_and_extreme_readings_stay_lossless(lattice_model, series):
 
 def test_the_lattice_saves_bytes_over_coding_the_readings(lattice_model, series, monkeypatch):
     frames = frames_of(series[2000:], N)
-    monkeypatch.setattr(lattice, "find_all", lambda q: lattice.identity(q.shape[1]))
+    monkeypatch.setattr(lattice, "find_all", lambda q, n=None: lattice.nothing(q.shape[1]))
     plain = train(series[:2000], SCHEMA, N)
     assert not np.any(plain.params.vmap[:, 3])
     with_lattice = sum(map(len, lattice_model.encode_many(frames)))
