@@ -110,12 +110,13 @@ def _radiohead() -> tuple[Callable[[bytes], object], list[bytes]]:
 
 
 def _codec_models() -> list:
-    """The shipped demo model, and four trained here so that every part of the bitstream is reached:
+    """The shipped demo model, and five trained here so that every part of the bitstream is reached:
     one on tests/codec/data/weather-400.csv (windowed first-sample tables, tables.first_to_symbols),
     one on a synthetic lattice series with jitter (residual grid and jitter tables by phase), one on
     mostly even readings (revision 4's prediction modes: snapped changes, phase by the lattice) and
     one on exact value lattices with a few readings off them (revision 6: an ADC scale through zero
-    and a rounded unit conversion, flags and jitters after the samples)."""
+    and a rounded unit conversion, flags and jitters after the samples), and one on a reading whose
+    resolution halves half-way (revision 7: a lattice for stretches, frame flags)."""
     import numpy as np
 
     from gateway.codec import Channel, Schema, demo_model, train
@@ -151,7 +152,14 @@ def _codec_models() -> list:
         model_id=7,
     )
     assert (on_lattice.params.vmap[:, 3] != 0).all(), "the lattice model was trained without its lattices"
-    return [demo_model(), windowed, gridded, modes, on_lattice]
+    walk = 500 + np.cumsum(rng.normal(0, 5, 1400))
+    halved = np.rint(walk)
+    halved[600:] = 2 * np.floor(walk[600:] / 2)
+    flagged = train(
+        halved[:, None].astype(np.int64), Schema((Channel("current", "nA", 0.01),)), 16, buckets=2, model_id=8
+    )
+    assert flagged.params.vframe.any(), "the frame-flag model was trained without frame flags"
+    return [demo_model(), windowed, gridded, modes, on_lattice, flagged]
 
 
 def _codec() -> tuple[Callable[[bytes], object], list[bytes]]:

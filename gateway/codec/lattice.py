@@ -130,10 +130,11 @@ def bit_length(v: np.ndarray) -> np.ndarray:
     return bits
 
 
-def _freq(hits: int, n: int) -> int:
+def _freq(hits: int, n: int, top: int = PROB_TOTAL // 2) -> int:
     """A flag's frequency (of 4096) from ``hits`` of ``n``: (hits + 1) / (n + 2), never 0 (an unseen
-    case must stay codable) and at most one half."""
-    return min(max(round(PROB_TOTAL * (hits + 1) / (n + 2)), 1), PROB_TOTAL // 2)
+    case must stay codable), at most ``top`` (one half for the off-lattice flag; the frame flag's
+    "some off" can be the commoner case)."""
+    return min(max(round(PROB_TOTAL * (hits + 1) / (n + 2)), 1), top)
 
 
 def flag_bits(hit: np.ndarray, freq: int) -> float:
@@ -164,7 +165,7 @@ def flags(found: tuple[int, int, int, int], column: np.ndarray, n: int) -> tuple
     plain = flag_bits(off, f_all)
     fr = _framed(off, n)
     some = fr.any(axis=1)
-    g = _freq(int(some.sum()), len(some))
+    g = _freq(int(some.sum()), len(some), PROB_TOTAL - 1)
     f_in = _freq(int(fr[some].sum()), int(some.sum()) * n)
     framed = flag_bits(some, g) + flag_bits(fr[some], f_in)
     if plain - framed >= MIN_FRAME_GAIN * len(col):

@@ -326,7 +326,11 @@ def decode(t: ScalarTables, payload: bytes, key: str) -> list[list[int]]:
         if pos > lim:
             raise PayloadError(cut_short)
         for c, lp, lq, ld, mode, split, _g, some in sent:
-            if not some:
+            if not some:  # all on the lattice: the reading is L(k)
+                low = _on_lattice(row[c], lp, lq, ld, mode)
+                if abs(low) >> _LIMIT_BITS:
+                    raise PayloadError(bad)
+                row[c] = low
                 continue
             r = rng >> PROB_BITS
             v = code // r

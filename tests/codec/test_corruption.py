@@ -98,7 +98,18 @@ def _grid_model() -> tuple[Model, np.ndarray]:
     return gm, x[400:]
 
 
-@pytest.mark.parametrize("which", ["model", "demo", "grid"])
+def _frame_flag_model() -> tuple[Model, np.ndarray]:
+    """Revision 7: a drifting reading at full resolution, then at half (even readings only)."""
+    rng = np.random.default_rng(6)
+    walk = 500 + np.cumsum(rng.normal(0, 5, 1400))
+    x = np.rint(walk).astype(np.int64)
+    x[300:] = 2 * np.floor(walk[300:] / 2).astype(np.int64)
+    fm = train(x[:600, None], Schema((Channel("current", "nA", 0.01),)), 16, buckets=2)
+    assert fm.params.vframe.any()  # the frame flag path is in use
+    return fm, np.concatenate([x[800:900], x[200:400], x[900:]])[:, None]  # coarse, fine, coarse
+
+
+@pytest.mark.parametrize("which", ["model", "demo", "grid", "frame_flags"])
 def test_scalar_decoder_refuses_and_accepts_exactly_what_the_batch_decoder_does(request, series, which):
     """The per-packet decoder stops at the first sample whose symbols already need more bytes than
     the payload holds; the batch decoder runs every lane to the end. Every prefix of real payloads
@@ -106,6 +117,8 @@ def test_scalar_decoder_refuses_and_accepts_exactly_what_the_batch_decoder_does(
     get the same verdict and the same samples from both."""
     if which == "grid":
         model, data = _grid_model()
+    elif which == "frame_flags":
+        model, data = _frame_flag_model()
     else:
         model = request.getfixturevalue(which)
         data = model.generate(400, np.random.default_rng(4)) if which == "demo" else series
