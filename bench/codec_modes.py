@@ -40,7 +40,7 @@ def compare(name: str, n: int = 16, rounds: int = 3, feature: str = "modes") -> 
     if feature == "lattice":
         models = {"revision6": train_module.train(q[:half], schema, n)}
         finder = lattice.find_all
-        lattice.find_all = lambda data, n=None: lattice.nothing(data.shape[1])
+        lattice.find_all = lambda data, n=None, partial=True: lattice.nothing(data.shape[1])
         try:
             models["revision5"] = train_module.train(q[:half], schema, n)
         finally:
@@ -50,7 +50,7 @@ def compare(name: str, n: int = 16, rounds: int = 3, feature: str = "modes") -> 
         # readings only, per-reading flags only.
         models = {"revision7": train_module.train(q[:half], schema, n)}
         finder = lattice.find_all
-        lattice.find_all = lambda data, n=None: finder(data)
+        lattice.find_all = lambda data, n=None, partial=True: finder(data)
         try:
             models["revision6"] = train_module.train(q[:half], schema, n)
         finally:

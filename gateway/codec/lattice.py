@@ -130,11 +130,10 @@ def bit_length(v: np.ndarray) -> np.ndarray:
     return bits
 
 
-def _freq(hits: int, n: int, top: int = PROB_TOTAL // 2) -> int:
+def _freq(hits: int, n: int) -> int:
     """A flag's frequency (of 4096) from ``hits`` of ``n``: (hits + 1) / (n + 2), never 0 (an unseen
-    case must stay codable), at most ``top`` (one half for the off-lattice flag; the frame flag's
-    "some off" can be the commoner case)."""
-    return min(max(round(PROB_TOTAL * (hits + 1) / (n + 2)), 1), top)
+    case must stay codable) and at most one half."""
+    return min(max(round(PROB_TOTAL * (hits + 1) / (n + 2)), 1), PROB_TOTAL // 2)
 
 
 def flag_bits(hit: np.ndarray, freq: int) -> float:
@@ -165,7 +164,10 @@ def flags(found: tuple[int, int, int, int], column: np.ndarray, n: int) -> tuple
     plain = flag_bits(off, f_all)
     fr = _framed(off, n)
     some = fr.any(axis=1)
-    g = _freq(int(some.sum()), len(some), PROB_TOTAL - 1)
+    # At most one half, as F: then the frame flag costs at most one bit per frame whichever way
+    # the sensor's resolution goes next (isig's coarse test half: 1.5 bits per frame at its
+    # training share of 0.66, 0.3–0.8 % of its bytes).
+    g = _freq(int(some.sum()), len(some))
     f_in = _freq(int(fr[some].sum()), int(some.sum()) * n)
     framed = flag_bits(some, g) + flag_bits(fr[some], f_in)
     if plain - framed >= MIN_FRAME_GAIN * len(col):
@@ -329,15 +331,15 @@ def find(column: np.ndarray) -> tuple[int, int, int, int]:
     return best[1] if float(np.mean(j == 0)) >= MIN_COVER else IDENTITY
 
 
-def find_all(q: np.ndarray, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def find_all(q: np.ndarray, n: int | None = None, partial: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """C×5 lattices (with their flag frequencies) for a quantised series (samples × channels), and
     the C frame flag frequencies (all 0 without ``n``, the samples per frame: revision 6). With
     ``n``, a channel without a lattice over all its readings may take one that holds for stretches
-    (:func:`find_partial`)."""
+    (:func:`find_partial`) unless ``partial`` is False."""
     rows, gates = [], []
     for c in range(q.shape[1]):
         found = find(q[:, c])
-        if found[3] == NONE and n is not None:
+        if found[3] == NONE and n is not None and partial:
             found = find_partial(q[:, c], n)
         row, g = with_flag(found, q[:, c], n)
         rows.append(row)

@@ -182,8 +182,15 @@ def train(
     model_id: int = 0,
     version: int = 1,
     progress: Progress | None = None,
+    partial: bool = True,
 ) -> Model:
-    """Fit a model to a quantised series (samples × channels, in time order)."""
+    """Fit a model to a quantised series (samples × channels, in time order).
+
+    ``partial``: channels may take a lattice that holds for stretches of the readings (revision 7,
+    lattice.find_partial). Where one does, the model is also trained without and the one that codes
+    the training readings in fewer bytes is kept: the prediction modes of revision 4 already win
+    some of what such a lattice does (the CGM set's glucose, even for a third of the time, codes
+    0.2–1.7 % better without; its current, 5 % better with)."""
     say = progress or (lambda _msg: None)
     q = np.asarray(q, dtype=np.int64)
     c = len(schema)
@@ -207,7 +214,20 @@ def train(
     # Revision 6: a channel whose readings sit on a lattice (a scaled ADC, a unit conversion) is
     # modelled and coded as lattice indices; everything below sees the indices.
     say("looking for value lattices")
-    vmap, vframe = lattice.find_all(q, samples_per_frame)
+    vmap, vframe = lattice.find_all(q, samples_per_frame, partial=partial)
+    alternative = None
+    if partial and not np.array_equal(vmap, lattice.find_all(q, samples_per_frame, partial=False)[0]):
+        say("training the same model without the lattices that hold for stretches only, to compare")
+        alternative = train(
+            q,
+            schema,
+            samples_per_frame,
+            buckets=buckets,
+            model_id=model_id,
+            version=version,
+            progress=progress,
+            partial=False,
+        )
     q = lattice.index(q, vmap)[0]
 
     base = np.rint(np.median(q, axis=0)).astype(np.int64)
@@ -329,6 +349,10 @@ def train(
     model.meta["metrics"] = measure(model, readings)
     model.meta["training"] = {"samples": len(q), "buckets": buckets}
     model.meta["generation"] = reversion_meta(readings, np.diff(readings, axis=0))
+    if alternative is not None and (
+        alternative.meta["metrics"]["bytes_per_sample"] < model.meta["metrics"]["bytes_per_sample"]
+    ):
+        return alternative
     return model
 
 

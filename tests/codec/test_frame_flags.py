@@ -46,8 +46,9 @@ def test_the_trainer_finds_the_coarse_stretches_and_gives_them_a_frame_flag(mode
     p = model.params
     assert p.vmap[0].tolist()[:4] in ([2, 0, 1, lattice.TRUNC], [2, 0, 1, lattice.FLOOR])
     assert 0 < p.vframe[0] < 4096 and p.vmap[1, 3] == lattice.NONE and p.vframe[1] == 0
-    # G: the share of frames with an odd reading (the fine 62.5 %), F: about half within them.
-    assert abs(p.vframe[0] / 4096 - 2500 / 4000) < 0.03
+    # G: the share of frames with an odd reading (the fine 62.5 %), capped at one half; F: about
+    # half within them.
+    assert p.vframe[0] == 2048
     assert abs(p.vmap[0, 4] / 4096 - 0.5) < 0.05
 
 
@@ -69,7 +70,7 @@ def test_frames_round_trip_in_both_decoders_fine_coarse_and_mixed(model, series)
 
 def test_coarse_frames_cost_less_than_under_revision_6(model, series, monkeypatch):
     finder = lattice.find_all
-    monkeypatch.setattr(lattice, "find_all", lambda q, n=None: finder(q))
+    monkeypatch.setattr(lattice, "find_all", lambda q, n=None, partial=True: finder(q))
     old = train(series[:4000], SCHEMA, N)
     assert not old.params.vmap[:, 3].any()
     coarse = frames_of(series[4000:], N)
