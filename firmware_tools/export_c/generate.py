@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from gateway.codec import lattice, tables
-from gateway.codec.model import FINGERPRINT_LEN, GRID_ONE, JITTER_PHASES, Model, uses_actw, uses_vmap
+from gateway.codec.model import (
+    FINGERPRINT_LEN,
+    GRID_ONE,
+    JITTER_PHASES,
+    Model,
+    uses_actw,
+    uses_vframe,
+    uses_vmap,
+)
 from gateway.codec.schema import Q_LIMIT
 from gateway.errors import GatewayError
 from gateway.frames.types import PayloadCodec
@@ -177,6 +185,12 @@ def _write(out_dir: Path, files: dict[str, str]) -> Exported:
 
 def render_model(model: Model, source: str = "") -> dict[str, str]:
     """The three files of a model export, as text."""
+    if uses_vframe(model.params):
+        # A node encoder without them would write revision 6 frames that fail their check.
+        raise ExportError(
+            f"model {model.key} uses frame flags (bitstream revision 7), which the C encoder does not "
+            "write yet: export a model trained without them (train(..., partial=False))"
+        )
     fp = _fingerprint(model)
     codec = codec_byte(PayloadCodec.MODEL, model.model_id, model.version)
     decls = (
