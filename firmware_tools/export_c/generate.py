@@ -18,7 +18,7 @@ from gateway.codec.model import (
     uses_vframe,
     uses_vmap,
 )
-from gateway.codec.schema import Q_LIMIT
+from gateway.codec.schema import MAX_CHANNELS, Q_LIMIT
 from gateway.errors import GatewayError
 from gateway.frames.types import PayloadCodec
 from gateway.frames.wire import codec_byte
@@ -109,7 +109,10 @@ def _tables(model: Model) -> str:
         "PMODE": bool(np.any(p.pmode)),  # prediction modes (bitstream revision 4)
         "ACTW": uses_actw(p),  # activity weights (bitstream revision 5)
         "VMAP": uses_vmap(p),  # value lattices (bitstream revision 6)
+        "VFRAME": uses_vframe(p),  # frame flags of the value lattices (bitstream revision 7)
     }
+    if has["VFRAME"] and c_n > MAX_CHANNELS:  # the C encoder keeps the flags' outcomes in one uint32_t
+        raise ExportError(f"frame flags on a model with {c_n} channels, at most {MAX_CHANNELS}")
     out = [
         f"#define LGW_Q_LIMIT ((int64_t){Q_LIMIT})",
         f"#define LGW_T {t_n} /* tables per channel: first, second, then {t_n - 2} activity buckets */",
@@ -138,6 +141,8 @@ def _tables(model: Model) -> str:
         out.append(_c_array("uint16_t", "lgw_actw", p.actw.ravel().tolist(), 32))
     if has["VMAP"]:  # per channel P, Q, D, mode, F (gateway/codec/lattice.py); mode 0: no lattice
         out.append(_c_array("int32_t", "lgw_vmap", _check_int32("vmap", p.vmap), lattice.FIELDS * 4))
+    if has["VFRAME"]:  # per channel the frame flag's frequency G (of 4096); 0: no frame flag
+        out.append(_c_array("uint16_t", "lgw_vframe", np.asarray(p.vframe).tolist(), 32))
     stream: list[int] = []
     starts: list[int] = []
     for c in range(c_n):
@@ -185,12 +190,6 @@ def _write(out_dir: Path, files: dict[str, str]) -> Exported:
 
 def render_model(model: Model, source: str = "") -> dict[str, str]:
     """The three files of a model export, as text."""
-    if uses_vframe(model.params):
-        # A node encoder without them would write revision 6 frames that fail their check.
-        raise ExportError(
-            f"model {model.key} uses frame flags (bitstream revision 7), which the C encoder does not "
-            "write yet: export a model trained without them (train(..., partial=False))"
-        )
     fp = _fingerprint(model)
     codec = codec_byte(PayloadCodec.MODEL, model.model_id, model.version)
     decls = (

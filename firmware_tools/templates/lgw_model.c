@@ -180,11 +180,45 @@ static void lgw_put_value(lgw_rc_t *rc, int tab, int k, int64_t v) {
     lgw_rc_raw(rc, raw, nraw);
 }
 
+#if LGW_HAS_VFRAME
+/* Revision 7, before the flags below: per channel with H = lgw_vframe[c] != 0 (lattice channels
+   only) the frame flag, cum 0, freq 4096 - H when all of its readings in this frame are on the
+   lattice, cum 4096 - H, freq H when some is off. Returns the "all on" channels as bits (at most 32
+   channels), which then send nothing per sample. Kept apart from lgw_put_lattice_jitters so that
+   the deepest path (that function's frame) grows by one argument only. */
+static LGW_NOINLINE uint32_t lgw_put_frame_flags(lgw_rc_t *rc, const int32_t *samples, int n_samples) {
+    uint32_t quiet = 0;
+    int c;
+    for (c = 0; c < LGW_CHANNELS; c++) {
+        const int32_t *v = lgw_vmap + 5 * c;
+        uint32_t h = lgw_vframe[c];
+        int t;
+        if (h == 0u) continue;
+        for (t = 0; t < n_samples; t++) { /* up to the first reading off the lattice */
+            int32_t x = samples[t * LGW_CHANNELS + c];
+            if (x != lgw_lattice_value(v, lgw_lattice_index(v, x))) break;
+        }
+        if (t < n_samples) {
+            lgw_rc_encode(rc, 4096u - h, h);
+        } else {
+            lgw_rc_encode(rc, 0u, 4096u - h);
+            quiet |= (uint32_t)1 << c;
+        }
+    }
+    return quiet;
+}
+#define LGW_QUIET_PARAM , uint32_t quiet
+#else
+#define LGW_QUIET_PARAM
+#endif
+
 #if LGW_HAS_VMAP
-/* After the last sample, per sample and lattice channel in order: the off-lattice flag (cum 0,
-   freq 4096 - F on the lattice; cum 4096 - F, freq F off it), then j - 1 in b raw bits, b the bit
-   length of G - 2, G = L(k + 1) - L(k) >= 2 (2 D <= P, and Q = 0 in mode 2). */
-static LGW_NOINLINE void lgw_put_lattice_jitters(lgw_rc_t *rc, const int32_t *samples, int n_samples) {
+/* After the last sample (and revision 7's frame flags), per sample and lattice channel in order
+   (but none of a channel whose frame flag said "all on", a bit of quiet): the off-lattice flag
+   (cum 0, freq 4096 - F on the lattice; cum 4096 - F, freq F off it), then j - 1 in b raw bits, b
+   the bit length of G - 2, G = L(k + 1) - L(k) >= 2 (2 D <= P, and Q = 0 in mode 2). */
+static LGW_NOINLINE void lgw_put_lattice_jitters(lgw_rc_t *rc, const int32_t *samples,
+                                                 int n_samples LGW_QUIET_PARAM) {
     int t, c;
     for (t = 0; t < n_samples; t++)
         for (c = 0; c < LGW_CHANNELS; c++) {
@@ -193,6 +227,9 @@ static LGW_NOINLINE void lgw_put_lattice_jitters(lgw_rc_t *rc, const int32_t *sa
             uint32_t span, split;
             int nb = 0;
             if (v[3] == 0) continue;
+#if LGW_HAS_VFRAME
+            if ((quiet >> c) & 1u) continue;
+#endif
             x = samples[t * LGW_CHANNELS + c];
             k = lgw_lattice_index(v, x);
             low = lgw_lattice_value(v, k);
@@ -386,7 +423,14 @@ int lgw_encode_samples(const int32_t *samples, int n_samples, uint8_t *out, int 
 #endif
     }
 #if LGW_HAS_VMAP
+#if LGW_HAS_VFRAME
+    {
+        uint32_t quiet = lgw_put_frame_flags(&rc, samples, n_samples);
+        lgw_put_lattice_jitters(&rc, samples, n_samples, quiet);
+    }
+#else
     lgw_put_lattice_jitters(&rc, samples, n_samples);
+#endif
 #endif
     return lgw_rc_finish(&rc);
 }

@@ -12,6 +12,7 @@ import pytest
 from firmware_tools.export_c import export_lpp, export_model
 from gateway.codec import Channel, Model, Schema, demo_model, lattice, train
 from gateway.codec.csvio import read_csv
+from gateway.codec.model import Params
 from tests.codec.conftest import burst_series, grid_series, parity_series
 
 from . import cbuild
@@ -50,11 +51,43 @@ def lattice_series(n: int = 1600, seed: int = 5) -> np.ndarray:
     return np.stack([adc, plain, tenths_c], axis=1)
 
 
+def resolution_series(n: int = 1400, seed: int = 6) -> np.ndarray:
+    """A drifting current read at full resolution for 300 readings, then even readings only (a
+    sensor whose resolution halved: a lattice for stretches, bitstream revision 7), beside a
+    temperature that never changes resolution."""
+    rng = np.random.default_rng(seed)
+    walk = 500 + np.cumsum(rng.normal(0, 5, n))
+    cur = np.rint(walk).astype(np.int64)
+    cur[300:] = 2 * np.floor(walk[300:] / 2).astype(np.int64)
+    temp = np.rint(200 + 30 * np.sin(np.arange(n) / 60) + rng.normal(0, 1, n)).astype(np.int64)
+    return np.stack([cur, temp], axis=1)
+
+
+def _widened(p: Params, rows: list[int]) -> Params:
+    """Params whose channel i is channel rows[i] of p (weights between channels follow; the
+    same-sample and activity weights stay on earlier channels), for a wider forced model
+    without training one."""
+    idx = np.asarray(rows)
+    square = {name: getattr(p, name)[np.ix_(idx, idx)] for name in ("a0", "a1", "a2", "actw")}
+    rowed = ("base", "lev", "thr", "shift", "freq", "lo", "hi", "grid", "jfreq", "pmode", "vmap", "vframe")
+    return replace(
+        p,
+        **{name: getattr(p, name)[idx] for name in rowed},
+        a0=np.tril(square["a0"], -1),
+        a1=square["a1"],
+        a2=np.tril(square["a2"], -1),
+        actw=np.tril(square["actw"], -1) + np.diag(np.diag(p.actw)[idx]),
+    )
+
+
 def _lattice_models() -> dict[str, tuple]:
     """A model trained on lattice data, and a variant forced onto every path of the C encoder's
     lattice code: the grid, both prediction modes and cross-channel activity weights on indices, a
     wide lattice (jitters of 17 raw bits, two chunks) and a mode-2 lattice with P = 2·D (steps of 2,
-    so jitters of 0 raw bits, and a channel crossing zero)."""
+    so jitters of 0 raw bits, and a channel crossing zero). Then frame flags (revision 7): a model
+    trained on a resolution change, and the forced one widened by a fourth channel (the trained
+    °F lattice) with frame flags G = 4000, 2048, none and 1 (extreme frequencies both ways, and a
+    lattice channel without a frame flag between flagged ones)."""
     lq = lattice_series()
     lschema = Schema(tuple(Channel(f"lat{i}", "", 1.0) for i in range(3)))
     lm = train(lq[:1200], lschema, 16, buckets=2, model_id=10, version=6)
@@ -78,7 +111,20 @@ def _lattice_models() -> dict[str, tuple]:
     rng = np.random.default_rng(8)
     off = rng.random(len(fq)) < 0.05
     fq[off, 1] += rng.integers(1, 66666, int(off.sum()))
-    return {"vmap": (lm, lq[1200:]), "vmap_full": (Model(lschema, forced, 16, 11, 7), fq)}
+    rq = resolution_series()
+    rschema = Schema((Channel("current", "nA", 0.01), Channel("temp", "degC", 0.1)))
+    rm = train(rq[:600], rschema, 16, buckets=2, model_id=13, version=7)
+    wide = _widened(forced, [0, 1, 2, 2])
+    wvmap = wide.vmap.copy()
+    wvmap[3] = p.vmap[p.vmap[:, 3] == lattice.FLOOR][0]
+    wide = replace(wide, vmap=wvmap, vframe=np.array([4000, 2048, 0, 1]))
+    wschema = Schema(tuple(Channel(f"lat{i}", "", 1.0) for i in range(4)))
+    return {
+        "vmap": (lm, lq[1200:]),
+        "vmap_full": (Model(lschema, forced, 16, 11, 7), fq),
+        "vframe": (rm, rq),  # the whole series: fine, coarse and mixed frames
+        "vframe_full": (Model(wschema, wide, 16, 12, 7), np.column_stack([fq, lq[1200:, 2]])),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +183,9 @@ def exports(tmp_path_factory, gcc_path, datasets) -> dict[str, Path]:
 def harnesses(exports, tmp_path_factory) -> dict[tuple[str, bool], cbuild.Harness]:
     """(export name, sanitized) → compiled harness."""
     bins = tmp_path_factory.mktemp("bin")
-    # Sanitized builds of every export but "weather", "actw" and "vmap", whose paths "full", "actw_modes"
-    # and "vmap_full" cover.
-    unsanitized = ("weather", "actw", "vmap")
+    # Sanitized builds of every export but "weather", "actw", "vmap" and "vframe", whose paths "full",
+    # "actw_modes", "vmap_full" and "vframe_full" cover.
+    unsanitized = ("weather", "actw", "vmap", "vframe")
     variants = [(name, san) for name in exports for san in (False, True) if not (san and name in unsanitized)]
     jobs = {f"{name}-{int(san)}": (exports[name], bins / f"{name}-{int(san)}", san) for name, san in variants}
     built = cbuild.build_all(jobs)

@@ -6,11 +6,12 @@ import platform
 import random
 import re
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from gateway.codec import lattice
+from gateway.codec import Model, lattice
 from gateway.codec.errors import CodecError
 from gateway.frames import FrameDecoder, Node, lpp
 from gateway.frames.crypto import derive_keys
@@ -104,7 +105,20 @@ def model_vectors(model, q) -> list[tuple[str, str, tuple]]:
 
 
 @pytest.mark.parametrize(
-    "name", ["demo", "weather", "grid", "full", "pmode", "actw", "actw_modes", "vmap", "vmap_full"]
+    "name",
+    [
+        "demo",
+        "weather",
+        "grid",
+        "full",
+        "pmode",
+        "actw",
+        "actw_modes",
+        "vmap",
+        "vmap_full",
+        "vframe",
+        "vframe_full",
+    ],
 )
 def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name, datasets, harnesses):
     model, q = datasets[name]
@@ -116,6 +130,10 @@ def test_model_frames_are_byte_identical_to_python_and_decode_to_the_input(name,
         assert np.tril(model.params.actw, -1).any()
     if name == "vmap":  # the trainer found both kinds of value lattice (revision 6), one channel plain
         assert sorted(model.params.vmap[:, 3].tolist()) == [lattice.NONE, lattice.FLOOR, lattice.TRUNC]
+    if (
+        name == "vframe"
+    ):  # the trainer gave the current's stretches of even readings a frame flag (revision 7)
+        assert model.params.vframe[0] != 0 and model.params.vmap[1, 3] == lattice.NONE
     vectors = model_vectors(model, q)
     got = harnesses[(name, False)].run([v[0] for v in vectors])
     expected = [v[1] for v in vectors]
@@ -177,7 +195,7 @@ def lattice_frames(model, q) -> list[np.ndarray]:
     return frames
 
 
-@pytest.mark.parametrize("name", ["vmap", "vmap_full"])
+@pytest.mark.parametrize("name", ["vmap", "vmap_full", "vframe", "vframe_full"])
 def test_lattice_jitters_and_range_edges_are_byte_identical_and_decode(name, datasets, harnesses):
     """Bitstream revision 6: off-lattice readings (the jitter after the last sample), readings at
     ±(2^30 − 1) and around 0 code in C exactly as in Python and decode (both decoders) to the input."""
@@ -206,6 +224,71 @@ def test_lattice_jitters_and_range_edges_are_byte_identical_and_decode(name, dat
         payloads.append(payload)
     for s, out in zip(frames, model.decode_each(payloads), strict=True):
         assert np.array_equal(out, s)
+
+
+def frame_flag_frames(model, q) -> list[np.ndarray]:
+    """Frames for a model with frame flags (revision 7): readings snapped onto every lattice (all
+    channels "all on", 16, 64 or where that does not fit a frame 32, and 1 samples), then per
+    flagged channel one reading off at the first sample, one at the last (the largest jitter),
+    every reading off, and one reading off on every lattice channel at once."""
+    vm = model.params.vmap
+    on = q[:64] - lattice.index(q[:64], vm)[1]
+    gap = lattice.gap(lattice.index(on, vm)[0], vm)
+    long = on if len(model.encode(on)) < 200 else on[:32]
+    frames = [on[:16].copy(), long.copy(), on[:1].copy()]
+    for c in np.flatnonzero(model.params.vframe).tolist():
+        first, last, every = on[:16].copy(), on[:16].copy(), on[:16].copy()
+        first[0, c] += 1
+        last[-1, c] += gap[15, c] - 1
+        every[:, c] += 1
+        frames += [first, last, every]
+    lat = vm[:, 3] != lattice.NONE
+    all_off = on[:9].copy()
+    all_off[4, lat] += 1
+    frames += [all_off, all_off[4:5].copy()]
+    return frames
+
+
+@pytest.mark.parametrize("name", ["vframe", "vframe_full"])
+def test_frame_flags_all_on_and_some_off_are_byte_identical_and_decode(name, datasets, harnesses):
+    """Bitstream revision 7: each flagged channel's frame flag, "all on" (no per-reading flags
+    follow) or "some off", codes in C exactly as in Python, and both Python decoders give back
+    the input."""
+    model, q = datasets[name]
+    vm, g = model.params.vmap, model.params.vframe
+    frames = frame_flag_frames(model, q)
+    some = np.array([(lattice.index(f, vm)[1] != 0).any(axis=0) for f in frames])
+    for c in np.flatnonzero(g).tolist():  # both kinds of frame flag on every flagged channel
+        assert some[:, c].any() and not some[:, c].all(), c
+    # The flags change the bytes: revision 6 would send most of these frames otherwise (a few can
+    # coincide, when the range coder's last bytes absorb the difference).
+    rev6 = Model(model.schema, replace(model.params, vframe=np.zeros_like(g)), model.samples_per_frame)
+    differ = [model.encode(f) != rev6.encode(f) for f in frames]
+    assert sum(differ) >= len(frames) * 2 // 3, differ
+    lines, expected = [], []
+    for i, s in enumerate(frames):
+        node_id, key = NODES[i % 2]
+        lines.append(model_request(node_id, key, 70 + i, s))
+        expected.append(python_model_frame(model, node_id, key, 70 + i, s))
+    assert not [e for e in expected if e.startswith("E")]
+    assert harnesses[(name, False)].run(lines) == expected
+    if (name, True) in harnesses:
+        assert harnesses[(name, True)].run(lines) == expected
+    payloads = []
+    for i, (s, frame_hex) in enumerate(zip(frames, expected, strict=True)):
+        node_id, key = NODES[i % 2]
+        dec = FrameDecoder(
+            [Node(node_id, f"n{node_id}", key=key, next_fcnt=70 + i)], models=_installed(model)
+        )
+        payload = dec.decode(bytes.fromhex(frame_hex)).payload
+        assert np.array_equal(model.decode(payload), s), i
+        payloads.append(payload)
+    by_length: dict[int, list[int]] = {}  # decode_many takes frames of one length at a time
+    for i, s in enumerate(frames):
+        by_length.setdefault(len(s), []).append(i)
+    for idx in by_length.values():
+        for i, out in zip(idx, model.decode_many([payloads[i] for i in idx]), strict=True):
+            assert np.array_equal(out, frames[i]), i
 
 
 @pytest.mark.parametrize("name", ["demo", "grid"])
@@ -304,7 +387,7 @@ def test_raw_and_lpp_frames_are_byte_identical(export, sanitized, harnesses):
     assert sum(g.startswith("E") for g in got) < 150
 
 
-@pytest.mark.parametrize("name", ["demo", "grid", "full", "pmode", "actw_modes", "vmap_full"])
+@pytest.mark.parametrize("name", ["demo", "grid", "full", "pmode", "actw_modes", "vmap_full", "vframe_full"])
 def test_sanitized_build_passes_the_same_model_vectors(name, datasets, harnesses):
     model, q = datasets[name]
     vectors = model_vectors(model, q)
@@ -363,7 +446,7 @@ def test_lpp_writer_matches_the_gateway_lpp_encoder(harnesses):
 
 
 def test_library_has_no_libc_heap_or_float_dependency(exports, harnesses):
-    for name in ("demo", "grid", "vmap_full", "lpp"):
+    for name in ("demo", "grid", "vmap_full", "vframe_full", "lpp"):
         objs = harnesses[(name, False)].objects  # compiled with cbuild.STRICT
         undefined = subprocess.run(["nm", "-u", *map(str, objs)], capture_output=True, text=True, check=True)
         names = {
@@ -391,7 +474,7 @@ def _has_32_bit_libc(tmp_path) -> bool:
 def test_compiles_warning_free_for_32_bit(exports, tmp_path):
     # Without a 32-bit libc (gcc-multilib), -ffreestanding uses gcc's own <stdint.h>: same types, same checks.
     freestanding = [] if _has_32_bit_libc(tmp_path) else ["-ffreestanding"]
-    for name in ("demo", "grid", "vmap_full", "lpp"):
+    for name in ("demo", "grid", "vmap_full", "vframe_full", "lpp"):
         cbuild.compile_library(exports[name], [*cbuild.STRICT, "-m32", *freestanding], tmp_path / name)
 
 
@@ -400,17 +483,14 @@ def test_32_bit_build_passes_the_vectors(exports, datasets, tmp_path):
         if platform.machine() == "x86_64":  # scripts/bootstrap installs gcc-multilib there
             pytest.fail("no 32-bit libc for -m32: install gcc-multilib (scripts/bootstrap does)")
         pytest.skip(f"-m32 vectors not run: no 32-bit libc on {platform.machine()}; compile checked above")
-    for name in ("grid", "vmap_full"):  # the lattices' 64-bit divisions are libgcc calls there
+    for name in ("grid", "vmap_full", "vframe_full"):  # the lattices' 64-bit divisions are libgcc calls there
         model, q = datasets[name]
         vectors = model_vectors(model, q)
-        vectors += (
-            [
-                (model_request(5, None, 1, f), python_model_frame(model, 5, None, 1, f), ())
-                for f in lattice_frames(model, q)
-            ]
-            if name == "vmap_full"
-            else []
-        )
+        extra = lattice_frames(model, q) if name != "grid" else []
+        extra += frame_flag_frames(model, q) if name == "vframe_full" else []
+        vectors += [
+            (model_request(5, None, 1, f), python_model_frame(model, 5, None, 1, f), ()) for f in extra
+        ]
         harness = cbuild.build(exports[name], tmp_path / f"{name}32", extra=["-m32"])
         assert harness.run([v[0] for v in vectors]) == [v[1] for v in vectors]
 
@@ -422,6 +502,7 @@ def test_call_graph_has_no_recursion_and_a_bounded_stack(exports, tmp_path):
         ("demo", "lgw_build_frame"),
         ("full", "lgw_build_frame"),
         ("vmap_full", "lgw_build_frame"),
+        ("vframe_full", "lgw_build_frame"),
         ("lpp", "lgw_build_frame_payload"),
     ):
         work = tmp_path / name
