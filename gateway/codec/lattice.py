@@ -347,6 +347,13 @@ def find_all(q: np.ndarray, n: int | None = None, partial: bool = True) -> tuple
     return np.array(rows, dtype=np.int64).reshape(-1, FIELDS), np.array(gates, dtype=np.int64)
 
 
+def partly(q: np.ndarray, vmap: np.ndarray) -> np.ndarray:
+    """Per channel whether its lattice holds for stretches only (under ``MIN_COVER`` of the readings:
+    one :func:`find_partial` gave, as :func:`find` never does)."""
+    _k, j = index(np.asarray(q, dtype=np.int64), vmap)
+    return (vmap[:, 3] != NONE) & (np.mean(j == 0, axis=0) < MIN_COVER)
+
+
 def check_frames(vframe: np.ndarray, vmap: np.ndarray) -> str | None:
     """What is wrong with the C frame flag frequencies of revision 7, or None."""
     if vframe.shape != (len(vmap),):

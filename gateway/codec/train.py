@@ -216,7 +216,7 @@ def train(
     say("looking for value lattices")
     vmap, vframe = lattice.find_all(q, samples_per_frame, partial=partial)
     alternative = None
-    if partial and not np.array_equal(vmap, lattice.find_all(q, samples_per_frame, partial=False)[0]):
+    if partial and lattice.partly(q, vmap).any():
         say("training the same model without the lattices that hold for stretches only, to compare")
         alternative = train(
             q,
