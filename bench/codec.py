@@ -11,7 +11,7 @@ bits per channel) and the stricter order-0 bound (first sample at its own order-
 ``--mutations N`` adds the mutation run (flipped bits, truncations, wrong models; crashes,
 silently wrong, detected) on N test frames per data set and size, at the codec and frame level.
 
-    python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet,isig]
+    python bench/codec.py [--json] [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet,isig,sst]
                           [--mutations 200] [--regime]
 
 ``--regime`` (issue 18) adds ``regime_change``: a model trained on a year at one site (Greensboro NC,
@@ -86,11 +86,21 @@ def isig() -> tuple[Schema, np.ndarray]:
     return Schema(schema.channels[:1]), q[:, :1]
 
 
+def sst() -> tuple[Schema, np.ndarray]:
+    """The issue's own drifting case: sea surface temperature at 0.01 °C, every 30 minutes for 13
+    months (NERACOOS buoy B01, Western Maine Shelf, 19,226 readings; bokeh-sampledata ships it)."""
+    from bokeh_sampledata.sea_surface_temperature import sea_surface_temperature as df
+
+    schema = Schema((Channel("temperature", "°C", 0.01, device_class="temperature"),))
+    return schema, schema.quantise(df[["temperature"]].to_numpy(dtype=np.float64))
+
+
 DATASETS: dict[str, Callable[[], tuple[Schema, np.ndarray]]] = {
     "greensboro": greensboro,
     "glucose": glucose,
     "daphnet": daphnet,
     "isig": isig,
+    "sst": sst,
 }
 
 

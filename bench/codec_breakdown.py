@@ -16,7 +16,7 @@ each learned on the training half, from the issue's bound down to the bits actua
 
 Bits are totals over the test half divided by its sample count (bits per sample per channel).
 
-    python bench/codec_breakdown.py [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet,isig]
+    python bench/codec_breakdown.py [--sizes 8,16,32] [--datasets greensboro,glucose,daphnet,isig,sst]
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ schema's min/max, else the training extremes), generated minus real held-out, in
 ``reference_real_train_blocks`` holds the same statistics of the real training blocks against
 the held-out ones: how far apart the two halves of the real data already are.
 
-    python bench/generate.py [--json] [--datasets greensboro,glucose,daphnet,isig] [--seed 1] [--max-bytes N]
-        [--max-gen-bytes N] [--blocks 24]
+    python bench/generate.py [--json] [--datasets greensboro,glucose,daphnet,isig,sst] [--seed 1]
+        [--max-bytes N] [--max-gen-bytes N] [--blocks 24]
 """
 
 from __future__ import annotations
@@ -83,11 +83,19 @@ def isig() -> tuple[Schema, np.ndarray, list[str]]:
     return schema, q, [t.isoformat() for t in data.index]
 
 
+def sst() -> tuple[Schema, np.ndarray, list[str]]:
+    from bokeh_sampledata.sea_surface_temperature import sea_surface_temperature as df
+
+    schema, q = CODEC_DATASETS["sst"]()
+    return schema, q, [t.isoformat() for t in df.index]
+
+
 LOADERS: dict[str, Callable[[], tuple[Schema, np.ndarray, list[str]]]] = {
     "greensboro": greensboro,
     "glucose": glucose,
     "daphnet": daphnet,
     "isig": isig,
+    "sst": sst,
 }
 assert set(LOADERS) == set(CODEC_DATASETS), "keep in step with bench/codec.py's data sets"
 

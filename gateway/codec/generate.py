@@ -23,6 +23,8 @@ import numpy as np
 from gateway.codec import bridge
 from gateway.codec.bridge import FillAR, fill_ar_from_meta
 from gateway.codec.errors import DataError, WeightsError
+from gateway.codec.increments import Increments
+from gateway.codec.increments import from_meta as increments_from_meta
 
 if TYPE_CHECKING:
     from gateway.codec.model import Model
@@ -160,6 +162,9 @@ class TimeModel:
     gen_chol[C, C]            the innovations' Cholesky factor generation uses, chosen so that
                               generated values have the training data's cross-channel
                               correlations (None: ``chol``, the fitted one, which filling uses)
+    increments                the channels gap filling fills on their changes instead
+                              (:mod:`gateway.codec.increments`: readings that wander like a
+                              random walk, where the score AR loses to interpolation; None: none)
     """
 
     mean: np.ndarray
@@ -175,6 +180,7 @@ class TimeModel:
     censored: np.ndarray | None = None
     fill: FillAR | None = None
     gen_chol: np.ndarray | None = None
+    increments: Increments | None = None
 
     @property
     def channels(self) -> int:
@@ -254,6 +260,7 @@ class TimeModel:
             **({} if self.censored is None else {"censored": r(self.censored)}),
             **({} if self.fill is None else {"fill": self.fill.to_meta(digits)}),
             **({} if self.gen_chol is None else {"gen_chol": r(self.gen_chol)}),
+            **({} if self.increments is None else {"increments": self.increments.to_meta(digits)}),
         }
 
 
@@ -345,6 +352,7 @@ def validate(meta: Any, channels: int) -> TimeModel:
         censored=_arr(meta, "censored", (c, 2)) if "censored" in meta else None,
         fill=fill_ar_from_meta(meta["fill"], c) if "fill" in meta else None,
         gen_chol=_arr(meta, "gen_chol", (c, c)) if "gen_chol" in meta else None,
+        increments=increments_from_meta(meta["increments"], c) if "increments" in meta else None,
     )
     if tm.zscale is not None and np.any(tm.zscale <= 0):
         raise WeightsError("generation metadata: z_scale must be > 0")
@@ -537,10 +545,17 @@ def _hourly_marginals(
 
 
 def learn(
-    q: np.ndarray, times: list[str] | None = None, *, full: bool = True, source: str = "data"
+    q: np.ndarray,
+    times: list[str] | None = None,
+    *,
+    full: bool = True,
+    source: str = "data",
+    tune: bool = True,
 ) -> TimeModel:
     """Fit a TimeModel to quantised training rows (and their ``time`` cells, if any). ``full``:
-    cross-channel weights at every lag up to the order (else at lag 1 only: a smaller file)."""
+    cross-channel weights at every lag up to the order (else at lag 1 only: a smaller file).
+    ``tune``: fit what only generation uses, the day lag to the day's autocorrelation and the
+    innovations to the cross-channel correlations (most of the cost; gap filling needs neither)."""
     q = np.asarray(q, dtype=np.int64)
     secs = t0 = interval = None
     if times is not None:
@@ -636,7 +651,7 @@ def learn(
     radius = _companion_radius(ar, lags)
     if radius >= 0.999:  # keep generation stationary
         ar = ar * (0.995 / radius)
-    if TUNED_LAG in lags and max(lags) * c <= 600:
+    if tune and TUNED_LAG in lags and max(lags) * c <= 600:
         ar = _tune_lag(ar, lags, cov, lags.index(TUNED_LAG), _empirical_acf(z, TUNED_LAG))
     chol = np.linalg.cholesky(cov + 1e-9 * np.eye(c))
     start = None
@@ -646,7 +661,7 @@ def learn(
     fill_ar = learn_fill(z, known, lags, nfull_of(lags, full))
     tm = TimeModel(mean, scale, marg, tuple(lags), ar, chol, interval, start, annual, fill=fill_ar)
     tm = replace(tm, zscale=_stationary_spread(tm, cov))
-    return _match_correlations(tm, cov, x, clock)
+    return _match_correlations(tm, cov, x, clock) if tune else tm
 
 
 def _stationary_spread(tm: TimeModel, cov: np.ndarray) -> np.ndarray:
@@ -725,7 +740,7 @@ def nfull_of(lags: list[int], full: bool) -> int:
     return max(1, min(order, MAX_ORDER)) if full else 1
 
 
-def _fit_fill(z: np.ndarray, lags: list[int], nfull: int) -> tuple[np.ndarray, np.ndarray] | None:
+def fit_fill(z: np.ndarray, lags: list[int], nfull: int) -> tuple[np.ndarray, np.ndarray] | None:
     """AR weights and Cholesky factor fitted to z, None when too few complete rows: each channel's
     regression needs 10 rows per weight."""
     c = z.shape[1]
@@ -778,7 +793,7 @@ def learn_fill(z: np.ndarray, known: np.ndarray, lags: list[int], nfull: int) ->
         tot = np.zeros((2, c))
         for fold in (0, 1):
             zf = np.where((chunk % 2 == fold)[:, None], z, np.nan)
-            fitted = _fit_fill(zf, spec_lags, spec_full)
+            fitted = fit_fill(zf, spec_lags, spec_full)
             if fitted is None:
                 tot[1] = 0
                 break
@@ -794,7 +809,7 @@ def learn_fill(z: np.ndarray, known: np.ndarray, lags: list[int], nfull: int) ->
     if best is None or best[1] is None:
         return None
     spec_lags, spec_full = best[1]
-    fitted = _fit_fill(z, spec_lags, spec_full)
+    fitted = fit_fill(z, spec_lags, spec_full)
     if fitted is None:
         return None
     return FillAR(tuple(spec_lags), spec_full, bridge.stabilise(fitted[0], spec_lags), fitted[1])

@@ -555,7 +555,7 @@ def train_to_size(
     ``max_bytes`` caps the file without the learned time structure (what the node's tables are
     exported from); the time structure, which never leaves the gateway, may add ``max_gen_bytes``.
     ``times`` (the CSV's ``time`` cells) let the generation metadata learn the daily cycle."""
-    from gateway.codec import generate, weights  # local: keep train importable alone
+    from gateway.codec import fill, generate, weights  # local: keep train importable alone
 
     say = progress or (lambda _msg: None)
     learned: dict[bool, object] = {}  # time structure does not depend on the buckets: learn it once
@@ -576,6 +576,16 @@ def train_to_size(
         if len(data) <= max_bytes:
             full = generate.attach(model, q, times, len(data) + max_gen_bytes, learned)
             if full is not None:
+                say("choosing how gap filling fills each channel")
+                inc = fill.learn_increments(model, q, times)
+                if inc is not None:
+                    gen = model.meta["generation"]
+                    model.meta["generation"] = {**gen, "increments": inc.to_meta()}
+                    with_inc = weights.to_bytes(model)
+                    if len(with_inc) <= len(data) + max_gen_bytes:
+                        return model, with_inc
+                    model.meta["generation"] = gen
+                    full = weights.to_bytes(model)
                 return model, full
             say(f"time structure exceeds {max_gen_bytes} bytes: keeping the model without it")
             return model, data
