@@ -148,11 +148,9 @@ def test_a_service_with_the_optional_features_off_does_not_import_them(tmp_path:
 
 def test_the_same_service_with_the_features_on_imports_them(tmp_path: Path) -> None:
     """The check above can fail: with every feature on, their modules are loaded."""
-    import socket
+    from tests.service.conftest import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     extra = (
         f'[homeassistant]\nenabled = true\n[http]\nlisten = "127.0.0.1:{port}"\n'
         '[models]\nauto_retrain = "weekly"\n'  # and [downlink], on by default

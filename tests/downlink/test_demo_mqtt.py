@@ -46,8 +46,14 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
             raw = body if isinstance(body, bytes) else json.dumps(body).encode()
             pub.publish(f"{BASE}/{node}/command", raw, qos=1).wait_for_publish(5)
 
-        # the gateway subscribes right after it says "online": commands may need a moment to be heard
-        time.sleep(0.3)
+        # the gateway subscribes right after it says "online": commands may need a moment to be heard,
+        # so a probe (for no node: refused) goes again until its refusal shows that they are
+        deadline = time.monotonic() + 15
+        while not _statuses(sub, "probe") and time.monotonic() < deadline:
+            send("nobody", {"payload_hex": "01", "id": "probe"})
+            sub.wait_for(lambda: bool(_statuses(sub, "probe")), 0.3)
+        assert _statuses(sub, "probe") == ["rejected"], sub.messages
+        time.sleep(0.3)  # as before the probe: the nodes' boot reports come before the commands
         send("sim-1", {"payload_hex": "011e00", "confirm": True, "id": "interval"})
         send("sim-2", {"payload_b64": "ARQA", "expires_s": 0.001, "id": "late"})
         send("sim-2", {"payload_b64": "AgMJAA==", "id": "model"})  # set model 3@9: not installed
@@ -82,7 +88,7 @@ def test_demo_confirmed_acknowledges_what_it_accepted(broker):
         broker_url=broker.url,
         on_reading=None,
         interval_s=3.0,
-        speed=4.0,
+        speed=2.0,  # 2× real time (6 s): at 4× a busy machine starves the nodes, which then miss every ack
         confirmed=True,
     )
     assert s["confirmed"] is True and s["ack_requests_accepted"] > 0

@@ -55,10 +55,10 @@ def test_wait_event_jumps_to_the_next_callback() -> None:
 
 
 def test_speed_mode_follows_real_time_scaled() -> None:
+    started = time.perf_counter()  # before the clock starts: a pause in between cannot shorten the wait
     clock = VirtualClock(start_s=0.0, speed=100.0)
     event = threading.Event()
     clock.call_later(1.0, event.set)  # one virtual second = 10 ms real
-    started = time.perf_counter()
     assert wait_event(clock, event, 5.0)
     assert 0.005 < time.perf_counter() - started < 1.0
     assert clock.monotonic() >= 1.0

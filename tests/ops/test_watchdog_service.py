@@ -17,6 +17,16 @@ from gateway.service.config import parse_config
 from gateway.service.notify import Notifier
 
 WATCHDOG_USEC = 400_000  # WatchdogSec=0.4 s: pings every 0.2 s
+LATE_S = 0.3  # how much later than sent a datagram may be recorded (the listener thread is scheduled late)
+
+
+def _wait(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
 
 
 class Listener:
@@ -89,6 +99,8 @@ def test_ready_watchdog_status_and_stalls(broker, tmp_path: Path) -> None:
         receive = gw.source.sim.gateway.receive
 
         def gated_receive(timeout: float):  # a hung SPI read while the gate is closed
+            if not radio_gate.is_set():
+                box.setdefault("radio_stuck_at", time.monotonic())  # its last heartbeat was before this
             radio_gate.wait()
             return receive(timeout)
 
@@ -96,6 +108,8 @@ def test_ready_watchdog_status_and_stalls(broker, tmp_path: Path) -> None:
         step = gw.core.step
 
         def gated_step(timeout: float = 0.0) -> None:  # a core loop stuck in one iteration
+            if not core_gate.is_set():
+                box.setdefault("core_stuck_at", time.monotonic())  # its last ping was before this
             core_gate.wait()
             step(timeout)
 
@@ -122,19 +136,23 @@ def test_ready_watchdog_status_and_stalls(broker, tmp_path: Path) -> None:
         statuses = [m for _, m in listener.got if m.startswith("STATUS=rx ")]
         assert statuses and "broker up" in statuses[-1], listener.got
 
+        # Times are taken where the thread really stops (it may be inside a receive or a step when its
+        # gate closes), and a datagram may arrive a little after it was sent: LATE_S on a busy machine.
         radio_gate.clear()  # the radio thread hangs: the heartbeat stops
-        stalled = time.monotonic()
-        time.sleep(2.8)  # radio_stall_s is 2 s at this WatchdogSec (never less)
-        late = listener.pings_between(stalled + 2.3, time.monotonic())
+        assert _wait(lambda: "radio_stuck_at" in box, 5), "the radio thread never came back to its read"
+        stalled = box["radio_stuck_at"]
+        time.sleep(max(0.0, stalled + 3.0 - time.monotonic()))  # radio_stall_s is 2 s at this WatchdogSec
+        late = listener.pings_between(stalled + 2.0 + LATE_S, time.monotonic())
         assert late == [], "pings went on although the radio thread was stuck"
         radio_gate.set()
-        time.sleep(0.6)
-        assert listener.pings_between(time.monotonic() - 0.5, time.monotonic()), "pings did not resume"
+        resumed = time.monotonic()
+        assert _wait(lambda: listener.pings_between(resumed, time.monotonic()), 2.0), "pings did not resume"
 
         core_gate.clear()  # the core loop is stuck: nothing feeds the watchdog
-        stuck = time.monotonic()
-        time.sleep(0.8)
-        assert listener.pings_between(stuck + 0.25, time.monotonic()) == []
+        assert _wait(lambda: "core_stuck_at" in box, 5), "the core loop never came back to its step"
+        stuck = box["core_stuck_at"]
+        time.sleep(max(0.0, stuck + 1.0 - time.monotonic()))
+        assert listener.pings_between(stuck + LATE_S, time.monotonic()) == []
         core_gate.set()
     finally:
         core_gate.set()

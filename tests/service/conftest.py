@@ -6,10 +6,13 @@ Tests FAIL (not skip) when the mosquitto binary is missing: ``sudo apt-get insta
 
 from __future__ import annotations
 
+import fcntl
 import os
+import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,10 +21,47 @@ from pathlib import Path
 import pytest
 
 
+def _port_range() -> range:
+    """Ports outside the kernel's ephemeral range (``ip_local_port_range``, 32768-60999 on Debian): no
+    bind to port 0 and no outgoing connection, of this test run or any other program, is handed one."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    below, above = range(max(1024, low - 12000), low), range(high + 1, 65536)
+    return below if len(below) >= len(above) else above
+
+
+PORTS = _port_range()
+_LOCK_FILE = Path(tempfile.gettempdir()) / "lora-gw-test-ports.lock"
+_lock_fd: int | None = None
+_next = random.randrange(len(PORTS))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A 127.0.0.1 TCP port nobody listens on, for a private broker or web server to bind later.
+
+    Outside the ephemeral range, so nothing else is given it between this probe and that bind, or while
+    a test has stopped its broker to start it again on the same port; and reserved (a lock on byte
+    ``port`` of a file shared by all test processes, held until this process exits), so two xdist
+    workers, or two test runs, never pick the same one."""
+    global _lock_fd, _next
+    if _lock_fd is None:
+        _lock_fd = os.open(_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    for _ in range(len(PORTS)):
+        port = PORTS[_next % len(PORTS)]
+        _next += 1
+        try:
+            fcntl.lockf(_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+        except OSError:
+            continue  # another test process has it
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue  # another program listens there (or a connection lingers): stays reserved, unused
+        return port
+    raise RuntimeError(f"no free port in {PORTS.start}..{PORTS.stop - 1}")
 
 
 def _wait_port(port: int, timeout_s: float = 10.0) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 import socket
 import time
+import uuid
 
 from gateway.pipeline.message import StoredFrame
 from gateway.pipeline.render import NodeCache, Renderer, utc_iso
@@ -19,8 +21,9 @@ def test_notifier_sends_datagrams_to_path_and_abstract_sockets(tmp_path):
     assert n.ready("up")
     assert s.recv(100) == b"READY=1\nSTATUS=up"
     abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    abstract.bind(f"\0lora-gw-test-{id(tmp_path)}")
-    m = Notifier({"NOTIFY_SOCKET": f"@lora-gw-test-{id(tmp_path)}"})
+    name = f"lora-gw-test-{os.getpid()}-{uuid.uuid4().hex}"  # the abstract namespace is machine-wide
+    abstract.bind(f"\0{name}")
+    m = Notifier({"NOTIFY_SOCKET": f"@{name}"})
     assert m.watchdog() and abstract.recv(100) == b"WATCHDOG=1"
     assert not Notifier({}).ready("x")  # outside systemd: a no-op
     for sock in (s, abstract):

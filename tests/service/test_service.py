@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,6 +91,21 @@ def test_sigterm_publishes_offline_flushes_and_notifies_systemd(tmp_path, broker
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(sock_path))
     notify.settimeout(0.2)
+    # read as systemd does, while the service runs: the socket queues only net.unix.max_dgram_qlen (10)
+    # datagrams, and the service drops what does not fit (a slow run sends more WATCHDOG=1 than that)
+    datagrams: list[str] = []
+    reading = threading.Event()
+    reading.set()
+
+    def read() -> None:
+        while reading.is_set():
+            try:
+                datagrams.append(notify.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     sub = Collector(broker.port)
     proc = start(
         write_config(tmp_path, broker.port), {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
@@ -103,9 +119,10 @@ def test_sigterm_publishes_offline_flushes_and_notifies_systemd(tmp_path, broker
     finally:
         if proc.poll() is None:
             proc.kill()
+        reading.clear()
+        reader.join(5)
     assert sub.wait_for(lambda: sub.payloads("lora/gwt/status")[-1:] == [b"offline"])
-    datagrams = []
-    while True:
+    while True:  # what came after the reader's last look
         try:
             datagrams.append(notify.recv(4096).decode())
         except TimeoutError:
