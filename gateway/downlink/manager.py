@@ -106,6 +106,9 @@ class Downlinker:
         self._installed = installed
         self.tx_stats: Callable[[], dict] | None = None  # the radio thread's runner's figures (wiring)
         self.home_freq_hz: int | None = None  # the radio's channel, for the duty-cycle figure (wiring)
+        # wakes the core when the radio thread hands back a result (wiring): a status is published
+        # within one core iteration, not at the core's next timeout
+        self.wake: Callable[[], None] | None = None
         self.switch_refused: Counter[str] = Counter()  # set-model commands refused, by reason
         self.reports = 0  # node-info reports stored
         self.reported: dict[int, Reported] = info.all() if info is not None else {}  # last per node
@@ -204,6 +207,9 @@ class Downlinker:
         if frame_type != FrameType.ACK or len(payload) < 2:
             return
         acked = int.from_bytes(payload[:2], "little")
+        # the radio thread hands back "sent" before it can hear the node's answer: taking those results
+        # first keeps the statuses in the order they happened (sent, then acknowledged)
+        self._drain_results()
         cmd = self.store.awaiting_ack(node_id)
         if cmd is None or cmd.dl_fcnt is None or (cmd.dl_fcnt & 0xFFFF) != acked:
             earlier = self.store.unacknowledged(node_id)  # sent before, queued or sending again now
@@ -307,6 +313,8 @@ class Downlinker:
         # Runs in the radio thread: a hand-back to the core, never SQLite.
         def done(result: str) -> None:
             self._results.append((node_id, topic, cmd, is_ack, result))
+            if self.wake is not None:
+                self.wake()
 
         return done
 
@@ -317,6 +325,9 @@ class Downlinker:
         if now >= self._next_rescan:
             self._next_rescan = now + 1.0
             self._pending |= self.store.nodes_with_queued()
+        self._drain_results()
+
+    def _drain_results(self) -> None:
         while self._results:
             node_id, topic, cmd, is_ack, result = self._results.popleft()
             if result == "sent" and is_ack:

@@ -122,6 +122,8 @@ class Core:
         self._radio_heartbeat = radio_heartbeat
         self._on_published = on_published
         self.downlink = downlink  # acknowledgements and commands, decided after the commit
+        if downlink is not None:
+            downlink.wake = self.wake
         self._uplinks: dict[int, Uplink] = {}  # outbox row id → what its downlink window needs
         self._packet: RxPacket | None = None  # the packet being ingested
         if downlink is not None:
@@ -201,6 +203,8 @@ class Core:
             timeout = 0.0
         self.sink.wait(timeout, self._waker.fileno())
         self._waker.clear()  # before reading the queue: a packet submitted after this wakes the next wait
+        if self.downlink is not None:
+            self.downlink.poll_results()  # before new packets: a "sent" precedes the answer it drew
         packets = self.packets
         for _ in range(min(len(packets), self.settings.drain_batch)):
             self._ingest(packets.popleft())

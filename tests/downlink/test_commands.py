@@ -211,3 +211,29 @@ def test_acknowledgement_of_an_earlier_send_accepted_after_the_command_went_agai
     assert q.pop() is None  # acknowledged: neither sent again nor expired
     assert _statuses(dl) == []
     reg.close()
+
+
+def test_an_acknowledgement_heard_before_the_core_took_its_sent_result_keeps_the_order(tmp_path):
+    """The radio thread hands back "sent" and, a moment later, hears the node's acknowledgement; the
+    core may take the packet before the result. Reproduced in the service (a confirmed set-model
+    command answered at once): "sent" was never published, because the acknowledgement came first."""
+    wall = Wall()
+    reg, _db, store, q, dl = _rig(tmp_path, wall)
+    woken = []
+    dl.wake = lambda: woken.append(1)
+    dl.command("pump", b'{"payload_hex": "0109", "id": "now", "confirm": true}')
+    dl.committed(Uplink(0x2A, 4, False, 1000.0, 868_100_000))
+    req = q.pop()
+    assert req is not None
+    down = DownlinkDecoder(0x2A, KEY).decode(req.payload)
+    req.on_result("sent")  # radio thread
+    assert woken == [1]  # the core wakes for it, not at its next timeout
+    dl.control(0x2A, FrameType.ACK, down.fcnt.to_bytes(2, "little"))  # core: the answer, results not polled
+    dl.poll_results()
+    assert [(s["id"], s["status"]) for _, s in _statuses(dl)] == [
+        ("now", "queued"),
+        ("now", "sent"),
+        ("now", "acknowledged"),
+    ]
+    assert store.status(1) == "acknowledged"
+    reg.close()

@@ -60,7 +60,9 @@ def test_commands_queued_sent_acknowledged_expired_rejected(broker):
         send("sim-1", b"{not json")
         send("nobody", {"payload_hex": "01", "id": "who"})
         send("sim-2", {"payload_hex": "00" * 49, "id": "big"})
-        assert sub.wait_for(lambda: _statuses(sub, "interval")[-1:] == ["acknowledged"], 20), sub.messages
+        # the command sets sim-1's interval to 30 s (7.5 s here): an acknowledgement lost to a collision
+        # costs two more sends and 22 s before the next one, so the wait allows all three
+        assert sub.wait_for(lambda: _statuses(sub, "interval")[-1:] == ["acknowledged"], 60), sub.messages
         fate = _statuses(sub, "interval")
         # queued → sent → acknowledged; "sent" again when the node missed it (a collision at the node)
         assert fate[0] == "queued" and fate[-1] == "acknowledged" and 1 <= fate.count("sent") == len(fate) - 2
