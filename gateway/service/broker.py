@@ -32,6 +32,32 @@ def _answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the listening socket on 127.0.0.1:``port`` (Linux /proc; True
+    where there is no /proc to ask)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True
+    want = f"0100007F:{port:04X}"
+    inodes = {f[9] for f in (ln.split() for ln in lines) if f[1] == want and f[3] == "0A"}
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 class PrivateMosquitto:
     """A mosquitto on a free 127.0.0.1 port, anonymous, no persistence; removed on ``stop``."""
 
@@ -45,9 +71,21 @@ class PrivateMosquitto:
                 "sudo apt-get install mosquitto (or pass --broker mqtt://host:port)"
             )
         self.dir = Path(tempfile.mkdtemp(prefix="lora-gw-mosquitto-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        # The free port is probed, then handed to mosquitto: another program may take it in between.
+        # Mosquitto then exits ("Address already in use"), and a new port is tried.
+        for attempt in range(5):
+            err = self._start(binary)
+            if err is None:
+                break
+            if "in use" not in err or attempt == 4:
+                self.stop()
+                raise BrokerUnavailable(f"private mosquitto did not start: {err}")
+            log.info("private mosquitto: port %d was taken meanwhile; trying another", self.port)
+        log.info("started a private mosquitto on 127.0.0.1:%d", self.port)
+
+    def _start(self, binary: str) -> str | None:
+        """Start mosquitto on a newly probed port: None once it answers, else its last error line."""
+        self.port = _free_port()
         conf = self.dir / "mosquitto.conf"
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false"]
         if os.geteuid() == 0:
@@ -60,15 +98,18 @@ class PrivateMosquitto:
             start_new_session=True,
         )
         deadline = time.monotonic() + 10
-        while not _answers("127.0.0.1", self.port, 0.2):
+        # answering is not enough: the program that took the port answers too
+        while not (_answers("127.0.0.1", self.port, 0.2) and _listens(self.proc.pid, self.port)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait(5)
                 err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
-                self.stop()
-                raise BrokerUnavailable(
-                    f"private mosquitto did not start: {err.splitlines()[-1] if err else '?'}"
-                )
+                if self.proc.stderr is not None:
+                    self.proc.stderr.close()
+                return err.splitlines()[-1] if err else "?"
             time.sleep(0.05)
-        log.info("started a private mosquitto on 127.0.0.1:%d", self.port)
+        return None
 
     @property
     def url(self) -> BrokerUrl:
