@@ -102,11 +102,17 @@ def fill_channel(x: np.ndarray, acov: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Increments:
-    """The channels gap filling fills on their increments, and each one's autocovariance of
-    changes (its own number of lags: what cross-validation chose)."""
+    """The channels gap filling fills on their increments, each one's autocovariance of changes
+    (its own number of lags) and the weight of this fill against the score AR's (1: this alone).
+    Lags and weight are what cross-validation chose: a blend of the two fills beats either alone
+    where neither method is clearly right for a channel."""
 
     channels: tuple[int, ...]
     acov: tuple[np.ndarray, ...]
+    weight: tuple[float, ...] | None = None  # None: 1 for every channel (files before the weight)
+
+    def weights(self) -> tuple[float, ...]:
+        return self.weight if self.weight is not None else (1.0,) * len(self.channels)
 
     def fill(self, x: np.ndarray) -> np.ndarray:
         """T × C with NaN → a copy whose listed channels' gaps are filled on their increments."""
@@ -119,14 +125,15 @@ class Increments:
         return {
             "channels": list(self.channels),
             "acov": [[float(f"{v:.{digits}g}") for v in ac.tolist()] for ac in self.acov],
+            **({} if self.weight is None else {"weight": [float(w) for w in self.weight]}),
         }
 
 
 def from_meta(meta: Any, channels: int) -> Increments:
     """Check the weight file's ``increments`` block; one-line WeightsError if it is malformed."""
-    bad = "generation metadata: increments must list distinct channels and a positive variance " \
-        f"and at most {MAX_LAG} lags of autocovariance for each"
-    if not isinstance(meta, dict) or set(meta) != {"channels", "acov"}:
+    bad = "generation metadata: increments must list distinct channels, a positive variance " \
+        f"and at most {MAX_LAG} lags of autocovariance for each, and weights in (0, 1]"
+    if not isinstance(meta, dict) or not {"channels", "acov"} <= set(meta) <= {"channels", "acov", "weight"}:
         raise WeightsError(bad)
     chans, acov = meta["channels"], meta["acov"]
     if (
@@ -135,6 +142,13 @@ def from_meta(meta: Any, channels: int) -> Increments:
         or len(chans) != len(acov)
         or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < channels for c in chans)
         or len(set(chans)) != len(chans)
+    ):
+        raise WeightsError(bad)
+    weight = meta.get("weight")
+    if weight is not None and (
+        not isinstance(weight, list)
+        or len(weight) != len(chans)
+        or not all(isinstance(w, int | float) and not isinstance(w, bool) and 0 < w <= 1 for w in weight)
     ):
         raise WeightsError(bad)
     rows = []
@@ -147,4 +161,4 @@ def from_meta(meta: Any, channels: int) -> Increments:
         if not np.all(np.isfinite(a)) or a[0] <= 0 or np.any(np.abs(a) > a[0] * (1 + 1e-6)):
             raise WeightsError(bad)
         rows.append(a)
-    return Increments(tuple(chans), tuple(rows))
+    return Increments(tuple(chans), tuple(rows), None if weight is None else tuple(float(w) for w in weight))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -120,8 +121,11 @@ def test_training_chooses_increments_for_a_wandering_channel_and_fill_uses_them(
     assert np.allclose(back.increments.acov[0], tm.increments.acov[0], rtol=1e-3)
     x = q[-300:].astype(float)
     x[100:112, 0] = np.nan
+    assert back.increments.weights() == tm.increments.weights()
     filled, est = fill.fill_series(load_weights(path), x)
-    expect = np.rint(back.increments.fill(x)[100:112, 0])
+    (w,) = back.increments.weights()
+    by_ar = fill._fill_with(dataclasses.replace(back, increments=None), x, None)
+    expect = np.rint(w * back.increments.fill(x)[100:112, 0] + (1 - w) * by_ar[100:112, 0])
     assert est[100:112, 0].all() and np.array_equal(filled[100:112, 0], expect.astype(np.int64))
     # the service's path (one frame of history, the frame after) fills the same way
     gap = fill.fill_gap(load_weights(path), q[-316:-300], 12, q[-288:-272])
@@ -152,6 +156,11 @@ def test_a_mean_reverting_channel_keeps_the_score_ar():
         (lambda m: m.update(acov=[[1.0] * 40]), "at most 32 lags"),
         (lambda m: m.update(acov=[["x"]]), "increments must list"),
         (lambda m: m.update(extra=1), "increments must list"),
+        (lambda m: m.update(weight=[0]), "weights in \\(0, 1\\]"),
+        (lambda m: m.update(weight=[1.5]), "weights in"),
+        (lambda m: m.update(weight=[0.5, 0.5]), "weights in"),
+        (lambda m: m.update(weight="half"), "weights in"),
+        (lambda m: m.update(weight=[True]), "weights in"),
     ],
 )
 def test_malformed_increments_are_refused_at_install(walk, tmp_path, change, message):
@@ -167,3 +176,22 @@ def test_malformed_increments_are_refused_at_install(walk, tmp_path, change, mes
     with pytest.raises(WeightsError, match=message) as exc:
         ModelStore(tmp_path / "state").install(path)
     assert "\n" not in str(exc.value)
+
+
+def test_a_blend_weighs_the_two_fills_and_a_file_without_weights_takes_the_increments_alone(walk):
+    model, _, q = walk
+    tm = gen.time_model(model)
+    inc = tm.increments
+    x = q[-300:].astype(float)
+    x[50:64, 0] = np.nan
+    by_ar = fill._fill_with(dataclasses.replace(tm, increments=None), x, None)[50:64, 0]
+    by_inc = inc.fill(x)[50:64, 0]
+    assert np.abs(by_ar - by_inc).max() > 0.1  # the two methods disagree here: the blend shows
+    half = dataclasses.replace(tm, increments=dataclasses.replace(inc, weight=(0.5,)))
+    assert np.allclose(fill._fill_with(half, x, None)[50:64, 0], (by_ar + by_inc) / 2)
+    meta = inc.to_meta()
+    meta.pop("weight", None)  # a weight file written before the blend
+    old = increments.from_meta(meta, 1)
+    assert old.weights() == (1.0,)
+    whole = dataclasses.replace(tm, increments=old)
+    assert np.allclose(fill._fill_with(whole, x, None)[50:64, 0], old.fill(x)[50:64, 0])
