@@ -243,7 +243,8 @@ def _cover(u: np.ndarray, w: np.ndarray, p: int, d: int, mode: int, zero: bool =
 
     Reading u is on the floor lattice iff (Q − D·u) mod P < D (some P·k + Q in [D·u, D·u + D − 1]);
     on the trunc lattice a negative u needs P·k + Q in [D·u − D + 1, D·u] instead. Each reading
-    thus admits a cyclic interval of D offsets: summed with a difference array, O(P + len(u))."""
+    thus admits a cyclic interval of D offsets; the best offset is where most of them overlap, found
+    by sweeping their ends (O(len(u) log len(u)), whatever P)."""
     r = (d * u) % p
     start = np.where((mode == TRUNC) & (u < 0), (r - d + 1) % p, r)
     end = start + d

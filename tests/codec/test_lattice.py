@@ -266,3 +266,24 @@ def test_learned_generation_and_filling_stay_on_the_sensor_lattice(series):
     _k, j = model.to_index(filled)
     assert np.all(j[est[:, 0], 0] == 0) and np.all(j[est[:, 1], 1] == 0)
     assert np.array_equal(filled[~est], series[2000:2300][~est])  # known cells untouched
+
+
+def test_the_offset_sweep_and_the_batched_search_agree_with_the_lattice_definition():
+    """A reading u is on the floor lattice (P, Q, D) iff some P·k + Q lies in [D·u, D·u + D − 1], that is
+    (Q − D·u) mod P < D; on trunc's, a negative u needs [D·u − D + 1, D·u]: (D·u − Q) mod P < D.
+    Counted offset by offset, the slow way."""
+    from gateway.codec.lattice import FLOOR, TRUNC, _cover, _covers_at_zero
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        u = np.unique(rng.integers(-300, 2000, int(rng.integers(3, 80))))
+        w = rng.integers(1, 9, len(u)).astype(np.float64)
+        d = int(rng.integers(1, 12))
+        p = int(rng.integers(2 * d, 2 * d + 90))
+        on = np.array([[(q - d * x) % p < d for x in u] for q in range(p)])  # floor, every offset
+        cover = on.astype(np.float64) @ w
+        assert _cover(u, w, p, d, FLOOR) == (int(np.argmax(cover)), float(cover.max()))
+        assert _cover(u, w, p, d, FLOOR, zero=True) == (0, float(cover[0]))
+        trunc0 = np.where(u >= 0, (-d * u) % p < d, (d * u) % p < d)  # offset 0
+        assert _cover(u, w, p, d, TRUNC) == (0, float(trunc0 @ w))
+        assert np.array_equal(_covers_at_zero(u, w, [(p, d, FLOOR), (p, d, TRUNC)]), [cover[0], trunc0 @ w])
