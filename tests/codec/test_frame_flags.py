@@ -148,3 +148,15 @@ def test_a_unit_conversion_that_holds_now_and_then_is_not_taken():
     q = read_csv(Path(__file__).parent / "data" / "sandpoint-1800.csv", demo_model().schema)[0]
     vmap, vframe = lattice.find_all(q[:1440], 16)
     assert not vmap[:, 3].any() and not vframe.any()
+
+
+def test_a_resolution_that_was_coarse_and_is_fine_again_takes_no_lattice():
+    """The CGM set's glucose: even readings only for its first third, then full resolution. Trained
+    on rows that end fine, a lattice for the early stretch would code every later frame worse
+    (4 % on the held-out half): the frames to come are in the latest regime."""
+    fine_then_coarse = _resolution_change(4000, 4, fine_until=2500)[:, 0]
+    coarse_then_fine = fine_then_coarse[::-1].copy()  # even readings for the first 1,500 rows
+    assert np.all(coarse_then_fine[:1500] % 2 == 0) and np.mean(coarse_then_fine[1500:] % 2) > 0.4
+    assert lattice.find_partial(coarse_then_fine, N) == lattice.IDENTITY
+    # the same stretch at the end of the training rows is the sensor's current resolution: taken
+    assert lattice.find_partial(fine_then_coarse, N)[:3] == (2, 0, 1)
