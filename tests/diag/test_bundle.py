@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 import tarfile
 from urllib.parse import quote
@@ -27,7 +28,9 @@ broker_factory = service_fixtures.broker_factory  # the private Mosquitto fixtur
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch):
-    for k in ("LORA_GW_MQTT_URL", "LORA_GW_MQTT_USERNAME", "LORA_GW_MQTT_PASSWORD", "LORA_GW_STATE_DIR"):
+    # every LORA_GW_* variable goes into the bundle: none from the shell that runs the tests
+    # (scripts/test's LORA_GW_TEST_WORKERS showed up in config/environment.json)
+    for k in [k for k in os.environ if k.startswith("LORA_GW_")]:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setattr(system, "default_host", lambda: NO_SYSTEMD)
 
