@@ -60,6 +60,7 @@ MIN_PARTIAL_FRAMES = 0.25
 # set's glucose readings are all even for its first third and not after, and coding the rest with
 # that lattice costs 4 % (its current, even from month 2 on, gains 4 %).
 MIN_RECENT_FRAMES = 0.5
+MIN_RECENT_G = PROB_TOTAL // 16  # the least frame flag frequency such a lattice is given (flags)
 RECENT_SHARE = 0.125
 
 
@@ -171,13 +172,17 @@ def flags(found: tuple[int, int, int, int], column: np.ndarray, n: int) -> tuple
     plain = flag_bits(off, f_all)
     fr = _framed(off, n)
     some = fr.any(axis=1)
-    # At most one half, as F: then the frame flag costs at most one bit per frame whichever way
-    # the sensor's resolution goes next (isig's coarse test half: 1.5 bits per frame at its
-    # training share of 0.66, 0.3–0.8 % of its bytes).
+    # At most one half, as F. For a lattice that holds for stretches (a resolution change), G is
+    # then the latest regime's share, at least MIN_RECENT_G: the frames to come are in that regime
+    # (isig's coarse test half paid 1 bit per frame at its training share, capped; now 0.09 bits:
+    # 0.3–1.4 % of its bytes). Should the resolution go back, a frame pays 4 bits until a retrain.
     g = _freq(int(some.sum()), len(some))
     f_in = _freq(int(fr[some].sum()), int(some.sum()) * n)
     framed = flag_bits(some, g) + flag_bits(fr[some], f_in)
     if plain - framed >= MIN_FRAME_GAIN * len(col):
+        if np.mean(off) > 1.0 - MIN_COVER:  # a lattice for stretches: the latest regime's share
+            recent = some[-max(1, int(len(some) * RECENT_SHARE)) :]
+            g = max(_freq(int(recent.sum()), len(recent)), MIN_RECENT_G)
         return f_in, g, framed / len(col)
     return f_all, 0, plain / len(col)
 

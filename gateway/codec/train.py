@@ -350,10 +350,13 @@ def train(
     model.meta["metrics"] = measure(model, readings)
     model.meta["training"] = {"samples": len(q), "buckets": buckets}
     model.meta["generation"] = reversion_meta(readings, np.diff(readings, axis=0))
-    if alternative is not None and (
-        alternative.meta["metrics"]["bytes_per_sample"] < model.meta["metrics"]["bytes_per_sample"]
-    ):
-        return alternative
+    if alternative is not None:
+        # judged on the latest training readings: a lattice for stretches holds there (MIN_RECENT_
+        # FRAMES), and its frame flag expects the latest regime, so the whole training span would
+        # charge it for the stretches it no longer has to code
+        tail = readings[-max(len(readings) // 8, 4 * n) :]
+        if measure(alternative, tail)["bytes_per_sample"] < measure(model, tail)["bytes_per_sample"]:
+            return alternative
     return model
 
 
