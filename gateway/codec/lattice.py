@@ -41,7 +41,7 @@ FIELDS = 5
 MIN_COVER = 0.95
 MIN_DISTINCT = 16
 # The comb power a lattice's readings reach (≥ 0.9 on the bench's lattices; readings without one
-# stay below 0.2), and the largest P the fraction search tries (its D reach 2048 at small steps).
+# stay below 0.2), and the largest P the fraction search tries (P ≈ step · D, D ≤ 2048).
 MIN_COMB = 0.5
 MAX_SEARCH_P = 1 << 17
 SEARCH_CELLS = 1 << 20  # (fraction, reading) pairs per array operation in the fraction search
